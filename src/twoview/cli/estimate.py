@@ -1,0 +1,89 @@
+"""``twoview estimate``: relative pose of two images."""
+
+from __future__ import annotations
+
+import argparse
+
+from twoview.cli.common import load_intrinsics_file, parse_intrinsics, positive_float
+from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
+from twoview.errors import InputError
+
+
+def add_estimator_args(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by commands that run the estimator (estimate, refine)."""
+    p.add_argument("image0", help="first image (the pose maps its camera frame to the second's)")
+    p.add_argument("image1", help="second image")
+    g = p.add_argument_group("intrinsics (default: EXIF focal length, else a 65 deg field-of-view guess)")
+    g.add_argument("--K0", metavar="fx,fy,cx,cy", help="intrinsics of image0 (or f,cx,cy, or 9 numbers of K)")
+    g.add_argument("--K1", metavar="fx,fy,cx,cy", help="intrinsics of image1 (default: --K0)")
+    g.add_argument("--intrinsics", metavar="FILE", help="JSON {K0, K1} or text file with one or two K lines")
+    g = p.add_argument_group("depth (metric translation)")
+    g.add_argument("--depth0", metavar="FILE", help="depth of image0: 16-bit .png, .npy, .pfm or .exr")
+    g.add_argument("--depth1", metavar="FILE", help="depth of image1")
+    g.add_argument("--depth-scale", metavar="S", help="PNG units per metre (1000 = mm, 5000 = TUM)")
+    g = p.add_argument_group("front end")
+    g.add_argument("--matcher", default="sift", choices=["sift", "xfeat", "aliked", "disk"])
+    g.add_argument("--max-keypoints", type=int, default=MatcherConfig.max_keypoints)
+    g.add_argument("--resize-max", type=int, default=None, help="longest side fed to the matcher")
+    g.add_argument("--solver", default="auto", choices=["auto", "essential", "pnp", "rigid3d"])
+    g.add_argument("--max-reproj-error", type=float, default=SolverConfig.max_reproj_error, help="pixels")
+
+
+def build_inputs(args) -> dict:
+    """Keyword arguments for :func:`twoview.estimate_relative_pose` from parsed arguments."""
+    k0 = parse_intrinsics(args.K0, "--K0")
+    k1 = parse_intrinsics(args.K1, "--K1")
+    if args.intrinsics:
+        if k0 is not None:
+            raise InputError("--intrinsics", "give either --intrinsics or --K0/--K1, not both")
+        k0, k1 = load_intrinsics_file(args.intrinsics)
+    if k1 is None:
+        k1 = k0
+    scale = positive_float("--depth-scale")(args.depth_scale) if args.depth_scale else None
+    cfg = EstimatorConfig.from_dict(
+        {
+            "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max},
+            "solver": {"mode": args.solver, "max_reproj_error": args.max_reproj_error},
+        }
+    )
+    return dict(
+        image0=args.image0, image1=args.image1, camera0=k0, camera1=k1,
+        depth0=args.depth0, depth1=args.depth1, depth_scale=scale, config=cfg,
+    )
+
+
+def write_outputs(args, result, inputs) -> None:
+    if args.json:
+        from twoview.io.atomic import atomic_write_json
+
+        atomic_write_json(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    if args.viz:
+        from twoview.io.images import load_image
+        from twoview.viz import draw_matches, save_png
+
+        save_png(args.viz, draw_matches(load_image(inputs["image0"]), load_image(inputs["image1"]), result))
+        print(f"wrote {args.viz}")
+
+
+def run(args) -> int:
+    from twoview.estimator import estimate_relative_pose
+
+    inputs = build_inputs(args)
+    result = estimate_relative_pose(**inputs)
+    print(result.summary())
+    write_outputs(args, result, inputs)
+    return 0 if result.success else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "estimate",
+        help="estimate the relative pose cam1_from_cam0 of two images",
+        description="Estimate cam1_from_cam0 (x1 = R x0 + t, metres when depth is given). "
+        "Exit status 0 on success, 1 when no pose was found, 2 on bad input.",
+    )
+    add_estimator_args(p)
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
+    p.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches")
+    p.set_defaults(func=run)

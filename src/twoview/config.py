@@ -1,0 +1,183 @@
+"""Typed, strict configuration.
+
+Every config is a dataclass. :meth:`StrictConfig.from_dict` rejects unknown keys and
+values of the wrong type, naming the key path, so a typo never silently falls back to a
+default. The CLI fills the same dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from twoview.errors import ConfigError
+
+
+class StrictConfig:
+    """Mixin for dataclass configs: strict ``from_dict`` and ``to_dict``."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, _path: str = ""):
+        data = dict(data or {})
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(_path + k for k in unknown)} in {cls.__name__}; "
+                f"valid keys: {', '.join(sorted(names))}"
+            )
+        kwargs = {}
+        for name, value in data.items():
+            kwargs[name] = _coerce(hints[name], value, _path + name)
+        obj = cls(**kwargs)
+        validate = getattr(obj, "validate", None)
+        if validate:
+            validate()
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied, checked like ``from_dict``."""
+        d = self.to_dict()
+        for k, v in changes.items():
+            if k not in d:
+                raise ConfigError(f"unknown key {k!r} in {type(self).__name__}")
+            d[k] = v.to_dict() if isinstance(v, StrictConfig) else v
+        return type(self).from_dict(d)
+
+
+def _coerce(tp, value, path: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, StrictConfig):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
+        return tp.from_dict(value, _path=path + ".")
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        inner = args[0] if args else Any
+        return type(value)(_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value)) if inner is not Any else value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+MatcherName = typing.Literal["sift", "xfeat", "aliked", "disk"]
+SolverMode = typing.Literal["auto", "essential", "pnp", "rigid3d"]
+
+
+@dataclass
+class MatcherConfig(StrictConfig):
+    """Feature matching front end.
+
+    Attributes:
+        name: "sift" (OpenCV, no torch), "xfeat" (XFeat + LighterGlue), "aliked" or
+            "disk" (+ LightGlue).
+        max_keypoints: keypoints detected per image.
+        resize_max: longer image side fed to the matcher (pixels); keypoints are mapped
+            back to full resolution. None keeps the input size.
+        ratio: Lowe ratio test threshold for SIFT (mutual nearest neighbours as well).
+        min_score: minimum match confidence for learned matchers.
+        device: torch device for learned matchers.
+    """
+
+    name: MatcherName = "sift"
+    max_keypoints: int = 2048
+    resize_max: int | None = None
+    ratio: float = 0.85
+    min_score: float = 0.1
+    device: str = "cpu"
+
+    def validate(self):
+        _check(self.max_keypoints >= 8, f"matcher.max_keypoints must be >= 8, got {self.max_keypoints}")
+        _check(0 < self.ratio <= 1, f"matcher.ratio must be in (0, 1], got {self.ratio}")
+        _check(0 <= self.min_score < 1, f"matcher.min_score must be in [0, 1), got {self.min_score}")
+        _check(self.resize_max is None or self.resize_max >= 64, "matcher.resize_max must be >= 64 or null")
+
+
+@dataclass
+class SolverConfig(StrictConfig):
+    """Robust pose solvers (LO-RANSAC, then refinement on the inliers).
+
+    Attributes:
+        mode: "auto" picks from the inputs: "rigid3d" with depth for both views, "pnp"
+            with depth for one, "essential" with none.
+        max_epipolar_error: essential-matrix inlier threshold, pixels (Sampson).
+        max_reproj_error: PnP and rigid3d reprojection inlier threshold, pixels.
+        max_3d_error_rel: rigid3d RANSAC threshold on 3D residuals, as a fraction of depth.
+        max_iterations, min_iterations, success_prob: RANSAC stopping rules.
+        min_inliers: fewer inliers than this is a failure.
+        min_depth, max_depth: depth range (metres) trusted for 3D points.
+        seed: RANSAC seed for the numpy solvers (PoseLib's RANSAC is seeded internally).
+    """
+
+    mode: SolverMode = "auto"
+    max_epipolar_error: float = 1.0
+    max_reproj_error: float = 2.0
+    max_3d_error_rel: float = 0.03
+    max_iterations: int = 10000
+    min_iterations: int = 100
+    success_prob: float = 0.9999
+    min_inliers: int = 15
+    min_depth: float = 0.05
+    max_depth: float = 80.0
+    seed: int = 0
+
+    def validate(self):
+        for k in ("max_epipolar_error", "max_reproj_error", "max_3d_error_rel", "min_depth"):
+            _check(getattr(self, k) > 0, f"solver.{k} must be > 0")
+        _check(self.max_depth > self.min_depth, "solver.max_depth must exceed solver.min_depth")
+        _check(0 < self.success_prob < 1, "solver.success_prob must be in (0, 1)")
+        _check(self.min_iterations <= self.max_iterations, "solver.min_iterations must be <= max_iterations")
+        _check(self.min_inliers >= 5, "solver.min_inliers must be >= 5")
+
+
+@dataclass
+class EstimatorConfig(StrictConfig):
+    """Everything :func:`twoview.estimate_relative_pose` needs besides the inputs."""
+
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)

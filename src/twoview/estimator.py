@@ -1,0 +1,206 @@
+"""Two-view relative pose: matching, solver selection, metric scale."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from twoview.config import EstimatorConfig
+from twoview.errors import InputError
+from twoview.geometry.camera import Camera
+from twoview.io.depth import load_depth, prepare_depth
+from twoview.io.images import check_image_array, load_image
+from twoview.matching import get_matcher
+from twoview.result import Matches, PoseResult, confidence_from_inliers
+from twoview.solvers import scale_from_depth, solve_essential, solve_pnp, solve_rigid3d
+
+ImageLike = "str | Path | np.ndarray"
+
+
+class _Timer:
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+
+
+def _as_image(image, name: str) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        return load_image(image, name)
+    return check_image_array(image, name)
+
+
+def _as_depth(depth, image_size, name: str, scale: float | None) -> np.ndarray | None:
+    if depth is None:
+        return None
+    if isinstance(depth, (str, Path)):
+        depth = load_depth(depth, scale, name)
+    return prepare_depth(depth, image_size, name)
+
+
+def _as_camera(cam, image, image_path, name: str) -> Camera:
+    h, w = image.shape[:2]
+    if cam is None:
+        if isinstance(image_path, (str, Path)):
+            return Camera.from_exif_or_guess(image_path, w, h)
+        return Camera.from_fov(65.0, w, h, source="fov-guess")
+    if isinstance(cam, Camera):
+        if (cam.width, cam.height) != (w, h):
+            raise InputError(
+                name, f"camera is for a {cam.width}x{cam.height} image but the image is {w}x{h}; use Camera.scaled()"
+            )
+        return cam
+    K = np.asarray(cam, dtype=np.float64)
+    if K.shape == (3, 3):
+        c = Camera.from_K(K, w, h, name)
+    elif K.shape in ((4,), (3,)):
+        c = Camera.from_params(K, w, h, name)
+    else:
+        raise InputError(name, f"expected a Camera, a 3x3 K or (fx, fy, cx, cy), got shape {K.shape}")
+    if not (-0.5 <= c.cx <= w - 0.5 and -0.5 <= c.cy <= h - 0.5):
+        raise InputError(name, f"principal point ({c.cx:.1f}, {c.cy:.1f}) lies outside the {w}x{h} image")
+    return c
+
+
+def estimate_relative_pose(
+    image0,
+    image1,
+    camera0=None,
+    camera1=None,
+    depth0=None,
+    depth1=None,
+    config: EstimatorConfig | None = None,
+    depth_scale: float | None = None,
+    matches: Matches | None = None,
+) -> PoseResult:
+    """Estimate ``cam1_from_cam0`` from two images.
+
+    Args:
+        image0, image1: paths or RGB uint8 arrays (H, W, 3) (grey (H, W) accepted).
+        camera0, camera1: :class:`Camera`, a 3x3 K, or (fx, fy, cx, cy). When None, the
+            focal length comes from EXIF or a 65 deg field-of-view guess (with a warning).
+        depth0, depth1: z-depth in metres (H, W) with NaN/0 invalid, or a depth file path
+            (then ``depth_scale`` gives PNG units per metre).
+        config: matcher and solver options.
+        matches: precomputed matches; skips the matcher.
+
+    Returns:
+        :class:`PoseResult`. Metric when any depth is given, direction-only otherwise.
+        Estimation failures return ``success=False`` with a reason; bad input raises
+        :class:`~twoview.errors.InputError`.
+    """
+    cfg = config or EstimatorConfig()
+    timer = _Timer()
+    with timer("load"):
+        im0 = _as_image(image0, "image0")
+        im1 = _as_image(image1, "image1")
+        cam0 = _as_camera(camera0, im0, image0, "camera0")
+        cam1 = _as_camera(camera1, im1, image1, "camera1")
+        d0 = _as_depth(depth0, cam0.size, "depth0", depth_scale)
+        d1 = _as_depth(depth1, cam1.size, "depth1", depth_scale)
+    if im0.shape == im1.shape and np.array_equal(im0, im1):
+        return PoseResult.failure("the two images are identical: there is no camera motion to estimate", timings_ms=timer.ms)
+    if matches is None:
+        with timer("match"):
+            matches = get_matcher(cfg.matcher).match(im0, im1)
+    return estimate_from_matches(matches, cam0, cam1, d0, d1, cfg, timer.ms)
+
+
+def estimate_from_matches(
+    matches: Matches,
+    cam0: Camera,
+    cam1: Camera,
+    depth0: np.ndarray | None = None,
+    depth1: np.ndarray | None = None,
+    config: EstimatorConfig | None = None,
+    timings_ms: dict | None = None,
+) -> PoseResult:
+    """Solver stage only: pick a solver from the available depth and run it.
+
+    Args:
+        matches: putative matches in pixels.
+        depth0, depth1: prepared depth maps (metres, NaN invalid) or None.
+    """
+    cfg = (config or EstimatorConfig()).solver
+    timer = _Timer()
+    timer.ms.update(timings_ms or {})
+    n = len(matches)
+    common = dict(num_matches=n, matches=matches, timings_ms=timer.ms)
+    if n < max(cfg.min_inliers, 5):
+        return PoseResult.failure(f"too few matches ({n}; need at least {max(cfg.min_inliers, 5)})", **common)
+    flow = np.linalg.norm(matches.kpts1 - matches.kpts0, axis=1)
+
+    mode = cfg.mode
+    if mode == "auto":
+        mode = "rigid3d" if (depth0 is not None and depth1 is not None) else "pnp" if (depth0 is not None or depth1 is not None) else "essential"
+    if mode == "rigid3d" and (depth0 is None or depth1 is None):
+        raise InputError("solver.mode", "rigid3d needs depth for both views")
+    if mode == "pnp" and depth0 is None and depth1 is None:
+        raise InputError("solver.mode", "pnp needs depth for at least one view")
+
+    k0, k1 = matches.kpts0, matches.kpts1
+    tried = []
+    out = None
+    with timer("solve"):
+        if mode == "rigid3d":
+            out = solve_rigid3d(k0, k1, cam0, cam1, depth0, depth1, cfg)
+            tried.append(("rigid3d", out))
+            if out.pose is None:  # depth overlap too small: one view's depth may still do
+                mode = "pnp"
+        if mode == "pnp":
+            out = solve_pnp(k0, k1, cam0, cam1, depth0, depth1, cfg)
+            tried.append(("pnp", out))
+            if out.pose is None and depth1 is not None and depth0 is not None:
+                out = solve_pnp(k0, k1, cam0, cam1, None, depth1, cfg)
+                tried.append(("pnp", out))
+            if out.pose is None:
+                mode = "essential"
+        if mode == "essential":
+            if np.median(flow) < 0.5:
+                out = None
+                tried.append(("essential", None))
+            else:
+                out = solve_essential(k0, k1, cam0, cam1, cfg)
+                tried.append(("essential", out))
+    if out is None:
+        return PoseResult.failure(
+            "the matched points do not move between the images (median flow < 0.5 px): no baseline",
+            solver="essential", **common,
+        )
+    solver_name = tried[-1][0]
+    if out.pose is None:
+        reason = "; ".join(f"{name}: {o.reason}" if not o.reason.startswith(name) else o.reason for name, o in tried if o)
+        return PoseResult.failure(reason, solver=solver_name, inliers=out.inliers, num_inliers=out.num_inliers, **common)
+
+    pose, metric, info = out.pose, out.metric, dict(out.info)
+    if not metric and (depth0 is not None or depth1 is not None):
+        with timer("scale"):
+            inl = out.inliers
+            s, sinfo = scale_from_depth(pose, k0[inl], k1[inl], cam0, cam1, depth0, depth1)
+        info["scale_from_depth"] = sinfo
+        if s is not None:
+            pose, metric = pose.scaled(s), True
+            solver_name = "essential+depth-scale"
+    if len(tried) > 1:
+        info["fallbacks"] = [f"{name}: {o.reason}" for name, o in tried[:-1] if o is not None]
+    conf = confidence_from_inliers(out.num_inliers, n, cfg.min_inliers)
+    return PoseResult(
+        success=True,
+        cam1_from_cam0=pose,
+        metric=metric,
+        solver=solver_name,
+        num_inliers=out.num_inliers,
+        confidence=conf,
+        inliers=out.inliers,
+        info=info,
+        **common,
+    )

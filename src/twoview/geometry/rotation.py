@@ -1,0 +1,109 @@
+"""Rotation helpers: SO(3) exponential/logarithm, quaternions, angles.
+
+Quaternions appear only at I/O boundaries; the library works with 3x3 matrices.
+``order="wxyz"`` is Hamilton scalar-first (PoseLib, COLMAP); ``"xyzw"`` is scalar-last
+(TUM, SciPy, ROS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_ORDERS = ("wxyz", "xyzw")
+
+
+def hat(w: np.ndarray) -> np.ndarray:
+    """Skew-symmetric matrix of a 3-vector. (3,) -> (3, 3)."""
+    w = np.asarray(w, dtype=np.float64)
+    return np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+
+
+def so3_exp(w: np.ndarray) -> np.ndarray:
+    """Rodrigues' formula: axis-angle vector (3,) -> rotation matrix (3, 3)."""
+    w = np.asarray(w, dtype=np.float64).reshape(3)
+    theta = float(np.linalg.norm(w))
+    K = hat(w)
+    if theta < 1e-8:
+        # Second-order Taylor keeps the result orthonormal to ~1e-16 for tiny angles.
+        return np.eye(3) + K + 0.5 * K @ K
+    return np.eye(3) + np.sin(theta) / theta * K + (1 - np.cos(theta)) / theta**2 * K @ K
+
+
+def so3_log(R: np.ndarray) -> np.ndarray:
+    """Rotation matrix (3, 3) -> axis-angle vector (3,), angle in [0, pi]."""
+    R = np.asarray(R, dtype=np.float64)
+    q = rotation_to_quaternion(R, order="wxyz")
+    w, v = q[0], q[1:]
+    n = float(np.linalg.norm(v))
+    if n < 1e-12:
+        return 2.0 * v  # small-angle limit
+    angle = 2.0 * np.arctan2(n, w)
+    if angle > np.pi:  # take the shorter way round
+        angle -= 2 * np.pi
+    return v / n * angle
+
+
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """Geodesic angle of a rotation matrix in degrees, numerically safe near 0 and 180."""
+    R = np.asarray(R, dtype=np.float64)
+    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    # arccos is ill-conditioned near 0: use the skew part there.
+    sin = np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / 2.0
+    return float(np.degrees(np.arctan2(sin, cos)))
+
+
+def rotation_to_quaternion(R: np.ndarray, order: str = "wxyz") -> np.ndarray:
+    """Rotation matrix (3, 3) -> unit quaternion (4,) with non-negative scalar part."""
+    _check_order(order)
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape != (3, 3):
+        raise ValueError(f"R must have shape (3, 3), got {R.shape}")
+    # Shepperd's method: pick the largest diagonal term for stability.
+    tr = np.trace(R)
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = np.array([0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s])
+    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
+        q = np.array([(R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s])
+    elif R[1, 1] > R[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
+        q = np.array([(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s])
+    else:
+        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
+        q = np.array([(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s])
+    q /= np.linalg.norm(q)
+    if q[0] < 0:
+        q = -q
+    return q if order == "wxyz" else np.roll(q, -1)
+
+
+def quaternion_to_rotation(q: np.ndarray, order: str = "wxyz") -> np.ndarray:
+    """Quaternion (4,) in the given order -> rotation matrix (3, 3). Normalises q."""
+    _check_order(order)
+    q = np.asarray(q, dtype=np.float64).reshape(-1)
+    if q.shape != (4,) or not np.all(np.isfinite(q)):
+        raise ValueError(f"quaternion must be 4 finite numbers, got {q!r}")
+    n = np.linalg.norm(q)
+    if n < 1e-12:
+        raise ValueError("quaternion has zero norm")
+    w, x, y, z = (q if order == "wxyz" else np.roll(q, 1)) / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def project_to_so3(M: np.ndarray) -> np.ndarray:
+    """Closest rotation (Frobenius norm) to a 3x3 matrix."""
+    U, _, Vt = np.linalg.svd(np.asarray(M, dtype=np.float64))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+def _check_order(order: str) -> None:
+    if order not in _ORDERS:
+        raise ValueError(f"quaternion order must be one of {_ORDERS}, got {order!r}")

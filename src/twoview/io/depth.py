@@ -1,0 +1,128 @@
+"""Depth maps: reading, validity masking and size reconciliation.
+
+A depth map here is z-depth in metres along the optical axis, (H, W) float64, with
+invalid pixels set to NaN. Invalid means 0, 65535 (7-Scenes' "no data"), negative, NaN
+or infinite values in the file.
+
+Size rule: a depth map whose size differs from its image is resized with
+nearest-neighbour sampling (never averaging across depth edges) when the aspect ratios
+agree to 1%; otherwise it is rejected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from twoview.errors import InputError
+
+_UINT16_INVALID = 65535
+
+
+def load_depth(path: str | Path, scale: float | None = None, name: str = "depth") -> np.ndarray:
+    """Read a depth map in metres, (H, W) float64, NaN where invalid.
+
+    Args:
+        path: ``.png`` (16-bit), ``.npy``, ``.pfm`` or ``.exr``.
+        scale: file units per metre for integer PNGs (1000 for millimetres, 5000 for TUM).
+            Required for PNG; floating-point formats are taken as metres unless given.
+        name: argument name used in error messages.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(name, f"file not found: {path}")
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise InputError("depth scale", f"must be a positive number, got {scale}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            raw = np.load(path, allow_pickle=False)
+        elif suffix == ".pfm":
+            raw = _read_pfm(path)
+        elif suffix in (".png", ".tif", ".tiff", ".exr"):
+            if suffix == ".exr":
+                import os
+
+                os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+            raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
+            if raw is None:
+                raise ValueError("cannot decode")
+            if raw.ndim == 3:
+                raw = raw[..., 0]
+        else:
+            raise InputError(name, f"unsupported depth format {suffix!r} (use .png, .npy, .pfm, .exr): {path}")
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(name, f"cannot read depth map {path}: {e}") from None
+    if raw.ndim != 2:
+        raise InputError(name, f"depth map must be 2-D, got shape {raw.shape} in {path}")
+    if np.issubdtype(raw.dtype, np.integer):
+        if scale is None:
+            raise InputError(
+                "depth scale", f"{path} stores integers: give the units per metre (e.g. 1000 for mm, 5000 for TUM)"
+            )
+        depth = raw.astype(np.float64)
+        depth[raw == _UINT16_INVALID] = np.nan
+        depth /= scale
+    else:
+        depth = raw.astype(np.float64) / (scale or 1.0)
+    return _mask_invalid(depth)
+
+
+def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np.ndarray:
+    """Validate an in-memory depth map and bring it to ``image_size`` = (width, height).
+
+    Returns (H, W) float64 metres with NaN for invalid pixels.
+
+    Raises:
+        InputError: wrong shape, aspect ratio mismatch, or no valid pixel.
+    """
+    d = np.asarray(depth)
+    if d.ndim == 3 and d.shape[2] == 1:
+        d = d[..., 0]
+    if d.ndim != 2:
+        raise InputError(name, f"depth must be an (H, W) array, got shape {d.shape}")
+    if not np.issubdtype(d.dtype, np.number):
+        raise InputError(name, f"depth must be numeric, got dtype {d.dtype}")
+    d = _mask_invalid(d.astype(np.float64))
+    w, h = image_size
+    if d.shape != (h, w):
+        dh, dw = d.shape
+        if abs(dw / dh - w / h) > 0.01 * (w / h):
+            raise InputError(
+                name, f"depth is {dw}x{dh} but the image is {w}x{h}; aspect ratios differ, cannot resize"
+            )
+        d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
+    if not np.any(np.isfinite(d)):
+        raise InputError(name, "depth map has no valid pixel (all zero, NaN or invalid)")
+    return d
+
+
+def _mask_invalid(d: np.ndarray) -> np.ndarray:
+    d = d.copy()
+    d[~np.isfinite(d) | (d <= 0)] = np.nan
+    return d
+
+
+def _read_pfm(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        header = f.readline().decode("ascii").strip()
+        if header not in ("Pf", "PF"):
+            raise ValueError("not a PFM file")
+        w, h = (int(v) for v in f.readline().decode("ascii").split())
+        scale = float(f.readline().decode("ascii").strip())
+        dtype = "<f4" if scale < 0 else ">f4"
+        channels = 3 if header == "PF" else 1
+        data = np.frombuffer(f.read(), dtype=dtype, count=w * h * channels)
+    data = data.reshape(h, w, channels)[..., 0]
+    return np.flipud(data).astype(np.float64)  # PFM stores rows bottom to top
+
+
+def write_pfm(path: str | Path, depth: np.ndarray) -> None:
+    d = np.flipud(np.asarray(depth, dtype="<f4"))
+    with open(path, "wb") as f:
+        f.write(b"Pf\n" + f"{d.shape[1]} {d.shape[0]}\n-1.0\n".encode("ascii"))
+        f.write(d.tobytes())

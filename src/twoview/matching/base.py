@@ -1,0 +1,91 @@
+"""The matcher interface and its registry."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+
+import cv2
+import numpy as np
+
+from twoview.config import MatcherConfig
+from twoview.errors import BackendUnavailable, ConfigError
+from twoview.result import Matches
+
+# name -> "module:Class"; modules are imported only when the matcher is asked for.
+_REGISTRY = {
+    "sift": "twoview.matching.sift:SiftMatcher",
+    "xfeat": "twoview.matching.xfeat:XFeatMatcher",
+    "aliked": "twoview.matching.lightglue:AlikedLightGlueMatcher",
+    "disk": "twoview.matching.lightglue:DiskLightGlueMatcher",
+}
+
+
+class Matcher(abc.ABC):
+    """Finds putative correspondences between two images.
+
+    Subclasses implement :meth:`_match` on images already resized to ``resize_max``;
+    :meth:`match` maps keypoints back to input pixel coordinates.
+    """
+
+    name: str = ""
+
+    def __init__(self, cfg: MatcherConfig):
+        self.cfg = cfg
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        """Match two images.
+
+        Args:
+            image0, image1: RGB uint8 (H, W, 3) or grey uint8 (H, W).
+
+        Returns:
+            :class:`~twoview.result.Matches` in input-image pixels.
+        """
+        im0, s0 = _resize(image0, self.cfg.resize_max)
+        im1, s1 = _resize(image1, self.cfg.resize_max)
+        m = self._match(im0, im1)
+        if s0 != 1.0 or s1 != 1.0:
+            # pixel centres: x_full = (x_small + 0.5) / s - 0.5
+            m = Matches((m.kpts0 + 0.5) / s0 - 0.5, (m.kpts1 + 0.5) / s1 - 0.5, m.scores)
+        return m
+
+    @abc.abstractmethod
+    def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches: ...
+
+
+def _resize(image: np.ndarray, resize_max: int | None) -> tuple[np.ndarray, float]:
+    if resize_max is None:
+        return image, 1.0
+    h, w = image.shape[:2]
+    s = resize_max / max(h, w)
+    if s >= 1.0:
+        return image, 1.0
+    return cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA), s
+
+
+def available_matchers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+_CACHE: dict = {}
+
+
+def get_matcher(cfg: MatcherConfig | str) -> Matcher:
+    """Build (and cache, since learned models are slow to load) a matcher."""
+    if isinstance(cfg, str):
+        cfg = MatcherConfig(name=cfg)
+    if cfg.name not in _REGISTRY:
+        raise ConfigError(f"unknown matcher {cfg.name!r}; available: {', '.join(available_matchers())}")
+    key = repr(cfg)
+    if key not in _CACHE:
+        module, cls = _REGISTRY[cfg.name].split(":")
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise BackendUnavailable(
+                f"matcher {cfg.name!r} needs optional packages ({e.name or e}); install them with "
+                f"`pip install 'twoview[learned]'`"
+            ) from None
+        _CACHE[key] = getattr(mod, cls)(cfg)
+    return _CACHE[key]

@@ -1,0 +1,111 @@
+"""The field's pose-error metrics, one shared implementation.
+
+- :func:`rotation_error_deg`: geodesic angle of ``R_est.T @ R_gt``.
+- :func:`translation_angle_deg`: angle between translation directions. For
+  direction-only estimates the sign is ambiguous and the error is folded,
+  ``min(e, 180 - e)``; metric estimates are not folded.
+- :func:`translation_error_m`: Euclidean distance of metric translations.
+- :func:`pose_auc`: SuperGlue/LoFTR AUC of the max(rotation, translation angle)
+  error curve, trapezoidal, failures count as infinite error.
+- :func:`pose_auc_histogram`: the "AUC@30" variant of Reloc3r/VGGT (mean accuracy over
+  integer thresholds 1..T): a different number; never mix the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twoview.geometry.pose import Pose
+from twoview.geometry.rotation import rotation_angle_deg
+
+
+def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
+    """Geodesic rotation error in degrees. (3, 3), (3, 3) -> float."""
+    return rotation_angle_deg(np.asarray(R_est).T @ np.asarray(R_gt))
+
+
+def translation_angle_deg(t_est: np.ndarray, t_gt: np.ndarray, fold: bool = False) -> float:
+    """Angle between translation vectors in degrees.
+
+    Args:
+        fold: fold the sign ambiguity of direction-only estimates (``min(e, 180-e)``).
+
+    Returns:
+        NaN when either vector is (near) zero: no direction to compare.
+    """
+    a, b = np.asarray(t_est, float), np.asarray(t_gt, float)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na < 1e-12 or nb < 1e-12:
+        return float("nan")
+    e = float(np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0))))
+    return min(e, 180.0 - e) if fold else e
+
+
+def translation_error_m(t_est: np.ndarray, t_gt: np.ndarray) -> float:
+    """Metric translation error ||t_est - t_gt|| in metres."""
+    return float(np.linalg.norm(np.asarray(t_est, float) - np.asarray(t_gt, float)))
+
+
+def pose_errors(est: Pose | None, gt: Pose, metric: bool) -> dict[str, float]:
+    """All per-pair errors; inf for a failed estimate, NaN where a metric does not apply.
+
+    Returns keys ``rot_deg``, ``trans_deg``, ``trans_m`` (NaN unless ``metric``), ``max_deg``.
+    For very small ground-truth baselines (< 1 mm) the translation angle is meaningless
+    and the max error uses rotation only.
+    """
+    if est is None:
+        inf = float("inf")
+        return {"rot_deg": inf, "trans_deg": inf, "trans_m": inf if metric else float("nan"), "max_deg": inf}
+    r = rotation_error_deg(est.R, gt.R)
+    ta = translation_angle_deg(est.t, gt.t, fold=not metric)
+    tm = translation_error_m(est.t, gt.t) if metric else float("nan")
+    mx = r if not np.isfinite(ta) else max(r, ta)
+    return {"rot_deg": r, "trans_deg": ta, "trans_m": tm, "max_deg": mx}
+
+
+def pose_auc(errors, thresholds=(5.0, 10.0, 20.0)) -> list[float]:
+    """SuperGlue/LoFTR pose AUC: area under the recall-vs-error curve up to each threshold.
+
+    Args:
+        errors: per-pair max(rotation, translation-angle) errors in degrees; inf/NaN for
+            failures.
+
+    Returns:
+        one AUC in [0, 1] per threshold.
+    """
+    errors = np.asarray(errors, dtype=np.float64).copy()
+    if errors.size == 0:
+        return [0.0 for _ in thresholds]
+    errors[~np.isfinite(errors)] = np.inf
+    n = len(errors)
+    errors = np.sort(errors)
+    recall = (np.arange(n) + 1) / n
+    errors = np.r_[0.0, errors]
+    recall = np.r_[0.0, recall]
+    aucs = []
+    for thr in thresholds:
+        last = np.searchsorted(errors, thr)
+        e = np.r_[errors[:last], thr]
+        r = np.r_[recall[:last], recall[last - 1]]
+        aucs.append(float(np.trapezoid(r, x=e) / thr))
+    return aucs
+
+
+def pose_auc_histogram(errors, max_threshold: int = 30) -> float:
+    """Reloc3r/VGGT-style "AUC@T": mean over integer thresholds 1..T of the fraction of
+    pairs with error below the threshold (a histogram, not SuperGlue's trapezoid)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.size == 0:
+        return 0.0
+    errors = np.where(np.isfinite(errors), errors, np.inf)
+    return float(np.mean([np.mean(errors < t) for t in range(1, max_threshold + 1)]))
+
+
+def pose_precision(rot_deg, trans_m, max_rot_deg: float = 5.0, max_trans_m: float = 0.25) -> float:
+    """Map-free style precision: fraction of pairs within both thresholds (failures count as misses)."""
+    r = np.asarray(rot_deg, float)
+    t = np.asarray(trans_m, float)
+    if r.size == 0:
+        return 0.0
+    ok = np.isfinite(r) & np.isfinite(t) & (r <= max_rot_deg) & (t <= max_trans_m)
+    return float(np.mean(ok))

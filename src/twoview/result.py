@@ -1,0 +1,152 @@
+"""The result of a two-view estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from twoview.geometry.pose import Pose
+
+
+@dataclass
+class Matches:
+    """Putative correspondences between two images.
+
+    Attributes:
+        kpts0: (N, 2) pixel coordinates in image 0 (OpenCV pixel centres).
+        kpts1: (N, 2) pixel coordinates in image 1.
+        scores: (N,) match confidence in [0, 1] (1 where the matcher gives none).
+    """
+
+    kpts0: np.ndarray
+    kpts1: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self):
+        self.kpts0 = np.asarray(self.kpts0, dtype=np.float64).reshape(-1, 2)
+        self.kpts1 = np.asarray(self.kpts1, dtype=np.float64).reshape(-1, 2)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if not (len(self.kpts0) == len(self.kpts1) == len(self.scores)):
+            raise ValueError("Matches: kpts0, kpts1 and scores must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.kpts0)
+
+    def subset(self, mask: np.ndarray) -> Matches:
+        return Matches(self.kpts0[mask], self.kpts1[mask], self.scores[mask])
+
+    def swapped(self) -> Matches:
+        return Matches(self.kpts1, self.kpts0, self.scores)
+
+
+@dataclass
+class PoseResult:
+    """Outcome of a relative pose estimate.
+
+    Attributes:
+        success: whether a pose was found. When False, ``cam1_from_cam0`` is None and
+            ``reason`` says why; never an identity stand-in.
+        cam1_from_cam0: the pose, ``x1 = R @ x0 + t``.
+        metric: True if ``t`` is in metres; False if it is a unit direction only.
+        solver: "essential", "pnp", "rigid3d", or a refinement/regression name.
+        num_matches: putative matches fed to the solver.
+        num_inliers: matches consistent with the pose.
+        confidence: in [0, 1]; a heuristic of inlier count and ratio (see ``confidence_from_inliers``).
+        reason: empty on success; on failure one sentence.
+        timings_ms: wall time per stage, milliseconds.
+        matches: the putative matches (for drawing), if any.
+        inliers: (num_matches,) bool mask into ``matches``.
+        info: solver-specific extras (e.g. recovered scale).
+    """
+
+    success: bool
+    cam1_from_cam0: Pose | None = None
+    metric: bool = False
+    solver: str = ""
+    num_matches: int = 0
+    num_inliers: int = 0
+    confidence: float = 0.0
+    reason: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    matches: Matches | None = None
+    inliers: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.success and self.cam1_from_cam0 is None:
+            raise ValueError("a successful PoseResult needs a pose")
+        if not self.success:
+            self.cam1_from_cam0 = None
+            self.metric = False
+            if not self.reason:
+                self.reason = "estimation failed"
+
+    @classmethod
+    def failure(cls, reason: str, solver: str = "", **kw) -> PoseResult:
+        return cls(success=False, reason=reason, solver=solver, **kw)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary; the keys the CLI's ``--json`` writes."""
+        T = self.cam1_from_cam0
+        return {
+            "success": bool(self.success),
+            "metric": bool(self.metric),
+            "cam1_from_cam0": T.matrix.tolist() if T is not None else None,
+            "quaternion_wxyz": T.quaternion("wxyz").tolist() if T is not None else None,
+            "translation": T.t.tolist() if T is not None else None,
+            "translation_units": ("metres" if self.metric else "unit direction") if T is not None else None,
+            "solver": self.solver,
+            "confidence": float(self.confidence),
+            "num_matches": int(self.num_matches),
+            "num_inliers": int(self.num_inliers),
+            "reason": self.reason,
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
+            "info": _jsonable(self.info),
+        }
+
+    def summary(self) -> str:
+        """Human-readable multi-line summary."""
+        if not self.success:
+            return f"FAILED ({self.solver or 'estimate'}): {self.reason}"
+        T = self.cam1_from_cam0
+        ang = np.degrees(np.linalg.norm(T.rotvec()))
+        unit = "m" if self.metric else "(direction only, no scale)"
+        lines = [
+            f"cam1_from_cam0 via {self.solver}: rotation {ang:.3f} deg, "
+            f"t = [{T.t[0]:+.4f}, {T.t[1]:+.4f}, {T.t[2]:+.4f}] {unit}",
+            f"metric: {'yes' if self.metric else 'no'}; inliers {self.num_inliers}/{self.num_matches}; "
+            f"confidence {self.confidence:.2f}",
+            "time: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items()),
+        ]
+        return "\n".join(lines)
+
+
+def confidence_from_inliers(num_inliers: int, num_matches: int, min_inliers: int) -> float:
+    """Heuristic confidence in [0, 1].
+
+    Grows with the number of inliers beyond the minimum (saturating around 100) and
+    with the inlier ratio (saturating at 50%): both are what makes a RANSAC pose
+    trustworthy in practice.
+    """
+    if num_matches <= 0 or num_inliers < min_inliers:
+        return 0.0
+    count_term = 1.0 - np.exp(-(num_inliers - min_inliers + 1) / 40.0)
+    ratio_term = min(1.0, (num_inliers / num_matches) / 0.5)
+    return float(np.clip(count_term * (0.5 + 0.5 * ratio_term), 0.0, 1.0))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, Pose):
+        return obj.matrix.tolist()
+    return obj

@@ -66,11 +66,30 @@ def write_outputs(args, result, inputs) -> None:
         print(f"wrote {args.viz}")
 
 
-def run(args) -> int:
+def cli_names(args) -> dict[str, str]:
+    """Library argument names -> the command-line flags a user typed."""
+    k = "--intrinsics" if getattr(args, "intrinsics", None) else None
+    return {
+        "camera0": k or "--K0", "camera1": k or ("--K1" if args.K1 else "--K0"),
+        "depth0": "--depth0", "depth1": "--depth1",
+    }
+
+
+def run_estimator(args, inputs):
+    """Run the estimator, reporting bad input under the flag names the user typed."""
+    from twoview.errors import InputError
     from twoview.estimator import estimate_relative_pose
 
+    try:
+        return estimate_relative_pose(**inputs)
+    except InputError as e:
+        what = cli_names(args).get(e.what, e.what)
+        raise InputError(what, e.problem) from None
+
+
+def run(args) -> int:
     inputs = build_inputs(args)
-    result = estimate_relative_pose(**inputs)
+    result = run_estimator(args, inputs)
     print(result.summary())
     write_outputs(args, result, inputs)
     return 0 if result.success else 1

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install twoview with everything its tests exercise, then run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Open3D (a benchmark peer) needs libusb from Debian; skip quietly where apt is unavailable.
+if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then
+  (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1)) || true
+fi
+python -m pip install -q --disable-pip-version-check torch==2.13.0
+python -m pip install -q --disable-pip-version-check -e '.[learned,depth,peers,ray,test]'
+python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from twoview.errors import InputError
+from twoview.geometry import Camera, Pose
+from twoview.geometry.rotation import (
+    quaternion_to_rotation,
+    rotation_angle_deg,
+    rotation_to_quaternion,
+    so3_exp,
+    so3_log,
+)
+
+finite = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
+vec3 = arrays(np.float64, 3, elements=finite)
+rotvec = arrays(np.float64, 3, elements=st.floats(-1.0, 1.0)).map(lambda v: v * 3.0 / max(1.0, np.linalg.norm(v)))
+
+
+@given(rotvec)
+def test_exp_log_roundtrip(w):
+    R = so3_exp(w)
+    assert np.allclose(R @ R.T, np.eye(3), atol=1e-12)
+    assert np.isclose(np.linalg.det(R), 1.0)
+    assert np.allclose(so3_exp(so3_log(R)), R, atol=1e-9)
+    assert np.isclose(rotation_angle_deg(R), np.degrees(np.linalg.norm(w)), atol=1e-6)
+
+
+@given(rotvec, st.sampled_from(["wxyz", "xyzw"]))
+def test_quaternion_roundtrip(w, order):
+    R = so3_exp(w)
+    q = rotation_to_quaternion(R, order)
+    assert np.isclose(np.linalg.norm(q), 1.0)
+    assert np.allclose(quaternion_to_rotation(q, order), R, atol=1e-10)
+
+
+def test_quaternion_orders_differ_by_roll():
+    R = so3_exp([0.1, -0.2, 0.3])
+    assert np.allclose(np.roll(rotation_to_quaternion(R, "wxyz"), -1), rotation_to_quaternion(R, "xyzw"))
+    with pytest.raises(ValueError):
+        rotation_to_quaternion(R, "zyxw")
+
+
+@settings(max_examples=50)
+@given(rotvec, vec3, rotvec, vec3, arrays(np.float64, (5, 3), elements=finite))
+def test_pose_algebra(w1, t1, w2, t2, X):
+    b_from_a = Pose(so3_exp(w1), t1)
+    c_from_b = Pose(so3_exp(w2), t2)
+    c_from_a = c_from_b @ b_from_a
+    assert np.allclose(c_from_a.apply(X), c_from_b.apply(b_from_a.apply(X)), atol=1e-9)
+    assert (b_from_a @ b_from_a.inverse()).allclose(Pose.identity(), atol=1e-9)
+    assert np.allclose(b_from_a.inverse().apply(b_from_a.apply(X)), X, atol=1e-9)
+    assert np.allclose(Pose.from_matrix(b_from_a.matrix).matrix, b_from_a.matrix, atol=1e-12)
+    q = b_from_a.quaternion("xyzw")
+    assert Pose.from_quaternion(q, b_from_a.t, "xyzw").allclose(b_from_a, atol=1e-10)
+
+
+def test_pose_rejects_bad_input():
+    with pytest.raises(ValueError, match="rotation"):
+        Pose(np.diag([1.0, 1.0, -1.0]), np.zeros(3))
+    with pytest.raises(ValueError, match="shape"):
+        Pose(np.eye(3), np.zeros(4))
+    with pytest.raises(ValueError, match="non-finite"):
+        Pose(np.eye(3), [np.nan, 0, 0])
+
+
+def test_camera_project_unproject():
+    cam = Camera(500, 510, 319.5, 239.5, 640, 480)
+    uv = np.array([[0.0, 0.0], [639, 479], [100.25, 200.75]])
+    z = np.array([1.0, 2.5, 7.0])
+    assert np.allclose(cam.project(cam.unproject(uv, z)), uv)
+    small = cam.scaled(0.5)
+    assert small.size == (320, 240)
+    # pixel-edge convention: the image centre stays the image centre
+    assert np.isclose(small.cx, (320 - 1) / 2) and np.isclose(small.cy, (240 - 1) / 2)
+
+
+def test_camera_bad_input():
+    with pytest.raises(InputError, match="3x3"):
+        Camera.from_K(np.eye(2), 10, 10)
+    with pytest.raises(InputError, match="positive"):
+        Camera.from_K(np.diag([-1.0, 1.0, 1.0]), 10, 10)
+    with pytest.raises(InputError, match="skew"):
+        Camera.from_K(np.array([[1.0, 0.5, 1], [0, 1, 1], [0, 0, 1]]), 10, 10)
+    with pytest.raises(InputError):
+        Camera.from_params([500, 1], 10, 10)
+
+
+def test_camera_guess_warns(tmp_path):
+    import cv2
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), np.zeros((48, 64, 3), np.uint8))
+    with pytest.warns(UserWarning, match="field of view"):
+        cam = Camera.from_exif_or_guess(path, 64, 48)
+    assert cam.source == "fov-guess" and cam.fx > 0

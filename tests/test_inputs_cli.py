@@ -1,0 +1,161 @@
+"""Bad input gives one clear line naming the argument; the CLI's JSON output."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+import twoview
+from twoview.cli import main
+from twoview.errors import InputError
+from twoview.io.depth import load_depth, prepare_depth, write_pfm
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The Motorcycle pair written as files, with depth for the left view."""
+    from twoview.demo import motorcycle
+
+    d = tmp_path_factory.mktemp("pair")
+    p = motorcycle()
+    cv2.imwrite(str(d / "left.png"), cv2.cvtColor(p.image0, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(d / "right.png"), cv2.cvtColor(p.image1, cv2.COLOR_RGB2BGR))
+    depth_mm = np.nan_to_num(p.depth0 * 1000.0, nan=0.0).astype(np.uint16)
+    cv2.imwrite(str(d / "left_depth.png"), depth_mm)
+    c0, c1 = p.camera0, p.camera1
+    k0 = f"{c0.fx},{c0.fy},{c0.cx},{c0.cy}"
+    k1 = f"{c1.fx},{c1.fy},{c1.cx},{c1.cy}"
+    return d, k0, k1, p
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_estimate_cli_json_and_viz(pair, capsys, tmp_path):
+    d, k0, k1, p = pair
+    out_json = tmp_path / "res.json"
+    out_png = tmp_path / "viz.png"
+    code, out, err = run_cli(
+        capsys, "estimate", d / "left.png", d / "right.png", "--K0", k0, "--K1", k1,
+        "--depth0", d / "left_depth.png", "--depth-scale", "1000", "--json", out_json, "--viz", out_png,
+    )
+    assert code == 0, err
+    res = json.loads(out_json.read_text())
+    for key in ("success", "metric", "cam1_from_cam0", "confidence", "num_inliers", "reason", "timings_ms"):
+        assert key in res
+    assert res["success"] and res["metric"]
+    T = np.array(res["cam1_from_cam0"])
+    assert T.shape == (4, 4)
+    assert np.linalg.norm(T[:3, 3] - p.cam1_from_cam0.t) < 0.005
+    assert cv2.imread(str(out_png)) is not None
+    assert "metric: yes" in out
+
+
+def test_demo_cli(capsys):
+    code, out, err = run_cli(capsys, "demo")
+    assert code == 0, err
+    line = [ln for ln in out.splitlines() if ln.startswith("error vs ground truth")][0]
+    rot = float(line.split("rotation ")[1].split(" deg")[0])
+    mm = float(line.split("translation ")[-1].split(" mm")[0])
+    assert rot < 0.1 and mm < 5.0
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["missing.png", "{R}"], "image0: file not found"),
+        (["{L}", "{CORRUPT}"], "image1: cannot decode image"),
+        (["{L}", "{R}", "--K0", "1,2"], "--K0: expected 3 or 4 or 9 numbers"),
+        (["{L}", "{R}", "--K0=-500,-500,300,200"], "focal lengths must be positive"),
+        (["{L}", "{R}", "--K0", "500,500,3000,200"], "principal point"),
+        (["{L}", "{R}", "--K0", "1,0,0,0,1,0,0,0,2"], "K0"),
+        (["{L}", "{R}", "--depth0", "nope.png", "--depth-scale", "1000"], "depth0: file not found"),
+        (["{L}", "{R}", "--depth0", "{CORRUPT}", "--depth-scale", "1000"], "depth0: cannot read depth"),
+        (["{L}", "{R}", "--depth0", "{ZERO}", "--depth-scale", "1000"], "no valid pixel"),
+        (["{L}", "{R}", "--depth0", "{WRONGSIZE}", "--depth-scale", "1000"], "aspect ratios differ"),
+        (["{L}", "{R}", "--depth0", "{DEPTH}"], "depth scale"),
+        (["{L}", "{R}", "--depth0", "{DEPTH}", "--depth-scale=-3"], "--depth-scale: must be a positive"),
+        (["{L}", "{R}", "--intrinsics", "nofile.json"], "--intrinsics: file not found"),
+    ],
+)
+def test_bad_input_one_line(pair, capsys, tmp_path, args, needle):
+    d, k0, k1, p = pair
+    (tmp_path / "corrupt.png").write_bytes(b"not an image at all")
+    cv2.imwrite(str(tmp_path / "zero.png"), np.zeros((500, 741), np.uint16))
+    cv2.imwrite(str(tmp_path / "wrong.png"), np.ones((100, 100), np.uint16))
+    subs = {
+        "{L}": d / "left.png", "{R}": d / "right.png", "{CORRUPT}": tmp_path / "corrupt.png",
+        "{ZERO}": tmp_path / "zero.png", "{WRONGSIZE}": tmp_path / "wrong.png", "{DEPTH}": d / "left_depth.png",
+    }
+    argv = ["estimate"] + [str(subs.get(a, a)) for a in args]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("twoview: warning")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_identical_images_fail_without_identity(pair):
+    d, *_ = pair
+    r = twoview.estimate_relative_pose(d / "left.png", d / "left.png", camera0=[500, 500, 370, 250], camera1=[500, 500, 370, 250])
+    assert not r.success and r.cam1_from_cam0 is None and "identical" in r.reason
+
+
+def test_no_overlap_is_failure(rng):
+    a = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    b = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    r = twoview.estimate_relative_pose(a, b, camera0=[300, 159.5, 119.5], camera1=[300, 159.5, 119.5])
+    assert not r.success and r.cam1_from_cam0 is None and r.reason
+
+
+def test_failure_json_has_no_pose(tmp_path, capsys, rng):
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    code, out, err = run_cli(capsys, "estimate", tmp_path / "a.png", tmp_path / "b.png", "--K0", "150,79.5,59.5", "--json", tmp_path / "r.json")
+    assert code == 1
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["success"] is False and res["cam1_from_cam0"] is None and res["reason"]
+
+
+def test_depth_formats_roundtrip(tmp_path):
+    d = np.full((20, 30), 2.5)
+    d[0, 0] = 0
+    d[1, 1] = np.nan
+    np.save(tmp_path / "d.npy", d)
+    write_pfm(tmp_path / "d.pfm", np.nan_to_num(d, nan=0.0))
+    png = (np.nan_to_num(d, nan=0.0) * 1000).astype(np.uint16)
+    png[2, 2] = 65535
+    cv2.imwrite(str(tmp_path / "d.png"), png)
+    for name, scale in (("d.npy", None), ("d.pfm", None), ("d.png", 1000)):
+        z = load_depth(tmp_path / name, scale)
+        assert z.shape == (20, 30)
+        assert np.isnan(z[0, 0]) and np.isnan(z[1, 1])
+        assert np.isclose(z[5, 5], 2.5)
+    assert np.isnan(load_depth(tmp_path / "d.png", 1000)[2, 2])
+
+
+def test_prepare_depth_resizes_same_aspect():
+    z = prepare_depth(np.ones((240, 320)), (640, 480))
+    assert z.shape == (480, 640)
+    with pytest.raises(InputError, match="no valid pixel"):
+        prepare_depth(np.full((10, 10), np.nan), (10, 10))
+    with pytest.raises(InputError, match="shape"):
+        prepare_depth(np.ones((2, 3, 4)), (3, 2))
+
+
+def test_camera_size_mismatch(pair):
+    d, k0, k1, p = pair
+    with pytest.raises(InputError, match="camera0"):
+        twoview.estimate_relative_pose(p.image0, p.image1, camera0=p.camera0.scaled(0.5), camera1=p.camera1)
+
+
+def test_atomic_json_refuses_nan(tmp_path):
+    from twoview.io.atomic import atomic_write_json
+
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "x.json", {"a": float("nan")})
+    assert not list(tmp_path.iterdir())  # nothing half-written

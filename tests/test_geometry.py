@@ -96,3 +96,24 @@ def test_camera_guess_warns(tmp_path):
     with pytest.warns(UserWarning, match="field of view"):
         cam = Camera.from_exif_or_guess(path, 64, 48)
     assert cam.source == "fov-guess" and cam.fx > 0
+
+
+def test_undistort_points_inverts_distortion():
+    import cv2
+
+    cam = Camera(517.3, 516.5, 318.6, 255.3, 640, 480, dist=(0.2624, -0.9531, -0.0054, 0.0026, 1.1633))
+    rng = np.random.default_rng(0)
+    ideal = np.stack([rng.uniform(20, 620, 50), rng.uniform(20, 460, 50)], 1)
+    rays = np.c_[cam.bearings(ideal), np.ones(50)]
+    distorted, _ = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), cam.K, np.array(cam.dist))
+    assert np.allclose(cam.undistort_points(distorted.reshape(-1, 2)), ideal, atol=1e-2)
+    assert cam.pinhole.dist is None
+    # depth remap keeps values (nearest) and marks pixels with no source as NaN
+    d = cam.undistort_depth(np.full((480, 640), 2.0))
+    assert np.nanmax(np.abs(d - 2.0)) == 0.0
+
+
+def test_zero_distortion_is_none():
+    assert Camera(1, 1, 0, 0, 2, 2, dist=(0, 0, 0, 0)).dist is None
+    with pytest.raises(InputError, match="dist"):
+        Camera(1, 1, 0, 0, 2, 2, dist=(1, 2))

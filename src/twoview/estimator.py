@@ -59,13 +59,24 @@ def _as_camera(cam, image, image_path, name: str) -> Camera:
                 name, f"camera is for a {cam.width}x{cam.height} image but the image is {w}x{h}; use Camera.scaled()"
             )
         return cam
-    K = np.asarray(cam, dtype=np.float64)
+    dist = None
+    if isinstance(cam, dict):  # {"K": 3x3 or (fx, fy, cx, cy), "dist": (k1, k2, p1, p2[, k3])}
+        unknown = set(cam) - {"K", "dist"}
+        if unknown or "K" not in cam:
+            raise InputError(name, f"a camera mapping needs key 'K' and optionally 'dist'; got {sorted(cam)}")
+        cam, dist = cam["K"], cam.get("dist")
+    try:
+        K = np.asarray(cam, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(name, f"expected a Camera, a 3x3 K or (fx, fy, cx, cy), got {cam!r}") from None
     if K.shape == (3, 3):
         c = Camera.from_K(K, w, h, name)
     elif K.shape in ((4,), (3,)):
         c = Camera.from_params(K, w, h, name)
     else:
         raise InputError(name, f"expected a Camera, a 3x3 K or (fx, fy, cx, cy), got shape {K.shape}")
+    if dist is not None:
+        c = Camera(c.fx, c.fy, c.cx, c.cy, w, h, dist=tuple(np.asarray(dist, dtype=np.float64).ravel()))
     if not (-0.5 <= c.cx <= w - 0.5 and -0.5 <= c.cy <= h - 0.5):
         raise InputError(name, f"principal point ({c.cx:.1f}, {c.cy:.1f}) lies outside the {w}x{h} image")
     return c
@@ -86,7 +97,8 @@ def estimate_relative_pose(
 
     Args:
         image0, image1: paths or RGB uint8 arrays (H, W, 3) (grey (H, W) accepted).
-        camera0, camera1: :class:`Camera`, a 3x3 K, or (fx, fy, cx, cy). When None, the
+        camera0, camera1: :class:`Camera`, a 3x3 K, (fx, fy, cx, cy), or a mapping
+            ``{"K": ..., "dist": (k1, k2, p1, p2[, k3])}``. When None, the
             focal length comes from EXIF or a 65 deg field-of-view guess (with a warning).
         depth0, depth1: z-depth in metres (H, W) with NaN/0 invalid, or a depth file path
             (then ``depth_scale`` gives PNG units per metre).
@@ -112,6 +124,13 @@ def estimate_relative_pose(
     if matches is None:
         with timer("match"):
             matches = get_matcher(cfg.matcher).match(im0, im1)
+    if cam0.dist is not None or cam1.dist is not None:
+        # Match on the raw images, solve on an ideal pinhole model.
+        with timer("undistort"):
+            matches = Matches(cam0.undistort_points(matches.kpts0), cam1.undistort_points(matches.kpts1), matches.scores)
+            d0 = cam0.undistort_depth(d0) if d0 is not None else None
+            d1 = cam1.undistort_depth(d1) if d1 is not None else None
+            cam0, cam1 = cam0.pinhole, cam1.pinhole
     return estimate_from_matches(matches, cam0, cam1, d0, d1, cfg, timer.ms)
 
 

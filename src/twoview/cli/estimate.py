@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from twoview.cli.common import load_intrinsics_file, parse_intrinsics, positive_float
+from twoview.cli.common import load_intrinsics_file, parse_floats, parse_intrinsics, positive_float
 from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
 from twoview.errors import InputError
 
@@ -16,6 +16,8 @@ def add_estimator_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("intrinsics (default: EXIF focal length, else a 65 deg field-of-view guess)")
     g.add_argument("--K0", metavar="fx,fy,cx,cy", help="intrinsics of image0 (or f,cx,cy, or 9 numbers of K)")
     g.add_argument("--K1", metavar="fx,fy,cx,cy", help="intrinsics of image1 (default: --K0)")
+    g.add_argument("--dist0", metavar="k1,k2,p1,p2[,k3]", help="OpenCV distortion of image0 (keypoints and depth are undistorted)")
+    g.add_argument("--dist1", metavar="k1,k2,p1,p2[,k3]", help="distortion of image1 (default: --dist0 when --K1 is not given)")
     g.add_argument("--intrinsics", metavar="FILE", help="JSON {K0, K1} or text file with one or two K lines")
     g = p.add_argument_group("depth (metric translation)")
     g.add_argument("--depth0", metavar="FILE", help="depth of image0: 16-bit .png, .npy, .pfm or .exr")
@@ -37,8 +39,16 @@ def build_inputs(args) -> dict:
         if k0 is not None:
             raise InputError("--intrinsics", "give either --intrinsics or --K0/--K1, not both")
         k0, k1 = load_intrinsics_file(args.intrinsics)
+    dist0 = parse_floats(args.dist0, "--dist0", (4, 5)) if args.dist0 else None
+    dist1 = parse_floats(args.dist1, "--dist1", (4, 5)) if args.dist1 else (dist0 if args.K1 is None else None)
     if k1 is None:
         k1 = k0
+    if (dist0 and k0 is None) or (dist1 and k1 is None):
+        raise InputError("--dist0" if dist0 else "--dist1", "distortion needs the intrinsics too (--K0/--K1 or --intrinsics)")
+    if dist0:
+        k0 = {"K": k0, "dist": dist0}
+    if dist1:
+        k1 = {"K": k1, "dist": dist1}
     scale = positive_float("--depth-scale")(args.depth_scale) if args.depth_scale else None
     cfg = EstimatorConfig.from_dict(
         {

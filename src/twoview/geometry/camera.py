@@ -28,6 +28,9 @@ class Camera:
         cx, cy: principal point in pixels.
         width, height: image size in pixels.
         source: how the intrinsics were obtained ("given", "exif", "fov-guess").
+        dist: OpenCV radial-tangential distortion ``(k1, k2, p1, p2[, k3])`` or None.
+            The estimator undistorts keypoints and depth maps to this pinhole model
+            before solving, so every solver sees an ideal pinhole camera.
     """
 
     fx: float
@@ -37,6 +40,7 @@ class Camera:
     width: int
     height: int
     source: str = "given"
+    dist: tuple[float, ...] | None = None
 
     def __post_init__(self):
         for name in ("fx", "fy", "cx", "cy"):
@@ -48,6 +52,11 @@ class Camera:
             raise InputError("K", f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise InputError("image size", f"must be positive, got {self.width}x{self.height}")
+        if self.dist is not None:
+            d = tuple(float(v) for v in self.dist)
+            if len(d) not in (4, 5) or not all(np.isfinite(d)):
+                raise InputError("dist", f"expected 4 or 5 finite coefficients (k1, k2, p1, p2[, k3]), got {self.dist}")
+            object.__setattr__(self, "dist", d if any(d) else None)
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
 
@@ -120,6 +129,34 @@ class Camera:
         """(width, height)."""
         return self.width, self.height
 
+    @property
+    def pinhole(self) -> Camera:
+        """The same intrinsics without distortion."""
+        return Camera(self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.source)
+
+    def undistort_points(self, uv: np.ndarray) -> np.ndarray:
+        """Pixels (N, 2) of the distorted image -> pixels (N, 2) of the ideal pinhole image."""
+        uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+        if self.dist is None or len(uv) == 0:
+            return uv
+        import cv2
+
+        out = cv2.undistortPoints(uv[:, None, :], self.K, np.array(self.dist), P=self.K)
+        return out.reshape(-1, 2).astype(np.float64)
+
+    def undistort_depth(self, depth: np.ndarray) -> np.ndarray:
+        """Depth map (H, W) registered to the distorted image -> the pinhole image.
+
+        Nearest-neighbour look-up: depth is never averaged across surfaces."""
+        if self.dist is None:
+            return depth
+        import cv2
+
+        mx, my = cv2.initUndistortRectifyMap(
+            self.K, np.array(self.dist), None, self.K, (self.width, self.height), cv2.CV_32FC1
+        )
+        return cv2.remap(depth, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+
     def scaled(self, sx: float, sy: float | None = None) -> Camera:
         """Intrinsics of the image resized by (sx, sy), pixel centres kept consistent."""
         sy = sx if sy is None else sy
@@ -131,6 +168,7 @@ class Camera:
             round(self.width * sx),
             round(self.height * sy),
             self.source,
+            self.dist,
         )
 
     def project(self, points: np.ndarray) -> np.ndarray:
@@ -174,6 +212,7 @@ class Camera:
         return {
             "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
             "width": self.width, "height": self.height, "source": self.source,
+            "dist": list(self.dist) if self.dist else None,
         }
 
 

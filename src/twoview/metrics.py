@@ -109,3 +109,82 @@ def pose_precision(rot_deg, trans_m, max_rot_deg: float = 5.0, max_trans_m: floa
         return 0.0
     ok = np.isfinite(r) & np.isfinite(t) & (r <= max_rot_deg) & (t <= max_trans_m)
     return float(np.mean(ok))
+
+
+def median_finite_or_inf(values) -> float:
+    """Median where failures are +inf (so a run with >= 50% failures has an inf median).
+
+    NaN entries (metric not applicable) are ignored; returns NaN if nothing is left.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan")
+    return float(np.median(v))
+
+
+#: Keys of :func:`summarize_errors`, in the order reports print them.
+SUMMARY_KEYS = (
+    "num_pairs",
+    "success_rate",
+    "auc5",
+    "auc10",
+    "auc20",
+    "auc30_hist",
+    "median_rot_deg",
+    "median_trans_deg",
+    "median_trans_m",
+    "precision_25cm_5deg",
+    "median_ms",
+)
+
+
+def summarize_errors(
+    records,
+    metric: bool,
+    precision_thresholds: tuple[tuple[float, float], ...] = ((0.25, 5.0),),
+) -> dict[str, float | int | None]:
+    """The per-method summary of a benchmark run.
+
+    Args:
+        records: per-pair dicts with ``rot_deg``, ``trans_deg``, ``trans_m``, ``max_deg``
+            (inf for failures, as :func:`pose_errors` returns), ``success`` (bool) and
+            ``ms`` (wall time of the prediction, milliseconds, NaN if unknown).
+        metric: whether the method claims metric translations. A direction-only method is
+            never scored on metric error: ``median_trans_m`` and every precision are None.
+        precision_thresholds: ``(metres, degrees)`` pairs; each gives a key
+            ``precision_{cm}cm_{deg}deg`` (Map-free style, failures count as misses).
+
+    Returns:
+        ``auc5/10/20`` (SuperGlue/LoFTR trapezoid, fractions in [0, 1]), ``auc30_hist``
+        (Reloc3r/VGGT mean-accuracy "AUC@30", a different number), medians in degrees /
+        metres (inf when more than half the pairs failed), ``success_rate``, ``median_ms``
+        and ``num_pairs``. Non-finite floats are for the caller to map to JSON null.
+    """
+    records = list(records)
+    n = len(records)
+    col = lambda k: np.array([float(r.get(k, np.nan)) for r in records], dtype=np.float64)  # noqa: E731
+    mx = col("max_deg") if n else np.zeros(0)
+    a5, a10, a20 = pose_auc(mx, (5.0, 10.0, 20.0))
+    out: dict[str, float | int | None] = {
+        "num_pairs": n,
+        "success_rate": float(np.mean([bool(r.get("success")) for r in records])) if n else 0.0,
+        "auc5": a5,
+        "auc10": a10,
+        "auc20": a20,
+        "auc30_hist": pose_auc_histogram(mx, 30),
+        "median_rot_deg": median_finite_or_inf(col("rot_deg")) if n else float("nan"),
+        "median_trans_deg": median_finite_or_inf(col("trans_deg")) if n else float("nan"),
+    }
+    for m, d in precision_thresholds:
+        key = f"precision_{_fmt_num(m * 100)}cm_{_fmt_num(d)}deg"
+        out[key] = pose_precision(col("rot_deg"), col("trans_m"), d, m) if (metric and n) else None
+    out["median_trans_m"] = median_finite_or_inf(col("trans_m")) if (metric and n) else None
+    ms = col("ms") if n else np.zeros(0)
+    ms = ms[np.isfinite(ms)]
+    out["median_ms"] = float(np.median(ms)) if ms.size else float("nan")
+    return out
+
+
+def _fmt_num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}".replace(".", "p")

@@ -1,0 +1,75 @@
+"""SuperGlue / LoFTR pair lists with ground truth (ScanNet-1500, YFCC-4000, ...).
+
+One pair a line::
+
+    name0 name1 rot0 rot1 K0(9, row-major) K1(9) T_0to1(16, row-major 4x4)
+
+``T_0to1`` is ``cam1_from_cam0`` (``inv(T_world_cam1) @ T_world_cam0``). Image paths are
+relative to ``root`` (or ``root/images``). ``rot0/rot1`` are EXIF-style quarter turns;
+non-zero values are rejected (rotate the images first). YFCC ground truth comes from
+SfM and is not metric: pass ``metric_gt=False`` and no metric error is scored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from twoview.datasets._util import image_size
+from twoview.datasets.base import PairSample
+from twoview.datasets.common import Dataset, _sanitize, parse_numbers, pose_from_matrix_checked, read_text_lines
+from twoview.errors import InputError
+from twoview.geometry.camera import Camera
+from twoview.geometry.rotation import rotation_angle_deg
+
+
+class SuperGluePairsDataset(Dataset):
+    kind = "superglue_pairs"
+
+    def __init__(self, root, pairs_file: str | None = None, metric_gt: bool = True, max_pairs: int | None = None):
+        super().__init__(root)
+        if pairs_file is None:
+            cands = sorted(self.root.glob("*pairs_with_gt*.txt"))
+            if len(cands) != 1:
+                raise InputError("--pairs", f"give the pair list ({len(cands)} *pairs_with_gt*.txt files in {self.root})")
+            pairs_file = str(cands[0])
+        self.pairs_file = Path(pairs_file)
+        self.metric_gt = metric_gt
+        self.max_pairs = max_pairs
+
+    def _image(self, name: str, where: str) -> Path:
+        for base in (self.root, self.root / "images"):
+            if (base / name).is_file():
+                return base / name
+        raise InputError(where, f"image {name!r} not found under {self.root} (or {self.root / 'images'})")
+
+    def pairs(self) -> list[PairSample]:
+        out = []
+        for lineno, ln in read_text_lines(self.pairs_file, "--pairs"):
+            where = f"{self.pairs_file}:{lineno}"
+            parts = ln.split()
+            if len(parts) != 38:
+                raise InputError(where, f"expected 38 fields (name0 name1 rot0 rot1 K0(9) K1(9) T_0to1(16)), got {len(parts)}")
+            nums = parse_numbers(" ".join(parts[2:]), self.pairs_file, lineno, 36)
+            if nums[0] != 0 or nums[1] != 0:
+                raise InputError(where, "non-zero EXIF rotation flags are not supported")
+            K0, K1, T = nums[2:11].reshape(3, 3), nums[11:20].reshape(3, 3), nums[20:36].reshape(4, 4)
+            im0, im1 = self._image(parts[0], where), self._image(parts[1], where)
+            cams = [Camera.from_K(K, *image_size(p, where), name=where) for K, p in ((K0, im0), (K1, im1))]
+            rel = pose_from_matrix_checked(T, where)
+            out.append(
+                PairSample(
+                    pair_id=_sanitize(f"{Path(parts[0]).stem}__{Path(parts[1]).stem}"),
+                    image0=im0, image1=im1, camera0=cams[0], camera1=cams[1], cam1_from_cam0=rel,
+                    meta={"dataset": self.kind, "line": lineno, "frame0": parts[0], "frame1": parts[1],
+                          "baseline_m": float(np.linalg.norm(rel.t)), "rotation_deg": rotation_angle_deg(rel.R),
+                          "metric_gt": self.metric_gt},
+                )
+            )
+            if self.max_pairs and len(out) >= self.max_pairs:
+                break
+        return out
+
+    def describe(self):
+        return {**super().describe(), "pairs_file": str(self.pairs_file.resolve()), "metric_gt": self.metric_gt, "max_pairs": self.max_pairs}

@@ -159,3 +159,18 @@ def test_atomic_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "x.json", {"a": float("nan")})
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_intrinsics_file(pair, capsys, tmp_path):
+    d, k0, k1, p = pair
+    f = tmp_path / "K.json"
+    f.write_text(json.dumps({"K0": p.camera0.K.tolist(), "K1": [p.camera1.fx, p.camera1.fy, p.camera1.cx, p.camera1.cy]}))
+    code, out, err = run_cli(
+        capsys, "estimate", d / "left.png", d / "right.png", "--intrinsics", f,
+        "--depth0", d / "left_depth.png", "--depth-scale", "1000",
+    )
+    assert code == 0, err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"K0": [1, 2]}')
+    code, out, err = run_cli(capsys, "estimate", d / "left.png", d / "right.png", "--intrinsics", bad)
+    assert code == 2 and "--intrinsics: cannot parse" in err

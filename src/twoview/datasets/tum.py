@@ -11,7 +11,8 @@ time (linear translation, slerp rotation) from the two bracketing mocap samples;
 outside the mocap coverage, or between samples more than ``max_gt_gap`` apart, have no
 ground truth and are skipped. Intrinsics: ``intrinsics.txt`` if present, else TUM's
 published calibration of the Freiburg sensor named in the folder (fr1/fr2/fr3), else
-the ROS default. Lens distortion (fr1, fr2) is not modelled.
+the ROS default. Lens distortion (fr1, fr2): the second numeric line of
+``intrinsics.txt`` or TUM's published coefficients, carried in ``Camera.dist``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ TUM_INTRINSICS = {
     "freiburg3": (535.4, 539.2, 320.1, 247.6),
 }
 ROS_DEFAULT = (525.0, 525.0, 319.5, 239.5)
+#: TUM's published distortion (k1, k2, p1, p2, k3) of the colour images; fr3 is undistorted.
+TUM_DISTORTION = {
+    "freiburg1": (0.2624, -0.9531, -0.0054, 0.0026, 1.1633),
+    "freiburg2": (0.2312, -0.7849, -0.0033, -0.0001, 0.9172),
+}
 
 
 def read_tum_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,7 +144,7 @@ class TUMDataset(SequenceDataset):
         depth = _list_timestamped(self.root / "depth", self.root / "depth.txt") if use_depth else {}
         match = associate(rgb, depth, max_dt)
         times, t, q = read_tum_trajectory(self.root / "groundtruth.txt")
-        cam = self._intrinsics()
+        cam, dist = self._intrinsics()
         sizes = SizeCache()
         for index, ts in enumerate(sorted(rgb)):
             fid, path = rgb[ts]
@@ -147,23 +153,24 @@ class TUMDataset(SequenceDataset):
                 continue
             w, h = sizes(path)
             self.frames.append(
-                Frame(fid, path, Camera(*cam, w, h), pose, depth[match[ts]][1] if ts in match else None, index, ts)
+                Frame(fid, path, Camera(*cam, w, h, dist=dist), pose, depth[match[ts]][1] if ts in match else None, index, ts)
             )
         if not self.frames:
             raise InputError(str(self.root / "groundtruth.txt"), "no image time lies inside the ground-truth coverage")
 
-    def _intrinsics(self) -> tuple[float, float, float, float]:
+    def _intrinsics(self) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
         path = self.root / "intrinsics.txt"
         if path.is_file():
             lines = read_text_lines(path, str(path))
             if lines:
-                lineno, ln = lines[0]
-                return tuple(parse_numbers(ln, path, lineno, 4))  # type: ignore[return-value]
+                k = tuple(parse_numbers(lines[0][1], path, lines[0][0], 4))
+                dist = tuple(parse_numbers(lines[1][1], path, lines[1][0], (4, 5))) if len(lines) > 1 else None
+                return k, dist
         name = str(self.root.resolve()).lower()
         for key, k in TUM_INTRINSICS.items():
             if key in name or key.replace("freiburg", "fr") in name:
-                return k
-        return ROS_DEFAULT
+                return k, TUM_DISTORTION.get(key)
+        return ROS_DEFAULT, None
 
     def describe(self):
         return {**super().describe(), "max_dt": self.max_dt, "max_gt_gap": self.max_gt_gap, "use_depth": self.use_depth}

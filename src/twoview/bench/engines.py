@@ -1,0 +1,96 @@
+"""Execution engines: in-process, local worker processes, or Ray.
+
+Every engine runs :func:`twoview.bench.runner.predict_one` per task; results travel via
+the cache files, so any engine can be interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+from twoview.errors import BackendUnavailable, InputError
+
+
+def _bar(total: int, show: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not show, unit="pred", dynamic_ncols=True)
+
+
+def run_tasks(tasks: list, engine: str, workers: int, address: str | None, progress: bool) -> None:
+    if engine == "ray":
+        return _run_ray(tasks, workers, address, progress)
+    if engine != "local":
+        raise InputError("--engine", f"unknown engine {engine!r} (local or ray)")
+    from twoview.bench.runner import predict_one
+
+    bar = _bar(len(tasks), progress)
+    try:
+        if workers == 1:
+            for t in tasks:
+                bar.set_postfix_str(t[0], refresh=False)
+                predict_one(*t)
+                bar.update(1)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: torch/OpenMP state does not survive fork reliably
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+            futs = [ex.submit(predict_one, *t) for t in tasks]
+            try:
+                for f in as_completed(futs):
+                    f.result()
+                    bar.update(1)
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
+    finally:
+        bar.close()
+
+
+def _init_worker() -> None:
+    # each worker uses one core: the pool provides the parallelism
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+
+def _run_ray(tasks: list, workers: int, address: str | None, progress: bool) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise BackendUnavailable("--engine ray needs Ray: pip install 'twoview[ray]'") from None
+    from twoview.bench.runner import predict_one
+
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        from twoview.io.atomic import atomic_write_json
+
+        # workers return records and the driver writes the cache: no shared disk needed
+        remote = ray.remote(num_cpus=1)(predict_one)
+        refs = {remote.remote(t[0], t[1], None, t[3], t[4]): t[2] for t in tasks}
+        pending = list(refs)
+        bar = _bar(len(tasks), progress)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    atomic_write_json(refs[ref], ray.get(ref))
+                bar.update(len(done))
+        finally:
+            bar.close()
+    finally:
+        if started:
+            ray.shutdown()

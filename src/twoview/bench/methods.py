@@ -1,0 +1,116 @@
+"""The methods registry: the contract other packages plug into.
+
+A method is a callable ``run(sample, depth0, depth1) -> PoseResult`` where ``sample`` is
+a :class:`~twoview.datasets.PairSample` and ``depth0`` / ``depth1`` are (H, W) float64
+depth maps in metres (NaN invalid), already loaded (and degraded under
+``--depth-noise``), or None when the method does not use that view's depth. It is
+created by a factory ``make(options: dict) -> callable``.
+
+A module advertises its methods with a module-level dict::
+
+    BENCH_METHODS = {"my-method": "my.module:make_my_method"}
+
+The registry merges the dicts of :data:`PROVIDERS` that are importable (missing
+modules are skipped; any other import error surfaces). The factory returns either a
+:class:`BenchMethod` or a plain callable with optional attributes ``uses_depth``
+(``(bool, bool)``: which views' depth it consumes) and ``metric`` (whether its
+translations are in metres; direction-only methods are never scored on metric error).
+
+``"A@B"`` names method ``A`` initialised from method ``B``'s pose: ``A``'s factory
+receives ``{"init": "B"}`` and builds ``B`` with :func:`make_method`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from twoview.errors import InputError
+
+#: Modules searched for ``BENCH_METHODS``, in order (later names do not override).
+PROVIDERS = (
+    "twoview.bench.builtin_methods",
+    "twoview.bench.peers",
+    "twoview.gmm.bench_methods",
+    "twoview.depth.bench_methods",
+    "twoview.regress.bench_methods",
+)
+
+
+@dataclass
+class BenchMethod:
+    """A constructed method.
+
+    Attributes:
+        name: registry name (with ``@init`` if any).
+        run: ``run(sample, depth0, depth1) -> PoseResult``.
+        uses_depth: (depth of view 0, depth of view 1) consumed.
+        metric: translations in metres.
+        options: the options the factory got (saved with the run).
+    """
+
+    name: str
+    run: Callable
+    uses_depth: tuple[bool, bool] = (False, False)
+    metric: bool = False
+    options: dict = field(default_factory=dict)
+
+    def __call__(self, sample, depth0=None, depth1=None):
+        return self.run(sample, depth0, depth1)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "uses_depth": list(self.uses_depth), "metric": self.metric, "options": self.options}
+
+
+def _is_missing_module(e: ModuleNotFoundError, module: str) -> bool:
+    # the provider itself (or its parent package) is absent -> skip silently
+    return e.name is not None and (module == e.name or module.startswith(e.name + "."))
+
+
+def registry() -> dict[str, str]:
+    """All advertised methods: name -> "module:factory"."""
+    out: dict[str, str] = {}
+    for module in PROVIDERS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if _is_missing_module(e, module):
+                continue
+            raise
+        for name, target in getattr(mod, "BENCH_METHODS", {}).items():
+            out.setdefault(name, target)
+    return out
+
+
+def available_methods() -> list[str]:
+    return sorted(registry())
+
+
+def make_method(name: str, options: dict | None = None) -> BenchMethod:
+    """Construct a method by registry name (``"A@B"`` passes ``init="B"`` to ``A``)."""
+    options = dict(options or {})
+    base, sep, init = name.partition("@")
+    reg = registry()
+    if base not in reg:
+        raise InputError("--method", f"unknown method {name!r}; available: {', '.join(sorted(reg))}")
+    if sep:
+        if not init:
+            raise InputError("--method", f"{name!r}: nothing after '@' (expected an initialising method)")
+        options["init"] = init
+    mod, _, fn = reg[base].partition(":")
+    factory = getattr(importlib.import_module(mod), fn)
+    obj = factory(options)
+    if isinstance(obj, BenchMethod):
+        obj.name = name
+        obj.options = options
+        return obj
+    if not callable(obj):
+        raise TypeError(f"factory {reg[base]} returned a {type(obj).__name__}, not a callable")
+    return BenchMethod(
+        name=name,
+        run=obj,
+        uses_depth=tuple(bool(v) for v in getattr(obj, "uses_depth", (False, False))),  # type: ignore[arg-type]
+        metric=bool(getattr(obj, "metric", False)),
+        options=options,
+    )

@@ -1,0 +1,193 @@
+"""Reports of a scored run: summary.json, results.md, per_pair.csv, PNG plots, report.html.
+
+Every file is written atomically; plots use matplotlib's Agg backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from twoview.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+#: (summary key, column title, formatter)
+TABLE_COLUMNS = (
+    ("auc5", "AUC@5°", "pct"),
+    ("auc10", "AUC@10°", "pct"),
+    ("auc20", "AUC@20°", "pct"),
+    ("auc30_hist", "AUC@30 (hist.)", "pct"),
+    ("median_rot_deg", "med. rot (°)", "f2"),
+    ("median_trans_deg", "med. t angle (°)", "f2"),
+    ("median_trans_m", "med. t (m)", "f3"),
+    ("precision_25cm_5deg", "prec. 25cm,5°", "pct"),
+    ("success_rate", "success", "pct"),
+    ("median_ms", "med. ms", "f0"),
+)
+
+
+def _fmt(v, kind: str) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float) and math.isnan(v):
+        return "n/a"
+    if isinstance(v, float) and math.isinf(v):
+        return "∞"
+    if kind == "pct":
+        return f"{100 * v:.1f}"
+    return f"{v:.{int(kind[1:])}f}"
+
+
+def markdown_table(summary: dict, methods: list[str]) -> str:
+    """The per-method table (AUCs, precision and success in %)."""
+    cols = list(TABLE_COLUMNS)
+    extra = sorted({k for m in methods for k in summary["methods"][m] if k.startswith("precision_") and k != "precision_25cm_5deg"})
+    cols[8:8] = [(k, k.replace("precision_", "prec. ").replace("_", ","), "pct") for k in extra]
+    head = "| method | depth | pairs | " + " | ".join(c[1] for c in cols) + " |"
+    sep = "|---|---|---:|" + "---:|" * len(cols)
+    lines = [head, sep]
+    for m in methods:
+        s = summary["methods"][m]
+        depth = {(False, False): "none", (True, False): "view 0", (False, True): "view 1", (True, True): "both"}[tuple(s["uses_depth"])]
+        lines.append(f"| {m} | {depth} | {s['num_pairs']} | " + " | ".join(_fmt(s.get(k), f) for k, _, f in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict]) -> str:
+    from twoview.bench.scoring import PER_PAIR_COLUMNS
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(PER_PAIR_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in PER_PAIR_COLUMNS})
+    return buf.getvalue()
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> bytes:
+    """Cumulative curves: fraction of pairs under a max(rot, t-angle) error, and under a
+    metric translation error (metric methods only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    xs = np.linspace(0, 30, 301)
+    xm = np.linspace(0, 0.5, 301)
+    for m in methods:
+        e = np.array([r["max_deg"] for r in rows if r["method"] == m], dtype=float)
+        e = np.where(np.isfinite(e), e, np.inf)
+        axes[0].plot(xs, [(e <= x).mean() for x in xs], label=m)
+        if summary["methods"][m]["metric"]:
+            t = np.array([r["trans_m"] for r in rows if r["method"] == m], dtype=float)
+            t = np.where(np.isfinite(t), t, np.inf)
+            axes[1].plot(xm, [(t <= x).mean() for x in xm], label=m)
+    axes[0].set(xlabel="max(rotation, translation angle) error (°)", ylabel="fraction of pairs", ylim=(0, 1.02), title="pose error")
+    axes[1].set(xlabel="translation error (m)", ylabel="fraction of pairs", ylim=(0, 1.02), title="metric translation error (metric methods)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def plot_vs_baseline(rows: list[dict], methods: list[str]) -> bytes:
+    """Median pose error per frame gap (if the pairs have one) and error vs GT baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gaps = sorted({r["frame_gap"] for r in rows if isinstance(r["frame_gap"], int)})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    cap = 90.0
+    for m in methods:
+        mr = [r for r in rows if r["method"] == m]
+        if gaps:
+            med = []
+            for g in gaps:
+                e = np.array([r["max_deg"] for r in mr if r["frame_gap"] == g], dtype=float)
+                med.append(np.median(np.where(np.isfinite(e), e, np.inf)) if e.size else np.nan)
+            axes[0].plot(gaps, np.minimum(med, cap), marker="o", label=m)
+        b = np.array([r["gt_baseline_m"] for r in mr], dtype=float)
+        e = np.array([r["max_deg"] for r in mr], dtype=float)
+        axes[1].scatter(b, np.minimum(np.where(np.isfinite(e), e, cap), cap), s=10, alpha=0.6, label=m)
+    if gaps:
+        axes[0].set(xlabel="frame gap", ylabel=f"median max error (°, failures = {cap:.0f})", title="error vs frame gap")
+        axes[0].set_yscale("symlog", linthresh=0.1)
+    else:
+        axes[0].text(0.5, 0.5, "no frame gaps (pair list)", ha="center", va="center", transform=axes[0].transAxes)
+    axes[1].set(xlabel="ground-truth baseline (m)", ylabel=f"max error (°, failures at {cap:.0f})", title="error vs baseline")
+    axes[1].set_yscale("symlog", linthresh=0.1)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def html_report(resolved: dict, summary: dict, methods: list[str], images: dict[str, bytes], md_table: str) -> str:
+    rows_html = []
+    for i, line in enumerate(md_table.strip().splitlines()):
+        if i == 1:
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        tag = "th" if i == 0 else "td"
+        rows_html.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+    imgs = "".join(
+        f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+        for title, data in images.items()
+    )
+    ds = resolved.get("dataset_resolved", {})
+    import json
+
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>twoview bench: {html.escape(str(ds.get('kind', '')))}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+<h1>twoview bench — {html.escape(str(ds.get('kind', '')))} ({summary['num_pairs']} pairs)</h1>
+<p>AUC@5/10/20: SuperGlue/LoFTR trapezoid AUC of max(rotation, translation angle) error, failures as infinite error.
+AUC@30 (hist.): the Reloc3r/VGGT mean accuracy over integer thresholds 1..30° (a different number).
+Direction-only methods have no metric translation error ("–").</p>
+<table>{''.join(rows_html)}</table>
+{imgs}
+<h2>Configuration</h2><pre>{html.escape(json.dumps(resolved, indent=2))}</pre>
+</body></html>
+"""
+
+
+def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, methods: list[str]) -> None:
+    from twoview.bench.runner import _json_safe
+
+    atomic_write_json(out / "summary.json", _json_safe(summary))
+    table = markdown_table(summary, methods)
+    ds = resolved.get("dataset_resolved", {})
+    md = (
+        f"# twoview bench: {ds.get('kind', '')} ({summary['num_pairs']} pairs)\n\n"
+        "AUC and precision in %. AUC@5/10/20 = SuperGlue/LoFTR trapezoid; AUC@30 (hist.) = Reloc3r/VGGT variant.\n\n"
+        + table
+    )
+    atomic_write_text(out / "results.md", md)
+    atomic_write_text(out / "per_pair.csv", csv_text(rows))
+    images = {
+        "Cumulative error curves": plot_cumulative(rows, methods, summary),
+        "Error vs frame gap and baseline": plot_vs_baseline(rows, methods),
+    }
+    atomic_write_bytes(out / "plots" / "cumulative_error.png", images["Cumulative error curves"])
+    atomic_write_bytes(out / "plots" / "error_vs_baseline.png", images["Error vs frame gap and baseline"])
+    atomic_write_text(out / "report.html", html_report(resolved, summary, methods, images, table))

@@ -1,0 +1,279 @@
+"""Benchmark runner: predict and cache per (method, pair), then score the cache.
+
+Layout of ``--out``::
+
+    config.json            the resolved configuration (dataset, selection, methods, ...)
+    cache/<method>/<pair_id>.json   one prediction each, written atomically
+    summary.json  results.md  per_pair.csv  plots/*.png  report.html
+
+An interrupted run resumes: predictions already in the cache are not recomputed, and
+scoring reads only the cache, so the summary of a resumed run equals that of an
+uninterrupted one. A different configuration into the same folder needs
+``overwrite=True`` (which deletes the old cache); adding methods to a run with the same
+dataset configuration is allowed (each method caches separately).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from twoview.config import StrictConfig
+from twoview.depth.degrade import DepthDegradation
+from twoview.errors import ConfigError, InputError
+from twoview.io.atomic import atomic_write_json
+
+CACHE_VERSION = 1
+#: config keys that do not change predictions (may differ between runs into one folder)
+_EXECUTION_KEYS = ("methods", "workers", "engine", "address", "progress", "overwrite", "out")
+
+
+@dataclass
+class BenchConfig(StrictConfig):
+    """Everything a benchmark run needs.
+
+    Attributes:
+        dataset: dataset kind (see :func:`twoview.datasets.get_dataset`).
+        root: dataset folder.
+        dataset_options: reader options and pair selection (``gaps``, ``pairs_file``, ...).
+        methods: method names (see :mod:`twoview.bench.methods`).
+        out: output folder.
+        overwrite: allow a different configuration into a used ``out`` (deletes its cache).
+        workers: local worker processes (1 runs in this process).
+        engine: "local" (processes on this machine) or "ray".
+        address: Ray cluster address (None starts a local Ray).
+        depth_noise: corrupt the depth every method receives with the simulated monocular
+            depth model, seeded per pair (the same corruption for all methods).
+        depth_degradation: parameters of that model.
+        precision_thresholds: ``[metres, degrees]`` pairs for the pose precision metrics.
+        progress: show a progress bar.
+    """
+
+    dataset: str = ""
+    root: str = ""
+    dataset_options: dict = field(default_factory=dict)
+    methods: list[str] = field(default_factory=list)
+    out: str = ""
+    overwrite: bool = False
+    workers: int = 1
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None
+    depth_noise: bool = False
+    depth_degradation: DepthDegradation = field(default_factory=DepthDegradation)
+    precision_thresholds: list = field(default_factory=lambda: [[0.25, 5.0]])
+    progress: bool = True
+
+    def validate(self):
+        if not self.dataset:
+            raise ConfigError("dataset is required")
+        if not self.root:
+            raise ConfigError("root is required")
+        if not self.out:
+            raise ConfigError("out is required")
+        if not self.methods:
+            raise ConfigError("at least one method is required")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods listed twice: {self.methods}")
+        if self.workers < 1:
+            raise ConfigError("workers must be >= 1")
+        for th in self.precision_thresholds:
+            if not (isinstance(th, (list, tuple)) and len(th) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in th)):
+                raise ConfigError(f"precision_thresholds: each entry must be [metres, degrees] > 0, got {th!r}")
+
+
+def pair_seed(pair_id: str) -> int:
+    """A stable 32-bit seed from a pair id (not Python's salted ``hash``)."""
+    return int.from_bytes(hashlib.sha256(pair_id.encode("utf-8")).digest()[:4], "little")
+
+
+def cache_path(out: Path, method: str, pair_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in method)
+    return out / "cache" / safe / f"{pair_id}.json"
+
+
+# --- prediction (runs in workers) ---------------------------------------------------------
+_METHODS: dict = {}
+
+
+def _get_method(name: str):
+    from twoview.bench.methods import make_method
+
+    if name not in _METHODS:
+        _METHODS[name] = make_method(name)
+    return _METHODS[name]
+
+
+def load_method_depths(sample, uses_depth, depth_noise: bool, degradation: dict | None):
+    """The depth maps a method receives: loaded if used, degraded under depth noise.
+
+    The noise seed is derived from ``pair_id`` (view 1 gets seed + 1), so every method
+    sees the same corruption of a pair.
+    """
+    if not any(uses_depth) or (sample.depth0 is None and sample.depth1 is None):
+        return None, None
+    d0, d1 = sample.load_depths()
+    d0 = d0 if uses_depth[0] else None
+    d1 = d1 if uses_depth[1] else None
+    if depth_noise:
+        from twoview.depth.degrade import degrade_depth
+
+        params = DepthDegradation.from_dict(degradation or {})
+        seed = pair_seed(sample.pair_id)
+        d0 = None if d0 is None else degrade_depth(d0, params, seed)[0]
+        d1 = None if d1 is None else degrade_depth(d1, params, seed + 1)[0]
+    return d0, d1
+
+
+def predict_one(method_name: str, sample, path: str | None, depth_noise: bool, degradation: dict | None) -> dict:
+    """Run one method on one pair; write its cache file (atomically) unless ``path`` is None.
+
+    Returns the cache record (the PoseResult's JSON plus ``ms``, the method's wall time).
+    """
+    import numpy as np
+
+    from twoview.result import PoseResult
+
+    method = _get_method(method_name)
+    rec = {"version": CACHE_VERSION, "method": method_name, "pair_id": sample.pair_id}
+    t0 = time.perf_counter()
+    try:
+        d0, d1 = load_method_depths(sample, method.uses_depth, depth_noise, degradation)
+        t0 = time.perf_counter()  # time the method, not the dataset I/O
+        res = method(sample, d0, d1)
+        ms = (time.perf_counter() - t0) * 1e3
+        if not isinstance(res, PoseResult):
+            raise TypeError(f"method {method_name} returned {type(res).__name__}, not PoseResult")
+        rec.update(res.to_dict())
+        rec["ms"] = ms
+        rec["error"] = None
+    except InputError:
+        raise  # the data is broken: the user must know
+    except Exception as e:  # a method crashing on one pair is a failure of that method, recorded
+        rec.update(PoseResult.failure(f"exception: {type(e).__name__}: {e}").to_dict())
+        rec["ms"] = (time.perf_counter() - t0) * 1e3
+        rec["error"] = f"{type(e).__name__}: {e}"
+    rec["translation_units"] = rec.get("translation_units")
+    rec.pop("quaternion_wxyz", None)
+    if not np.isfinite(rec["ms"]):
+        rec["ms"] = None
+    if path is not None:
+        atomic_write_json(path, rec)
+    return rec
+
+
+def _predict_batch(tasks: list) -> list[dict]:
+    return [predict_one(*t) for t in tasks]
+
+
+# --- orchestration -------------------------------------------------------------------
+def _comparable(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _EXECUTION_KEYS}
+
+
+def prepare_out(cfg: BenchConfig, resolved: dict) -> Path:
+    """Check / write ``config.json``; InputError if a different config is there."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out", f"not a folder: {out}")
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except ValueError:
+            old = None
+        if old is None or _comparable(old) != _comparable(resolved):
+            if not cfg.overwrite:
+                diff = sorted(k for k in set(_comparable(old or {})) | set(_comparable(resolved)) if (old or {}).get(k) != resolved.get(k))
+                raise InputError("--out", f"{out} holds a run with a different configuration (differs in: {', '.join(diff)}); "
+                                 "pass --overwrite to replace it")
+            shutil.rmtree(out / "cache", ignore_errors=True)
+        else:
+            resolved = {**resolved, "methods": sorted(set(old.get("methods", [])) | set(resolved["methods"]), key=lambda m: (m not in cfg.methods, m))}
+    elif out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
+        raise InputError("--out", f"{out} is not empty and holds no config.json; choose an empty folder or pass --overwrite")
+    atomic_write_json(cfg_path, resolved)
+    return out
+
+
+def resolve(cfg: BenchConfig):
+    """Build the dataset and methods; returns (pairs, methods, resolved config dict)."""
+    from twoview.bench.methods import make_method
+    from twoview.datasets import get_dataset
+
+    opts = dict(cfg.dataset_options)
+    ds = get_dataset(cfg.dataset, cfg.root, **opts)
+    pairs = ds.pairs()
+    if not pairs:
+        raise InputError("pair selection", f"no pair of {cfg.dataset} at {cfg.root} matches the selection")
+    ids = [p.pair_id for p in pairs]
+    if len(set(ids)) != len(ids):
+        raise InputError("pair selection", "the selection contains the same pair twice")
+    methods = {m: make_method(m) for m in cfg.methods}
+    resolved = cfg.to_dict()
+    resolved["dataset_resolved"] = ds.describe()
+    resolved["pair_ids_sha256"] = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    resolved["num_pairs"] = len(pairs)
+    resolved["method_details"] = {m: meth.describe() for m, meth in methods.items()}
+    if not cfg.depth_noise:
+        resolved.pop("depth_degradation")
+    _METHODS.update({m: meth for m, meth in methods.items()})
+    return pairs, methods, resolved
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def run_benchmark(cfg: BenchConfig, log=print) -> dict:
+    """Predict (resuming from the cache), score, and write every report. Returns the summary."""
+    from twoview.bench.report import write_reports
+    from twoview.bench.scoring import score_run
+
+    t_start = time.perf_counter()
+    pairs, methods, resolved = resolve(cfg)
+    resolved = _json_safe(resolved)
+    out = prepare_out(cfg, resolved)
+    tasks = []
+    for p in pairs:  # pair-major: an interrupted run has every method on the first pairs
+        for m in cfg.methods:
+            path = cache_path(out, m, p.pair_id)
+            if not _valid_cache(path):
+                tasks.append((m, p, str(path), cfg.depth_noise, cfg.depth_degradation.to_dict()))
+    done = len(pairs) * len(cfg.methods) - len(tasks)
+    log(f"twoview bench: {len(pairs)} pairs x {len(cfg.methods)} methods; {done} cached, {len(tasks)} to predict "
+        f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})")
+    t_pred = time.perf_counter()
+    if tasks:
+        from twoview.bench.engines import run_tasks
+
+        run_tasks(tasks, cfg.engine, cfg.workers, cfg.address, cfg.progress)
+    t_pred = time.perf_counter() - t_pred
+    per_pair, summary = score_run(out, pairs, methods, [tuple(t) for t in cfg.precision_thresholds])
+    summary["run"] = {
+        "predict_s": round(t_pred, 2), "total_s": round(time.perf_counter() - t_start, 2),
+        "predicted": len(tasks), "from_cache": done,
+    }
+    write_reports(out, resolved, per_pair, summary, cfg.methods)
+    return summary
+
+
+def _valid_cache(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        rec = json.loads(path.read_text())
+    except ValueError:
+        return False
+    return rec.get("version") == CACHE_VERSION

@@ -1,0 +1,221 @@
+"""Pose accuracy under simulated monocular depth (issue 5).
+
+Pairs (self-contained parsing, data read from ../shared/data, never copied):
+- ``icl_nuim_livingroom1``: frames i, i+gap with gap cycling 10/20/30, clean depth
+  (PNG mm), pose from ``pseudo_gt_open3d_reconstruction.log`` (camera-to-world, about
+  2 mm accurate), K fx=fy=525, cx=319.5, cy=239.5.
+- ``tum/fr1_xyz``: the 15 pairs of ``pairs_gt.txt`` (T_0to1 = cam1_from_cam0), depth
+  PNG / 5000, official intrinsics (images not undistorted: same handicap for all methods).
+
+Every pair is matched once with SIFT; the solvers then run on the same matches with:
+- the true depth maps (rigid3d, PnP, monodepth), and
+- simulated monocular depth: ``degrade_depth`` with its default (the issue's protocol:
+  a per-image scale in [0.85, 1.15] and a smooth +-5% field), seeds fixed per pair and view.
+
+Usage::
+
+    python benchmarks/bench_monodepth.py [--data ../shared/data] [--max-pairs N]
+
+Writes benchmarks/results/monodepth.json and monodepth.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def icl_pairs(root: Path, max_pairs: int | None):
+    from twoview.datasets.base import PairSample
+    from twoview.geometry import Camera, Pose
+
+    d = root / "icl_nuim_livingroom1"
+    lines = [ln.split() for ln in (d / "pseudo_gt_open3d_reconstruction.log").read_text().splitlines() if ln.strip()]
+    poses = {}
+    for k in range(0, len(lines), 5):
+        idx = int(lines[k][0])
+        poses[idx] = np.array([[float(v) for v in row] for row in lines[k + 1 : k + 5]])
+    cam = Camera(525.0, 525.0, 319.5, 239.5, 640, 480)
+    gaps = (10, 20, 30)
+    out = []
+    for j, i in enumerate(range(0, 211, 7)):
+        gap = gaps[j % 3]
+        if i + gap not in poses or i not in poses:
+            continue
+        T = np.linalg.inv(poses[i + gap]) @ poses[i]
+        out.append(
+            PairSample(
+                f"icl/{i:05d}-{i + gap:05d}", d / "color" / f"{i:05d}.jpg", d / "color" / f"{i + gap:05d}.jpg",
+                cam, cam, Pose.from_matrix(T),
+                d / "depth_clean" / f"{i:05d}.png", d / "depth_clean" / f"{i + gap:05d}.png", 1000.0,
+                {"gap": gap, "dataset": "icl_nuim_livingroom1"},
+            )
+        )
+    return out[:max_pairs] if max_pairs else out
+
+
+def tum_pairs(root: Path, max_pairs: int | None):
+    from twoview.datasets.base import PairSample
+    from twoview.geometry import Camera, Pose
+
+    d = root / "tum" / "fr1_xyz"
+    nums = [ln.split() for ln in (d / "intrinsics.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    fx, fy, cx, cy = (float(v) for v in nums[0])
+    cam = Camera(fx, fy, cx, cy, 640, 480)
+    out = []
+    for ln in (d / "pairs_gt.txt").read_text().splitlines():
+        if not ln.strip() or ln.startswith("#"):
+            continue
+        f = ln.split()
+        T = np.array([float(v) for v in f[4:20]]).reshape(4, 4)
+        out.append(
+            PairSample(
+                f"tum/{Path(f[0]).stem}-{Path(f[1]).stem}", d / f[0], d / f[1], cam, cam, Pose.from_matrix(T),
+                d / f[2], d / f[3], 5000.0, {"dataset": "tum_fr1_xyz"},
+            )
+        )
+    return out[:max_pairs] if max_pairs else out
+
+
+def run(args) -> dict:
+    from twoview.config import EstimatorConfig, SolverConfig
+    from twoview.depth.degrade import DepthDegradation, degrade_depth
+    from twoview.estimator import estimate_from_matches
+    from twoview.io.images import load_image
+    from twoview.matching import get_matcher
+    from twoview.metrics import pose_errors
+    from twoview.result import PoseResult, confidence_from_inliers
+    from twoview.solvers.monodepth import solve_monodepth
+
+    root = Path(args.data)
+    datasets = {"icl_nuim_livingroom1": icl_pairs(root, args.max_pairs), "tum_fr1_xyz": tum_pairs(root, args.max_pairs)}
+    matcher = get_matcher(EstimatorConfig().matcher)
+    degr = DepthDegradation()
+
+    def est(mode, m, s, d0, d1):
+        cfg = EstimatorConfig.from_dict({"solver": {"mode": mode}})
+        return estimate_from_matches(m, s.camera0, s.camera1, d0, d1, cfg)
+
+    def mono(m, s, d0, d1):
+        cfg = SolverConfig()
+        o = solve_monodepth(m.kpts0, m.kpts1, s.camera0, s.camera1, d0, d1, cfg)
+        if o.pose is None:
+            return PoseResult.failure(o.reason, solver="monodepth")
+        return PoseResult(True, o.pose, True, "monodepth", len(m), o.num_inliers,
+                          confidence_from_inliers(o.num_inliers, len(m), cfg.min_inliers), info=o.info)
+
+    methods = {
+        "rigid3d / true depth": lambda m, s, T, D: est("rigid3d", m, s, *T),
+        "pnp / true depth": lambda m, s, T, D: est("pnp", m, s, *T),
+        "monodepth / true depth": lambda m, s, T, D: mono(m, s, *T),
+        "pnp / simulated mono": lambda m, s, T, D: est("pnp", m, s, *D),
+        "rigid3d / simulated mono": lambda m, s, T, D: est("rigid3d", m, s, *D),
+        "monodepth / simulated mono": lambda m, s, T, D: mono(m, s, *D),
+    }
+    rows = []
+    for ds, samples in datasets.items():
+        for s in samples:
+            im0, im1 = load_image(s.image0), load_image(s.image1)
+            m = matcher.match(im0, im1)
+            T = s.load_depths()
+            seed = zlib.crc32(s.pair_id.encode())
+            D = tuple(degrade_depth(d, degr, seed=seed + v) for v, d in enumerate(T))
+            scales = [info["scale"] for _, info in D]
+            D = tuple(d for d, _ in D)
+            base = float(np.linalg.norm(s.cam1_from_cam0.t))
+            for name, fn in methods.items():
+                t0 = time.perf_counter()
+                r = fn(m, s, T, D)
+                ms = (time.perf_counter() - t0) * 1e3
+                e = pose_errors(r.cam1_from_cam0 if r.success else None, s.cam1_from_cam0, metric=True)
+                rows.append({
+                    "dataset": ds, "pair": s.pair_id, "method": name, "success": r.success,
+                    "solver": r.solver, "baseline_m": base, "sim_scales": scales,
+                    "rot_deg": e["rot_deg"], "trans_m": e["trans_m"], "time_ms": ms,
+                    "relative_scale": r.info.get("relative_scale") if r.success else None,
+                    "reason": r.reason,
+                })
+            print(f"{s.pair_id}: baseline {base:.3f} m, scales {scales[0]:.3f}/{scales[1]:.3f}, matches {len(m)}", flush=True)
+    return summarize(rows, datasets, degr)
+
+
+def summarize(rows, datasets, degr) -> dict:
+    summary = {}
+    for ds in datasets:
+        for name in dict.fromkeys(r["method"] for r in rows):
+            rr = [r for r in rows if r["dataset"] == ds and r["method"] == name]
+            if not rr:
+                continue
+            tm = np.array([r["trans_m"] for r in rr], float)
+            rd = np.array([r["rot_deg"] for r in rr], float)
+            rel = np.array([r["trans_m"] / max(r["baseline_m"], 1e-9) for r in rr], float)
+            summary.setdefault(ds, {})[name] = {
+                "pairs": len(rr),
+                "failures": int(sum(not r["success"] for r in rr)),
+                "median_trans_m": float(np.median(tm)),
+                "median_trans_rel_baseline": float(np.median(rel)),
+                "median_rot_deg": float(np.median(rd)),
+                "median_time_ms": float(np.median([r["time_ms"] for r in rr])),
+                "median_baseline_m": float(np.median([r["baseline_m"] for r in rr])),
+            }
+    checks = {}
+    for ds, s in summary.items():
+        mono_sim = s["monodepth / simulated mono"]["median_trans_m"]
+        true_ref = s["rigid3d / true depth"]["median_trans_m"]
+        pnp_sim = s["pnp / simulated mono"]["median_trans_m"]
+        checks[ds] = {
+            "ratio_mono_sim_to_true_depth": mono_sim / true_ref,
+            "within_2x_of_true_depth": bool(mono_sim <= 2 * true_ref),
+            "ratio_mono_sim_to_pnp_sim": mono_sim / pnp_sim,
+        }
+    return {"protocol": {"degradation": degr.to_dict(), "matcher": "sift (default MatcherConfig)"},
+            "summary": summary, "checks": checks, "rows": rows}
+
+
+def markdown(res: dict) -> str:
+    lines = ["# Pose under simulated monocular depth", "",
+             f"Degradation: {res['protocol']['degradation']} (per image, seeded per pair); matcher: SIFT.", "",
+             "| dataset | method | pairs | fail | median t err (m) | median t err / baseline | median rot err (deg) | median time (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for ds, s in res["summary"].items():
+        for name, v in s.items():
+            lines.append(f"| {ds} | {name} | {v['pairs']} | {v['failures']} | {v['median_trans_m']:.4f} | "
+                         f"{v['median_trans_rel_baseline']:.3f} | {v['median_rot_deg']:.3f} | {v['median_time_ms']:.0f} |")
+    lines += ["", "| dataset | monodepth(sim) / rigid3d(true) | within 2x | monodepth(sim) / pnp(sim) |", "|---|---|---|---|"]
+    for ds, c in res["checks"].items():
+        lines.append(f"| {ds} | {c['ratio_mono_sim_to_true_depth']:.2f} | {c['within_2x_of_true_depth']} | {c['ratio_mono_sim_to_pnp_sim']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--max-pairs", type=int, default=None, help="per dataset")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monodepth"))
+    args = p.parse_args(argv)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except Exception:
+        pass
+    res = run(args)
+    from twoview.io.atomic import atomic_write_json, atomic_write_text
+    from twoview.result import _jsonable
+
+    atomic_write_json(args.out + ".json", _jsonable(res))
+    md = markdown(res)
+    atomic_write_text(args.out + ".md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

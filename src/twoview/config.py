@@ -106,7 +106,7 @@ def _check(cond: bool, msg: str) -> None:
 
 
 MatcherName = typing.Literal["sift", "xfeat", "aliked", "disk"]
-SolverMode = typing.Literal["auto", "essential", "pnp", "rigid3d"]
+SolverMode = typing.Literal["auto", "essential", "pnp", "rigid3d", "monodepth"]
 
 
 @dataclass
@@ -145,6 +145,8 @@ class SolverConfig(StrictConfig):
     Attributes:
         mode: "auto" picks from the inputs: "rigid3d" with depth for both views, "pnp"
             with depth for one, "essential" with none.
+            "monodepth": both depth maps are monocular predictions; pose plus a
+            relative scale between them (:mod:`twoview.solvers.monodepth`).
         max_epipolar_error: essential-matrix inlier threshold, pixels (Sampson).
         max_reproj_error: PnP and rigid3d reprojection inlier threshold, pixels.
         max_3d_error_rel: rigid3d RANSAC threshold on 3D residuals, as a fraction of depth.

@@ -165,11 +165,20 @@ def estimate_from_matches(
         raise InputError("solver.mode", "rigid3d needs depth for both views")
     if mode == "pnp" and depth0 is None and depth1 is None:
         raise InputError("solver.mode", "pnp needs depth for at least one view")
+    if mode == "monodepth" and (depth0 is None or depth1 is None):
+        raise InputError("solver.mode", "monodepth needs depth for both views")
 
     k0, k1 = matches.kpts0, matches.kpts1
     tried = []
     out = None
     with timer("solve"):
+        if mode == "monodepth":
+            from twoview.solvers.monodepth import solve_monodepth
+
+            out = solve_monodepth(k0, k1, cam0, cam1, depth0, depth1, cfg)
+            tried.append(("monodepth", out))
+            if out.pose is None:
+                mode = "pnp"
         if mode == "rigid3d":
             out = solve_rigid3d(k0, k1, cam0, cam1, depth0, depth1, cfg)
             tried.append(("rigid3d", out))

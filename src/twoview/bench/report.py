@@ -101,7 +101,8 @@ def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> byte
     axes[1].set(xlabel="translation error (m)", ylabel="fraction of pairs", ylim=(0, 1.02), title="metric translation error (metric methods)")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
     return _png(fig)
 
 

@@ -31,7 +31,7 @@ from twoview.io.atomic import atomic_write_json
 
 CACHE_VERSION = 1
 #: config keys that do not change predictions (may differ between runs into one folder)
-_EXECUTION_KEYS = ("methods", "workers", "engine", "address", "progress", "overwrite", "out")
+_EXECUTION_KEYS = ("methods", "method_details", "workers", "engine", "address", "progress", "overwrite", "out")
 
 
 @dataclass
@@ -194,7 +194,10 @@ def prepare_out(cfg: BenchConfig, resolved: dict) -> Path:
                                  "pass --overwrite to replace it")
             shutil.rmtree(out / "cache", ignore_errors=True)
         else:
-            resolved = {**resolved, "methods": sorted(set(old.get("methods", [])) | set(resolved["methods"]), key=lambda m: (m not in cfg.methods, m))}
+            # same data and protocol: methods accumulate (each caches separately)
+            methods = list(resolved["methods"]) + [m for m in old.get("methods", []) if m not in resolved["methods"]]
+            details = {**old.get("method_details", {}), **resolved["method_details"]}
+            resolved = {**resolved, "methods": methods, "method_details": details}
     elif out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
         raise InputError("--out", f"{out} is not empty and holds no config.json; choose an empty folder or pass --overwrite")
     atomic_write_json(cfg_path, resolved)

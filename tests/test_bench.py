@@ -1,0 +1,313 @@
+"""The benchmark harness: scoring, resume, config guard, reports, engines, peers."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twoview.bench import methods as bench_methods
+from twoview.bench.runner import BenchConfig, cache_path, run_benchmark
+from twoview.errors import InputError
+from twoview.geometry.pose import Pose
+from twoview.geometry.rotation import so3_exp
+from twoview.result import PoseResult
+
+ICL = "icl_nuim_livingroom1"
+CALLS: list = []
+
+
+# --- fake methods (fast, exact) --------------------------------------------------------------
+def make_gt(options):
+    def run(sample, d0, d1):
+        CALLS.append(("gt", sample.pair_id))
+        return PoseResult(success=True, cam1_from_cam0=sample.cam1_from_cam0, metric=True, solver="gt")
+
+    return bench_methods.BenchMethod("gt", run, (True, True), True)
+
+
+def make_fail(options):
+    return bench_methods.BenchMethod("fail", lambda s, d0, d1: PoseResult.failure("always fails"), (False, False), False)
+
+
+def make_direction(options):
+    """GT rotation, GT direction with a wrong length: direction-only."""
+
+    def run(sample, d0, d1):
+        t = sample.cam1_from_cam0.t
+        return PoseResult(success=True, cam1_from_cam0=Pose(sample.cam1_from_cam0.R, 7 * t / np.linalg.norm(t)), metric=False)
+
+    return bench_methods.BenchMethod("direction", run, (False, False), False)
+
+
+def make_noisy(options):
+    """GT perturbed by a pair-dependent rotation (1-10 deg) and translation scaled by 1.05."""
+
+    def run(sample, d0, d1):
+        k = int(sample.meta["frame0"]) % 10 + 1
+        dR = so3_exp(np.radians(k) * np.array([0, 1.0, 0]))
+        T = sample.cam1_from_cam0
+        return PoseResult(success=True, cam1_from_cam0=Pose(dR @ T.R, 1.05 * T.t), metric=True)
+
+    return bench_methods.BenchMethod("noisy", run, (True, False), True)
+
+
+class Interrupt(BaseException):
+    pass
+
+
+def make_interrupting(options):
+    def run(sample, d0, d1):
+        if len(CALLS) >= 3:
+            raise Interrupt()
+        return make_gt({})(sample, d0, d1)
+
+    return bench_methods.BenchMethod("gt", run, (True, True), True)
+
+
+def make_depth_probe(options):
+    def run(sample, d0, d1):
+        CALLS.append((float(np.nanmedian(d0)), float(np.nanmedian(d1))))
+        return PoseResult.failure("probe")
+
+    return bench_methods.BenchMethod("probe", run, (True, True), True)
+
+
+FAKES = {n: f"{__name__}:make_{n}" for n in ("gt", "fail", "direction", "noisy", "depth_probe")}
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    real = bench_methods.registry
+    monkeypatch.setattr(bench_methods, "registry", lambda: {**real(), **FAKES})
+    CALLS.clear()
+    sys.modules.setdefault(__name__, sys.modules[__name__])
+    return FAKES
+
+
+def _cfg(shared_data, out, methods, **kw):
+    opts = {"trajectory": "gt_trajectory_frames0-4.log", "gaps": [1, 2]}
+    opts.update(kw.pop("dataset_options", {}))
+    return BenchConfig.from_dict({"dataset": "icl_nuim", "root": str(shared_data / ICL), "dataset_options": opts,
+                                  "methods": methods, "out": str(out), "progress": False, **kw})
+
+
+def _quiet(*a, **k):
+    pass
+
+
+# --- scoring ---------------------------------------------------------------------------------
+def test_perfect_failing_and_direction_only_runs(shared_data, tmp_path, fakes):
+    s = run_benchmark(_cfg(shared_data, tmp_path / "r", ["gt", "fail", "direction", "noisy"]), log=_quiet)
+    m = s["methods"]
+    assert s["num_pairs"] == 7
+    assert [m["gt"][k] for k in ("auc5", "auc10", "auc20", "auc30_hist")] == pytest.approx([1.0] * 4)
+    assert m["gt"]["precision_25cm_5deg"] == 1.0 and m["gt"]["median_trans_m"] == pytest.approx(0.0, abs=1e-6)
+    assert m["fail"]["auc5"] == m["fail"]["auc20"] == m["fail"]["auc30_hist"] == 0.0 and m["fail"]["success_rate"] == 0.0
+    assert m["direction"]["median_trans_m"] is None and m["direction"]["precision_25cm_5deg"] is None
+    assert m["direction"]["auc5"] == pytest.approx(1.0)  # the right direction is perfect for a direction-only method
+    from twoview.datasets import get_dataset
+
+    pairs = get_dataset("icl_nuim", shared_data / ICL, trajectory="gt_trajectory_frames0-4.log", gaps=[1, 2]).pairs()
+    assert m["noisy"]["median_trans_m"] == pytest.approx(np.median([0.05 * np.linalg.norm(p.cam1_from_cam0.t) for p in pairs]), abs=1e-6)
+    rot = sorted(int(p.meta["frame0"]) % 10 + 1 for p in pairs)  # the injected rotation errors, degrees
+    assert m["noisy"]["median_rot_deg"] == pytest.approx(np.median(rot), abs=1e-6)
+    from twoview.metrics import pose_auc
+
+    assert m["noisy"]["auc10"] == pytest.approx(pose_auc(rot, (10.0,))[0], abs=1e-5)
+    out = tmp_path / "r"
+    for f in ("summary.json", "results.md", "per_pair.csv", "report.html", "config.json",
+              "plots/cumulative_error.png", "plots/error_vs_baseline.png"):
+        assert (out / f).is_file(), f
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["methods"]["fail"]["median_rot_deg"] is None  # inf -> null in JSON
+    assert set(on_disk["methods"]["gt"]) >= {"auc5", "auc10", "auc20", "auc30_hist", "median_rot_deg", "median_trans_deg",
+                                             "median_trans_m", "precision_25cm_5deg", "success_rate", "median_ms", "num_pairs"}
+    csv = (out / "per_pair.csv").read_text().splitlines()
+    assert len(csv) == 1 + 4 * 7 and csv[0].startswith("method,pair_id")
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<img" in html and "src=\"plots/" not in html
+    md = (out / "results.md").read_text()
+    assert "| gt | both | 7 | 100.0 | 100.0 | 100.0 |" in md
+
+
+# --- resume ----------------------------------------------------------------------------------
+def test_interrupted_run_resumes_to_the_same_summary(shared_data, tmp_path, fakes, monkeypatch):
+    full = run_benchmark(_cfg(shared_data, tmp_path / "full", ["gt", "noisy"]), log=_quiet)
+    CALLS.clear()
+    monkeypatch.setitem(FAKES, "gt", f"{__name__}:make_interrupting")
+    bench_methods_cache = __import__("twoview.bench.runner", fromlist=["_METHODS"])._METHODS
+    bench_methods_cache.clear()
+    with pytest.raises(Interrupt):
+        run_benchmark(_cfg(shared_data, tmp_path / "part", ["gt", "noisy"]), log=_quiet)
+    part = tmp_path / "part"
+    cached = list((part / "cache").rglob("*.json"))
+    assert 0 < len(cached) < 14
+    assert not list(part.rglob("*.tmp")) and not (part / "summary.json").exists()
+    for f in cached:
+        json.loads(f.read_text())  # every cache file is complete
+    monkeypatch.setitem(FAKES, "gt", f"{__name__}:make_gt")
+    bench_methods_cache.clear()
+    CALLS.clear()
+    resumed = run_benchmark(_cfg(shared_data, part, ["gt", "noisy"]), log=_quiet)
+    assert len(CALLS) == 7 - 3  # only the missing gt predictions ran
+    strip = lambda s: {k: {kk: vv for kk, vv in v.items() if kk != "median_ms"} for k, v in s["methods"].items()}  # noqa: E731
+    assert strip(resumed) == strip(full)
+    assert resumed["run"]["from_cache"] == len(cached)
+
+
+def test_cli_killed_mid_way_resumes(shared_data, tmp_path):
+    """A real process killed with SIGKILL during prediction, then resumed."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "import sys; from twoview.cli import main; sys.exit(main())", "bench", "--dataset", "icl_nuim",
+           "--root", str(shared_data / ICL), "--option", "trajectory=gt_trajectory_frames0-4.log", "--gap", "1", "2", "3",
+           "--method", "sift", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((out / "cache").rglob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(list((out / "cache").rglob("*.json")))
+    assert n_before >= 2
+    for f in (out / "cache").rglob("*.json"):
+        json.loads(f.read_text())
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"{n_before} cached" in r.stdout or n_before == 9
+    s = json.loads((out / "summary.json").read_text())
+    assert s["methods"]["sift"]["num_pairs"] == 9 and s["run"]["from_cache"] == n_before
+
+
+# --- configuration guard and bad input -------------------------------------------------------
+def test_different_config_needs_overwrite(shared_data, tmp_path, fakes):
+    out = tmp_path / "r"
+    run_benchmark(_cfg(shared_data, out, ["gt"]), log=_quiet)
+    run_benchmark(_cfg(shared_data, out, ["fail"]), log=_quiet)  # adding a method is fine
+    assert json.loads((out / "config.json").read_text())["methods"] == ["fail", "gt"]
+    with pytest.raises(InputError, match="different configuration.*--overwrite"):
+        run_benchmark(_cfg(shared_data, out, ["gt"], dataset_options={"gaps": [3]}), log=_quiet)
+    s = run_benchmark(_cfg(shared_data, out, ["gt"], dataset_options={"gaps": [3]}, overwrite=True), log=_quiet)
+    assert s["num_pairs"] == 2 and not (out / "cache" / "fail").exists()
+
+
+def test_bad_input_writes_nothing(shared_data, tmp_path, fakes, capsys):
+    from twoview.cli import main
+
+    root = str(shared_data / ICL)
+    pl = tmp_path / "pairs.txt"
+    pl.write_text("0 1\n0 17\n")
+    cases = [
+        (["--dataset", "nope", "--root", root], "unknown dataset kind 'nope'"),
+        (["--dataset", "icl_nuim", "--root", str(tmp_path / "absent")], "folder not found"),
+        (["--dataset", "icl_nuim", "--root", root, "--option", "trajectory=gt_trajectory_frames0-4.log", "--pairs", str(pl)],
+         "pairs.txt:2: no frame '17'"),
+        (["--dataset", "icl_nuim", "--root", root, "--option", "trajectory=gt_trajectory_frames0-4.log", "--method", "nope"],
+         "unknown method 'nope'"),
+    ]
+    for i, (args, msg) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        argv = ["bench", *args, "--out", str(out), "--no-progress"]
+        if "--method" not in args:
+            argv += ["--method", "gt"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
+        assert not out.exists()
+    bad = tmp_path / "seq"
+    (bad / "color").mkdir(parents=True)
+    (bad / "trajectory.log").write_text("0 0 1\n1 0 0 0\n0 1 0 x\n0 0 1 0\n0 0 0 1\n")
+    assert main(["bench", "--dataset", "redwood", "--root", str(bad), "--method", "gt", "--out", str(tmp_path / "o")]) == 2
+    assert "trajectory.log:3" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# --- depth noise -----------------------------------------------------------------------------
+def test_depth_noise_same_for_all_methods_and_seeded(shared_data, tmp_path, fakes):
+    from twoview.bench.runner import load_method_depths
+    from twoview.datasets import get_dataset
+
+    p = get_dataset("icl_nuim", shared_data / ICL, trajectory="gt_trajectory_frames0-4.log", gaps=[1]).pairs()[0]
+    clean = p.load_depths()
+    a = load_method_depths(p, (True, True), True, None)
+    b = load_method_depths(p, (True, True), True, None)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    ratio = np.nanmedian(a[0] / clean[0])
+    assert 0.8 < ratio < 1.2 and abs(ratio - 1) > 1e-6
+    assert load_method_depths(p, (True, False), True, None)[1] is None
+    run_benchmark(_cfg(shared_data, tmp_path / "n", ["depth_probe"], depth_noise=True, dataset_options={"gaps": [1]}), log=_quiet)
+    assert CALLS[0] == pytest.approx((float(np.nanmedian(a[0])), float(np.nanmedian(a[1]))))
+    cfg = json.loads((tmp_path / "n" / "config.json").read_text())
+    assert cfg["depth_noise"] is True and cfg["depth_degradation"]["scale_range"] == 0.15
+
+
+# --- methods registry ------------------------------------------------------------------------
+def test_registry_builtins_and_peers():
+    names = bench_methods.available_methods()
+    assert {"sift", "sift-pnp", "sift-rigid3d", "opencv-magsac"} <= set(names)
+    m = bench_methods.make_method("sift-pnp")
+    assert m.uses_depth == (True, False) and m.metric
+    assert not bench_methods.make_method("sift").metric
+    with pytest.raises(InputError, match="unknown method"):
+        bench_methods.make_method("nope")
+
+
+def test_missing_provider_is_skipped_other_errors_surface(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench_methods, "PROVIDERS", ("twoview.no_such_module.bench_methods", "twoview.bench.builtin_methods"))
+    assert "sift" in bench_methods.registry()
+    (tmp_path / "broken_provider_xyz.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(bench_methods, "PROVIDERS", ("broken_provider_xyz",))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+        bench_methods.registry()
+
+
+# --- real methods and peers on a few pairs ---------------------------------------------------
+def _icl_pairs(shared_data, gaps=(1,)):
+    from twoview.datasets import get_dataset
+
+    return get_dataset("icl_nuim", shared_data / ICL, trajectory="gt_trajectory_frames0-4.log", gaps=list(gaps)).pairs()
+
+
+@pytest.mark.parametrize("name", ["opencv-magsac", "pycolmap", "open3d-odometry", "open3d-colored-icp", "small_gicp",
+                                  "small_gicp@sift-rigid3d"])
+def test_peer_on_a_real_pair(shared_data, name):
+    from twoview.metrics import pose_errors
+
+    if name.split("@")[0] not in bench_methods.available_methods():
+        pytest.skip(f"{name} not installed")
+    m = bench_methods.make_method(name)
+    p = _icl_pairs(shared_data, (2,))[0]
+    d0, d1 = p.load_depths()
+    r = m(p, d0 if m.uses_depth[0] else None, d1 if m.uses_depth[1] else None)
+    assert r.success, r.reason
+    e = pose_errors(r.cam1_from_cam0, p.cam1_from_cam0, m.metric)
+    assert e["rot_deg"] < 1.0
+    if m.metric:
+        assert e["trans_m"] < 0.02
+    else:
+        assert e["trans_deg"] < 10.0
+
+
+def test_worker_processes(shared_data, tmp_path):
+    s = run_benchmark(_cfg(shared_data, tmp_path / "w", ["sift", "sift-rigid3d"], workers=2, dataset_options={"gaps": [1]}), log=_quiet)
+    assert s["methods"]["sift-rigid3d"]["success_rate"] == 1.0
+    assert s["methods"]["sift-rigid3d"]["median_rot_deg"] < 1.0
+
+
+@pytest.mark.slow
+def test_ray_engine_local_instance(shared_data, tmp_path):
+    pytest.importorskip("ray")
+    s = run_benchmark(_cfg(shared_data, tmp_path / "ray", ["sift-rigid3d"], engine="ray", workers=1,
+                           dataset_options={"gaps": [2]}), log=_quiet)
+    local = run_benchmark(_cfg(shared_data, tmp_path / "loc", ["sift-rigid3d"], dataset_options={"gaps": [2]}), log=_quiet)
+    assert s["methods"]["sift-rigid3d"]["num_pairs"] == 3
+    assert s["methods"]["sift-rigid3d"]["median_rot_deg"] == pytest.approx(local["methods"]["sift-rigid3d"]["median_rot_deg"], abs=1e-6)
+    assert len(list((tmp_path / "ray" / "cache").rglob("*.json"))) == 3

@@ -1,0 +1,264 @@
+"""Configs of the pose regressor and its training (no torch import here).
+
+Presets:
+- ``"tiny"``: trains on a laptop CPU (160x112 input, patch 16, dim 128, 4 encoder and
+  3 decoder blocks, 6D rotation, metric translation as direction x exp(log-norm)).
+- ``"reloc3r-224"`` / ``"reloc3r-512"``: the layouts of Reloc3r's released checkpoints
+  (ViT-L encoder, 24 blocks of dim 1024; ViT-B decoder, 12 blocks of dim 768; 9D rotation,
+  translation direction only). Load their weights with :func:`twoview.regress.reloc3r.load_reloc3r`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from twoview.config import StrictConfig, _check
+
+
+@dataclass
+class RegressorConfig(StrictConfig):
+    """Architecture of the two-view pose regressor (Reloc3r layout).
+
+    Attributes:
+        img_width, img_height: network input size in pixels (multiples of ``patch_size``).
+        resize_mode: "stretch" resizes the whole image to the input size; "crop" first
+            centre-crops to the input aspect ratio (as Reloc3r's preprocessing does).
+        patch_size: ViT patch size.
+        enc_dim, enc_depth, enc_heads: shared ViT encoder (RoPE-2D positions).
+        dec_dim, dec_depth, dec_heads: decoder with self-attention and cross-attention
+            to the other image's tokens.
+        mlp_ratio: transformer MLP width factor.
+        rope_freq: RoPE-2D base frequency (Reloc3r: 100).
+        head_dim: pose-head width; None uses Reloc3r's ``4 * patch_size**2``.
+        head_resconv_blocks: 1x1-conv residual blocks of the pose head.
+        rot_repr: "6d" (Gram-Schmidt) or "9d" (SVD orthogonalisation, Reloc3r).
+        metric_scale: add a log-norm output so translation is metric
+            (``t = normalize(t_dir) * exp(log_norm)``); False = Reloc3r (direction only).
+    """
+
+    img_width: int = 160
+    img_height: int = 112
+    resize_mode: Literal["stretch", "crop"] = "stretch"
+    patch_size: int = 16
+    enc_dim: int = 128
+    enc_depth: int = 4
+    enc_heads: int = 4
+    dec_dim: int = 128
+    dec_depth: int = 3
+    dec_heads: int = 4
+    mlp_ratio: float = 4.0
+    rope_freq: float = 100.0
+    head_dim: int | None = 128
+    head_resconv_blocks: int = 2
+    rot_repr: Literal["6d", "9d"] = "6d"
+    metric_scale: bool = True
+
+    def validate(self):
+        p = self.patch_size
+        _check(p >= 2, "model.patch_size must be >= 2")
+        _check(self.img_width % p == 0 and self.img_height % p == 0,
+               f"model.img_width/img_height ({self.img_width}x{self.img_height}) must be multiples of patch_size {p}")
+        for name in ("enc", "dec"):
+            d, h = getattr(self, f"{name}_dim"), getattr(self, f"{name}_heads")
+            _check(d % h == 0 and (d // h) % 4 == 0,
+                   f"model.{name}_dim ({d}) / {name}_heads ({h}) must be a multiple of 4 (RoPE-2D)")
+            _check(getattr(self, f"{name}_depth") >= 1, f"model.{name}_depth must be >= 1")
+        _check(self.head_dim is None or self.head_dim >= 8, "model.head_dim must be >= 8 or null")
+
+    @property
+    def head_width(self) -> int:
+        return self.head_dim if self.head_dim is not None else 4 * self.patch_size**2
+
+
+def preset(name: str) -> RegressorConfig:
+    """A named architecture: "tiny", "reloc3r-224" or "reloc3r-512"."""
+    from twoview.errors import InputError
+
+    large = dict(enc_dim=1024, enc_depth=24, enc_heads=16, dec_dim=768, dec_depth=12, dec_heads=12,
+                 head_dim=None, rot_repr="9d", metric_scale=False, resize_mode="crop")
+    presets = {
+        "tiny": RegressorConfig(),
+        "reloc3r-224": RegressorConfig(img_width=224, img_height=224, **large),
+        "reloc3r-512": RegressorConfig(img_width=512, img_height=384, **large),
+    }
+    if name not in presets:
+        raise InputError("preset", f"unknown regressor preset {name!r}; choose one of {sorted(presets)}")
+    return presets[name]
+
+
+@dataclass
+class DataConfig(StrictConfig):
+    """Training pairs from an RGB-D sequence in Open3D/Redwood layout (ICL-NUIM).
+
+    Attributes:
+        root: sequence folder with color/*.jpg, depth_clean/*.png and the .log trajectory.
+            Relative paths are resolved against the config file's folder.
+        trajectory: the camera-to-world .log file inside ``root``.
+        depth_dir, depth_scale: depth PNG folder and units per metre.
+        intrinsics: fx, fy, cx, cy at the stored resolution.
+        train_frames: inclusive frame range used for training.
+        min_gap, max_gap: frame gaps of training pairs.
+        val_frames: inclusive held-out frame range (validation pairs use the same gaps).
+        val_pair_stride: keep every n-th validation pair (the curve in the log).
+    """
+
+    root: str = "../../shared/data/icl_nuim_livingroom1"
+    trajectory: str = "pseudo_gt_open3d_reconstruction.log"
+    depth_dir: str = "depth_clean"
+    depth_scale: float = 1000.0
+    intrinsics: list[float] = field(default_factory=lambda: [525.0, 525.0, 319.5, 239.5])
+    train_frames: list[int] = field(default_factory=lambda: [0, 150])
+    min_gap: int = 5
+    max_gap: int = 30
+    val_frames: list[int] = field(default_factory=lambda: [160, 210])
+    val_pair_stride: int = 4
+
+    def validate(self):
+        _check(len(self.intrinsics) == 4, "data.intrinsics must be [fx, fy, cx, cy]")
+        _check(len(self.train_frames) == 2 and len(self.val_frames) == 2, "data.*_frames must be [first, last]")
+        _check(1 <= self.min_gap <= self.max_gap, "data.min_gap must be in [1, max_gap]")
+        _check(self.depth_scale > 0, "data.depth_scale must be > 0")
+        _check(self.val_pair_stride >= 1, "data.val_pair_stride must be >= 1")
+
+
+@dataclass
+class AugmentConfig(StrictConfig):
+    """Photometric and pair-order augmentation.
+
+    Attributes:
+        color_jitter: max relative change of brightness, contrast, saturation and
+            per-channel gain (0 disables).
+        swap_prob: probability of swapping the two images (the pose is inverted).
+    """
+
+    color_jitter: float = 0.3
+    swap_prob: float = 0.5
+
+    def validate(self):
+        _check(0 <= self.color_jitter < 1, "augment.color_jitter must be in [0, 1)")
+        _check(0 <= self.swap_prob <= 1, "augment.swap_prob must be in [0, 1]")
+
+
+@dataclass
+class GCRConfig(StrictConfig):
+    """Geometric consistency regularisation (training only).
+
+    Correspondences: points of view 0 with GT depth, projected into view 1 with the GT
+    pose, then corrupted like a real matcher's output (pixel noise, a share of gross
+    outliers anywhere in the image and of "near" outliers a few pixels off that survive
+    RANSAC's threshold). A fusion transformer weighs each correspondence from the
+    decoder tokens sampled at both ends; RANSAC (PoseLib) selects inliers; a
+    differentiable weighted Gauss-Newton started at the regressed pose gives the
+    geometric pose.
+
+    Attributes:
+        enabled: add the GCR losses.
+        num_corr: correspondences sampled per pair.
+        noise_px: std of the inlier pixel noise (at network resolution).
+        outlier_ratio: share of gross outliers (uniform in the image).
+        near_outlier_ratio, near_outlier_px: share of near outliers and their offset range.
+        ransac_px: RANSAC inlier threshold (network-resolution pixels).
+        gn_iters: Gauss-Newton iterations from the regressed pose.
+        fusion_dim, fusion_layers, fusion_heads: the fusion transformer.
+        w_consistency: weight of ``d(regressed, geometric)`` (gradients reach both).
+        w_geometric: weight of ``d(geometric, GT)`` (trains the fusion weights).
+        start_step: GCR losses start after this many steps (the regressor warms up).
+    """
+
+    enabled: bool = True
+    num_corr: int = 192
+    noise_px: float = 0.5
+    outlier_ratio: float = 0.35
+    near_outlier_ratio: float = 0.15
+    near_outlier_px: list[float] = field(default_factory=lambda: [1.5, 4.0])
+    ransac_px: float = 4.0
+    gn_iters: int = 3
+    fusion_dim: int = 64
+    fusion_layers: int = 2
+    fusion_heads: int = 4
+    w_consistency: float = 1.0
+    w_geometric: float = 0.5
+    start_step: int = 0
+
+    def validate(self):
+        _check(self.num_corr >= 16, "gcr.num_corr must be >= 16")
+        _check(0 <= self.outlier_ratio + self.near_outlier_ratio < 0.9, "gcr outlier ratios must sum to < 0.9")
+        _check(len(self.near_outlier_px) == 2 and 0 < self.near_outlier_px[0] <= self.near_outlier_px[1],
+               "gcr.near_outlier_px must be [min, max] > 0")
+        _check(self.ransac_px > 0 and self.gn_iters >= 1, "gcr.ransac_px > 0 and gcr.gn_iters >= 1 required")
+        _check(self.fusion_dim % self.fusion_heads == 0, "gcr.fusion_dim must be a multiple of fusion_heads")
+
+
+@dataclass
+class LossConfig(StrictConfig):
+    """Pose loss: geodesic rotation (rad) + translation direction (chord) + |log-norm error|.
+
+    ``w_symmetric`` also supervises the second branch (cam0_from_cam1), as Reloc3r does.
+    """
+
+    w_rot: float = 1.0
+    w_tdir: float = 1.0
+    w_scale: float = 0.5
+    w_symmetric: float = 0.5
+
+
+@dataclass
+class OptimConfig(StrictConfig):
+    """Optimiser and budget (whichever of ``steps`` and ``max_minutes`` comes first)."""
+
+    lr: float = 4e-4
+    weight_decay: float = 0.05
+    batch_size: int = 8
+    steps: int = 1500
+    warmup_steps: int = 100
+    max_minutes: float = 11.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    num_threads: int = 1
+
+    def validate(self):
+        _check(self.lr > 0 and self.batch_size >= 1 and self.steps >= 1, "optim: lr > 0, batch_size >= 1, steps >= 1")
+        _check(self.max_minutes > 0, "optim.max_minutes must be > 0")
+
+
+@dataclass
+class TrainConfig(StrictConfig):
+    """Everything ``twoview train --config FILE`` reads.
+
+    Attributes:
+        out_dir: checkpoints, ``log.jsonl`` and ``curves.png`` go here (relative paths are
+            resolved against the config file's folder).
+        preset: starting architecture ("tiny", "reloc3r-224", "reloc3r-512");
+            ``model`` overrides individual fields of it.
+        init_checkpoint: optional weights to start from (twoview or Reloc3r format).
+        log_every, eval_every, ckpt_every: steps between log lines, validation and checkpoints.
+    """
+
+    out_dir: str = "../runs/regress"
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)
+    init_checkpoint: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    gcr: GCRConfig = field(default_factory=GCRConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log_every: int = 10
+    eval_every: int = 250
+    ckpt_every: int = 250
+
+    def validate(self):
+        _check(isinstance(self.model, dict), "model must be a mapping of RegressorConfig fields")
+        self.model_config()  # raises on unknown keys
+
+    def model_config(self) -> RegressorConfig:
+        base = preset(self.preset).to_dict()
+        unknown = sorted(set(self.model) - set(base))
+        if unknown:
+            from twoview.errors import ConfigError
+
+            raise ConfigError(f"unknown key(s) {', '.join('model.' + k for k in unknown)} in RegressorConfig; "
+                              f"valid keys: {', '.join(sorted(base))}")
+        base.update(self.model)
+        return RegressorConfig.from_dict(base, _path="model.")

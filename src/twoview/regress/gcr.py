@@ -1,0 +1,198 @@
+"""Geometric consistency regularisation (GeLoc3r), training only.
+
+Pipeline per pair (see :class:`~twoview.regress.config.GCRConfig`):
+
+1. :func:`make_correspondences`: pixels of view 0 with GT depth -> 3D points X0,
+   projected into view 1 with the GT pose (kept only if visible in depth 1), then
+   corrupted like a matcher's output: Gaussian pixel noise, gross outliers anywhere in the
+   image, near outliers a few pixels off. *Choice*: exact GT correspondences would make
+   the geometric pose equal to GT whatever the weights; with corrupted ones the fusion
+   weights must tell good from bad correspondences from the network's own decoder
+   features, which is what pushes geometric (correspondence) information into the
+   features the pose head reads.
+2. :class:`FusionTransformer`: weight per correspondence from the decoder tokens of both
+   views sampled at its two ends (+ normalised coordinates), a small transformer over the
+   set, sigmoid output.
+3. :func:`twoview.regress.wpnp.weighted_pnp`: PoseLib RANSAC selects inliers; weighted
+   Gauss-Newton from the regressed pose refines (differentiable).
+4. Losses: consistency ``d(regressed, geometric)`` (gradients reach the regressor and, via
+   the geometric pose, the weights and features) and ``d(geometric, GT)`` which keeps the
+   weights honest (without it they could collapse onto the regressed pose).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from twoview.regress.config import GCRConfig
+from twoview.regress.wpnp import weighted_pnp
+
+
+def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
+                         cfg: GCRConfig, rng: np.random.Generator) -> dict:
+    """Noisy 3D-2D correspondences for a batch (numpy).
+
+    Args:
+        depth0, depth1: (B, H, W) metres, NaN invalid. K: (3, 3). R, t: (B, 3, 3), (B, 3) cam1_from_cam0.
+
+    Returns:
+        ``X`` (B, N, 3) points in camera 0, ``uv0`` (B, N, 2), ``uv1`` (B, N, 2) corrupted
+        pixels in image 1, ``outlier`` (B, N) bool (gross or near), ``valid`` (B,) bool.
+    """
+    B, H, W = depth0.shape
+    N = cfg.num_corr
+    Kinv = np.linalg.inv(K)
+    X = np.zeros((B, N, 3))
+    uv0 = np.zeros((B, N, 2))
+    uv1 = np.zeros((B, N, 2))
+    outlier = np.zeros((B, N), bool)
+    valid = np.zeros(B, bool)
+    for b in range(B):
+        cand = rng.choice(H * W, size=min(H * W, 8 * N), replace=False)
+        v, u = np.divmod(cand, W)
+        z = depth0[b, v, u].astype(np.float64)
+        ok = np.isfinite(z) & (z > 0.05)
+        uvc = np.stack([u, v], 1).astype(np.float64)[ok]
+        Xc = (np.c_[uvc, np.ones(len(uvc))] @ Kinv.T) * z[ok, None]
+        P = Xc @ R[b].T + t[b]
+        zp = P[:, 2]
+        front = zp > 0.05
+        proj = (P @ K.T)[:, :2] / np.where(front, zp, 1.0)[:, None]
+        inside = front & (proj[:, 0] > -0.5) & (proj[:, 0] < W - 0.5) & (proj[:, 1] > -0.5) & (proj[:, 1] < H - 0.5)
+        ui = np.clip(np.rint(proj[:, 0]), 0, W - 1).astype(int)
+        vi = np.clip(np.rint(proj[:, 1]), 0, H - 1).astype(int)
+        d1 = depth1[b, vi, ui]
+        visible = inside & np.isfinite(d1) & (np.abs(d1 - zp) < 0.05 * zp + 0.02)
+        idx = np.flatnonzero(visible)
+        if len(idx) < 24:
+            continue
+        sel = rng.choice(idx, size=N, replace=len(idx) < N)
+        X[b], uv0[b] = Xc[sel], uvc[sel]
+        obs = proj[sel] + rng.normal(0, cfg.noise_px, size=(N, 2))
+        perm = rng.permutation(N)
+        n_out = int(round(cfg.outlier_ratio * N))
+        n_near = int(round(cfg.near_outlier_ratio * N))
+        gross, near = perm[:n_out], perm[n_out:n_out + n_near]
+        obs[gross] = rng.uniform([-0.5, -0.5], [W - 0.5, H - 0.5], size=(n_out, 2))
+        ang = rng.uniform(0, 2 * np.pi, n_near)
+        rad = rng.uniform(*cfg.near_outlier_px, n_near)
+        obs[near] += np.c_[np.cos(ang), np.sin(ang)] * rad[:, None]
+        uv1[b] = obs
+        outlier[b, gross] = True
+        outlier[b, near] = True
+        valid[b] = True
+    return {"X": X, "uv0": uv0, "uv1": uv1, "outlier": outlier, "valid": valid}
+
+
+def sample_tokens(feat: torch.Tensor, uv: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear sample of token maps at pixel positions.
+
+    Args:
+        feat: (B, h, w, D) decoder tokens. uv: (B, N, 2) pixels of the (H, W) network input.
+
+    Returns:
+        (B, N, D).
+    """
+    H, W = image_hw
+    grid = torch.stack(((uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1), -1)
+    s = F.grid_sample(feat.permute(0, 3, 1, 2), grid[:, :, None, :].to(feat.dtype), mode="bilinear",
+                      padding_mode="border", align_corners=False)
+    return s[..., 0].transpose(1, 2)
+
+
+class FusionTransformer(nn.Module):
+    """Weight in (0, 1) per correspondence from the features at both ends."""
+
+    def __init__(self, feat_dim: int, cfg: GCRConfig):
+        super().__init__()
+        d = cfg.fusion_dim
+        self.proj0 = nn.Linear(feat_dim, d)
+        self.proj1 = nn.Linear(feat_dim, d)
+        self.coord = nn.Linear(4, d)
+        self.mix = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, d))
+        layer = nn.TransformerEncoderLayer(d, cfg.fusion_heads, dim_feedforward=2 * d, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, cfg.fusion_layers, enable_nested_tensor=False)
+        self.out = nn.Linear(d, 1)
+
+    def forward(self, f0: torch.Tensor, f1: torch.Tensor, uv0: torch.Tensor, uv1: torch.Tensor,
+                image_hw: tuple[int, int]) -> torch.Tensor:
+        """f0, f1 (B, N, D); uv0, uv1 (B, N, 2) -> weights (B, N)."""
+        H, W = image_hw
+        scale = uv0.new_tensor([W, H, W, H])
+        a, b = self.proj0(f0), self.proj1(f1)
+        x = self.mix(torch.cat((a, b, a * b), -1)) + self.coord(torch.cat((uv0, uv1), -1) / scale - 0.5)
+        return torch.sigmoid(self.out(self.blocks(x))[..., 0])
+
+
+def rotation_angle(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle (rad) between (B, 3, 3) rotations, with finite gradients at 0."""
+    chord = torch.sqrt(((R1 - R2) ** 2).sum((-1, -2)) + 1e-12)
+    return 2 * torch.asin((chord / (2 * np.sqrt(2))).clamp(0, 1 - 1e-7))
+
+
+def pose_loss(R: torch.Tensor, t: torch.Tensor, R_ref: torch.Tensor, t_ref: torch.Tensor, w_rot=1.0, w_tdir=1.0,
+              w_scale=0.5, metric: bool = True) -> tuple[torch.Tensor, dict]:
+    """Per-pair pose distance: geodesic rotation (rad) + direction chord + |log-norm ratio|.
+
+    Returns:
+        (B,) loss and a dict of (B,) components.
+    """
+    rot = rotation_angle(R, R_ref)
+    n, nr = t.norm(dim=-1).clamp_min(1e-8), t_ref.norm(dim=-1).clamp_min(1e-8)
+    tdir = (t / n[:, None] - t_ref / nr[:, None]).norm(dim=-1)
+    loss = w_rot * rot + w_tdir * tdir
+    parts = {"rot": rot, "tdir": tdir}
+    if metric:
+        scale = (torch.log(n) - torch.log(nr)).abs()
+        loss = loss + w_scale * scale
+        parts["scale"] = scale
+    return loss, parts
+
+
+def gcr_losses(out: dict, corr: dict, K: np.ndarray, R_gt: torch.Tensor, t_gt: torch.Tensor, fusion: FusionTransformer,
+               cfg: GCRConfig, image_hw: tuple[int, int], loss_weights: dict, metric: bool) -> dict:
+    """Consistency and geometric losses for a batch.
+
+    Args:
+        out: the regressor's output (``R01``, ``t01``, ``feat0``, ``feat1``).
+        corr: :func:`make_correspondences` output.
+
+    Returns:
+        ``consistency`` and ``geometric`` scalar losses (0 when no pair is usable) and
+        diagnostics (``geo_rot_deg``, ``w_inlier``, ``w_outlier``, ``gcr_pairs``).
+    """
+    dev = out["R01"].device
+    X = torch.as_tensor(corr["X"], dtype=torch.float64, device=dev)
+    uv0 = torch.as_tensor(corr["uv0"], dtype=torch.float32, device=dev)
+    uv1 = torch.as_tensor(corr["uv1"], dtype=torch.float32, device=dev)
+    B = X.shape[0]
+    Kt = torch.as_tensor(K, dtype=torch.float64, device=dev).expand(B, 3, 3)
+    f0 = sample_tokens(out["feat0"], uv0, image_hw)
+    f1 = sample_tokens(out["feat1"], uv1, image_hw)
+    w = fusion(f0, f1, uv0, uv1, image_hw)
+    R0, t0 = out["R01"].double(), out["t01"].double()
+    R_geo, t_geo, inl, ok = weighted_pnp(X, uv1.double(), Kt, w.double(), R0, t0, ransac_px=cfg.ransac_px, iters=cfg.gn_iters)
+    valid = ok & torch.as_tensor(corr["valid"], device=dev)
+    # a Gauss-Newton run that did not converge from a far-off regressed pose is not a target
+    with torch.no_grad():
+        geo_err = rotation_angle(R_geo, R_gt.double())
+        valid &= geo_err < np.radians(5.0)
+    zero = out["R01"].sum() * 0.0
+    diag = {"gcr_pairs": float(valid.float().mean())}
+    outl = torch.as_tensor(corr["outlier"], device=dev)
+    with torch.no_grad():
+        vm = valid[:, None].expand_as(outl)
+        if (vm & ~outl).any():
+            diag["w_inlier"] = float(w[vm & ~outl].mean())
+        if (vm & outl).any():
+            diag["w_outlier"] = float(w[vm & outl].mean())
+    if not valid.any():
+        return {"consistency": zero, "geometric": zero, **diag}
+    cons, _ = pose_loss(out["R01"][valid], out["t01"][valid], R_geo[valid].float(), t_geo[valid].float(), metric=metric, **loss_weights)
+    geo, parts = pose_loss(R_geo[valid].float(), t_geo[valid].float(), R_gt[valid], t_gt[valid], metric=metric, **loss_weights)
+    diag["geo_rot_deg"] = torch.rad2deg(parts["rot"].detach()).mean().item()
+    return {"consistency": cons.mean(), "geometric": geo.mean(), **diag}

@@ -1,0 +1,287 @@
+"""Training loop: pose loss (+ GCR), checkpoint/resume, JSON-lines log and curves.
+
+Usage: ``twoview train --config configs/regress_tiny_gcr.json`` or
+:func:`train(TrainConfig, base_dir)`. Outputs in ``out_dir``: ``last.pt`` (resumable),
+``model.pt`` (weights + model config only), ``log.jsonl`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from twoview.regress.config import TrainConfig
+
+CKPT_FORMAT = "twoview-regress"
+
+
+def resolve(path: str | None, base: Path) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def to_tensor_images(imgs: np.ndarray):
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 normalised to [-1, 1]."""
+    import torch
+
+    from twoview.regress.model import IMG_MEAN, IMG_STD
+
+    x = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float() / 255.0
+    return (x - IMG_MEAN) / IMG_STD
+
+
+class Trainer:
+    """Holds model, fusion head, optimiser, data and RNG state; one ``step()`` per batch."""
+
+    def __init__(self, cfg: TrainConfig, base_dir: str | Path = ".", seqs=None):
+        import torch
+
+        from twoview.regress.data import RGBDSequence
+        from twoview.regress.gcr import FusionTransformer
+        from twoview.regress.model import RelPoseRegressor
+
+        self.cfg = cfg
+        self.base = Path(base_dir)
+        self.out_dir = resolve(cfg.out_dir, self.base)
+        self.mcfg = cfg.model_config()
+        torch.set_num_threads(cfg.optim.num_threads)
+        torch.manual_seed(cfg.optim.seed)
+        self.rng = np.random.default_rng(cfg.optim.seed)
+        size = (self.mcfg.img_width, self.mcfg.img_height)
+        d = cfg.data
+        if seqs is None:
+            root = resolve(d.root, self.base)
+            mk = lambda fr: RGBDSequence(root, d.trajectory, d.depth_dir, d.depth_scale, d.intrinsics, fr, size, self.mcfg.resize_mode)  # noqa: E731
+            seqs = (mk(d.train_frames), mk(d.val_frames))
+        self.train_seq, self.val_seq = seqs
+        self.train_pairs = self.train_seq.pairs(d.min_gap, d.max_gap)
+        self.val_pairs = self.val_seq.pairs(d.min_gap, d.max_gap, d.val_pair_stride) if self.val_seq is not None else None
+        self.model = RelPoseRegressor(self.mcfg)
+        if cfg.init_checkpoint:
+            from twoview.regress.infer import load_weights_into
+
+            load_weights_into(self.model, resolve(cfg.init_checkpoint, self.base))
+        self.fusion = FusionTransformer(self.mcfg.dec_dim, cfg.gcr) if cfg.gcr.enabled else None
+        params = list(self.model.parameters()) + (list(self.fusion.parameters()) if self.fusion else [])
+        self.opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.step_num = 0
+        self.elapsed = 0.0
+
+    # --- state ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        import torch
+
+        return {
+            "format": CKPT_FORMAT, "version": 1,
+            "model_config": self.mcfg.to_dict(), "train_config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "fusion": self.fusion.state_dict() if self.fusion else None,
+            "optimizer": self.opt.state_dict(),
+            "step": self.step_num, "elapsed_s": self.elapsed,
+            "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, st: dict) -> None:
+        import torch
+
+        self.model.load_state_dict(st["model"])
+        if self.fusion is not None and st.get("fusion") is not None:
+            self.fusion.load_state_dict(st["fusion"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.step_num = int(st["step"])
+        self.elapsed = float(st.get("elapsed_s", 0.0))
+        self.rng.bit_generator.state = st["numpy_rng"]
+        torch.set_rng_state(st["torch_rng"])
+
+    def save(self, path: Path, weights_only: bool = False) -> Path:
+        import torch
+
+        from twoview.io.atomic import atomic_write_bytes
+
+        st = self.state_dict()
+        if weights_only:
+            st = {k: st[k] for k in ("format", "version", "model_config", "model", "step")}
+            st["train_config"] = self.cfg.to_dict()
+        buf = io.BytesIO()
+        torch.save(st, buf)
+        return atomic_write_bytes(path, buf.getvalue())
+
+    def resume(self, path: Path) -> None:
+        import torch
+
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        if st.get("format") != CKPT_FORMAT or "optimizer" not in st:
+            from twoview.errors import InputError
+
+            raise InputError(str(path), "not a resumable twoview-regress training checkpoint")
+        self.load_state_dict(st)
+
+    # --- optimisation -------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        o = self.cfg.optim
+        if step < o.warmup_steps:
+            return o.lr * (step + 1) / o.warmup_steps
+        p = (step - o.warmup_steps) / max(1, o.steps - o.warmup_steps)
+        return o.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+    def compute_loss(self, batch, with_gcr: bool):
+        import torch
+
+        from twoview.regress.gcr import gcr_losses, make_correspondences, pose_loss
+
+        c = self.cfg
+        lw = {"w_rot": c.loss.w_rot, "w_tdir": c.loss.w_tdir, "w_scale": c.loss.w_scale}
+        metric = self.mcfg.metric_scale
+        out = self.model(to_tensor_images(batch.img0), to_tensor_images(batch.img1))
+        R = torch.as_tensor(batch.R, dtype=torch.float32)
+        t = torch.as_tensor(batch.t, dtype=torch.float32)
+        l01, parts = pose_loss(out["R01"], out["t01"], R, t, metric=metric, **lw)
+        Ri = R.transpose(1, 2)
+        ti = -(Ri @ t[..., None])[..., 0]
+        l10, _ = pose_loss(out["R10"], out["t10"], Ri, ti, metric=metric, **lw)
+        loss = l01.mean() + c.loss.w_symmetric * l10.mean()
+        logs = {"pose_loss": l01.mean().item(), "rot_deg": torch.rad2deg(parts["rot"]).mean().item(),
+                "tdir_deg": torch.rad2deg(2 * torch.asin((parts["tdir"].detach() / 2).clamp(0, 1))).mean().item()}
+        if with_gcr and self.fusion is not None:
+            corr = make_correspondences(batch.depth0, batch.depth1, batch.K, batch.R, batch.t, c.gcr, self.rng)
+            g = gcr_losses(out, corr, batch.K, R, t, self.fusion, c.gcr, batch.img0.shape[1:3], lw, metric)
+            loss = loss + c.gcr.w_consistency * g["consistency"] + c.gcr.w_geometric * g["geometric"]
+            logs.update({k: (v.item() if hasattr(v, "item") else v) for k, v in g.items()})
+        logs["loss"] = loss.item()
+        return loss, logs
+
+    def step(self) -> dict:
+        import torch
+
+        c = self.cfg
+        t0 = time.perf_counter()
+        self.model.train()
+        idx = self.rng.integers(0, len(self.train_pairs), size=c.optim.batch_size)
+        batch = self.train_seq.batch(self.train_pairs[idx], self.rng, c.augment.color_jitter, c.augment.swap_prob)
+        lr = self.lr_at(self.step_num)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        loss, logs = self.compute_loss(batch, with_gcr=c.gcr.enabled and self.step_num >= c.gcr.start_step)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, c.optim.grad_clip)
+        self.opt.step()
+        self.step_num += 1
+        self.elapsed += time.perf_counter() - t0
+        return {"step": self.step_num, "lr": lr, **logs}
+
+    def evaluate(self) -> dict:
+        """AUC@5/10/20 and medians of the regressed cam1_from_cam0 on the validation pairs."""
+        if self.val_pairs is None or len(self.val_pairs) == 0:
+            return {}
+        from twoview.regress.infer import regress_arrays
+
+        R, t = regress_arrays(self.model, self.val_seq.images[self.val_pairs[:, 0]], self.val_seq.images[self.val_pairs[:, 1]])
+        gts = [self.val_seq.relative(a, b) for a, b in self.val_pairs]
+        return summarize(R, t, [g[0] for g in gts], [g[1] for g in gts], self.mcfg.metric_scale, prefix="val_")
+
+
+def summarize(R, t, R_gt, t_gt, metric: bool, prefix: str = "") -> dict:
+    """AUC@5/10/20 (twoview.metrics.pose_auc) and median errors of arrays of poses."""
+    from twoview.geometry.pose import Pose
+    from twoview.metrics import pose_auc, pose_errors
+
+    errs = [pose_errors(Pose.from_matrix(np.c_[R[i], t[i]]), Pose(R_gt[i], t_gt[i]), metric) for i in range(len(R))]
+    mx = [e["max_deg"] for e in errs]
+    a5, a10, a20 = pose_auc(mx, (5.0, 10.0, 20.0))
+    med = lambda k: float(np.nanmedian([e[k] for e in errs]))  # noqa: E731
+    out = {"auc5": a5, "auc10": a10, "auc20": a20, "median_rot_deg": med("rot_deg"), "median_trans_deg": med("trans_deg"),
+           "num_pairs": len(errs)}
+    if metric:
+        out["median_trans_m"] = med("trans_m")
+    return {prefix + k: v for k, v in out.items()}
+
+
+def plot_curves(log_path: Path, png_path: Path) -> None:
+    """Loss and validation curves from ``log.jsonl`` to a PNG (atomic write)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from twoview.io.atomic import atomic_write_bytes
+
+    rows = [json.loads(ln) for ln in Path(log_path).read_text().splitlines() if ln.strip()]
+    tr = [r for r in rows if "loss" in r]
+    va = [r for r in rows if "val_auc10" in r]
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    for k in ("loss", "pose_loss", "consistency", "geometric"):
+        pts = [(r["step"], r[k]) for r in tr if k in r]
+        if pts:
+            ax[0].plot(*zip(*pts), label=k)
+    ax[0].set_yscale("log")
+    ax[0].set_title("training losses")
+    for k in ("rot_deg", "tdir_deg", "geo_rot_deg"):
+        pts = [(r["step"], r[k]) for r in tr if k in r]
+        if pts:
+            ax[1].plot(*zip(*pts), label=k)
+    ax[1].set_title("training errors (deg)")
+    for k in ("val_auc5", "val_auc10", "val_auc20"):
+        pts = [(r["step"], r[k]) for r in va]
+        if pts:
+            ax[2].plot(*zip(*pts), marker="o", label=k)
+    ax[2].set_title("held-out AUC")
+    for a in ax:
+        a.set_xlabel("step")
+        if a.get_legend_handles_labels()[0]:
+            a.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(png_path, buf.getvalue())
+
+
+def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, progress: bool = True, seqs=None) -> Path:
+    """Run (or resume) training; returns the path of ``model.pt``.
+
+    Stops after ``optim.steps`` steps or ``optim.max_minutes`` of training time, whichever
+    comes first (time accumulated across resumes).
+    """
+    from tqdm import tqdm
+
+    tr = Trainer(cfg, base_dir, seqs=seqs)
+    out = tr.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    last, log_path = out / "last.pt", out / "log.jsonl"
+    if resume and last.exists():
+        tr.resume(last)
+    elif log_path.exists():
+        log_path.unlink()
+    budget = cfg.optim.max_minutes * 60
+    bar = tqdm(total=cfg.optim.steps, initial=tr.step_num, disable=not progress, desc="train", dynamic_ncols=True)
+    with open(log_path, "a") as log:
+        def write(rec):
+            log.write(json.dumps({k: v for k, v in rec.items() if not (isinstance(v, float) and not math.isfinite(v))}) + "\n")
+            log.flush()
+
+        while tr.step_num < cfg.optim.steps and tr.elapsed < budget:
+            rec = tr.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", rot=f"{rec['rot_deg']:.1f}")
+            if tr.step_num % cfg.log_every == 0:
+                write({**rec, "time_s": round(tr.elapsed, 1)})
+            if tr.step_num % cfg.eval_every == 0:
+                write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
+            if tr.step_num % cfg.ckpt_every == 0:
+                tr.save(last)
+        if tr.step_num % cfg.eval_every:
+            write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
+    bar.close()
+    tr.save(last)
+    model_path = tr.save(out / "model.pt", weights_only=True)
+    plot_curves(log_path, out / "curves.png")
+    return model_path

@@ -1,0 +1,255 @@
+"""Pose regressor, weighted PnP, GCR gradients, training, checkpoints, Reloc3r loader."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from twoview.errors import ConfigError, InputError  # noqa: E402
+from twoview.geometry.rotation import so3_exp  # noqa: E402
+from twoview.regress.config import GCRConfig, RegressorConfig, TrainConfig, preset  # noqa: E402
+from twoview.regress.data import RGBDSequence  # noqa: E402
+
+torch.set_num_threads(1)
+
+#: A very small layout so tests stay fast.
+MINI = dict(img_width=64, img_height=48, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32, dec_depth=1,
+            dec_heads=2, head_dim=32, mlp_ratio=2.0)
+
+
+def mini_config(**kw) -> RegressorConfig:
+    return preset("tiny").replace(**{**MINI, **kw})
+
+
+def synthetic_sequence(n=6, W=64, H=48, seed=0) -> RGBDSequence:
+    """A textured tilted plane seen by a camera moving sideways (no files)."""
+    rng = np.random.default_rng(seed)
+    seq = object.__new__(RGBDSequence)
+    K = np.array([[50.0, 0, (W - 1) / 2], [0, 50.0, (H - 1) / 2], [0, 0, 1]])
+    v, u = np.mgrid[0:H, 0:W]
+    seq.ids = np.arange(n) * 5
+    seq.images = rng.integers(0, 255, size=(n, H, W, 3), dtype=np.uint8)
+    seq.depths = np.stack([(2.0 + 0.005 * u + 0.002 * v).astype(np.float32) for _ in range(n)])
+    poses = []
+    for i in range(n):
+        T = np.eye(4)
+        T[:3, :3] = so3_exp(np.array([0.0, 0.02 * i, 0.01 * i]))
+        T[:3, 3] = [0.05 * i, 0.01 * i, 0.02 * i]
+        poses.append(T)
+    seq.world_from_cam = np.stack(poses)
+    seq.K = K
+    return seq
+
+
+def random_pose(rng, deg=10.0, dist=0.5):
+    R = so3_exp(rng.normal(size=3) * np.radians(deg) / np.sqrt(3))
+    return R, rng.normal(size=3) * dist / np.sqrt(3)
+
+
+# --- weighted PnP --------------------------------------------------------------------
+def _scene(rng, n=80):
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    X = np.c_[rng.uniform(-1.5, 1.5, (n, 2)), rng.uniform(3, 6, n)]
+    R, t = random_pose(rng)
+    P = X @ R.T + t
+    uv = (P @ K.T)[:, :2] / P[:, 2:]
+    return K, X, uv, R, t
+
+
+def _t(*a):
+    return [torch.as_tensor(np.asarray(x)[None], dtype=torch.float64) for x in a]
+
+
+def test_weighted_pnp_recovers_pose_exactly_with_uniform_weights(rng):
+    from twoview.regress.wpnp import weighted_pnp
+
+    K, X, uv, R, t = _scene(rng)
+    R0 = so3_exp(np.radians(4) * np.array([0.3, -0.5, 0.8])) @ R  # perturbed start
+    Xt, uvt, Kt, R0t, t0t = _t(X, uv, K, R0, t + 0.1)
+    Rest, test_, inl, ok = weighted_pnp(Xt, uvt, Kt, torch.ones(1, len(X), dtype=torch.float64), R0t, t0t,
+                                       ransac_px=2.0, iters=8)
+    assert bool(ok[0]) and bool(inl.all())
+    np.testing.assert_allclose(Rest[0].numpy(), R, atol=1e-9)
+    np.testing.assert_allclose(test_[0].numpy(), t, atol=1e-9)
+
+
+def test_weighted_pnp_ignores_down_weighted_outliers(rng):
+    from twoview.regress.wpnp import weighted_pnp
+
+    K, X, uv, R, t = _scene(rng)
+    bad = rng.random(len(X)) < 0.3
+    uv = uv.copy()
+    uv[bad] += rng.uniform(20, 60, size=(bad.sum(), 2))  # gross outliers
+    w = np.where(bad, 0.0, 1.0)
+    Xt, uvt, Kt, R0t, t0t, wt = _t(X, uv, K, R, t + 0.05, w)
+    # without RANSAC: only the weights remove the outliers
+    Rest, test_, _, ok = weighted_pnp(Xt, uvt, Kt, wt, R0t, t0t, ransac_px=None, iters=8)
+    np.testing.assert_allclose(Rest[0].numpy(), R, atol=1e-8)
+    np.testing.assert_allclose(test_[0].numpy(), t, atol=1e-8)
+    # uniform weights without RANSAC are pulled away by the outliers
+    Ru, tu, _, _ = weighted_pnp(Xt, uvt, Kt, torch.ones_like(wt), R0t, t0t, ransac_px=None, iters=8)
+    assert np.abs(tu[0].numpy() - t).max() > 1e-3
+    # with RANSAC, uniform weights are fine again (inliers selected)
+    Rr, tr, inl, ok = weighted_pnp(Xt, uvt, Kt, torch.ones_like(wt), R0t, t0t, ransac_px=2.0, iters=8)
+    assert bool(ok[0]) and not inl[0, torch.from_numpy(bad)].any()
+    np.testing.assert_allclose(tr[0].numpy(), t, atol=1e-8)
+
+
+# --- GCR gradients -------------------------------------------------------------------
+def test_consistency_loss_gradients_reach_fusion_weights_and_regressor():
+    from twoview.regress.gcr import FusionTransformer, gcr_losses, make_correspondences
+    from twoview.regress.model import RelPoseRegressor
+    from twoview.regress.train import to_tensor_images
+
+    torch.manual_seed(0)
+    seq = synthetic_sequence()
+    b = seq.batch(np.array([[0, 2], [1, 4]]))
+    cfg = GCRConfig(num_corr=64, outlier_ratio=0.2, near_outlier_ratio=0.1)
+    model = RelPoseRegressor(mini_config())
+    fusion = FusionTransformer(32, cfg)
+    corr = make_correspondences(b.depth0, b.depth1, b.K, b.R, b.t, cfg, np.random.default_rng(0))
+    assert corr["valid"].all()
+    out = model(to_tensor_images(b.img0), to_tensor_images(b.img1))
+    R, t = torch.as_tensor(b.R, dtype=torch.float32), torch.as_tensor(b.t, dtype=torch.float32)
+    g = gcr_losses(out, corr, b.K, R, t, fusion, cfg, (48, 64), {"w_rot": 1.0, "w_tdir": 1.0, "w_scale": 0.5}, True)
+    assert g["gcr_pairs"] == 1.0 and g["geo_rot_deg"] < 3.0  # the geometric pose is near GT (noisy, 64x48 px)
+    g["consistency"].backward()
+    gnorm = lambda mod: sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)  # noqa: E731
+    assert gnorm(fusion.out) > 0 and gnorm(fusion.proj0) > 0  # fusion weights get gradients
+    assert gnorm(model.pose_head) > 0  # regressor head
+    assert gnorm(model.enc_blocks) > 0  # and down into the encoder
+
+
+# --- training, checkpoints -------------------------------------------------------------
+def _train_config(tmp_path, gcr=True, steps=20, **optim):
+    return TrainConfig.from_dict({
+        "out_dir": str(tmp_path / "run"), "model": MINI, "log_every": 1, "eval_every": 1000, "ckpt_every": 1000,
+        "gcr": {"enabled": gcr, "num_corr": 48}, "augment": {"color_jitter": 0.0, "swap_prob": 0.0},
+        "optim": {"batch_size": 2, "steps": steps, "warmup_steps": 1, "lr": 1e-3, "seed": 0, **optim},
+    })
+
+
+def test_few_training_steps_decrease_the_loss(tmp_path):
+    from twoview.regress.train import Trainer
+
+    seq = synthetic_sequence()
+    tr = Trainer(_train_config(tmp_path), seqs=(seq, None))
+    tr.train_pairs = np.array([[0, 3]])  # fit one pair
+    losses = [tr.step()["loss"] for _ in range(20)]
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+
+
+def test_checkpoint_save_load_resume_same_state(tmp_path):
+    from twoview.regress.infer import load_regressor
+    from twoview.regress.train import Trainer
+
+    seq = synthetic_sequence()
+    cfg = _train_config(tmp_path)
+    a = Trainer(cfg, seqs=(seq, None))
+    for _ in range(3):
+        a.step()
+    a.save(tmp_path / "ck.pt")
+    a.save(tmp_path / "w.pt", weights_only=True)
+    logs_a = [a.step()["loss"] for _ in range(2)]
+    b = Trainer(cfg, seqs=(seq, None))
+    b.resume(tmp_path / "ck.pt")
+    assert b.step_num == 3
+    logs_b = [b.step()["loss"] for _ in range(2)]
+    np.testing.assert_allclose(logs_a, logs_b, rtol=1e-5)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-5, atol=1e-6, msg=k)
+    # weights-only file loads for inference with the step-3 weights
+    m = load_regressor(tmp_path / "w.pt")
+    st = torch.load(tmp_path / "w.pt", weights_only=False)
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(v, st["model"][k])
+    with pytest.raises(InputError):
+        b.resume(tmp_path / "w.pt")  # not resumable
+
+
+def test_train_writes_log_plot_and_model(tmp_path):
+    from twoview.regress.train import train
+
+    seq = synthetic_sequence()
+    cfg = _train_config(tmp_path, gcr=False, steps=3).replace(eval_every=2)
+    path = train(cfg, progress=False, seqs=(seq, seq))
+    rows = [json.loads(ln) for ln in (path.parent / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+    assert any("val_auc10" in r for r in rows)
+    assert (path.parent / "curves.png").stat().st_size > 1000
+    # resume with a larger budget continues from step 3
+    train(cfg.replace(optim=cfg.optim.replace(steps=4)), progress=False, seqs=(seq, seq))
+    rows = [json.loads(ln) for ln in (path.parent / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_train_config_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="gcr.bogus"):
+        TrainConfig.from_dict({"gcr": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="model.dim"):
+        TrainConfig.from_dict({"model": {"dim": 3}})
+    with pytest.raises(ConfigError, match="multiples"):
+        TrainConfig.from_dict({"model": {"img_width": 100}})
+
+
+def test_cli_train_bad_config(tmp_path, capsys):
+    from twoview.cli import main
+
+    assert main(["train", "--config", str(tmp_path / "none.json")]) == 2
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"optim": {"stepz": 3}}))
+    assert main(["train", "--config", str(p)]) == 2
+    assert "optim.stepz" in capsys.readouterr().err
+
+
+# --- inference -----------------------------------------------------------------------
+@pytest.fixture
+def mini_checkpoint(tmp_path):
+    from twoview.regress.train import Trainer
+
+    tr = Trainer(_train_config(tmp_path, gcr=False), seqs=(synthetic_sequence(), None))
+    return tr.save(tmp_path / "mini.pt", weights_only=True)
+
+
+def test_estimate_and_batch_agree(mini_checkpoint, rng):
+    from twoview.regress import estimate, estimate_batch
+
+    imgs = [rng.integers(0, 255, size=(120, 160, 3), dtype=np.uint8) for _ in range(4)]
+    single = [estimate(imgs[i], imgs[i + 1], checkpoint=mini_checkpoint) for i in range(3)]
+    batch = estimate_batch([(imgs[i], imgs[i + 1]) for i in range(3)], checkpoint=mini_checkpoint, batch_size=2)
+    for s, b in zip(single, batch):
+        assert s.success and s.solver == "regress" and s.metric
+        assert s.cam1_from_cam0.allclose(b.cam1_from_cam0, atol=1e-5)
+
+
+def test_estimate_bad_inputs(mini_checkpoint, tmp_path):
+    from twoview.regress import estimate
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(InputError, match="checkpoint"):
+        estimate(img, img, checkpoint=tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="image1"):
+        estimate(img, tmp_path / "missing.png", checkpoint=mini_checkpoint)
+
+
+def test_bench_method(mini_checkpoint, tmp_path):
+    import cv2
+
+    from twoview.datasets.base import PairSample
+    from twoview.geometry.camera import Camera
+    from twoview.geometry.pose import Pose
+    from twoview.regress.bench_methods import BENCH_METHODS, make_regress
+
+    assert BENCH_METHODS["regress"] == "twoview.regress.bench_methods:make_regress"
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((48, 64, 3), 40 * i + 50, np.uint8))
+    cam = Camera(50, 50, 31.5, 23.5, 64, 48)
+    s = PairSample("p", tmp_path / "0.png", tmp_path / "1.png", cam, cam, Pose.identity())
+    res = make_regress({"checkpoint": str(mini_checkpoint)})(s, None, None)
+    assert res.success and res.solver == "regress"
+    with pytest.raises(InputError):
+        make_regress({"checkpont": "x"})

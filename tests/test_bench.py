@@ -195,6 +195,7 @@ def test_different_config_needs_overwrite(shared_data, tmp_path, fakes):
         run_benchmark(_cfg(shared_data, out, ["gt"], dataset_options={"gaps": [3]}), log=_quiet)
     s = run_benchmark(_cfg(shared_data, out, ["gt"], dataset_options={"gaps": [3]}, overwrite=True), log=_quiet)
     assert s["num_pairs"] == 2 and not (out / "cache" / "fail").exists()
+    assert list(json.loads((out / "summary.json").read_text())["methods"]) == ["gt"]
 
 
 def test_bad_input_writes_nothing(shared_data, tmp_path, fakes, capsys):

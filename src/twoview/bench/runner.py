@@ -30,6 +30,7 @@ from twoview.errors import ConfigError, InputError
 from twoview.io.atomic import atomic_write_json
 
 CACHE_VERSION = 1
+_REPORT_FILES = ("summary.json", "results.md", "per_pair.csv", "report.html")
 #: config keys that do not change predictions (may differ between runs into one folder)
 _EXECUTION_KEYS = ("methods", "method_details", "workers", "engine", "address", "progress", "overwrite", "out")
 
@@ -192,7 +193,11 @@ def prepare_out(cfg: BenchConfig, resolved: dict) -> Path:
                 diff = sorted(k for k in set(_comparable(old or {})) | set(_comparable(resolved)) if (old or {}).get(k) != resolved.get(k))
                 raise InputError("--out", f"{out} holds a run with a different configuration (differs in: {', '.join(diff)}); "
                                  "pass --overwrite to replace it")
+            # nothing of the old run may be mistaken for the new one
             shutil.rmtree(out / "cache", ignore_errors=True)
+            shutil.rmtree(out / "plots", ignore_errors=True)
+            for name in _REPORT_FILES:
+                (out / name).unlink(missing_ok=True)
         else:
             # same data and protocol: methods accumulate (each caches separately)
             methods = list(resolved["methods"]) + [m for m in old.get("methods", []) if m not in resolved["methods"]]

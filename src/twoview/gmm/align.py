@@ -99,7 +99,12 @@ def align_mixtures(
     R, t, s = init.R.copy(), init.t.copy(), 1.0
     fine_var = (cfg.inflation[-1] * depth_scale) ** 2
 
-    score0, nva, nvb = normalised_score(a, b, R, t, s, fine_var, cfg)
+    if cfg.estimate_scale:
+        s = _initial_scale(a, b, R, t, cfg)
+    score0, nva, nvb = normalised_score(a, b, R, t, 1.0, fine_var, cfg)
+    if cfg.estimate_scale:  # the initial state to beat is the best of s = 1 and the depth-ratio scale
+        score_s, nva_s, nvb_s = normalised_score(a, b, R, t, s, fine_var, cfg)
+        nva, nvb = max(nva, nva_s), max(nvb, nvb_s)
     if min(nva, nvb) < cfg.min_visible:
         return PoseResult.failure(
             f"no overlap at the initial pose: {nva} Gaussians of view 0 visible in view 1, {nvb} of view 1 "
@@ -146,6 +151,33 @@ def align_mixtures(
     )
 
 
+def _initial_scale(a: Prepared, b: Prepared, R, t, cfg: AlignConfig) -> float:
+    """Relative scale of mixture 0 that puts its Gaussians on camera 1's observed depth:
+    the median over visible Gaussians of ``(z_obs - t_z) / (R mu)_z``, twice (visibility
+    depends on the scale). 1 when camera 1 has no z-buffer."""
+    mix1 = b.mix
+    if mix1.zbuffer is None or mix1.camera is None:
+        return 1.0
+    s = 1.0
+    rel = cfg.replace(occlusion_tolerance=1.0)  # scale unknown: only the frustum matters
+    for _ in range(2):
+        p = apply_state(a.means, R, t, s)
+        vis = visible_in(p, mix1, rel)
+        if vis.sum() < cfg.min_visible:
+            return s
+        uv = mix1.camera.project(p[vis])
+        st = mix1.zbuffer_stride
+        hz, wz = mix1.zbuffer.shape
+        zb = mix1.zbuffer[np.clip(((uv[:, 1] + 0.5) / st).astype(int), 0, hz - 1),
+                          np.clip(((uv[:, 0] + 0.5) / st).astype(int), 0, wz - 1)]
+        rz = (a.means[vis] @ R.T)[:, 2]
+        ok = np.isfinite(zb) & (rz > 1e-6)
+        if ok.sum() < cfg.min_visible:
+            return s
+        s = float(np.clip(np.median((zb[ok] - t[2]) / rz[ok]), 0.5, 2.0))
+    return s
+
+
 def _lm_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig, depth_scale: float):
     est_scale = cfg.estimate_scale
     ev = evaluate(a, b, R, t, s, var, vis_a, vis_b, cfg, True, est_scale)
@@ -180,6 +212,19 @@ def _lm_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig, depth_scale: f
 
 def _lbfgs_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig):
     """L-BFGS on the exact torch objective; pairs re-found between rounds."""
+    import torch
+
+    from twoview.gmm.objective import energy_torch, find_pairs, pair_similarity
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of 3x3 terms: threading only adds overhead
+    try:
+        return _lbfgs_rounds(a, b, R, t, s, var, vis_a, vis_b, cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _lbfgs_rounds(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig):
     import torch
 
     from twoview.gmm.objective import energy_torch, find_pairs, pair_similarity

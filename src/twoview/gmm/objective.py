@@ -242,8 +242,14 @@ def energy_torch(xi, a_means, a_covs, b_means, b_covs, i, j, c, R0, t0, s0, var,
     p = s * a_means[i] @ R.T + t
     d = p - b_means[j]
     S = s**2 * (R @ a_covs[i] @ R.T) + b_covs[j] + 2 * var * torch.eye(3, dtype=xi.dtype)
-    q = (d[:, None, :] @ torch.linalg.solve(S, d[:, :, None]))[:, 0, 0]
-    logdet = torch.logdet(S)
+    a_, b_, c_ = S[:, 0, 0], S[:, 0, 1], S[:, 0, 2]
+    d_, e_, f_ = S[:, 1, 1], S[:, 1, 2], S[:, 2, 2]
+    A, B, C = d_ * f_ - e_ * e_, c_ * e_ - b_ * f_, b_ * e_ - c_ * d_
+    D, E, F = a_ * f_ - c_ * c_, b_ * c_ - a_ * e_, a_ * d_ - b_ * b_
+    det = a_ * A + b_ * B + c_ * C  # closed-form 3x3: much faster than batched LAPACK
+    x, y, z = d[:, 0], d[:, 1], d[:, 2]
+    q = (A * x * x + D * y * y + F * z * z + 2 * (B * x * y + C * x * z + E * y * z)) / det
+    logdet = torch.log(det)
     k = torch.exp(-0.5 * q - 0.5 * (_LOG2PI3 + logdet))
     if trunc is not None:
         k = torch.where(q < trunc**2, k, torch.zeros_like(k))

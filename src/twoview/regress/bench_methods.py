@@ -28,9 +28,11 @@ def make_regress(options: dict | None = None):
     if unknown:
         raise InputError("regress options", f"unknown option(s) {unknown}; valid: ['checkpoint']")
     ckpt = options.get("checkpoint")
-    load_regressor(ckpt)
+    model = load_regressor(ckpt)
 
     def run(sample, depth0=None, depth1=None):
         return estimate(sample.image0, sample.image1, checkpoint=ckpt)
 
+    run.uses_depth = (False, False)
+    run.metric = bool(model.cfg.metric_scale)
     return run

@@ -1,0 +1,73 @@
+"""Training-data readers of the regressor on the real ICL-NUIM / TUM folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twoview.regress.config import GCRConfig
+from twoview.regress.data import RGBDSequence, read_redwood_log, resize_image, tum_pairs
+
+
+@pytest.fixture(scope="module")
+def icl(shared_data):
+    root = shared_data / "icl_nuim_livingroom1"
+    if not root.is_dir():
+        pytest.skip("icl_nuim_livingroom1 not present")
+    return root
+
+
+def test_redwood_log(icl):
+    T = read_redwood_log(icl / "pseudo_gt_open3d_reconstruction.log")
+    assert sorted(T) == list(range(211))
+    np.testing.assert_allclose(T[0], np.eye(4), atol=1e-7)
+
+
+def test_resize_matrix_maps_pixel_centres():
+    img = np.zeros((480, 640, 3), np.uint8)
+    out, A = resize_image(img, 160, 112)
+    assert out.shape == (112, 160, 3)
+    # image corners (pixel edges) map to pixel edges
+    np.testing.assert_allclose(A @ [-0.5, -0.5, 1], [-0.5, -0.5, 1])
+    np.testing.assert_allclose(A @ [639.5, 479.5, 1], [159.5, 111.5, 1])
+    out, A = resize_image(img, 224, 224, "crop")
+    np.testing.assert_allclose(A @ [79.5, -0.5, 1], [-0.5, -0.5, 1])  # 80 px cropped each side
+
+
+def test_gt_correspondences_are_photo_consistent_and_recover_the_pose(icl):
+    import torch
+
+    from twoview.regress.gcr import make_correspondences
+    from twoview.regress.wpnp import weighted_pnp
+
+    seq = RGBDSequence(icl, "pseudo_gt_open3d_reconstruction.log", "depth_clean", 1000.0, [525.0, 525.0, 319.5, 239.5],
+                       [0, 20], (160, 112))
+    assert seq.images.shape == (21, 112, 160, 3) and seq.depths.shape == (21, 112, 160)
+    b = seq.batch(np.array([[0, 15], [20, 5]]))
+    clean = GCRConfig(num_corr=200, noise_px=1e-6, outlier_ratio=0.0, near_outlier_ratio=0.0)
+    c = make_correspondences(b.depth0, b.depth1, b.K, b.R, b.t, clean, np.random.default_rng(0))
+    assert c["valid"].all()
+    for i in range(2):
+        g0 = b.img0[i].astype(float)[np.rint(c["uv0"][i, :, 1]).astype(int), np.rint(c["uv0"][i, :, 0]).astype(int)]
+        u1 = np.clip(np.rint(c["uv1"][i]).astype(int), 0, [159, 111])
+        g1 = b.img1[i].astype(float)[u1[:, 1], u1[:, 0]]
+        shuffled = b.img1[i].astype(float)[u1[::-1, 1], u1[::-1, 0]]
+        assert np.abs(g0 - g1).mean() < 0.5 * np.abs(g0 - shuffled).mean()  # pose convention is right
+    X = torch.as_tensor(c["X"])
+    uv = torch.as_tensor(c["uv1"])
+    K = torch.as_tensor(b.K).expand(2, 3, 3)
+    R0 = torch.as_tensor(np.repeat(np.eye(3)[None], 2, 0))
+    R, t, inl, ok = weighted_pnp(X, uv, K, torch.ones(2, 200, dtype=torch.float64), R0, torch.zeros(2, 3, dtype=torch.float64), ransac_px=1.0, iters=5)
+    assert ok.all()
+    np.testing.assert_allclose(R.numpy(), b.R, atol=1e-5)
+    np.testing.assert_allclose(t.numpy(), b.t, atol=1e-4)
+
+
+def test_tum_pairs(shared_data):
+    d = shared_data / "tum" / "fr1_xyz"
+    if not d.is_dir():
+        pytest.skip("tum/fr1_xyz not present")
+    p = tum_pairs(d)
+    assert len(p) == 15 and all(x["image0"].is_file() for x in p)
+    R = p[0]["T"][:3, :3]
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-6)

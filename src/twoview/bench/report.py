@@ -97,6 +97,8 @@ def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> byte
             t = np.array([r["trans_m"] for r in rows if r["method"] == m], dtype=float)
             t = np.where(np.isfinite(t), t, np.inf)
             axes[1].plot(xm, [(t <= x).mean() for x in xm], label=m)
+    if not any(summary["methods"][m]["metric"] for m in methods):
+        axes[1].text(0.5, 0.5, "no metric method in this run", ha="center", va="center", transform=axes[1].transAxes)
     axes[0].set(xlabel="max(rotation, translation angle) error (°)", ylabel="fraction of pairs", ylim=(0, 1.02), title="pose error")
     axes[1].set(xlabel="translation error (m)", ylabel="fraction of pairs", ylim=(0, 1.02), title="metric translation error (metric methods)")
     for ax in axes:

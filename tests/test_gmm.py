@@ -317,3 +317,23 @@ def test_refine_cli(scene, tmp_path, capsys):
     assert "--depth" in capsys.readouterr().err
     assert main(["refine", *common, "--init", str(tmp_path / "missing.json")]) == 2
     assert "--init" in capsys.readouterr().err
+
+
+def test_refine_estimate_glue(scene):
+    """What `twoview estimate --refine gmm` calls: the front end's result refined."""
+    from twoview.gmm import refine_estimate
+    from twoview.result import PoseResult
+
+    im0, im1, d0, d1, gt = scene
+    front = PoseResult(success=True, cam1_from_cam0=_perturb(gt), metric=True, solver="rigid3d",
+                       num_matches=50, num_inliers=40, timings_ms={"match": 1.0})
+    inputs = dict(image0=im0, image1=im1, camera0=CAM, camera1=CAM, depth0=d0, depth1=d1, depth_scale=None)
+    res = refine_estimate(inputs, front, FAST)
+    assert res.success and res.solver == "gmm" and res.num_inliers == 40
+    assert set(res.timings_ms) >= {"match", "build", "optimize"}
+    assert res.info["front_end"]["solver"] == "rigid3d"
+    assert _err(res.cam1_from_cam0, gt)[0] < 0.3
+    failed = PoseResult.failure("too few matches")
+    assert refine_estimate(inputs, failed, FAST) is failed
+    with pytest.raises(InputError, match="depth1"):
+        refine_estimate({**inputs, "depth1": None}, front, FAST)

@@ -19,6 +19,7 @@ def run(args) -> int:
                          "refinement builds metric Gaussian mixtures: give depth for both images")
     cfg = GMMConfig.from_dict({
         "build": {"num_gaussians": args.num_gaussians, "features": args.features,
+                  "depth_sigma_rel": args.depth_sigma_rel,
                   **({"dinov2_model": args.dinov2_model} if args.dinov2_model else {})},
         "align": {"optimizer": args.optimizer, "estimate_scale": args.estimate_scale,
                   "reject_worse": not args.keep_worse},
@@ -106,6 +107,9 @@ def register(sub) -> None:
     g.add_argument("--dinov2-model", metavar="ID|DIR", help="hub id or local folder of a DINOv2 model")
     g.add_argument("--optimizer", default="gn", choices=["gn", "lbfgs"])
     g.add_argument("--estimate-scale", action="store_true", help="also estimate a relative depth scale")
+    g.add_argument("--depth-sigma-rel", type=float, default=0.0, metavar="F",
+                   help="relative depth error along viewing rays (0 for sensors; ~0.3 for monocular depth "
+                   "together with --estimate-scale)")
     g.add_argument("--keep-worse", action="store_true", help="keep the refined pose even if its score is lower")
     g = p.add_argument_group("outputs")
     g.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")

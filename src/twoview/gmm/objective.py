@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from twoview.geometry.rotation import hat, so3_exp
+from twoview.geometry.rotation import so3_exp
 from twoview.gmm.config import AlignConfig
 from twoview.gmm.mixture import GaussianMixture
 
@@ -258,5 +258,5 @@ def energy_torch(xi, a_means, a_covs, b_means, b_covs, i, j, c, R0, t0, s0, var,
 
 __all__ = [
     "Evaluation", "Prepared", "apply_increment", "energy_torch", "evaluate", "find_pairs",
-    "gaussian_overlap", "pair_similarity", "self_overlap", "visible_in", "hat",
+    "gaussian_overlap", "pair_similarity", "self_overlap", "visible_in",
 ]

@@ -58,6 +58,24 @@ def markdown_table(summary: dict, methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gap_table(rows: list[dict], methods: list[str]) -> str:
+    """AUC@10 (%) / success (%) per method and frame gap; empty if the pairs have no gaps."""
+    from twoview.metrics import pose_auc
+
+    gaps = sorted({r["frame_gap"] for r in rows if isinstance(r["frame_gap"], int)})
+    if len(gaps) < 2:
+        return ""
+    lines = ["| method | " + " | ".join(f"gap {g}" for g in gaps) + " |", "|---|" + "---:|" * len(gaps)]
+    for m in methods:
+        cells = []
+        for g in gaps:
+            rs = [r for r in rows if r["method"] == m and r["frame_gap"] == g]
+            auc = pose_auc([r["max_deg"] for r in rs], (10.0,))[0]
+            cells.append(f"{100 * auc:.1f} / {100 * np.mean([r['success'] for r in rs]):.0f}" if rs else "–")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "AUC@10° / success (%) by frame gap:\n\n" + "\n".join(lines) + "\n"
+
+
 def csv_text(rows: list[dict]) -> str:
     from twoview.bench.scoring import PER_PAIR_COLUMNS
 
@@ -144,12 +162,20 @@ def plot_vs_baseline(rows: list[dict], methods: list[str]) -> bytes:
 
 
 def html_report(resolved: dict, summary: dict, methods: list[str], images: dict[str, bytes], md_table: str) -> str:
-    rows_html = []
-    for i, line in enumerate(md_table.strip().splitlines()):
-        if i == 1:
+    tables_html, rows_html, header = [], [], True
+    for line in md_table.strip().splitlines() + [""]:
+        if not line.startswith("|"):
+            if rows_html:
+                tables_html.append("<table>" + "".join(rows_html) + "</table>")
+                rows_html, header = [], True
+            if line.strip():
+                tables_html.append(f"<p>{html.escape(line)}</p>")
+            continue
+        if set(line) <= set("|-: "):
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
-        tag = "th" if i == 0 else "td"
+        tag = "th" if header else "td"
+        header = False
         rows_html.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
     imgs = "".join(
         f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
@@ -167,7 +193,7 @@ img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>
 <p>AUC@5/10/20: SuperGlue/LoFTR trapezoid AUC of max(rotation, translation angle) error, failures as infinite error.
 AUC@30 (hist.): the Reloc3r/VGGT mean accuracy over integer thresholds 1..30° (a different number).
 Direction-only methods have no metric translation error ("–").</p>
-<table>{''.join(rows_html)}</table>
+{''.join(tables_html)}
 {imgs}
 <h2>Configuration</h2><pre>{html.escape(json.dumps(resolved, indent=2))}</pre>
 </body></html>
@@ -185,6 +211,10 @@ def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, me
         "AUC and precision in %. AUC@5/10/20 = SuperGlue/LoFTR trapezoid; AUC@30 (hist.) = Reloc3r/VGGT variant.\n\n"
         + table
     )
+    by_gap = gap_table(rows, methods)
+    if by_gap:
+        md += "\n" + by_gap
+        table = table + "\n" + by_gap
     atomic_write_text(out / "results.md", md)
     atomic_write_text(out / "per_pair.csv", csv_text(rows))
     images = {

@@ -261,7 +261,16 @@ def main(argv=None) -> int:
     from twoview.io.atomic import atomic_write_json, atomic_write_text
     from twoview.result import _jsonable
 
-    atomic_write_json(args.out + ".json", _jsonable(res))
+    def _round(o):
+        if isinstance(o, float):
+            return float(f"{o:.5g}")
+        if isinstance(o, dict):
+            return {k: _round(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [_round(v) for v in o]
+        return o
+
+    atomic_write_json(args.out + ".json", _round(_jsonable(res)))
     md = markdown(res)
     atomic_write_text(args.out + ".md", md)
     print(md)

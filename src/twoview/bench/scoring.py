@@ -45,7 +45,7 @@ def score_record(rec: dict, sample, method_metric: bool) -> dict:
         "pair_id": sample.pair_id,
         "frame0": m.get("frame0", ""),
         "frame1": m.get("frame1", ""),
-        "frame_gap": m.get("frame_gap", ""),
+        "frame_gap": m["frame_gap"] if m.get("frame_gap") is not None else "",
         "gt_baseline_m": float(np.linalg.norm(gt.t)),
         "gt_rotation_deg": float(m.get("rotation_deg", np.nan)),
         "success": bool(rec.get("success")),

@@ -35,6 +35,8 @@ class Frame:
         depth: depth file path or None.
         index: position in the sequence (for frame gaps).
         timestamp: seconds, if the dataset has timestamps.
+        sequence: the sequence the frame belongs to, when a dataset holds several; frame
+            gaps are only defined within one sequence.
     """
 
     frame_id: str
@@ -44,6 +46,7 @@ class Frame:
     depth: Path | None = None
     index: int = 0
     timestamp: float | None = None
+    sequence: str = ""
 
 
 @dataclass
@@ -206,7 +209,7 @@ class SequenceDataset(Dataset):
                 "scene": self.scene,
                 "frame0": f0.frame_id,
                 "frame1": f1.frame_id,
-                "frame_gap": int(f1.index - f0.index),
+                "frame_gap": int(f1.index - f0.index) if f0.sequence == f1.sequence else None,
                 "baseline_m": float(np.linalg.norm(rel.t)),
                 "rotation_deg": rotation_angle_deg(rel.R),
                 "metric_gt": self.metric_gt,

@@ -69,7 +69,7 @@ class SevenScenesDataset(SequenceDataset):
                 cam = Camera(SEVEN_SCENES_FOCAL, SEVEN_SCENES_FOCAL, w / 2.0, h / 2.0, w, h)
                 self.frames.append(
                     Frame(f"{seq.name}/{stem}", image, cam, pose, depth if depth.is_file() else None,
-                          seq_num * 1_000_000 + int(m.group(1)))
+                          seq_num * 1_000_000 + int(m.group(1)), sequence=seq.name)
                 )
         if not self.frames:
             raise InputError("--root", f"no frame-XXXXXX.pose.txt with a colour image under {self.root}")

@@ -1,0 +1,297 @@
+"""Core benchmark: each matcher + each solver mode on real 640x480 RGB-D pairs.
+
+Pairs: all 15 TUM fr1_xyz pairs (Kinect v1, mocap ground truth, distorted lens) and 12
+ICL-NUIM livingroom1 pairs 15-30 frames apart (synthetic, clean depth, pseudo ground
+truth). Read from ../shared/data (never copied).
+
+For every matcher (in its own subprocess, so peak memory is per matcher):
+  - matching time per pair (each pair matched ``--repeats`` times; the minimum is kept,
+    which filters out the other jobs sharing this machine's cores),
+  - for each solver mode, errors against ground truth and solver time:
+      essential: no depth (rotation + translation direction),
+      pnp:       depth for view 0 only (metric),
+      rigid3d:   depth for both views (metric),
+  - PoseResult.timings_ms per stage, peak RSS (resource.getrusage).
+
+Writes benchmarks/results/core.json and core.md atomically.
+
+    python benchmarks/bench_core.py                      # all matchers, 2 threads
+    python benchmarks/bench_core.py --matchers sift,xfeat --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+OUT = ROOT / "benchmarks" / "results"
+
+ICL_PAIRS = [(0, 15), (10, 40), (25, 50), (40, 60), (55, 85), (70, 90), (90, 120), (110, 130), (125, 155),
+             (150, 165), (160, 190), (180, 210)]
+MODES = ("essential", "pnp", "rigid3d")
+TARGET_MS = {"sift": 150.0, "xfeat": 600.0}
+
+
+# --- local readers (the official ones live in twoview.datasets; this script stays independent) ---
+def tum_pairs(root: Path) -> list[dict]:
+    """TUM fr1_xyz pairs from pairs_gt.txt: T_0to1 = cam1_from_cam0."""
+    seq = root / "tum" / "fr1_xyz"
+    lines = [ln.split() for ln in (seq / "intrinsics.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    fx, fy, cx, cy = map(float, lines[0])
+    dist = tuple(map(float, lines[1]))
+    pairs = []
+    for ln in (seq / "pairs_gt.txt").read_text().splitlines():
+        if not ln.strip() or ln.startswith("#"):
+            continue
+        f = ln.split()
+        pairs.append(dict(
+            name=f"tum/{Path(f[0]).stem}-{Path(f[1]).stem}", dataset="tum_fr1_xyz",
+            image0=seq / f[0], image1=seq / f[1], depth0=seq / f[2], depth1=seq / f[3], depth_scale=5000.0,
+            K=(fx, fy, cx, cy), dist=dist, T=np.array(f[4:20], float).reshape(4, 4),
+        ))
+    return pairs
+
+
+def read_redwood_log(path: Path) -> list[np.ndarray]:
+    """Open3D/Redwood .log: per frame a header line then a 4x4 camera-to-world matrix."""
+    rows = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    return [np.array(rows[i + 1 : i + 5], float) for i in range(0, len(rows), 5)]
+
+
+def icl_pairs(root: Path, pairs=ICL_PAIRS) -> list[dict]:
+    seq = root / "icl_nuim_livingroom1"
+    T_wc = read_redwood_log(seq / "pseudo_gt_open3d_reconstruction.log")
+    out = []
+    for i, j in pairs:
+        out.append(dict(
+            name=f"icl/{i:05d}-{j:05d}", dataset="icl_livingroom1",
+            image0=seq / "color" / f"{i:05d}.jpg", image1=seq / "color" / f"{j:05d}.jpg",
+            depth0=seq / "depth_clean" / f"{i:05d}.png", depth1=seq / "depth_clean" / f"{j:05d}.png",
+            depth_scale=1000.0, K=(525.0, 525.0, 319.5, 239.5), dist=None,
+            T=np.linalg.inv(T_wc[j]) @ T_wc[i],
+        ))
+    return out
+
+
+# --- one matcher, in a subprocess ---------------------------------------------------------
+def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int) -> dict:
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # SIFT needs no torch
+        pass
+    import cv2
+
+    cv2.setNumThreads(threads)
+    from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
+    from twoview.estimator import estimate_relative_pose
+    from twoview.geometry.camera import Camera
+    from twoview.geometry.pose import Pose
+    from twoview.io.depth import load_depth
+    from twoview.io.images import load_image
+    from twoview.matching import get_matcher
+    from twoview.metrics import pose_errors
+
+    mcfg = MatcherConfig(name=name, max_keypoints=max_keypoints)
+    t0 = time.perf_counter()
+    matcher = get_matcher(mcfg)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    pairs = tum_pairs(DATA) + icl_pairs(DATA)
+    rows = []
+    warm = load_image(pairs[0]["image0"]), load_image(pairs[0]["image1"])
+    matcher.match(*warm)  # warm-up (lazy inits, allocator)
+    for p in pairs:
+        im0, im1 = load_image(p["image0"]), load_image(p["image1"])
+        h, w = im0.shape[:2]
+        cam = Camera(*p["K"], w, h, dist=p["dist"])
+        d0 = load_depth(p["depth0"], p["depth_scale"])
+        d1 = load_depth(p["depth1"], p["depth_scale"])
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            matches = matcher.match(im0, im1)
+            times.append((time.perf_counter() - t) * 1e3)
+        gt = Pose.from_matrix(p["T"])
+        row = dict(pair=p["name"], dataset=p["dataset"], match_ms=min(times), match_ms_all=times,
+                   num_matches=len(matches), modes={})
+        for mode in MODES:
+            cfg = EstimatorConfig(matcher=mcfg, solver=SolverConfig(mode=mode))
+            dd0 = d0 if mode in ("pnp", "rigid3d") else None
+            dd1 = d1 if mode == "rigid3d" else None
+            t = time.perf_counter()
+            res = estimate_relative_pose(im0, im1, cam, cam, dd0, dd1, config=cfg, matches=matches)
+            wall = (time.perf_counter() - t) * 1e3
+            err = pose_errors(res.cam1_from_cam0 if res.success else None, gt, metric=(mode != "essential"))
+            row["modes"][mode] = dict(
+                success=res.success, metric=res.metric, solver=res.solver, num_inliers=res.num_inliers,
+                reason=res.reason, timings_ms=res.timings_ms, solve_wall_ms=wall, **err,
+            )
+        rows.append(row)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return dict(matcher=name, load_ms=load_ms, peak_rss_mb=peak_mb, pairs=rows)
+
+
+def _med(values) -> float:
+    v = [x for x in values if x is not None]
+    return float(statistics.median(v)) if v else float("nan")
+
+
+def summarize(run: dict) -> dict:
+    rows = run["pairs"]
+    out = dict(matcher=run["matcher"], load_ms=run["load_ms"], peak_rss_mb=run["peak_rss_mb"],
+               match_ms_median=_med([r["match_ms"] for r in rows]),
+               match_ms_max=max(r["match_ms"] for r in rows),
+               num_matches_median=_med([r["num_matches"] for r in rows]), modes={})
+    for mode in MODES:
+        per = {}
+        for ds in ("tum_fr1_xyz", "icl_livingroom1", "all"):
+            sel = [r["modes"][mode] for r in rows if ds == "all" or r["dataset"] == ds]
+            per[ds] = dict(
+                n=len(sel), failures=sum(not s["success"] for s in sel),
+                rot_deg_median=_med([s["rot_deg"] for s in sel]),
+                trans_deg_median=_med([s["trans_deg"] for s in sel]),
+                trans_cm_median=_med([100 * s["trans_m"] for s in sel]) if mode != "essential" else None,
+            )
+        solve = [s["modes"][mode]["timings_ms"].get("solve", np.nan) for s in rows]
+        undist = [s["modes"][mode]["timings_ms"].get("undistort", 0.0) for s in rows]
+        scale = [s["modes"][mode]["timings_ms"].get("scale", 0.0) for s in rows]
+        per["solve_ms_median"] = _med(solve)
+        per["other_stages_ms_median"] = _med([a + b for a, b in zip(undist, scale)])
+        per["total_ms_median"] = _med([r["match_ms"] + r["modes"][mode]["solve_wall_ms"] for r in rows])
+        out["modes"][mode] = per
+    return out
+
+
+def _f(x, nd=2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
+
+
+def markdown(summaries: list[dict], meta: dict) -> str:
+    L = [
+        "# Core benchmark: matcher + solver on 640x480 RGB-D pairs",
+        "",
+        f"{meta['num_pairs']} pairs: {meta['pairs']}. Machine: {meta['machine']}; torch/OpenCV threads = "
+        f"{meta['threads']}; max_keypoints = {meta['max_keypoints']}; each pair matched {meta['repeats']}x, "
+        "minimum kept (the cores are shared). Times in ms, medians over pairs.",
+        "",
+        "## Speed (per pair; total = matching + rigid3d solve, both depths)",
+        "",
+        "| matcher | match ms | solve ms (rigid3d) | undistort+scale ms | total ms | target | matches | model load ms | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        m = s["modes"]["rigid3d"]
+        tgt = TARGET_MS.get(s["matcher"])
+        ok = "" if tgt is None else (f"<= {tgt:.0f} " + ("ok" if m["total_ms_median"] <= tgt else "MISSED"))
+        L.append(
+            f"| {s['matcher']} | {_f(s['match_ms_median'], 0)} | {_f(m['solve_ms_median'], 1)} | "
+            f"{_f(m['other_stages_ms_median'], 1)} | {_f(m['total_ms_median'], 0)} | {ok} | "
+            f"{_f(s['num_matches_median'], 0)} | {_f(s['load_ms'], 0)} | {_f(s['peak_rss_mb'], 0)} |"
+        )
+    L += ["", "Solver time per mode (median ms): " + "; ".join(
+        f"{s['matcher']}: " + ", ".join(f"{md} {_f(s['modes'][md]['solve_ms_median'], 1)}" for md in MODES)
+        for s in summaries), ""]
+    L += [
+        "## Accuracy (median errors; rot in deg, t in cm for metric modes, t-angle in deg for essential)",
+        "",
+        "| matcher | mode | TUM rot | TUM t | ICL rot | ICL t | all rot | all t | failures |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        for md in MODES:
+            m = s["modes"][md]
+            key = "trans_deg_median" if md == "essential" else "trans_cm_median"
+            unit = "deg" if md == "essential" else "cm"
+            L.append(
+                f"| {s['matcher']} | {md} | {_f(m['tum_fr1_xyz']['rot_deg_median'], 3)} | "
+                f"{_f(m['tum_fr1_xyz'][key])} {unit} | {_f(m['icl_livingroom1']['rot_deg_median'], 3)} | "
+                f"{_f(m['icl_livingroom1'][key])} {unit} | {_f(m['all']['rot_deg_median'], 3)} | "
+                f"{_f(m['all'][key])} {unit} | {m['all']['failures']}/{m['all']['n']} |"
+            )
+    L += ["", "Issue-2 criterion: metric mode (rigid3d) median rotation < 1 deg and translation < 3 cm per dataset.", ""]
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--matchers", default="sift,xfeat,aliked,disk")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-keypoints", type=int, default=2048)
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one matcher, print JSON
+    a = ap.parse_args(argv)
+    if a.one:
+        print(json.dumps(run_matcher(a.one, a.repeats, a.threads, a.max_keypoints), default=_json_default))
+        return 0
+    if not DATA.is_dir():
+        print(f"data not found at {DATA}", file=sys.stderr)
+        return 2
+    from twoview.io.atomic import atomic_write_json, atomic_write_text
+
+    runs, summaries = [], []
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    for name in a.matchers.split(","):
+        cmd = [sys.executable, __file__, "--one", name, "--repeats", str(a.repeats), "--threads", str(a.threads),
+               "--max-keypoints", str(a.max_keypoints)]
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        run = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs.append(run)
+        summaries.append(summarize(run))
+        s = summaries[-1]
+        print(f"{name}: {time.perf_counter() - t:.0f} s; match {s['match_ms_median']:.0f} ms; rigid3d rot "
+              f"{s['modes']['rigid3d']['all']['rot_deg_median']:.3f} deg, t {s['modes']['rigid3d']['all']['trans_cm_median']:.2f} cm",
+              flush=True)
+    n = len(tum_pairs(DATA)) + len(icl_pairs(DATA))
+    meta = dict(
+        num_pairs=n, pairs="15 TUM fr1_xyz (all pairs_gt.txt) + 12 ICL-NUIM livingroom1 (15-30 frames apart)",
+        machine=f"{platform.machine()}, {os.cpu_count()} cores", threads=a.threads, repeats=a.repeats,
+        max_keypoints=a.max_keypoints, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    atomic_write_json(a.out / "core.json", _finite(dict(meta=meta, summary=summaries, runs=runs)))
+    md = markdown(summaries, meta)
+    atomic_write_text(a.out / "core.md", md)
+    print(md)
+    return 0
+
+
+def _finite(o):
+    """NaN/inf -> None, recursively (strict JSON)."""
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

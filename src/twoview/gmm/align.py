@@ -23,10 +23,12 @@ from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.gmm.config import AlignConfig, GMMConfig
 from twoview.gmm.mixture import GaussianMixture, build_mixture
+from twoview.geometry.rotation import so3_log
 from twoview.gmm.objective import (
     Prepared,
     apply_increment,
     apply_state,
+    candidate_pairs,
     evaluate,
     self_overlap,
     visible_in,
@@ -58,10 +60,9 @@ def normalised_score(a: Prepared, b: Prepared, R, t, s, var, cfg: AlignConfig):
 
 
 def self_overlap_scaled(a: Prepared, var, vis, cfg, s):
-    from dataclasses import replace
-
-    scaled = replace(a, means=a.means * s, covs=a.covs * s**2)
-    return self_overlap(scaled, var, vis, cfg)
+    """E_AA of mixture A scaled by s: the same kernels with the inflation rescaled, times
+    s^-3 (densities in three dimensions)."""
+    return self_overlap(a, var / s**2, vis, cfg) / s**3
 
 
 def align_mixtures(
@@ -178,9 +179,25 @@ def _initial_scale(a: Prepared, b: Prepared, R, t, cfg: AlignConfig) -> float:
     return s
 
 
-def _lm_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig, depth_scale: float):
+def _lm_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig, depth_scale: float, max_rounds: int = 2):
+    """Levenberg-Marquardt on the IRLS form. Pairs are fixed within a round and re-found
+    between rounds; the level ends when a round moves the pose less than the tolerance."""
     est_scale = cfg.estimate_scale
-    ev = evaluate(a, b, R, t, s, var, vis_a, vis_b, cfg, True, est_scale)
+    total, E = 0, 0.0
+    for _ in range(max_rounds):
+        pairs = candidate_pairs(a, b, R, t, s, var, vis_a, vis_b, cfg)
+        R0, t0 = R, t
+        R, t, s, it, E = _lm_round(a, b, R, t, s, var, vis_a, vis_b, cfg, depth_scale, est_scale, pairs)
+        total += it
+        moved_rot = np.linalg.norm(so3_log(R @ R0.T))
+        moved_t = np.linalg.norm(t - t0)
+        if it == 0 or (moved_rot < 10 * cfg.step_tolerance and moved_t < 10 * cfg.step_tolerance * depth_scale):
+            break
+    return R, t, s, total, E
+
+
+def _lm_round(a, b, R, t, s, var, vis_a, vis_b, cfg, depth_scale, est_scale, pairs):
+    ev = evaluate(a, b, R, t, s, var, vis_a, vis_b, cfg, True, est_scale, pairs)
     if ev.grad is None:
         return R, t, s, 0, 0.0
     lam = 1e-3
@@ -195,7 +212,7 @@ def _lm_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig, depth_scale: f
         if not np.all(np.isfinite(delta)):
             break
         R2, t2, s2 = apply_increment(R, t, s, delta)
-        ev2 = evaluate(a, b, R2, t2, s2, var, vis_a, vis_b, cfg, True, est_scale)
+        ev2 = evaluate(a, b, R2, t2, s2, var, vis_a, vis_b, cfg, True, est_scale, pairs)
         if ev2.grad is not None and ev2.energy >= ev.energy:
             R, t, s, ev = R2, t2, s2, ev2
             lam = max(lam / 3.0, 1e-7)

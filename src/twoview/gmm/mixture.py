@@ -228,7 +228,7 @@ def build_mixture(
         pad[k, :h, :w] = ch
     for k in range(3):
         pad[12 + k, :h, :w] = image[::step, ::step, k] * (m / 255.0)
-    fine = pad.reshape(15, Hp // c1, c1, Wp // c1, c1).sum(axis=(2, 4)).transpose(1, 2, 0)
+    fine = pad.reshape(15, Hp // c1, c1, Wp // c1, c1).sum(axis=4).sum(axis=2).transpose(1, 2, 0)
     coarse = fine.reshape(Hp // c2, 2, Wp // c2, 2, 15).sum(axis=(1, 3))
 
     n2, mean2, cov2, _ = _moments_to_gaussians(coarse[..., :12])
@@ -269,7 +269,7 @@ def build_mixture(
     hz, wz = -(-H // s), -(-W // s)
     zpad = np.full((hz * s, wz * s), np.inf)
     zpad[:H, :W] = np.where(np.isfinite(depth), depth, np.inf)
-    zbuf = zpad.reshape(hz, s, wz, s).min(axis=(1, 3))
+    zbuf = zpad.reshape(hz, s, wz, s).min(axis=3).min(axis=1)
     zbuf[~np.isfinite(zbuf)] = np.nan
 
     info = {

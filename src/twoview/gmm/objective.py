@@ -141,22 +141,23 @@ def gaussian_overlap(d: np.ndarray, S: np.ndarray, trunc: float):
 
 
 def self_overlap(a: Prepared, var: float, visible: np.ndarray, cfg: AlignConfig) -> float:
-    """``E_AA`` over visible Gaussians (kNN-truncated, same kernels; pose-invariant)."""
-    vis = np.flatnonzero(visible)
-    if not len(vis):
-        return 0.0
-    k = min(cfg.knn, len(vis))
-    sub = a.means[vis]
-    tree = cKDTree(sub)
-    _, jj = tree.query(sub, k=k)
-    jj = jj.reshape(len(vis), k)
-    i = np.repeat(vis, k)
-    j = vis[jj.reshape(-1)]
-    d = a.means[i] - a.means[j]
-    S = a.covs[i] + a.covs[j]
-    S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
-    kern, _, _ = gaussian_overlap(d, S, cfg.truncation_sigmas)
-    return float(np.sum(pair_similarity(a, a, i, j, cfg) * kern))
+    """``E_AA`` over visible Gaussians (kNN-truncated, same kernels; pose-invariant).
+
+    The neighbour pairs and kernels are cached on ``a`` per inflation variance."""
+    cache = a.__dict__.setdefault("_self_cache", {})
+    if "pairs" not in cache:
+        k = min(cfg.knn, len(a.means))
+        _, jj = a.tree.query(a.means, k=k)
+        i = np.repeat(np.arange(len(a.means)), k)
+        j = jj.reshape(-1)
+        cache["pairs"] = (i, j, pair_similarity(a, a, i, j, cfg))
+    i, j, c = cache["pairs"]
+    if var not in cache:
+        S = a.covs[i] + a.covs[j]
+        S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
+        kern, _, _ = gaussian_overlap(a.means[i] - a.means[j], S, cfg.truncation_sigmas)
+        cache[var] = c * kern
+    return float(np.sum(cache[var] * (visible[i] & visible[j])))
 
 
 @dataclass
@@ -167,24 +168,33 @@ class Evaluation:
     num_pairs: int
 
 
+def candidate_pairs(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignConfig):
+    """Pairs (i, j) and their similarities c at a state: k nearest neighbours of the
+    transformed A means among B's within a generous radius, visible on both sides."""
+    p = apply_state(a.means, R, t, s)
+    radius = cfg.truncation_sigmas * np.sqrt(s**2 * a.sigma_p90**2 + b.sigma_p90**2 + 2 * var) * 1.5
+    i, j = find_pairs(p, b, cfg.knn, radius, vis_a, vis_b)
+    return i, j, pair_similarity(a, b, i, j, cfg)
+
+
 def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignConfig,
-             with_derivatives: bool = True, estimate_scale: bool = False) -> Evaluation:
-    """``E_AB`` at a state, with the IRLS gradient and Gauss-Newton matrix of the left
+             with_derivatives: bool = True, estimate_scale: bool = False, pairs=None) -> Evaluation:
+    """``E_AB`` at a state (over ``pairs = (i, j, c)`` if given, else freshly found ones),
+    with the IRLS gradient and Gauss-Newton matrix of the left
     increment ``(omega, v[, log s])``: ``p -> exp(omega) (e^ls s R mu) + exp(omega) t + v``.
 
     Covariances are frozen at the current rotation for the derivatives (as in GICP); the
     energy itself is exact."""
-    p = apply_state(a.means, R, t, s)
-    radius = cfg.truncation_sigmas * np.sqrt(s**2 * a.sigma_p90**2 + b.sigma_p90**2 + 2 * var) * 1.5
-    i, j = find_pairs(p, b, cfg.knn, radius, vis_a, vis_b)
+    i, j, c = pairs if pairs is not None else candidate_pairs(a, b, R, t, s, var, vis_a, vis_b, cfg)
     if not len(i):
         return Evaluation(0.0, None, None, 0)
+    p = apply_state(a.means, R, t, s)
     d = p[i] - b.means[j]
     Sa = s**2 * np.matmul(np.matmul(R, a.covs), R.T)
     S = Sa[i] + b.covs[j]
     S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
     kern, Sinv, inside = gaussian_overlap(d, S, cfg.truncation_sigmas)
-    w = pair_similarity(a, b, i, j, cfg) * kern
+    w = c * kern
     E = float(w.sum())
     if not with_derivatives:
         return Evaluation(E, None, None, int(inside.sum()))
@@ -257,6 +267,6 @@ def energy_torch(xi, a_means, a_covs, b_means, b_covs, i, j, c, R0, t0, s0, var,
 
 
 __all__ = [
-    "Evaluation", "Prepared", "apply_increment", "energy_torch", "evaluate", "find_pairs",
+    "Evaluation", "Prepared", "apply_increment", "candidate_pairs", "energy_torch", "evaluate", "find_pairs",
     "gaussian_overlap", "pair_similarity", "self_overlap", "visible_in",
 ]

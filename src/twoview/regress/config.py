@@ -144,16 +144,26 @@ class AugmentConfig(StrictConfig):
 class GCRConfig(StrictConfig):
     """Geometric consistency regularisation (training only).
 
-    Correspondences: points of view 0 with GT depth, projected into view 1 with the GT
-    pose, then corrupted like a real matcher's output (pixel noise, a share of gross
-    outliers anywhere in the image and of "near" outliers a few pixels off that survive
-    RANSAC's threshold). A fusion transformer weighs each correspondence from the
-    decoder tokens sampled at both ends; RANSAC (PoseLib) selects inliers; a
-    differentiable weighted Gauss-Newton started at the regressed pose gives the
-    geometric pose.
+    3D points: pixels of view 0 with GT depth that are visible in view 1 (GT pose + depth 1).
+    Their 2D locations in view 1 come from ``corr_source``:
+
+    - "predicted" (default): soft-argmax matching of the view-0 decoder token at the
+      pixel against the (upsampled) view-1 decoder token map, so the correspondences --
+      and hence the geometric pose -- depend on the network's features (the paper's
+      descriptor route); ``w_corr`` supervises the predicted locations with the GT
+      projections (end-point error / image width).
+    - "noisy_gt": the GT projections corrupted like a matcher's output (pixel noise,
+      gross outliers, near outliers that survive RANSAC).
+
+    A fusion transformer weighs each correspondence from the decoder tokens sampled at
+    both ends (+ match confidence); RANSAC (PoseLib) selects inliers; a differentiable
+    weighted Gauss-Newton started at the regressed pose gives the geometric pose. Pairs
+    whose geometric pose is further than ``max_geo_err_deg`` from GT are not used as
+    consistency targets.
 
     Attributes:
         enabled: add the GCR losses.
+        corr_source: "predicted" or "noisy_gt" (see above).
         num_corr: correspondences sampled per pair.
         noise_px: std of the inlier pixel noise (at network resolution).
         outlier_ratio: share of gross outliers (uniform in the image).
@@ -163,10 +173,15 @@ class GCRConfig(StrictConfig):
         fusion_dim, fusion_layers, fusion_heads: the fusion transformer.
         w_consistency: weight of ``d(regressed, geometric)`` (gradients reach both).
         w_geometric: weight of ``d(geometric, GT)`` (trains the fusion weights).
+        w_corr: weight of the predicted-correspondence loss ("predicted" only).
+        match_upsample: upsampling of the view-1 token map for matching.
+        match_temperature: softmax temperature of the matching scores.
+        max_geo_err_deg: geometric poses further from GT are not targets.
         start_step: GCR losses start after this many steps (the regressor warms up).
     """
 
     enabled: bool = True
+    corr_source: Literal["predicted", "noisy_gt"] = "predicted"
     num_corr: int = 192
     noise_px: float = 0.5
     outlier_ratio: float = 0.35
@@ -179,6 +194,10 @@ class GCRConfig(StrictConfig):
     fusion_heads: int = 4
     w_consistency: float = 1.0
     w_geometric: float = 0.5
+    w_corr: float = 1.0
+    match_upsample: int = 2
+    match_temperature: float = 0.1
+    max_geo_err_deg: float = 10.0
     start_step: int = 0
 
     def validate(self):

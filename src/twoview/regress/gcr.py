@@ -3,16 +3,16 @@
 Pipeline per pair (see :class:`~twoview.regress.config.GCRConfig`):
 
 1. :func:`make_correspondences`: pixels of view 0 with GT depth -> 3D points X0,
-   projected into view 1 with the GT pose (kept only if visible in depth 1), then
-   corrupted like a matcher's output: Gaussian pixel noise, gross outliers anywhere in the
-   image, near outliers a few pixels off. *Choice*: exact GT correspondences would make
-   the geometric pose equal to GT whatever the weights; with corrupted ones the fusion
-   weights must tell good from bad correspondences from the network's own decoder
-   features, which is what pushes geometric (correspondence) information into the
-   features the pose head reads.
+   projected into view 1 with the GT pose (kept only if visible in depth 1).
+   *Choice* (``GCRConfig.corr_source``): exact GT correspondences would make the
+   geometric pose equal to GT whatever the weights. Default "predicted": the view-1
+   locations are predicted by soft-argmax matching of the network's decoder features
+   (differentiable), so the geometric pose depends on the features and the fusion weights
+   must find the reliable matches. Alternative "noisy_gt": GT projections corrupted like
+   a matcher's output (pixel noise, gross and near outliers).
 2. :class:`FusionTransformer`: weight per correspondence from the decoder tokens of both
-   views sampled at its two ends (+ normalised coordinates), a small transformer over the
-   set, sigmoid output.
+   views sampled at its two ends (+ normalised coordinates and match confidence), a small
+   transformer over the set, sigmoid output.
 3. :func:`twoview.regress.wpnp.weighted_pnp`: PoseLib RANSAC selects inliers; weighted
    Gauss-Newton from the regressed pose refines (differentiable).
 4. Losses: consistency ``d(regressed, geometric)`` (gradients reach the regressor and, via
@@ -39,8 +39,9 @@ def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, 
         depth0, depth1: (B, H, W) metres, NaN invalid. K: (3, 3). R, t: (B, 3, 3), (B, 3) cam1_from_cam0.
 
     Returns:
-        ``X`` (B, N, 3) points in camera 0, ``uv0`` (B, N, 2), ``uv1`` (B, N, 2) corrupted
-        pixels in image 1, ``outlier`` (B, N) bool (gross or near), ``valid`` (B,) bool.
+        ``X`` (B, N, 3) points in camera 0, ``uv0`` (B, N, 2), ``uv1_gt`` (B, N, 2) GT
+        projections, ``uv1`` (B, N, 2) corrupted pixels in image 1, ``outlier`` (B, N) bool
+        (gross or near), ``valid`` (B,) bool.
     """
     B, H, W = depth0.shape
     N = cfg.num_corr
@@ -48,6 +49,7 @@ def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, 
     X = np.zeros((B, N, 3))
     uv0 = np.zeros((B, N, 2))
     uv1 = np.zeros((B, N, 2))
+    uv1_gt = np.zeros((B, N, 2))
     outlier = np.zeros((B, N), bool)
     valid = np.zeros(B, bool)
     for b in range(B):
@@ -70,7 +72,7 @@ def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, 
         if len(idx) < 24:
             continue
         sel = rng.choice(idx, size=N, replace=len(idx) < N)
-        X[b], uv0[b] = Xc[sel], uvc[sel]
+        X[b], uv0[b], uv1_gt[b] = Xc[sel], uvc[sel], proj[sel]
         obs = proj[sel] + rng.normal(0, cfg.noise_px, size=(N, 2))
         perm = rng.permutation(N)
         n_out = int(round(cfg.outlier_ratio * N))
@@ -84,7 +86,7 @@ def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, 
         outlier[b, gross] = True
         outlier[b, near] = True
         valid[b] = True
-    return {"X": X, "uv0": uv0, "uv1": uv1, "outlier": outlier, "valid": valid}
+    return {"X": X, "uv0": uv0, "uv1": uv1, "uv1_gt": uv1_gt, "outlier": outlier, "valid": valid}
 
 
 def sample_tokens(feat: torch.Tensor, uv: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
@@ -111,20 +113,48 @@ class FusionTransformer(nn.Module):
         d = cfg.fusion_dim
         self.proj0 = nn.Linear(feat_dim, d)
         self.proj1 = nn.Linear(feat_dim, d)
-        self.coord = nn.Linear(4, d)
+        self.coord = nn.Linear(5, d)
+        self.match_q = nn.Linear(feat_dim, d)
+        self.match_k = nn.Linear(feat_dim, d)
         self.mix = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, d))
         layer = nn.TransformerEncoderLayer(d, cfg.fusion_heads, dim_feedforward=2 * d, dropout=0.0,
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, cfg.fusion_layers, enable_nested_tensor=False)
         self.out = nn.Linear(d, 1)
 
+    def match(self, f0: torch.Tensor, feat1: torch.Tensor, image_hw: tuple[int, int], upsample: int = 2,
+              temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft-argmax matches of view-0 features in the view-1 token map (differentiable).
+
+        Args:
+            f0: (B, N, D) view-0 features at the query pixels. feat1: (B, h, w, D).
+
+        Returns:
+            uv1 (B, N, 2) expected pixel in image 1 and confidence (B, N) (max probability).
+        """
+        H, W = image_hw
+        m = feat1.permute(0, 3, 1, 2)
+        if upsample > 1:
+            m = F.interpolate(m, scale_factor=upsample, mode="bilinear", align_corners=False)
+        B, D, h, w = m.shape
+        k = self.match_k(m.flatten(2).transpose(1, 2))  # B, hw, d
+        q = self.match_q(f0)
+        logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(1, 2) / temperature
+        p = logits.softmax(-1)  # B, N, hw
+        ys, xs = torch.meshgrid((torch.arange(h, dtype=p.dtype) + 0.5) * H / h - 0.5,
+                                (torch.arange(w, dtype=p.dtype) + 0.5) * W / w - 0.5, indexing="ij")
+        centres = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)  # hw, 2
+        return p @ centres, p.max(-1).values
+
     def forward(self, f0: torch.Tensor, f1: torch.Tensor, uv0: torch.Tensor, uv1: torch.Tensor,
-                image_hw: tuple[int, int]) -> torch.Tensor:
-        """f0, f1 (B, N, D); uv0, uv1 (B, N, 2) -> weights (B, N)."""
+                image_hw: tuple[int, int], conf: torch.Tensor | None = None) -> torch.Tensor:
+        """f0, f1 (B, N, D); uv0, uv1 (B, N, 2); conf (B, N) or None -> weights (B, N)."""
         H, W = image_hw
         scale = uv0.new_tensor([W, H, W, H])
+        conf = torch.ones_like(uv0[..., 0]) if conf is None else conf
         a, b = self.proj0(f0), self.proj1(f1)
-        x = self.mix(torch.cat((a, b, a * b), -1)) + self.coord(torch.cat((uv0, uv1), -1) / scale - 0.5)
+        c = torch.cat(((torch.cat((uv0, uv1), -1) / scale - 0.5), conf[..., None]), -1)
+        x = self.mix(torch.cat((a, b, a * b), -1)) + self.coord(c)
         return torch.sigmoid(self.out(self.blocks(x))[..., 0])
 
 
@@ -162,28 +192,44 @@ def gcr_losses(out: dict, corr: dict, K: np.ndarray, R_gt: torch.Tensor, t_gt: t
         corr: :func:`make_correspondences` output.
 
     Returns:
-        ``consistency`` and ``geometric`` scalar losses (0 when no pair is usable) and
-        diagnostics (``geo_rot_deg``, ``w_inlier``, ``w_outlier``, ``gcr_pairs``).
+        ``consistency``, ``geometric`` (0 when no pair is usable) and ``correspondence``
+        (predicted matches vs GT projections; 0 for "noisy_gt") scalar losses, and
+        diagnostics (``geo_rot_deg``, ``w_inlier``, ``w_outlier`` -- inlier = within
+        ``ransac_px`` of the GT projection for predicted matches --, ``match_px``, ``gcr_pairs``).
     """
     dev = out["R01"].device
     X = torch.as_tensor(corr["X"], dtype=torch.float64, device=dev)
     uv0 = torch.as_tensor(corr["uv0"], dtype=torch.float32, device=dev)
-    uv1 = torch.as_tensor(corr["uv1"], dtype=torch.float32, device=dev)
     B = X.shape[0]
     Kt = torch.as_tensor(K, dtype=torch.float64, device=dev).expand(B, 3, 3)
     f0 = sample_tokens(out["feat0"], uv0, image_hw)
+    zero = out["R01"].sum() * 0.0
+    corr_loss = zero
+    cvalid = torch.as_tensor(corr["valid"], device=dev)
+    diag = {}
+    if cfg.corr_source == "predicted":
+        uv1, conf = fusion.match(f0, out["feat1"], image_hw, cfg.match_upsample, cfg.match_temperature)
+        gt = torch.as_tensor(corr["uv1_gt"], dtype=torch.float32, device=dev)
+        err = (uv1 - gt).norm(dim=-1)  # B, N pixels
+        if cvalid.any():
+            corr_loss = (err[cvalid] / image_hw[1]).mean()  # end-point error / image width
+            with torch.no_grad():
+                diag["match_px"] = err[cvalid].median().item()
+        outl = (err > cfg.ransac_px).detach()
+    else:
+        uv1 = torch.as_tensor(corr["uv1"], dtype=torch.float32, device=dev)
+        conf = None
+        outl = torch.as_tensor(corr["outlier"], device=dev)
     f1 = sample_tokens(out["feat1"], uv1, image_hw)
-    w = fusion(f0, f1, uv0, uv1, image_hw)
+    w = fusion(f0, f1, uv0, uv1, image_hw, conf)
     R0, t0 = out["R01"].double(), out["t01"].double()
     R_geo, t_geo, inl, ok = weighted_pnp(X, uv1.double(), Kt, w.double(), R0, t0, ransac_px=cfg.ransac_px, iters=cfg.gn_iters)
-    valid = ok & torch.as_tensor(corr["valid"], device=dev)
-    # a Gauss-Newton run that did not converge from a far-off regressed pose is not a target
+    valid = ok & cvalid
+    # a geometric pose far from GT (poor matches, or Gauss-Newton not converged) is not a target
     with torch.no_grad():
         geo_err = rotation_angle(R_geo, R_gt.double())
-        valid &= geo_err < np.radians(5.0)
-    zero = out["R01"].sum() * 0.0
-    diag = {"gcr_pairs": float(valid.float().mean())}
-    outl = torch.as_tensor(corr["outlier"], device=dev)
+        valid &= geo_err < np.radians(cfg.max_geo_err_deg)
+    diag["gcr_pairs"] = valid.float().mean().item()
     with torch.no_grad():
         vm = valid[:, None].expand_as(outl)
         if (vm & ~outl).any():
@@ -191,8 +237,8 @@ def gcr_losses(out: dict, corr: dict, K: np.ndarray, R_gt: torch.Tensor, t_gt: t
         if (vm & outl).any():
             diag["w_outlier"] = float(w[vm & outl].mean())
     if not valid.any():
-        return {"consistency": zero, "geometric": zero, **diag}
+        return {"consistency": zero, "geometric": zero, "correspondence": corr_loss, **diag}
     cons, _ = pose_loss(out["R01"][valid], out["t01"][valid], R_geo[valid].float(), t_geo[valid].float(), metric=metric, **loss_weights)
     geo, parts = pose_loss(R_geo[valid].float(), t_geo[valid].float(), R_gt[valid], t_gt[valid], metric=metric, **loss_weights)
     diag["geo_rot_deg"] = torch.rad2deg(parts["rot"].detach()).mean().item()
-    return {"consistency": cons.mean(), "geometric": geo.mean(), **diag}
+    return {"consistency": cons.mean(), "geometric": geo.mean(), "correspondence": corr_loss, **diag}

@@ -152,7 +152,8 @@ class Trainer:
         if with_gcr and self.fusion is not None:
             corr = make_correspondences(batch.depth0, batch.depth1, batch.K, batch.R, batch.t, c.gcr, self.rng)
             g = gcr_losses(out, corr, batch.K, R, t, self.fusion, c.gcr, batch.img0.shape[1:3], lw, metric)
-            loss = loss + c.gcr.w_consistency * g["consistency"] + c.gcr.w_geometric * g["geometric"]
+            loss = (loss + c.gcr.w_consistency * g["consistency"] + c.gcr.w_geometric * g["geometric"]
+                    + c.gcr.w_corr * g["correspondence"])
             logs.update({k: (v.item() if hasattr(v, "item") else v) for k, v in g.items()})
         logs["loss"] = loss.item()
         return loss, logs
@@ -218,13 +219,13 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     tr = [r for r in rows if "loss" in r]
     va = [r for r in rows if "val_auc10" in r]
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
-    for k in ("loss", "pose_loss", "consistency", "geometric"):
+    for k in ("loss", "pose_loss", "consistency", "geometric", "correspondence"):
         pts = [(r["step"], r[k]) for r in tr if k in r]
         if pts:
             ax[0].plot(*zip(*pts), label=k)
     ax[0].set_yscale("log")
     ax[0].set_title("training losses")
-    for k in ("rot_deg", "tdir_deg", "geo_rot_deg"):
+    for k in ("rot_deg", "tdir_deg", "geo_rot_deg", "match_px"):
         pts = [(r["step"], r[k]) for r in tr if k in r]
         if pts:
             ax[1].plot(*zip(*pts), label=k)

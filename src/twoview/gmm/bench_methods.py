@@ -12,7 +12,12 @@ from twoview.gmm.config import GMMConfig
 BENCH_METHODS = {
     "sift+gmm": "twoview.gmm.bench_methods:make_sift_gmm",
     "sift+gmm-nofeat": "twoview.gmm.bench_methods:make_sift_gmm_nofeat",
+    "sift+gmm-mono": "twoview.gmm.bench_methods:make_sift_gmm_mono",
 }
+
+#: settings for depth from a monocular estimator (or degraded depth): relative scale
+#: estimated, 30 % depth uncertainty along viewing rays, generous occlusion slack.
+MONO_PRESET = {"build": {"depth_sigma_rel": 0.3}, "align": {"estimate_scale": True, "occlusion_tolerance": 0.3}}
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -64,3 +69,8 @@ def make_sift_gmm(options: dict | None = None):
 def make_sift_gmm_nofeat(options: dict | None = None):
     """As ``sift+gmm`` without the learned feature kernel (no torch needed)."""
     return _make(options, {"build": {"features": "none"}})
+
+
+def make_sift_gmm_mono(options: dict | None = None):
+    """As ``sift+gmm`` with :data:`MONO_PRESET` (for monocular or degraded depth)."""
+    return _make(options, MONO_PRESET)

@@ -224,7 +224,10 @@ class LossConfig(StrictConfig):
 
 @dataclass
 class OptimConfig(StrictConfig):
-    """Optimiser and budget (whichever of ``steps`` and ``max_minutes`` comes first)."""
+    """Optimiser and budget (whichever of ``steps`` and ``max_minutes`` comes first).
+
+    ``device`` is a torch device ("cpu", "cuda", "cuda:1"); RANSAC always runs on the CPU.
+    """
 
     lr: float = 4e-4
     weight_decay: float = 0.05
@@ -235,6 +238,7 @@ class OptimConfig(StrictConfig):
     grad_clip: float = 1.0
     seed: int = 0
     num_threads: int = 1
+    device: str = "cpu"
 
     def validate(self):
         _check(self.lr > 0 and self.batch_size >= 1 and self.steps >= 1, "optim: lr > 0, batch_size >= 1, steps >= 1")

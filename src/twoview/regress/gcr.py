@@ -141,8 +141,8 @@ class FusionTransformer(nn.Module):
         q = self.match_q(f0)
         logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(1, 2) / temperature
         p = logits.softmax(-1)  # B, N, hw
-        ys, xs = torch.meshgrid((torch.arange(h, dtype=p.dtype) + 0.5) * H / h - 0.5,
-                                (torch.arange(w, dtype=p.dtype) + 0.5) * W / w - 0.5, indexing="ij")
+        ys, xs = torch.meshgrid((torch.arange(h, dtype=p.dtype, device=p.device) + 0.5) * H / h - 0.5,
+                                (torch.arange(w, dtype=p.dtype, device=p.device) + 0.5) * W / w - 0.5, indexing="ij")
         centres = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)  # hw, 2
         return p @ centres, p.max(-1).values
 

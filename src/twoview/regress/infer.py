@@ -111,9 +111,11 @@ def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 
     Rs, ts = [], []
     with torch.inference_mode():
         for s in range(0, len(img0), batch_size):
-            out = model(to_tensor_images(img0[s:s + batch_size]), to_tensor_images(img1[s:s + batch_size]), both=False)
-            Rs.append(out["R01"].double().numpy())
-            ts.append(out["t01"].double().numpy())
+            dev = next(model.parameters()).device
+            out = model(to_tensor_images(img0[s:s + batch_size]).to(dev), to_tensor_images(img1[s:s + batch_size]).to(dev),
+                        both=False)
+            Rs.append(out["R01"].double().cpu().numpy())
+            ts.append(out["t01"].double().cpu().numpy())
     model.train(was)
     if not Rs:
         return np.zeros((0, 3, 3)), np.zeros((0, 3))

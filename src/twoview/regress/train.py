@@ -69,6 +69,10 @@ class Trainer:
 
             load_weights_into(self.model, resolve(cfg.init_checkpoint, self.base))
         self.fusion = FusionTransformer(self.mcfg.dec_dim, cfg.gcr) if cfg.gcr.enabled else None
+        self.device = torch.device(cfg.optim.device)
+        self.model.to(self.device)
+        if self.fusion is not None:
+            self.fusion.to(self.device)
         params = list(self.model.parameters()) + (list(self.fusion.parameters()) if self.fusion else [])
         self.opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.step_num = 0
@@ -98,7 +102,7 @@ class Trainer:
         self.step_num = int(st["step"])
         self.elapsed = float(st.get("elapsed_s", 0.0))
         self.rng.bit_generator.state = st["numpy_rng"]
-        torch.set_rng_state(st["torch_rng"])
+        torch.set_rng_state(st["torch_rng"].cpu())
 
     def save(self, path: Path, weights_only: bool = False) -> Path:
         import torch
@@ -116,7 +120,7 @@ class Trainer:
     def resume(self, path: Path) -> None:
         import torch
 
-        st = torch.load(path, map_location="cpu", weights_only=False)
+        st = torch.load(path, map_location=self.device, weights_only=False)
         if st.get("format") != CKPT_FORMAT or "optimizer" not in st:
             from twoview.errors import InputError
 
@@ -139,9 +143,10 @@ class Trainer:
         c = self.cfg
         lw = {"w_rot": c.loss.w_rot, "w_tdir": c.loss.w_tdir, "w_scale": c.loss.w_scale}
         metric = self.mcfg.metric_scale
-        out = self.model(to_tensor_images(batch.img0), to_tensor_images(batch.img1))
-        R = torch.as_tensor(batch.R, dtype=torch.float32)
-        t = torch.as_tensor(batch.t, dtype=torch.float32)
+        dev = self.device
+        out = self.model(to_tensor_images(batch.img0).to(dev), to_tensor_images(batch.img1).to(dev))
+        R = torch.as_tensor(batch.R, dtype=torch.float32, device=dev)
+        t = torch.as_tensor(batch.t, dtype=torch.float32, device=dev)
         l01, parts = pose_loss(out["R01"], out["t01"], R, t, metric=metric, **lw)
         Ri = R.transpose(1, 2)
         ti = -(Ri @ t[..., None])[..., 0]

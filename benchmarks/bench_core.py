@@ -119,13 +119,15 @@ def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int) -> di
         cam = Camera(*p["K"], w, h, dist=p["dist"])
         d0 = load_depth(p["depth0"], p["depth_scale"])
         d1 = load_depth(p["depth1"], p["depth_scale"])
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             matches = matcher.match(im0, im1)
             times.append((time.perf_counter() - t) * 1e3)
+            cpu.append((time.process_time() - c) * 1e3)
         gt = Pose.from_matrix(p["T"])
         row = dict(pair=p["name"], dataset=p["dataset"], match_ms=min(times), match_ms_all=times,
+                   match_cpu_ms=min(cpu),
                    num_matches=len(matches), modes={})
         for mode in MODES:
             cfg = EstimatorConfig(matcher=mcfg, solver=SolverConfig(mode=mode))
@@ -154,6 +156,7 @@ def summarize(run: dict) -> dict:
     out = dict(matcher=run["matcher"], load_ms=run["load_ms"], peak_rss_mb=run["peak_rss_mb"],
                match_ms_median=_med([r["match_ms"] for r in rows]),
                match_ms_max=max(r["match_ms"] for r in rows),
+               match_cpu_ms_median=_med([r["match_cpu_ms"] for r in rows]),
                num_matches_median=_med([r["num_matches"] for r in rows]), modes={})
     for mode in MODES:
         per = {}
@@ -184,20 +187,24 @@ def markdown(summaries: list[dict], meta: dict) -> str:
         "# Core benchmark: matcher + solver on 640x480 RGB-D pairs",
         "",
         f"{meta['num_pairs']} pairs: {meta['pairs']}. Machine: {meta['machine']}; torch/OpenCV threads = "
-        f"{meta['threads']}; max_keypoints = {meta['max_keypoints']}; each pair matched {meta['repeats']}x, "
-        "minimum kept (the cores are shared). Times in ms, medians over pairs.",
+        f"{meta['threads']}, BLAS threads = {meta['blas_threads']}; max_keypoints = {meta['max_keypoints']}; each pair "
+        f"matched {meta['repeats']}x, minimum kept. The 2 cores were shared with other jobs: load average "
+        f"{meta['loadavg_1_5_15min_start'][0]:.1f} at the start, {meta['loadavg_1_5_15min_end'][0]:.1f} at the end, "
+        "so wall times are upper bounds; 'match CPU ms' is the process CPU time (all threads). "
+        "Times in ms, medians over pairs.",
         "",
         "## Speed (per pair; total = matching + rigid3d solve, both depths)",
         "",
-        "| matcher | match ms | solve ms (rigid3d) | undistort+scale ms | total ms | target | matches | model load ms | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| matcher | match ms | match CPU ms | solve ms (rigid3d) | undistort+scale ms | total ms | target | matches | model load ms | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m = s["modes"]["rigid3d"]
         tgt = TARGET_MS.get(s["matcher"])
         ok = "" if tgt is None else (f"<= {tgt:.0f} " + ("ok" if m["total_ms_median"] <= tgt else "MISSED"))
         L.append(
-            f"| {s['matcher']} | {_f(s['match_ms_median'], 0)} | {_f(m['solve_ms_median'], 1)} | "
+            f"| {s['matcher']} | {_f(s['match_ms_median'], 0)} | {_f(s['match_cpu_ms_median'], 0)} | "
+            f"{_f(m['solve_ms_median'], 1)} | "
             f"{_f(m['other_stages_ms_median'], 1)} | {_f(m['total_ms_median'], 0)} | {ok} | "
             f"{_f(s['num_matches_median'], 0)} | {_f(s['load_ms'], 0)} | {_f(s['peak_rss_mb'], 0)} |"
         )
@@ -231,6 +238,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-keypoints", type=int, default=2048)
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="OPENBLAS/MKL threads of the matcher subprocess; 1 because multi-threaded BLAS on the "
+                         "solvers' tiny matrices is 2-3x slower on a shared 2-core machine")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one matcher, print JSON
     a = ap.parse_args(argv)
@@ -243,7 +253,9 @@ def main(argv=None) -> int:
     from twoview.io.atomic import atomic_write_json, atomic_write_text
 
     runs, summaries = [], []
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.blas_threads),
+               MKL_NUM_THREADS=str(a.blas_threads))
+    load_start = os.getloadavg()
     for name in a.matchers.split(","):
         cmd = [sys.executable, __file__, "--one", name, "--repeats", str(a.repeats), "--threads", str(a.threads),
                "--max-keypoints", str(a.max_keypoints)]
@@ -263,7 +275,8 @@ def main(argv=None) -> int:
     meta = dict(
         num_pairs=n, pairs="15 TUM fr1_xyz (all pairs_gt.txt) + 12 ICL-NUIM livingroom1 (15-30 frames apart)",
         machine=f"{platform.machine()}, {os.cpu_count()} cores", threads=a.threads, repeats=a.repeats,
-        max_keypoints=a.max_keypoints, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        max_keypoints=a.max_keypoints, blas_threads=a.blas_threads,
+        loadavg_1_5_15min_start=load_start, loadavg_1_5_15min_end=os.getloadavg(), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     atomic_write_json(a.out / "core.json", _finite(dict(meta=meta, summary=summaries, runs=runs)))
     md = markdown(summaries, meta)

@@ -41,6 +41,7 @@ from twoview import estimate_relative_pose
 from twoview.depth.degrade import degrade_depth
 from twoview.geometry import Camera, Pose
 from twoview.gmm import GMMConfig, refine_relative_pose
+from twoview.gmm.bench_methods import MONO_PRESET
 from twoview.io.atomic import atomic_write_json, atomic_write_text
 from twoview.io.depth import load_depth
 from twoview.io.images import load_image
@@ -150,7 +151,7 @@ GMM_VARIANTS = {
 
 
 #: preset for depth from a monocular estimator: relative scale, depth uncertainty along rays
-MONO = {"build": {"depth_sigma_rel": 0.3}, "align": {"estimate_scale": True, "occlusion_tolerance": 0.3}}
+MONO = MONO_PRESET
 
 
 def _record(method, pair, pose, ms, extra=None):

@@ -280,6 +280,10 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         "predicted": len(tasks), "from_cache": done,
     }
     write_reports(out, resolved, per_pair, summary, cfg.methods)
+    for name, ms in summary["methods"].items():
+        if ms.get("num_errors"):
+            log(f"twoview bench: warning: {name} raised an exception on {ms['num_errors']} of {ms['num_pairs']} pairs "
+                f"(scored as failures; reasons in per_pair.csv; delete {out / 'cache' / name} to recompute)")
     return summary
 
 

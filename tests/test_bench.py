@@ -316,3 +316,22 @@ def test_ray_engine_local_instance(shared_data, tmp_path):
     assert s["methods"]["sift-rigid3d"]["num_pairs"] == 3
     assert s["methods"]["sift-rigid3d"]["median_rot_deg"] == pytest.approx(local["methods"]["sift-rigid3d"]["median_rot_deg"], abs=1e-6)
     assert len(list((tmp_path / "ray" / "cache").rglob("*.json"))) == 3
+
+
+def test_cli_pair_selection_flags():
+    from twoview.cli import build_parser
+    from twoview.cli.bench import build_config
+
+    args = build_parser().parse_args(["bench", "--dataset", "icl_nuim", "--root", "r", "--method", "sift", "--out", "o",
+                                      "--gap-range", "2", "4", "--rot-range", "5", "30", "--trans-range", "0.1", "1",
+                                      "--overlap-range", "0.3", "0.9", "--max-pairs", "7", "--stride", "3",
+                                      "--option", "trajectory=t.log", "--option", "use_depth=false", "--precision", "0.5", "10"])
+    cfg = build_config(args)
+    assert cfg.dataset_options == {"trajectory": "t.log", "use_depth": False, "gaps": [2, 3, 4], "stride": 3, "max_pairs": 7,
+                                   "min_rot_deg": 5.0, "max_rot_deg": 30.0, "min_trans_m": 0.1, "max_trans_m": 1.0,
+                                   "min_overlap": 0.3, "max_overlap": 0.9}
+    assert cfg.precision_thresholds == [[0.25, 5.0], [0.5, 10.0]]
+    bad = build_parser().parse_args(["bench", "--dataset", "x", "--root", "r", "--method", "sift", "--out", "o",
+                                     "--rot-range", "30", "5"])
+    with pytest.raises(InputError, match="--rot-range"):
+        build_config(bad)

@@ -36,12 +36,19 @@ def build_config(args):
     for text in args.option or []:
         k, v = _parse_option(text)
         opts[k] = v
-    if args.pairs and args.gap:
+    if args.pairs and (args.gap or args.gap_range):
         raise InputError("--pairs", "give either --pairs or --gap, not both")
     if args.pairs:
         opts["pairs_file"] = args.pairs
+    if args.gap and args.gap_range:
+        raise InputError("--gap-range", "give either --gap or --gap-range, not both")
     if args.gap:
         opts["gaps"] = args.gap
+    if args.gap_range:
+        lo, hi = _range(args.gap_range, "--gap-range")
+        if lo < 1:
+            raise InputError("--gap-range", f"gaps start at 1, got {lo}")
+        opts["gaps"] = list(range(lo, hi + 1))
     if args.stride is not None:
         opts["stride"] = args.stride
     if args.max_pairs is not None:
@@ -106,6 +113,8 @@ def register(sub) -> None:
     g = p.add_argument_group("pairs (default: consecutive frames, gap 1)")
     g.add_argument("--pairs", metavar="FILE", help="pair list: one pair a line, the two frame ids (or the dataset's own pair file)")
     g.add_argument("--gap", type=int, nargs="+", metavar="N", help="frame gaps to pair")
+    g.add_argument("--gap-range", type=int, nargs=2, metavar=("MIN", "MAX"),
+                   help="every gap from MIN to MAX (combine with --rot-range/--trans-range/--overlap-range and --max-pairs)")
     g.add_argument("--stride", type=int, metavar="S", help="step between first frames of pairs")
     g.add_argument("--max-pairs", type=int, metavar="N", help="keep at most N pairs (evenly spaced)")
     g.add_argument("--rot-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="GT rotation range, degrees")

@@ -1,15 +1,13 @@
 """The benchmark harness: scoring, resume, config guard, reports, engines, peers."""
 
 import json
-import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from twoview.bench import methods as bench_methods
-from twoview.bench.runner import BenchConfig, cache_path, run_benchmark
+from twoview.bench.runner import BenchConfig, run_benchmark
 from twoview.errors import InputError
 from twoview.geometry.pose import Pose
 from twoview.geometry.rotation import so3_exp

@@ -174,7 +174,10 @@ def candidate_pairs(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: A
     p = apply_state(a.means, R, t, s)
     radius = cfg.truncation_sigmas * np.sqrt(s**2 * a.sigma_p90**2 + b.sigma_p90**2 + 2 * var) * 1.5
     i, j = find_pairs(p, b, cfg.knn, radius, vis_a, vis_b)
-    return i, j, pair_similarity(a, b, i, j, cfg)
+    c = pair_similarity(a, b, i, j, cfg)
+    # drop pairs whose appearance kernels make them negligible (< 1e-3 of a perfect match)
+    keep = c > 1e-3 * a.weights[i] * b.weights[j]
+    return i[keep], j[keep], c[keep]
 
 
 def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignConfig,

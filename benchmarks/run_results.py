@@ -138,7 +138,7 @@ def write_doc(results: dict, runs: Path) -> None:
             f"{s['num_pairs']} pairs x {len(s['methods'])} methods. "
             + (f"Cold run (nothing cached, 1 worker, 2 shared CPU cores): predictions {r['cold']['predict_s']:.0f} s, "
                f"whole command {r['cold']['wall_s']:.0f} s." if r["cold"] else "Cold-run time not recorded (resumed run).")
-            + f" This regeneration: {r['summary']['run']['predicted']} predicted, {r['summary']['run']['from_cache']} from cache, {r['wall_s']:.0f} s.",
+            + f" Last regeneration: {r['summary']['run']['predicted']} predicted, {r['summary']['run']['from_cache']} from cache.",
             "",
         ]
     atomic_write_text(REPO / "docs" / "results.md", "\n".join(lines))

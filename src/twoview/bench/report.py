@@ -96,6 +96,14 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _colour(methods: list[str], m: str):
+    """One colour per method across every panel."""
+    import matplotlib
+
+    i = methods.index(m)
+    return f"C{i}" if len(methods) <= 10 else matplotlib.colormaps["tab20"](i % 20)
+
+
 def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> bytes:
     """Cumulative curves: fraction of pairs under a max(rot, t-angle) error, and under a
     metric translation error (metric methods only)."""
@@ -110,11 +118,11 @@ def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> byte
     for m in methods:
         e = np.array([r["max_deg"] for r in rows if r["method"] == m], dtype=float)
         e = np.where(np.isfinite(e), e, np.inf)
-        axes[0].plot(xs, [(e <= x).mean() for x in xs], label=m)
+        axes[0].plot(xs, [(e <= x).mean() for x in xs], label=m, color=_colour(methods, m))
         if summary["methods"][m]["metric"]:
             t = np.array([r["trans_m"] for r in rows if r["method"] == m], dtype=float)
             t = np.where(np.isfinite(t), t, np.inf)
-            axes[1].plot(xm, [(t <= x).mean() for x in xm], label=m)
+            axes[1].plot(xm, [(t <= x).mean() for x in xm], label=m, color=_colour(methods, m))
     if not any(summary["methods"][m]["metric"] for m in methods):
         axes[1].text(0.5, 0.5, "no metric method in this run", ha="center", va="center", transform=axes[1].transAxes)
     axes[0].set(xlabel="max(rotation, translation angle) error (°)", ylabel="fraction of pairs", ylim=(0, 1.02), title="pose error")
@@ -143,10 +151,10 @@ def plot_vs_baseline(rows: list[dict], methods: list[str]) -> bytes:
             for g in gaps:
                 e = np.array([r["max_deg"] for r in mr if r["frame_gap"] == g], dtype=float)
                 med.append(np.median(np.where(np.isfinite(e), e, np.inf)) if e.size else np.nan)
-            axes[0].plot(gaps, np.minimum(med, cap), marker="o", label=m)
+            axes[0].plot(gaps, np.minimum(med, cap), marker="o", label=m, color=_colour(methods, m))
         b = np.array([r["gt_baseline_m"] for r in mr], dtype=float)
         e = np.array([r["max_deg"] for r in mr], dtype=float)
-        axes[1].scatter(b, np.minimum(np.where(np.isfinite(e), e, cap), cap), s=10, alpha=0.6, label=m)
+        axes[1].scatter(b, np.minimum(np.where(np.isfinite(e), e, cap), cap), s=10, alpha=0.6, label=m, color=_colour(methods, m))
     if gaps:
         axes[0].set(xlabel="frame gap", ylabel=f"median max error (°, failures = {cap:.0f})", title="error vs frame gap")
         axes[0].set_yscale("symlog", linthresh=0.1)

@@ -2,7 +2,8 @@
 
 ``BENCH_METHODS`` maps a method name to ``"module:factory"``; ``factory(options)``
 returns ``run(sample, depth0, depth1) -> PoseResult``. Options (all optional):
-``gmm`` (a :class:`GMMConfig` dict), ``matcher`` (front-end matcher name, default sift).
+``gmm`` (a :class:`GMMConfig` dict), ``matcher`` (front-end matcher name, default sift),
+``init`` (a registry method name whose pose starts the alignment instead of SIFT).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ BENCH_METHODS = {
     "sift+gmm": "twoview.gmm.bench_methods:make_sift_gmm",
     "sift+gmm-nofeat": "twoview.gmm.bench_methods:make_sift_gmm_nofeat",
     "sift+gmm-mono": "twoview.gmm.bench_methods:make_sift_gmm_mono",
+    # "gmm@B": mixture alignment started from registry method B's pose (the harness
+    # passes {"init": "B"}), e.g. "gmm@sift-rigid3d"
+    "gmm": "twoview.gmm.bench_methods:make_gmm",
 }
 
 #: settings for depth from a monocular estimator (or degraded depth): relative scale
@@ -38,6 +42,12 @@ def _make(options: dict | None, defaults: dict):
     gmm_dict = _merge(defaults, opts.pop("gmm", {}))
     cfg = GMMConfig.from_dict(gmm_dict)
     est_cfg = EstimatorConfig.from_dict({"matcher": {"name": opts.pop("matcher", "sift")}})
+    init_name = opts.pop("init", None)
+    init_method = None
+    if init_name:
+        from twoview.bench.methods import make_method
+
+        init_method = make_method(init_name)
     if opts:
         from twoview.errors import ConfigError
 
@@ -46,7 +56,10 @@ def _make(options: dict | None, defaults: dict):
     def run(sample, depth0, depth1) -> PoseResult:
         im0 = load_image(sample.image0, "image0")
         im1 = load_image(sample.image1, "image1")
-        front = estimate_relative_pose(im0, im1, sample.camera0, sample.camera1, depth0, depth1, config=est_cfg)
+        if init_method is not None:
+            front = init_method(sample, depth0, depth1)
+        else:
+            front = estimate_relative_pose(im0, im1, sample.camera0, sample.camera1, depth0, depth1, config=est_cfg)
         if not front.success:
             return front
         if depth0 is None or depth1 is None or not front.metric:
@@ -58,7 +71,14 @@ def _make(options: dict | None, defaults: dict):
         res.num_matches, res.num_inliers = front.num_matches, front.num_inliers
         return res
 
+    run.uses_depth = (True, True)
+    run.metric = True
     return run
+
+
+def make_gmm(options: dict | None = None):
+    """Mixture alignment from the pose of ``options["init"]`` (SIFT when absent)."""
+    return _make(options, {})
 
 
 def make_sift_gmm(options: dict | None = None):

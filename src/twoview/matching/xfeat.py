@@ -11,6 +11,7 @@ from the bundled ``xfeat.pt``. No network access.
 from __future__ import annotations
 
 import importlib.resources as resources
+import time
 
 import numpy as np
 import torch
@@ -74,6 +75,7 @@ class XFeatMatcher(Matcher):
     """XFeat sparse keypoints (up to ``max_keypoints``) matched with LighterGlue."""
 
     name = "xfeat"
+    last_timings_ms: dict[str, float] = {}  # of the last pair: "detect" (both images), "lightglue"
 
     def __init__(self, cfg: MatcherConfig):
         super().__init__(cfg)
@@ -141,11 +143,14 @@ class XFeatMatcher(Matcher):
 
     @torch.inference_mode()
     def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        t0 = time.perf_counter()
         if image0.shape[:2] == image1.shape[:2]:
             (k0, d0), (k1, d1) = self.detect_batch([image0, image1])
         else:
             (k0, d0), (k1, d1) = self.detect(image0), self.detect(image1)
         size0 = (image0.shape[1], image0.shape[0])
         size1 = (image1.shape[1], image1.shape[0])
+        t1 = time.perf_counter()
         i0, i1, sc = lightglue_match(self.glue, k0, d0, size0, k1, d1, size1, self.cfg.min_score)
+        self.last_timings_ms = {"detect": (t1 - t0) * 1e3, "lightglue": (time.perf_counter() - t1) * 1e3}
         return Matches(k0[i0].double().cpu().numpy(), k1[i1].double().cpu().numpy(), sc.double().cpu().numpy())

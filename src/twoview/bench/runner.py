@@ -159,17 +159,12 @@ def predict_one(method_name: str, sample, path: str | None, depth_noise: bool, d
         rec.update(PoseResult.failure(f"exception: {type(e).__name__}: {e}").to_dict())
         rec["ms"] = (time.perf_counter() - t0) * 1e3
         rec["error"] = f"{type(e).__name__}: {e}"
-    rec["translation_units"] = rec.get("translation_units")
     rec.pop("quaternion_wxyz", None)
     if not np.isfinite(rec["ms"]):
         rec["ms"] = None
     if path is not None:
         atomic_write_json(path, rec)
     return rec
-
-
-def _predict_batch(tasks: list) -> list[dict]:
-    return [predict_one(*t) for t in tasks]
 
 
 # --- orchestration -------------------------------------------------------------------

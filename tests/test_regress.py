@@ -276,3 +276,16 @@ def test_bench_method(mini_checkpoint, tmp_path):
     assert res.success and res.solver == "regress"
     with pytest.raises(InputError):
         make_regress({"checkpont": "x"})
+
+
+def test_shipped_default_checkpoint():
+    from twoview.regress.infer import DEFAULT_CHECKPOINT, estimate, load_regressor
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped checkpoint")
+    assert DEFAULT_CHECKPOINT.stat().st_size < 20e6
+    m = load_regressor(None)
+    assert m.cfg == preset("tiny")  # the shipped model is the tiny preset
+    img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    r = estimate(img, img)
+    assert r.success and r.metric and r.solver == "regress"

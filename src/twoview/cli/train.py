@@ -33,6 +33,8 @@ def run(args) -> int:
         overrides["steps"] = args.steps
     if args.max_minutes is not None:
         overrides["max_minutes"] = args.max_minutes
+    if args.seed is not None:
+        overrides["seed"] = args.seed
     if overrides:
         cfg = cfg.replace(optim=cfg.optim.replace(**overrides))
     if args.out_dir:
@@ -54,6 +56,7 @@ def register(sub) -> None:
     p.add_argument("--out-dir", metavar="DIR", help="override out_dir")
     p.add_argument("--steps", type=int, help="override optim.steps")
     p.add_argument("--max-minutes", type=float, help="override optim.max_minutes")
+    p.add_argument("--seed", type=int, help="override optim.seed")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -137,7 +137,8 @@ def write_doc(results: dict, runs: Path) -> None:
             "",
             f"{s['num_pairs']} pairs x {len(s['methods'])} methods. "
             + (f"Cold run (nothing cached, 1 worker, 2 shared CPU cores): predictions {r['cold']['predict_s']:.0f} s, "
-               f"whole command {r['cold']['wall_s']:.0f} s." if r["cold"] else "Cold-run time not recorded (resumed run).")
+               f"whole command {r['cold']['wall_s']:.0f} s" + (f" ({r['cold']['note']})." if r["cold"].get("note") else ".")
+               if r["cold"] else "Cold-run time not recorded (resumed run).")
             + f" Last regeneration: {r['summary']['run']['predicted']} predicted, {r['summary']['run']['from_cache']} from cache.",
             "",
         ]

@@ -114,7 +114,7 @@ class AlignConfig(StrictConfig):
     max_iterations: int = 8
     optimizer: OptimizerName = "gn"
     estimate_scale: bool = False
-    step_tolerance: float = 1e-4
+    step_tolerance: float = 3e-4
     min_visible: int = 30
     reject_worse: bool = True
 

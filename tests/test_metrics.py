@@ -38,7 +38,7 @@ def test_translation_angle_folded_only_when_asked():
     assert translation_angle_deg(-t, t, fold=True) == pytest.approx(0.0)
     assert translation_angle_deg(np.array([1.0, 1.0, 0]), t) == pytest.approx(45.0)
     assert translation_angle_deg(np.array([-1.0, 1.0, 0]), t, fold=True) == pytest.approx(45.0)
-    assert math.isnan(translation_angle_deg(np.zeros(3), t))
+    assert math.isnan(translation_angle_deg(t, np.zeros(3)))  # no ground-truth direction
     assert translation_error_m(np.array([0.0, 3, 4]), np.zeros(3)) == pytest.approx(5.0)
 
 
@@ -109,3 +109,63 @@ def test_summary_all_fail_and_perfect():
     p = summarize_errors([_rec(0.0, 0.0, 0.0)] * 5, metric=True)
     assert p["auc5"] == p["auc10"] == p["auc20"] == p["auc30_hist"] == pytest.approx(1.0)
     assert p["precision_25cm_5deg"] == 1.0
+
+
+# --- the reference implementations, restated from their published definitions ---------------
+def _loftr_error_auc(errors, thresholds):
+    """LoFTR's ``error_auc``: recall on a linspace from (0, 0), trapezoid cut at each threshold."""
+    errors = [0.0] + sorted(errors)
+    recall = list(np.linspace(0, 1, len(errors)))
+    out = []
+    for thr in thresholds:
+        last = int(np.searchsorted(errors, thr))
+        out.append(np.trapezoid(recall[:last] + [recall[last - 1]], errors[:last] + [thr]) / thr)
+    return out
+
+
+def _vggt_calculate_auc_np(max_errors, max_threshold):
+    """PoseDiffusion/VGGT ``calculate_auc_np`` on precomputed max errors."""
+    hist, _ = np.histogram(max_errors, bins=np.arange(max_threshold + 1))
+    return float(np.mean(np.cumsum(hist.astype(float) / len(max_errors))))
+
+
+def test_auc_equals_the_reference_implementations():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 17, 300):
+        e = np.abs(rng.normal(scale=12.0, size=n))
+        e[rng.random(n) < 0.2] = INF  # failures
+        e[:1] = 10.0  # exactly on a threshold
+        assert pose_auc(e, (5.0, 10.0, 20.0)) == pytest.approx(_loftr_error_auc(list(e), (5.0, 10.0, 20.0)), abs=1e-12)
+        for T in (3, 5, 15, 30):
+            assert pose_auc_histogram(e, T) == pytest.approx(_vggt_calculate_auc_np(e, T), abs=1e-12)
+
+
+def test_auc_histogram_bin_edges():
+    # integer errors: k counts below thresholds k+1.., and exactly T counts (closed last bin)
+    assert pose_auc_histogram([1.0], 3) == pytest.approx(2 / 3)  # below 2 and 3, not below 1
+    assert pose_auc_histogram([3.0], 3) == pytest.approx(1 / 3)  # only the closed last bin
+    assert pose_auc_histogram([3.0 + 1e-9], 3) == 0.0
+    assert pose_auc_histogram([float("nan"), 0.0], 1) == pytest.approx(0.5)
+
+
+def test_precision_is_strict_as_map_free():
+    assert pose_precision([5.0, 4.999], [0.1, 0.1]) == pytest.approx(0.5)
+    assert pose_precision([1.0, 1.0], [0.25, 0.2499]) == pytest.approx(0.5)
+
+
+def test_zero_translation_estimate_is_the_worst_direction_not_nan():
+    t = np.array([0.0, 0, 1.0])
+    assert translation_angle_deg(np.zeros(3), t) == 180.0
+    assert translation_angle_deg(np.zeros(3), t, fold=True) == 90.0
+    assert math.isnan(translation_angle_deg(t, np.zeros(3)))  # pure rotation: no direction to compare
+    R = so3_exp(np.radians(2.0) * np.array([1.0, 0, 0]))
+    e = pose_errors(Pose(R, np.zeros(3)), Pose(np.eye(3), t), metric=True)
+    assert e["max_deg"] == 180.0 and e["trans_m"] == pytest.approx(1.0)
+    e = pose_errors(Pose(R, t), Pose(np.eye(3), np.zeros(3)), metric=False)
+    assert e["max_deg"] == pytest.approx(2.0) and math.isnan(e["trans_deg"])
+
+
+def test_summary_cpu_time_median():
+    recs = [{**_rec(1.0, 1.0, 0.1), "cpu_ms": c} for c in (5.0, 7.0, float("nan"))]
+    assert summarize_errors(recs, metric=True)["median_cpu_ms"] == pytest.approx(6.0)
+    assert math.isnan(summarize_errors([_rec(1.0, 1.0, 0.1)], metric=True)["median_cpu_ms"])

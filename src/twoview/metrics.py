@@ -8,7 +8,16 @@
 - :func:`pose_auc`: SuperGlue/LoFTR AUC of the max(rotation, translation angle)
   error curve, trapezoidal, failures count as infinite error.
 - :func:`pose_auc_histogram`: the "AUC@30" variant of Reloc3r/VGGT (mean accuracy over
-  integer thresholds 1..T): a different number; never mix the two.
+  integer thresholds 1..T): a different number; never mix the two. Reported as
+  ``auc30_hist``, never as ``auc30``.
+- :func:`pose_precision`: Map-free style precision, both errors strictly under the
+  thresholds (25 cm, 5 deg by default), failures counting as misses.
+
+Reference implementations these follow exactly: SuperGlue's ``pose_auc`` /
+LoFTR's ``error_auc`` (trapezoid, recall steps of 1/N from (0, 0), the curve cut at
+the threshold), PoseDiffusion/VGGT's ``calculate_auc_np`` (``np.histogram`` over
+``0, 1, ..., T`` whose last bin is closed, then the mean of the cumulative sum) and
+Map-free's ``trans_err < 0.25 and rot_err < 5``.
 """
 
 from __future__ import annotations
@@ -31,12 +40,17 @@ def translation_angle_deg(t_est: np.ndarray, t_gt: np.ndarray, fold: bool = Fals
         fold: fold the sign ambiguity of direction-only estimates (``min(e, 180-e)``).
 
     Returns:
-        NaN when either vector is (near) zero: no direction to compare.
+        NaN when the ground truth is (near) zero: a pure rotation has no direction to
+        compare. A (near) zero estimate against a real baseline is an answer without a
+        direction: the worst error, 90 folded, 180 unfolded (never NaN, which would let
+        it escape the translation part of the pose error).
     """
     a, b = np.asarray(t_est, float), np.asarray(t_gt, float)
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na < 1e-12 or nb < 1e-12:
+    if nb < 1e-12:
         return float("nan")
+    if na < 1e-12:
+        return 90.0 if fold else 180.0
     e = float(np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0))))
     return min(e, 180.0 - e) if fold else e
 
@@ -50,8 +64,10 @@ def pose_errors(est: Pose | None, gt: Pose, metric: bool) -> dict[str, float]:
     """All per-pair errors; inf for a failed estimate, NaN where a metric does not apply.
 
     Returns keys ``rot_deg``, ``trans_deg``, ``trans_m`` (NaN unless ``metric``), ``max_deg``.
-    For very small ground-truth baselines (< 1 mm) the translation angle is meaningless
-    and the max error uses rotation only.
+    The translation angle is folded for direction-only estimates (``metric`` False) only.
+    For a ground truth without translation (pure rotation) the translation angle is NaN
+    and ``max_deg`` is the rotation error alone (as LoFTR's ``ignore_gt_t_thr``; no
+    baseline threshold is applied, matching its default of 0).
     """
     if est is None:
         inf = float("inf")
@@ -92,22 +108,33 @@ def pose_auc(errors, thresholds=(5.0, 10.0, 20.0)) -> list[float]:
 
 
 def pose_auc_histogram(errors, max_threshold: int = 30) -> float:
-    """Reloc3r/VGGT-style "AUC@T": mean over integer thresholds 1..T of the fraction of
-    pairs with error below the threshold (a histogram, not SuperGlue's trapezoid)."""
+    """Reloc3r/VGGT-style "AUC@T" (PoseDiffusion's ``calculate_auc_np``).
+
+    The mean over integer thresholds ``k = 1..T`` of the fraction of pairs with error
+    ``< k`` (``<= T`` for the last one: ``np.histogram``'s last bin is closed). A
+    histogram, not SuperGlue's trapezoid: a different number for the same errors.
+
+    Args:
+        errors: per-pair max(rotation, translation-angle) errors in degrees; inf/NaN for
+            failures (never counted).
+    """
     errors = np.asarray(errors, dtype=np.float64)
     if errors.size == 0:
         return 0.0
     errors = np.where(np.isfinite(errors), errors, np.inf)
-    return float(np.mean([np.mean(errors < t) for t in range(1, max_threshold + 1)]))
+    T = int(max_threshold)
+    below = [np.mean(errors < k) for k in range(1, T)] + [np.mean(errors <= T)]
+    return float(np.mean(below))
 
 
 def pose_precision(rot_deg, trans_m, max_rot_deg: float = 5.0, max_trans_m: float = 0.25) -> float:
-    """Map-free style precision: fraction of pairs within both thresholds (failures count as misses)."""
+    """Map-free style precision: fraction of pairs with ``trans_m < max_trans_m`` and
+    ``rot_deg < max_rot_deg`` (strict, as Map-free's benchmark); failures count as misses."""
     r = np.asarray(rot_deg, float)
     t = np.asarray(trans_m, float)
     if r.size == 0:
         return 0.0
-    ok = np.isfinite(r) & np.isfinite(t) & (r <= max_rot_deg) & (t <= max_trans_m)
+    ok = np.isfinite(r) & np.isfinite(t) & (r < max_rot_deg) & (t < max_trans_m)
     return float(np.mean(ok))
 
 
@@ -136,6 +163,7 @@ SUMMARY_KEYS = (
     "median_trans_m",
     "precision_25cm_5deg",
     "median_ms",
+    "median_cpu_ms",
 )
 
 
@@ -149,7 +177,8 @@ def summarize_errors(
     Args:
         records: per-pair dicts with ``rot_deg``, ``trans_deg``, ``trans_m``, ``max_deg``
             (inf for failures, as :func:`pose_errors` returns), ``success`` (bool) and
-            ``ms`` (wall time of the prediction, milliseconds, NaN if unknown).
+            ``ms`` (wall time of the prediction, milliseconds, NaN if unknown) and
+            optionally ``cpu_ms`` (its process CPU time).
         metric: whether the method claims metric translations. A direction-only method is
             never scored on metric error: ``median_trans_m`` and every precision are None.
         precision_thresholds: ``(metres, degrees)`` pairs; each gives a key
@@ -158,8 +187,8 @@ def summarize_errors(
     Returns:
         ``auc5/10/20`` (SuperGlue/LoFTR trapezoid, fractions in [0, 1]), ``auc30_hist``
         (Reloc3r/VGGT mean-accuracy "AUC@30", a different number), medians in degrees /
-        metres (inf when more than half the pairs failed), ``success_rate``, ``median_ms``
-        and ``num_pairs``. Non-finite floats are for the caller to map to JSON null.
+        metres (inf when more than half the pairs failed), ``success_rate``, ``median_ms``,
+        ``median_cpu_ms`` and ``num_pairs``. Non-finite floats are for the caller to map to JSON null.
     """
     records = list(records)
     n = len(records)
@@ -180,9 +209,10 @@ def summarize_errors(
         key = f"precision_{_fmt_num(m * 100)}cm_{_fmt_num(d)}deg"
         out[key] = pose_precision(col("rot_deg"), col("trans_m"), d, m) if (metric and n) else None
     out["median_trans_m"] = median_finite_or_inf(col("trans_m")) if (metric and n) else None
-    ms = col("ms") if n else np.zeros(0)
-    ms = ms[np.isfinite(ms)]
-    out["median_ms"] = float(np.median(ms)) if ms.size else float("nan")
+    for key, name in (("ms", "median_ms"), ("cpu_ms", "median_cpu_ms")):
+        v = col(key) if n else np.zeros(0)
+        v = v[np.isfinite(v)]
+        out[name] = float(np.median(v)) if v.size else float("nan")
     return out
 
 

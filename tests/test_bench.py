@@ -73,7 +73,23 @@ def make_depth_probe(options):
     return bench_methods.BenchMethod("probe", run, (True, True), True)
 
 
-FAKES = {n: f"{__name__}:make_{n}" for n in ("gt", "fail", "direction", "noisy", "depth_probe")}
+def make_refine(options):
+    """``refine@B``: B's pose with its rotation turned by 1 degree (a deterministic 'refinement')."""
+    init = bench_methods.make_method(options["init"])
+
+    def run(sample, d0, d1):
+        CALLS.append(("refine", sample.pair_id))
+        r = init(sample, d0, d1)
+        if not r.success:
+            return r
+        T = r.cam1_from_cam0
+        return PoseResult(success=True, cam1_from_cam0=Pose(so3_exp(np.radians(1.0) * np.array([1.0, 0, 0])) @ T.R, T.t),
+                          metric=r.metric, solver="refine")
+
+    return bench_methods.BenchMethod("refine", run, init.uses_depth, init.metric)
+
+
+FAKES = {n: f"{__name__}:make_{n}" for n in ("gt", "fail", "direction", "noisy", "depth_probe", "refine")}
 
 
 @pytest.fixture
@@ -151,7 +167,8 @@ def test_interrupted_run_resumes_to_the_same_summary(shared_data, tmp_path, fake
     CALLS.clear()
     resumed = run_benchmark(_cfg(shared_data, part, ["gt", "noisy"]), log=_quiet)
     assert len(CALLS) == 7 - 3  # only the missing gt predictions ran
-    strip = lambda s: {k: {kk: vv for kk, vv in v.items() if kk != "median_ms"} for k, v in s["methods"].items()}  # noqa: E731
+    strip = lambda s: {k: {kk: vv for kk, vv in v.items() if kk not in ("median_ms", "median_cpu_ms")}  # noqa: E731
+                       for k, v in s["methods"].items()}
     assert strip(resumed) == strip(full)
     assert resumed["run"]["from_cache"] == len(cached)
 
@@ -181,6 +198,52 @@ def test_cli_killed_mid_way_resumes(shared_data, tmp_path):
     assert f"{n_before} cached" in r.stdout or n_before == 9
     s = json.loads((out / "summary.json").read_text())
     assert s["methods"]["sift"]["num_pairs"] == 9 and s["run"]["from_cache"] == n_before
+
+
+# --- A@B: B's cached prediction is reused ---------------------------------------------------
+def _records(out, method):
+    from twoview.bench.runner import cache_path
+
+    return {f.stem: json.loads(f.read_text()) for f in cache_path(out, method, "x").parent.glob("*.json")}
+
+
+def test_composed_method_reuses_the_cached_init(shared_data, tmp_path, fakes):
+    # alone: refine@gt computes gt itself
+    alone = run_benchmark(_cfg(shared_data, tmp_path / "alone", ["refine@gt"]), log=_quiet)
+    assert sum(c[0] == "gt" for c in CALLS) == 7
+    assert all("init_reused" not in r for r in _records(tmp_path / "alone", "refine@gt").values())
+    # with gt in the same run (listed after it): gt runs first, once per pair, and is reused
+    CALLS.clear()
+    both = run_benchmark(_cfg(shared_data, tmp_path / "both", ["refine@gt", "gt"]), log=_quiet)
+    assert sum(c[0] == "gt" for c in CALLS) == 7 and sum(c[0] == "refine" for c in CALLS) == 7
+    assert CALLS.index(("refine", CALLS[0][1])) > max(i for i, c in enumerate(CALLS) if c[0] == "gt")  # waves: gt first
+    gt_recs, ref_recs = _records(tmp_path / "both", "gt"), _records(tmp_path / "both", "refine@gt")
+    for pid, r in ref_recs.items():
+        assert r["init_reused"] == {"gt": {"ms": gt_recs[pid]["ms"], "cpu_ms": gt_recs[pid]["cpu_ms"]}}
+        assert r["ms"] >= gt_recs[pid]["ms"] and r["cpu_ms"] >= gt_recs[pid]["cpu_ms"]  # B's time is included
+        np.testing.assert_allclose(r["cam1_from_cam0"], _records(tmp_path / "alone", "refine@gt")[pid]["cam1_from_cam0"], atol=1e-12)
+    drop = ("median_ms", "median_cpu_ms")
+    assert {k: v for k, v in both["methods"]["refine@gt"].items() if k not in drop} == \
+        pytest.approx({k: v for k, v in alone["methods"]["refine@gt"].items() if k not in drop}, abs=1e-9)
+    from twoview.metrics import pose_auc
+
+    assert both["methods"]["refine@gt"]["auc5"] == pytest.approx(pose_auc([1.0] * 7, (5.0,))[0])  # 1 degree off
+    assert both["methods"]["refine@gt"]["median_rot_deg"] == pytest.approx(1.0)
+    # B's cache from an earlier run into the same folder is reused too
+    CALLS.clear()
+    run_benchmark(_cfg(shared_data, tmp_path / "later", ["gt"]), log=_quiet)
+    CALLS.clear()
+    run_benchmark(_cfg(shared_data, tmp_path / "later", ["refine@gt"]), log=_quiet)
+    assert [c[0] for c in CALLS] == ["refine"] * 7
+    assert "gt" in (tmp_path / "later" / "per_pair.csv").read_text().splitlines()[1].split(",")[-4]  # init_reused column
+
+
+def test_method_levels_and_init_chain():
+    from twoview.bench.methods import init_chain
+    from twoview.bench.runner import method_levels
+
+    assert init_chain("a@b@c") == ["b@c", "c"] and init_chain("a") == []
+    assert method_levels(["a@b@c", "c", "b@c", "x@y", "z"]) == {"a@b@c": 2, "c": 0, "b@c": 1, "x@y": 0, "z": 0}
 
 
 # --- configuration guard and bad input -------------------------------------------------------
@@ -299,21 +362,36 @@ def test_peer_on_a_real_pair(shared_data, name):
         assert e["trans_deg"] < 10.0
 
 
+def _composed_peer():
+    return "small_gicp@sift-rigid3d" if "small_gicp" in bench_methods.available_methods() else None
+
+
 def test_worker_processes(shared_data, tmp_path):
-    s = run_benchmark(_cfg(shared_data, tmp_path / "w", ["sift", "sift-rigid3d"], workers=2, dataset_options={"gaps": [1]}), log=_quiet)
+    composed = _composed_peer()
+    methods = [m for m in (composed, "sift", "sift-rigid3d") if m]
+    s = run_benchmark(_cfg(shared_data, tmp_path / "w", methods, workers=2, dataset_options={"gaps": [1]}), log=_quiet)
     assert s["methods"]["sift-rigid3d"]["success_rate"] == 1.0
     assert s["methods"]["sift-rigid3d"]["median_rot_deg"] < 1.0
+    if composed:  # the pool ran sift-rigid3d first and the composed method reused it
+        recs = _records(tmp_path / "w", composed)
+        assert len(recs) == 4 and all(list(r["init_reused"]) == ["sift-rigid3d"] for r in recs.values())
+        assert s["methods"][composed]["median_rot_deg"] < 1.0
 
 
 @pytest.mark.slow
 def test_ray_engine_local_instance(shared_data, tmp_path):
     pytest.importorskip("ray")
-    s = run_benchmark(_cfg(shared_data, tmp_path / "ray", ["sift-rigid3d"], engine="ray", workers=1,
+    composed = _composed_peer()
+    methods = [m for m in ("sift-rigid3d", composed) if m]
+    s = run_benchmark(_cfg(shared_data, tmp_path / "ray", methods, engine="ray", workers=1,
                            dataset_options={"gaps": [2]}), log=_quiet)
-    local = run_benchmark(_cfg(shared_data, tmp_path / "loc", ["sift-rigid3d"], dataset_options={"gaps": [2]}), log=_quiet)
+    local = run_benchmark(_cfg(shared_data, tmp_path / "loc", methods, dataset_options={"gaps": [2]}), log=_quiet)
     assert s["methods"]["sift-rigid3d"]["num_pairs"] == 3
-    assert s["methods"]["sift-rigid3d"]["median_rot_deg"] == pytest.approx(local["methods"]["sift-rigid3d"]["median_rot_deg"], abs=1e-6)
-    assert len(list((tmp_path / "ray" / "cache").rglob("*.json"))) == 3
+    for m in methods:
+        assert s["methods"][m]["median_rot_deg"] == pytest.approx(local["methods"][m]["median_rot_deg"], abs=1e-6)
+    assert len(list((tmp_path / "ray" / "cache").rglob("*.json"))) == 3 * len(methods)
+    if composed:  # the driver handed the Ray workers sift-rigid3d's predictions
+        assert all(list(r["init_reused"]) == ["sift-rigid3d"] for r in _records(tmp_path / "ray", composed).values())
 
 
 def test_cli_pair_selection_flags():

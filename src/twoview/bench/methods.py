@@ -17,13 +17,22 @@ modules are skipped; any other import error surfaces). The factory returns eithe
 translations are in metres; direction-only methods are never scored on metric error).
 
 ``"A@B"`` names method ``A`` initialised from method ``B``'s pose: ``A``'s factory
-receives ``{"init": "B"}`` and builds ``B`` with :func:`make_method`.
+receives ``{"init": "B"}`` and builds ``B`` with :func:`make_method`. Inside the
+benchmark runner ``B`` is not recomputed when its prediction for the pair is already
+cached in the run folder (``B`` run in the same ``twoview bench``, before ``A@B``, or
+earlier into the same folder): the runner opens :func:`reuse_predictions` and every
+:class:`BenchMethod` named there returns the cached result for that pair instead of
+running. ``A@B``'s reported time still includes ``B``'s (the cached record's time).
+Outside the runner ``A@B`` computes ``B`` itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from twoview.errors import InputError
@@ -36,6 +45,37 @@ PROVIDERS = (
     "twoview.depth.bench_methods",
     "twoview.regress.bench_methods",
 )
+
+
+#: (pair_id, {method name: PoseResult}, names used) while the runner predicts one pair
+_REUSE: contextvars.ContextVar[tuple[str, dict, list] | None] = contextvars.ContextVar("twoview_bench_reuse", default=None)
+
+
+@contextlib.contextmanager
+def reuse_predictions(pair_id: str, results: dict) -> Iterator[list[str]]:
+    """Within the block, calling a method named in ``results`` on pair ``pair_id``
+    returns (a copy of) that :class:`~twoview.result.PoseResult` instead of running it.
+
+    Yields the list of the names actually reused (in call order), so the caller can
+    account for their time.
+    """
+    used: list[str] = []
+    token = _REUSE.set((pair_id, results, used))
+    try:
+        yield used
+    finally:
+        _REUSE.reset(token)
+
+
+def init_chain(name: str) -> list[str]:
+    """The initialising methods ``name`` depends on, nearest first:
+    ``"A@B@C"`` -> ``["B@C", "C"]``, ``"A"`` -> ``[]``."""
+    out = []
+    _, sep, init = name.partition("@")
+    while sep and init:
+        out.append(init)
+        _, sep, init = init.partition("@")
+    return out
 
 
 @dataclass
@@ -57,6 +97,10 @@ class BenchMethod:
     options: dict = field(default_factory=dict)
 
     def __call__(self, sample, depth0=None, depth1=None):
+        ctx = _REUSE.get()
+        if ctx is not None and ctx[0] == sample.pair_id and self.name in ctx[1]:
+            ctx[2].append(self.name)
+            return copy.deepcopy(ctx[1][self.name])
         return self.run(sample, depth0, depth1)
 
     def describe(self) -> dict:

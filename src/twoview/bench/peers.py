@@ -17,7 +17,9 @@ small_gicp             small_gicp GICP, coarse-to-fine                         b
 The matching peers use twoview's SIFT matcher (the same correspondences as the ``sift``
 method), so they compare robust estimators on identical input. The dense peers start
 from identity unless named ``A@B``: then method ``B``'s pose is the initial guess (e.g.
-``small_gicp@sift-rigid3d``); the reported time includes ``B``.
+``small_gicp@sift-rigid3d``); the reported time includes ``B``'s. In ``twoview bench``
+``B``'s prediction is reused from the run's cache when ``B`` is run too (see
+:mod:`twoview.bench.methods`).
 
 Scales are derived from each pair's scene, not per dataset: ``v`` = 4 pixel footprints
 at the median depth of view 0 (``4 * median_depth / f``); coloured ICP runs at voxel sizes

@@ -28,6 +28,7 @@ TABLE_COLUMNS = (
     ("precision_25cm_5deg", "prec. 25cm,5°", "pct"),
     ("success_rate", "success", "pct"),
     ("median_ms", "med. ms", "f0"),
+    ("median_cpu_ms", "med. CPU ms", "f0"),
 )
 
 
@@ -216,7 +217,11 @@ def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, me
         "auc30_hist": "Reloc3r/VGGT mean accuracy over integer thresholds 1..30 deg (a different number)",
         "null": "infinite (a median over more than half failures) or not applicable: metric-error keys of methods "
                 "with metric=false are always null",
-        "median_ms": "median wall time of the method per pair, milliseconds",
+        "median_ms": "median wall time of the method per pair, milliseconds (dataset I/O excluded); for A@B it "
+                     "includes B's time, also when B's cached prediction was reused",
+        "median_cpu_ms": "median process CPU time of the method per pair, milliseconds (same accounting as median_ms)",
+        "run.loadavg_1min_start/end": "1-minute load average when prediction started / ended (timings are unreliable "
+                                      "on a loaded machine)",
     }
     atomic_write_json(out / "summary.json", {**_json_safe(summary), "legend": legend})
     table = markdown_table(summary, methods)

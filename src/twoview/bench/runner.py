@@ -6,6 +6,11 @@ Layout of ``--out``::
     cache/<method>/<pair_id>.json   one prediction each, written atomically
     summary.json  results.md  per_pair.csv  plots/*.png  report.html
 
+Prediction, then scoring (glue-factory style): methods run in waves so that ``A@B``
+comes after ``B``, and ``A@B`` takes ``B``'s cached prediction as its initial pose
+instead of recomputing it (also when ``B``'s cache is there from an earlier run into
+the folder); ``A@B``'s recorded time is its own plus ``B``'s recorded time.
+
 An interrupted run resumes: predictions already in the cache are not recomputed, and
 scoring reads only the cache, so the summary of a resumed run equals that of an
 uninterrupted one. A different configuration into the same folder needs
@@ -131,40 +136,108 @@ def load_method_depths(sample, uses_depth, depth_noise: bool, degradation: dict 
     return d0, d1
 
 
-def predict_one(method_name: str, sample, path: str | None, depth_noise: bool, degradation: dict | None) -> dict:
+def _record_result(rec: dict):
+    """The PoseResult of a cache record (pose, metric flag and counters; no matches)."""
+    import numpy as np
+
+    from twoview.geometry.pose import Pose
+    from twoview.result import PoseResult
+
+    ok = bool(rec.get("success")) and rec.get("cam1_from_cam0") is not None
+    return PoseResult(
+        success=ok,
+        cam1_from_cam0=Pose.from_matrix(np.asarray(rec["cam1_from_cam0"], dtype=np.float64)) if ok else None,
+        metric=bool(rec.get("metric")), solver=rec.get("solver", ""), num_matches=int(rec.get("num_matches") or 0),
+        num_inliers=int(rec.get("num_inliers") or 0), confidence=float(rec.get("confidence") or 0.0),
+        reason=rec.get("reason", "") if not ok else "", timings_ms=dict(rec.get("timings_ms") or {}),
+        info=dict(rec.get("info") or {}),
+    )
+
+
+def _read_record(path: str | Path) -> dict | None:
+    """A complete cache record of the current version, or None."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("version") == CACHE_VERSION else None
+
+
+def predict_one(method_name: str, sample, path: str | None, depth_noise: bool, degradation: dict | None,
+                init: dict | None = None) -> dict:
     """Run one method on one pair; write its cache file (atomically) unless ``path`` is None.
 
-    Returns the cache record (the PoseResult's JSON plus ``ms``, the method's wall time).
+    Args:
+        init: for an ``A@B`` method, the predictions of its initialising methods that may
+            be reused: ``{name: cache record or path of its cache file}`` (a missing or
+            incomplete file is skipped: ``A`` then computes ``B`` itself).
+
+    Returns:
+        the cache record: the PoseResult's JSON plus ``ms`` (the method's wall time,
+        milliseconds) and ``cpu_ms`` (its process CPU time). A reused initialising
+        prediction adds its recorded ``ms`` / ``cpu_ms`` (listed under ``init_reused``),
+        so ``A@B``'s time always includes ``B``'s.
     """
     import numpy as np
 
+    from twoview.bench.methods import reuse_predictions
     from twoview.result import PoseResult
 
     method = _get_method(method_name)
     rec = {"version": CACHE_VERSION, "method": method_name, "pair_id": sample.pair_id}
-    t0 = time.perf_counter()
+    records = {}
+    for name, r in (init or {}).items():
+        r = r if isinstance(r, dict) else _read_record(r)
+        if r is not None and r.get("pair_id") == sample.pair_id:
+            records[name] = r
+    reuse = {name: _record_result(r) for name, r in records.items()}
+    used: list[str] = []
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         d0, d1 = load_method_depths(sample, method.uses_depth, depth_noise, degradation)
-        t0 = time.perf_counter()  # time the method, not the dataset I/O
-        res = method(sample, d0, d1)
-        ms = (time.perf_counter() - t0) * 1e3
+        t0, c0 = time.perf_counter(), time.process_time()  # time the method, not the dataset I/O
+        with reuse_predictions(sample.pair_id, reuse) as used:
+            res = method(sample, d0, d1)
+        ms, cpu_ms = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
         if not isinstance(res, PoseResult):
             raise TypeError(f"method {method_name} returned {type(res).__name__}, not PoseResult")
         rec.update(res.to_dict())
-        rec["ms"] = ms
         rec["error"] = None
     except InputError:
         raise  # the data is broken: the user must know
     except Exception as e:  # a method crashing on one pair is a failure of that method, recorded
+        ms, cpu_ms = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
         rec.update(PoseResult.failure(f"exception: {type(e).__name__}: {e}").to_dict())
-        rec["ms"] = (time.perf_counter() - t0) * 1e3
         rec["error"] = f"{type(e).__name__}: {e}"
+    if used:
+        rec["init_reused"] = {n: {"ms": records[n].get("ms"), "cpu_ms": records[n].get("cpu_ms")} for n in used}
+        for n in used:
+            ms += float("nan") if records[n].get("ms") is None else records[n]["ms"]
+            cpu_ms += float("nan") if records[n].get("cpu_ms") is None else records[n]["cpu_ms"]
+    rec["ms"] = ms if np.isfinite(ms) else None
+    rec["cpu_ms"] = cpu_ms if np.isfinite(cpu_ms) else None
     rec.pop("quaternion_wxyz", None)
-    if not np.isfinite(rec["ms"]):
-        rec["ms"] = None
     if path is not None:
         atomic_write_json(path, rec)
     return rec
+
+
+def method_levels(methods: list[str]) -> dict[str, int]:
+    """Prediction order: 0 for methods that depend on no other method of the run, else one
+    more than the deepest such dependency (``A@B`` after ``B``)."""
+    from twoview.bench.methods import init_chain
+
+    levels: dict[str, int] = {}
+
+    def level(m: str) -> int:
+        if m not in levels:
+            deps = [d for d in init_chain(m) if d in methods]
+            levels[m] = 1 + max(level(d) for d in deps) if deps else 0
+        return levels[m]
+
+    for m in methods:
+        level(m)
+    return levels
 
 
 # --- orchestration -------------------------------------------------------------------
@@ -254,25 +327,36 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     pairs, methods, resolved = resolve(cfg)
     resolved = _json_safe(resolved)
     out = prepare_out(cfg, resolved)
-    tasks = []
-    for p in pairs:  # pair-major: an interrupted run has every method on the first pairs
+    from twoview.bench.methods import init_chain
+
+    levels = method_levels(cfg.methods)
+    # waves: every method a wave depends on (A@B's B) is complete before it starts, so
+    # A@B reuses B's cached prediction; within a wave, pair-major
+    waves: list[list[tuple]] = [[] for _ in range(max(levels.values()) + 1)]
+    for p in pairs:
         for m in cfg.methods:
             path = cache_path(out, m, p.pair_id)
             if not _valid_cache(path):
-                tasks.append((m, p, str(path), cfg.depth_noise, cfg.depth_degradation.to_dict()))
-    done = len(pairs) * len(cfg.methods) - len(tasks)
-    log(f"twoview bench: {len(pairs)} pairs x {len(cfg.methods)} methods; {done} cached, {len(tasks)} to predict "
+                init = {d: str(cache_path(out, d, p.pair_id)) for d in init_chain(m)}
+                waves[levels[m]].append((m, p, str(path), cfg.depth_noise, cfg.depth_degradation.to_dict(), init))
+    waves = [w for w in waves if w]
+    n_tasks = sum(len(w) for w in waves)
+    done = len(pairs) * len(cfg.methods) - n_tasks
+    log(f"twoview bench: {len(pairs)} pairs x {len(cfg.methods)} methods; {done} cached, {n_tasks} to predict "
         f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})")
-    t_pred = time.perf_counter()
-    if tasks:
+    load0 = _loadavg()
+    t_pred, c_pred = time.perf_counter(), time.process_time()
+    if waves:
         from twoview.bench.engines import run_tasks
 
-        run_tasks(tasks, cfg.engine, cfg.workers, cfg.address, cfg.progress)
-    t_pred = time.perf_counter() - t_pred
+        run_tasks(waves, cfg.engine, cfg.workers, cfg.address, cfg.progress)
+    t_pred, c_pred = time.perf_counter() - t_pred, time.process_time() - c_pred
     per_pair, summary = score_run(out, pairs, methods, [tuple(t) for t in cfg.precision_thresholds])
     summary["run"] = {
         "predict_s": round(t_pred, 2), "total_s": round(time.perf_counter() - t_start, 2),
-        "predicted": len(tasks), "from_cache": done,
+        # CPU time of this process only (worker processes and Ray are not included)
+        "driver_cpu_s": round(c_pred, 2), "predicted": n_tasks, "from_cache": done,
+        "loadavg_1min_start": load0, "loadavg_1min_end": _loadavg(),
     }
     write_reports(out, resolved, per_pair, summary, cfg.methods)
     for name, ms in summary["methods"].items():
@@ -283,10 +367,13 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
 
 
 def _valid_cache(path: Path) -> bool:
-    if not path.is_file():
-        return False
+    return path.is_file() and _read_record(path) is not None
+
+
+def _loadavg() -> float | None:
+    import os
+
     try:
-        rec = json.loads(path.read_text())
-    except ValueError:
-        return False
-    return rec.get("version") == CACHE_VERSION
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -15,7 +15,7 @@ from twoview.metrics import pose_errors, summarize_errors
 PER_PAIR_COLUMNS = (
     "method", "pair_id", "frame0", "frame1", "frame_gap", "gt_baseline_m", "gt_rotation_deg",
     "success", "metric", "solver", "rot_deg", "trans_deg", "trans_m", "max_deg", "ms",
-    "num_matches", "num_inliers", "reason",
+    "cpu_ms", "init_reused", "num_matches", "num_inliers", "reason",
 )
 
 
@@ -53,6 +53,8 @@ def score_record(rec: dict, sample, method_metric: bool) -> dict:
         "solver": rec.get("solver", ""),
         **err,
         "ms": float(rec["ms"]) if rec.get("ms") is not None else float("nan"),
+        "cpu_ms": float(rec["cpu_ms"]) if rec.get("cpu_ms") is not None else float("nan"),
+        "init_reused": " ".join(rec.get("init_reused") or {}),
         "num_matches": int(rec.get("num_matches") or 0),
         "num_inliers": int(rec.get("num_inliers") or 0),
         "reason": rec.get("reason", ""),

@@ -307,3 +307,103 @@ def test_co3d_frame_annotations(tmp_path, fmt):
         ours = fr.camera.project(fr.world_from_cam.inverse().apply(Xw))
         np.testing.assert_allclose(ours + 0.5, pix_corner, atol=1e-9)
     assert ds.pairs()[0].meta["metric_gt"] is False
+
+
+# --- overlap -----------------------------------------------------------------------------------
+def test_covisibility_invalid_frame1_depth_does_not_veto(tmp_path):
+    import cv2
+
+    from twoview.datasets.base import PairSample
+    from twoview.datasets.common import covisibility
+    from twoview.geometry.camera import Camera
+
+    W, H = 64, 48
+    cam = Camera(50.0, 50.0, 31.5, 23.5, W, H)
+    cv2.imwrite(str(tmp_path / "d0.png"), np.full((H, W), 2000, np.uint16))  # a wall at 2 m
+    d1 = np.full((H, W), 2000, np.uint16)
+    d1[:, : W // 2] = 0  # no measurement on the left half of frame 1
+    cv2.imwrite(str(tmp_path / "d1.png"), d1)
+    p = PairSample("p", tmp_path / "i0.png", tmp_path / "i1.png", cam, cam, Pose(np.eye(3), np.zeros(3)),
+                   tmp_path / "d0.png", tmp_path / "d1.png", 1000.0)
+    assert covisibility(p, step=1) == pytest.approx(1.0)
+    d1[:, W // 2 :] = 1000  # an occluder at 1 m on the right half: those points are hidden
+    cv2.imwrite(str(tmp_path / "d1.png"), d1)
+    assert covisibility(p, step=1) == pytest.approx(0.5)
+    # moved 10 cm right (x1 = x0 - 0.1): the columns that leave the image are not covisible
+    shifted = PairSample("q", p.image0, p.image1, cam, cam, Pose(np.eye(3), [-0.1, 0.0, 0.0]), p.depth0, None, 1000.0)
+    lost = int(np.sum(np.arange(W) - 50.0 * 0.1 / 2.0 < -0.5))  # u1 = u0 - f * 0.1 / z
+    assert covisibility(shifted, step=1) == pytest.approx(1 - lost / W)
+
+
+# --- more real-data round trips ---------------------------------------------------------------
+def test_tum_fr3_matches_reference_files(shared_data):
+    root = shared_data / "tum" / "fr3_long_office_household"
+    ref = {}
+    for ln in (root / "frames_gt.txt").read_text().splitlines():
+        if not ln.startswith("#"):
+            p = ln.split()
+            ref[p[0]] = None if p[3] == "NA" else (np.array(p[3:6], float), np.array(p[6:10], float))
+    ds = get_dataset("tum", root, gaps=list(range(1, 20)))
+    assert sorted(f.frame_id for f in ds.frames) == sorted(k for k, v in ref.items() if v is not None)
+    for f in ds.frames:
+        t, q = ref[f.frame_id]
+        np.testing.assert_allclose(f.world_from_cam.t, t, atol=2e-6)
+        np.testing.assert_allclose(f.world_from_cam.R, quaternion_to_rotation(q, "xyzw"), atol=2e-6)
+    assert ds.frames[0].camera.dist is None or not any(ds.frames[0].camera.dist)
+    gt = _pairs_gt(root / "pairs_gt.txt", 0, 4)
+    pairs = ds.pairs()
+    assert len(pairs) == len(gt) == 190
+    for p in pairs:
+        np.testing.assert_allclose(p.cam1_from_cam0.matrix, gt[(f"rgb/{p.meta['frame0']}.png", f"rgb/{p.meta['frame1']}.png")],
+                                   atol=2e-5)
+
+
+def test_7scenes_one_sequence_folder(shared_data):
+    scene = shared_data / "7scenes_stairs" / "stairs"
+    seq = next(p for p in sorted(scene.iterdir()) if p.name.startswith("seq-"))
+    ds = get_dataset("7scenes", seq, gaps=[1])
+    whole = [f for f in get_dataset("7scenes", scene).frames if f.sequence == seq.name]
+    assert [f.frame_id for f in ds.frames] == [f.frame_id for f in whole] and ds.scene == "stairs"
+    for f in ds.frames:
+        np.testing.assert_allclose(f.world_from_cam.matrix, np.loadtxt(seq / f"{f.frame_id.split('/')[1]}.pose.txt"), atol=1e-4)
+
+
+def test_7scenes_malformed_pose_file(tmp_path, shared_data):
+    import shutil
+
+    src = shared_data / "7scenes_stairs" / "stairs" / "seq-01"
+    seq = tmp_path / "stairs" / "seq-01"
+    seq.mkdir(parents=True)
+    shutil.copy(src / "frame-000000.color.png" if (src / "frame-000000.color.png").is_file() else src / "frame-000000.color.jpg",
+                seq)
+    (seq / "frame-000000.pose.txt").write_text("1 0 0 0\n0 1 0 0\n0 0 1 0 7\n0 0 0 1\n")
+    with pytest.raises(InputError, match=r"frame-000000.pose.txt:3.*expected 4 numbers"):
+        get_dataset("7scenes", tmp_path / "stairs")
+
+
+@pytest.mark.parametrize("name", ["scannet_test_pairs_with_gt.txt", "yfcc_test_pairs_with_gt.txt"])
+def test_superglue_benchmark_lists_round_trip(shared_data, tmp_path, name):
+    """Real ScanNet-1500 / YFCC-4000 lines, with placeholder images (the real ones are not here)."""
+    src = shared_data / "scannet_pairs" / "metadata_only_no_images" / name
+    lines = [ln for ln in src.read_text().splitlines() if ln.strip()]
+    plain = [ln for ln in lines if ln.split()[2:4] == ["0", "0"]][:3]
+    rotated = [ln for ln in lines if ln.split()[2:4] != ["0", "0"]][:1]
+    for ln in plain + rotated:
+        p = ln.split()
+        for name_, K in ((p[0], p[4:13]), (p[1], p[13:22])):
+            cx, cy = float(K[2]), float(K[5])
+            _png(tmp_path / name_, int(2 * cx + 1), int(2 * cy + 1))
+    pl = tmp_path / "pairs.txt"
+    pl.write_text("\n".join(plain + rotated) + "\n")
+    yfcc = "yfcc" in name
+    ds = get_dataset("superglue_pairs", tmp_path, pairs_file=str(pl), metric_gt=not yfcc, exif_rotation="skip")
+    pairs = ds.pairs()
+    assert len(pairs) == len(plain) and ds.describe()["skipped_rotated"] == len(rotated)
+    for p, ln in zip(pairs, plain):
+        v = ln.split()
+        np.testing.assert_allclose(p.cam1_from_cam0.matrix, np.array(v[22:], float).reshape(4, 4), atol=1e-3)
+        assert (p.camera0.fx, p.camera0.cx, p.camera1.fy) == pytest.approx((float(v[4]), float(v[6]), float(v[17])))
+        assert p.meta["metric_gt"] is (not yfcc)
+    if rotated:
+        with pytest.raises(InputError, match=r"pairs.txt:4.*EXIF rotation"):
+            get_dataset("superglue_pairs", tmp_path, pairs_file=str(pl)).pairs()

@@ -286,8 +286,8 @@ def covisibility(sample: PairSample, step: int = 8) -> float:
         if d1 is not None:
             pi = np.clip(np.round(p[inside]).astype(int), 0, [cam1.width - 1, cam1.height - 1])
             zz = d1[pi[:, 1], pi[:, 0]]
-            good = ~np.isfinite(zz) | (np.abs(zz - X1[idx, 2]) <= 0.05 * X1[idx, 2])
             # an invalid frame-1 depth cannot veto, a valid one must agree
-            idx = idx[good & np.isfinite(zz)] if np.isfinite(zz).any() else idx
+            good = ~np.isfinite(zz) | (np.abs(zz - X1[idx, 2]) <= 0.05 * X1[idx, 2])
+            idx = idx[good]
         vis[idx] = True
     return float(vis.sum() / ok.sum())

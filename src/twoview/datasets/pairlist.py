@@ -5,9 +5,11 @@ One pair a line::
     name0 name1 rot0 rot1 K0(9, row-major) K1(9) T_0to1(16, row-major 4x4)
 
 ``T_0to1`` is ``cam1_from_cam0`` (``inv(T_world_cam1) @ T_world_cam0``). Image paths are
-relative to ``root`` (or ``root/images``). ``rot0/rot1`` are EXIF-style quarter turns;
-non-zero values are rejected (rotate the images first). YFCC ground truth comes from
-SfM and is not metric: pass ``metric_gt=False`` and no metric error is scored.
+relative to ``root`` (or ``root/images``). ``rot0/rot1`` are EXIF-style quarter turns
+(37 of YFCC-4000's pairs, none of ScanNet-1500's): such a line is an error by default
+(rotate the images first); ``exif_rotation="skip"`` drops those pairs instead, and the
+number dropped is saved with the run's configuration. YFCC ground truth comes from SfM
+and is not metric: pass ``metric_gt=False`` and no metric error is scored.
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ from twoview.geometry.rotation import rotation_angle_deg
 class SuperGluePairsDataset(Dataset):
     kind = "superglue_pairs"
 
-    def __init__(self, root, pairs_file: str | None = None, metric_gt: bool = True, max_pairs: int | None = None):
+    def __init__(self, root, pairs_file: str | None = None, metric_gt: bool = True, max_pairs: int | None = None,
+                 exif_rotation: str = "error"):
         super().__init__(root)
+        if exif_rotation not in ("error", "skip"):
+            raise InputError("exif_rotation", f"expected 'error' or 'skip', got {exif_rotation!r}")
+        self.exif_rotation = exif_rotation
+        self.skipped_rotated = 0
         if pairs_file is None:
             cands = sorted(self.root.glob("*pairs_with_gt*.txt"))
             if len(cands) != 1:
@@ -46,6 +53,7 @@ class SuperGluePairsDataset(Dataset):
 
     def pairs(self) -> list[PairSample]:
         out = []
+        self.skipped_rotated = 0
         for lineno, ln in read_text_lines(self.pairs_file, "--pairs"):
             where = f"{self.pairs_file}:{lineno}"
             parts = ln.split()
@@ -53,7 +61,11 @@ class SuperGluePairsDataset(Dataset):
                 raise InputError(where, f"expected 38 fields (name0 name1 rot0 rot1 K0(9) K1(9) T_0to1(16)), got {len(parts)}")
             nums = parse_numbers(" ".join(parts[2:]), self.pairs_file, lineno, 36)
             if nums[0] != 0 or nums[1] != 0:
-                raise InputError(where, "non-zero EXIF rotation flags are not supported")
+                if self.exif_rotation == "skip":
+                    self.skipped_rotated += 1
+                    continue
+                raise InputError(where, "non-zero EXIF rotation flags are not supported (the option exif_rotation=skip "
+                                        "drops such pairs)")
             K0, K1, T = nums[2:11].reshape(3, 3), nums[11:20].reshape(3, 3), nums[20:36].reshape(4, 4)
             im0, im1 = self._image(parts[0], where), self._image(parts[1], where)
             cams = [Camera.from_K(K, *image_size(p, where), name=where) for K, p in ((K0, im0), (K1, im1))]
@@ -72,4 +84,5 @@ class SuperGluePairsDataset(Dataset):
         return out
 
     def describe(self):
-        return {**super().describe(), "pairs_file": str(self.pairs_file.resolve()), "metric_gt": self.metric_gt, "max_pairs": self.max_pairs}
+        return {**super().describe(), "pairs_file": str(self.pairs_file.resolve()), "metric_gt": self.metric_gt,
+                "max_pairs": self.max_pairs, "exif_rotation": self.exif_rotation, "skipped_rotated": self.skipped_rotated}

@@ -3,6 +3,8 @@
 
     python benchmarks/run_results.py                 # all suites, then writes docs/results.md
     python benchmarks/run_results.py --only icl_nuim # one suite (others keep their cached runs)
+    python benchmarks/run_results.py --max-pairs 3   # smoke test: 3 pairs a suite, into
+                                                     # <runs>/subset-3 and <runs>/subset-3/results.md
 
 Runs go to --runs (default ~/.cache/twoview/results/<suite>); each is resumable (the
 per-pair cache), so re-running after an interruption only predicts what is missing, and
@@ -69,9 +71,11 @@ SUITES = {
 }
 
 
-def run_suite(name: str, runs: Path, workers: int) -> dict:
+def run_suite(name: str, runs: Path, workers: int, max_pairs: int | None = None) -> dict:
     args, _ = SUITES[name]
     args = [a.format(data=DATA, repo=REPO) for a in args]
+    if max_pairs:
+        args += ["--max-pairs", str(max_pairs)]
     out = runs / name
     exe = shutil.which("twoview")
     entry = [exe] if exe else [sys.executable, "-c", "import sys; from twoview.cli import main; sys.exit(main())"]
@@ -89,7 +93,7 @@ def run_suite(name: str, runs: Path, workers: int) -> dict:
             "table": (out / "results.md").read_text().split("\n\n", 2)[-1]}
 
 
-def write_doc(results: dict, runs: Path) -> None:
+def write_doc(results: dict, runs: Path, doc: Path) -> None:
     sys.path.insert(0, str(REPO / "src"))
     from twoview.io.atomic import atomic_write_text
 
@@ -104,10 +108,11 @@ def write_doc(results: dict, runs: Path) -> None:
         "(`twoview.metrics`). AUC@5/10/20 is the SuperGlue/LoFTR trapezoid AUC of max(rotation error,",
         "translation angle error), failures counting as infinite error; AUC@30 (hist.) is the different",
         "Reloc3r/VGGT mean-accuracy variant. AUCs, precision (Map-free style, translation <= 25 cm and",
-        "rotation <= 5 deg) and success are in %. Direction-only methods (no depth) have no metric error (\"–\");",
-        "their translation angle is sign-folded. `med. ms` is the median wall time of the method per pair on",
-        "one CPU core shared with other jobs (dataset I/O excluded, `A@B` includes B). Medians are ∞ when",
-        "more than half the pairs failed.",
+        "rotation < 5 deg) and success are in %. Direction-only methods (no depth) have no metric error (\"–\");",
+        "their translation angle is sign-folded. `med. ms` / `med. CPU ms` are the median wall / process CPU",
+        "time of the method per pair on one CPU core shared with other jobs (dataset I/O excluded). `A@B`",
+        "(A initialised from B's pose) reuses B's cached prediction when B is in the same run, and its time",
+        "includes B's recorded time. Medians are ∞ when more than half the pairs failed.",
         "",
         "Outputs of each run (in `--out`): `config.json` (the resolved configuration; a different one into the",
         "same folder needs `--overwrite`), `cache/<method>/<pair>.json` (one prediction each, written atomically: an",
@@ -139,11 +144,18 @@ def write_doc(results: dict, runs: Path) -> None:
             + (f"Cold run (nothing cached, 1 worker, 2 shared CPU cores): predictions {r['cold']['predict_s']:.0f} s, "
                f"whole command {r['cold']['wall_s']:.0f} s" + (f" ({r['cold']['note']})." if r["cold"].get("note") else ".")
                if r["cold"] else "Cold-run time not recorded (resumed run).")
-            + f" Last regeneration: {r['summary']['run']['predicted']} predicted, {r['summary']['run']['from_cache']} from cache.",
+            + f" Last regeneration: {r['summary']['run']['predicted']} predicted, {r['summary']['run']['from_cache']} from cache"
+            + _load_note(r),
             "",
         ]
-    atomic_write_text(REPO / "docs" / "results.md", "\n".join(lines))
-    print(f"wrote {REPO / 'docs' / 'results.md'} (runs in {runs})")
+    atomic_write_text(doc, "\n".join(lines))
+    print(f"wrote {doc} (runs in {runs})")
+
+
+def _load_note(r: dict) -> str:
+    run = r["cold"] or r["summary"]["run"]
+    a, b = run.get("loadavg_1min_start"), run.get("loadavg_1min_end")
+    return f"; load average {a:.1f} -> {b:.1f} during the predictions." if a is not None and b is not None else "."
 
 
 def main() -> int:
@@ -151,16 +163,21 @@ def main() -> int:
     ap.add_argument("--runs", type=Path, default=Path.home() / ".cache" / "twoview" / "results")
     ap.add_argument("--only", nargs="+", choices=sorted(SUITES), help="run these suites; the others are re-scored from their cache")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--max-pairs", type=int, metavar="N",
+                    help="at most N pairs a suite (a smoke test): runs go to RUNS/subset-N and the doc to RUNS/subset-N/results.md")
+    ap.add_argument("--doc", type=Path, help="where to write the results document (default docs/results.md)")
     a = ap.parse_args()
     if not DATA.is_dir():
         print(f"no data at {DATA}", file=sys.stderr)
         return 2
+    runs = a.runs / f"subset-{a.max_pairs}" if a.max_pairs else a.runs
+    doc = a.doc or (runs / "results.md" if a.max_pairs else REPO / "docs" / "results.md")
     results = {}
     for name in SUITES:
-        if a.only and name not in a.only and not (a.runs / name / "summary.json").is_file():
+        if a.only and name not in a.only and not (runs / name / "summary.json").is_file():
             continue
-        results[name] = run_suite(name, a.runs, a.workers)
-    write_doc(results, a.runs)
+        results[name] = run_suite(name, runs, a.workers, a.max_pairs)
+    write_doc(results, runs, doc)
     return 0
 
 

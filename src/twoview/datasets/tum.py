@@ -99,7 +99,7 @@ def associate(a: dict[float, object], b: dict[float, object], max_dt: float) -> 
     kb = np.array(sorted(b))
     if ka.size == 0 or kb.size == 0:
         return {}
-    cand = [(abs(x - y), x, y) for x in ka for y in kb[np.abs(kb - x) <= max_dt]]
+    cand = [(abs(x - y), x, y) for x in ka for y in kb[np.abs(kb - x) < max_dt]]  # strict, as associate.py
     cand.sort()
     out, used_a, used_b = {}, set(), set()
     for _, x, y in cand:

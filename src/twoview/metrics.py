@@ -17,7 +17,10 @@ Reference implementations these follow exactly: SuperGlue's ``pose_auc`` /
 LoFTR's ``error_auc`` (trapezoid, recall steps of 1/N from (0, 0), the curve cut at
 the threshold), PoseDiffusion/VGGT's ``calculate_auc_np`` (``np.histogram`` over
 ``0, 1, ..., T`` whose last bin is closed, then the mean of the cumulative sum) and
-Map-free's ``trans_err < 0.25 and rot_err < 5``.
+Map-free's ``trans_err < 0.25 and rot_err < 5``. One difference is deliberate: VGGT's
+evaluation folds the translation angle for every method, twoview folds it only for
+direction-only estimates (a metric method pointing backwards is wrong), so for metric
+methods ``auc30_hist`` can only be lower than VGGT's script would give.
 """
 
 from __future__ import annotations

@@ -214,7 +214,8 @@ def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, me
 
     legend = {
         "auc5/auc10/auc20": "SuperGlue/LoFTR trapezoid AUC of max(rotation, translation angle) error, failures infinite",
-        "auc30_hist": "Reloc3r/VGGT mean accuracy over integer thresholds 1..30 deg (a different number)",
+        "auc30_hist": "Reloc3r/VGGT mean accuracy over integer thresholds 1..30 deg (a different number); the translation "
+                      "angle is folded for direction-only methods only",
         "null": "infinite (a median over more than half failures) or not applicable: metric-error keys of methods "
                 "with metric=false are always null",
         "median_ms": "median wall time of the method per pair, milliseconds (dataset I/O excluded); for A@B it "

@@ -290,7 +290,8 @@ def test_bad_input_writes_nothing(shared_data, tmp_path, fakes, capsys):
     (bad / "color").mkdir(parents=True)
     (bad / "trajectory.log").write_text("0 0 1\n1 0 0 0\n0 1 0 x\n0 0 1 0\n0 0 0 1\n")
     assert main(["bench", "--dataset", "redwood", "--root", str(bad), "--method", "gt", "--out", str(tmp_path / "o")]) == 2
-    assert "trajectory.log:3" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "trajectory.log:3" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
 
 

@@ -1,15 +1,20 @@
 """Pose refinement by aligning two single-view Gaussian mixtures (GARPS-style).
 
+Objective (minimised, see :class:`AlignConfig`): ``wg (1 - NCC) + wa A``: the
+normalised geometric overlap of the two mixtures and the robust appearance residual of
+each mixture's Gaussians in the other view (:mod:`twoview.gmm.appearance`).
+
 Coarse to fine: each level adds an isotropic std ``inflation[l] x median depth`` to every
-Gaussian (wide basin first, then sharp), recomputes visibility, and runs
-Levenberg-Marquardt on the IRLS form of the overlap (or L-BFGS through the exact torch
-objective). Pairs are re-found by k-nearest-neighbour search at every evaluation, so the
-cost is about ``N x knn`` per iteration.
+Gaussian and blurs the appearance fields by ``blur_px[l]`` (wide basin first, then
+sharp), recomputes visibility, and runs Levenberg-Marquardt on the Gauss-Newton form (the
+overlap in its IRLS form, covariances frozen per iteration as in GICP), or L-BFGS on the
+same objective and gradient. Pairs are re-found by k-nearest-neighbour search between
+rounds, so the cost is about ``N x knn`` per iteration.
 
 Stopping rules per level: update below ``step_tolerance`` (radians / fraction of median
 depth), ``max_iterations`` reached, or the damping grows past 1e6 (no ascent possible).
-The final pose is kept only if its normalised score at the finest level is at least the
-initial pose's (``reject_worse``).
+The final pose is kept only if the objective at the finest level is no higher than at the
+initial pose (``reject_worse``).
 """
 
 from __future__ import annotations
@@ -24,18 +29,41 @@ from twoview.geometry.pose import Pose
 from twoview.gmm.config import AlignConfig, GMMConfig
 from twoview.gmm.mixture import GaussianMixture, build_mixture
 from twoview.geometry.rotation import so3_log
+from twoview.gmm.appearance import (
+    appearance_term,
+    fit_gain_bias,
+    channels,
+    forward_map,
+    inverse_map,
+    project_inside,
+    sample_at_pixels,
+    shared_feature_basis,
+)
 from twoview.gmm.objective import (
     Prepared,
     apply_increment,
     apply_state,
     candidate_pairs,
     evaluate,
+    registration_noise,
     self_overlap,
     visible_in,
 )
 from twoview.result import PoseResult
 
 SOLVER = "gmm"
+
+_POOL = None
+
+
+def _pool():
+    """One worker thread shared by all refinements (the caller's thread is the other)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twoview-gmm")
+    return _POOL
 
 
 def _visibility(a: Prepared, b: Prepared, R, t, s, cfg: AlignConfig):
@@ -65,6 +93,96 @@ def self_overlap_scaled(a: Prepared, var, vis, cfg, s):
     return self_overlap(a, var / s**2, vis, cfg) / s**3
 
 
+class _Level:
+    """The objective at one coarse-to-fine level, with the pieces that stay fixed during
+    one LM round (visibility, geometric pairs, self overlaps, the Gaussians' own
+    appearance): ``F = wg (1 - E_AB / D) + wa (C_fwd + C_inv) / N``."""
+
+    def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig):
+        self.a, self.b, self.var, self.cfg = a, b, var, cfg
+        self.wg, self.wa = cfg.geometry_weight, cfg.appearance_weight
+        fa, fb = a.mix.appearance, b.mix.appearance
+        if self.wa > 0 and (fa is None or fb is None or a.mix.camera is None or b.mix.camera is None
+                            or not (cfg.use_colour or (cfg.use_features and fa.features is not None
+                                                       and fb.features is not None))):
+            self.wa = 0.0  # nothing to compare (e.g. mixtures read from PLY files)
+        if self.wa > 0:
+            feats = cfg.use_features and fa.features is not None and fb.features is not None
+            basis = shared_feature_basis(fa.features, fb.features, cfg.feature_dims) if feats else None
+            args = (blur, cfg.colour_residual_sigma, cfg.feature_residual_sigma, cfg.use_colour, feats, basis)
+            self.chan_a, self.chan_b = channels(fa, *args), channels(fb, *args)
+            self.own_a = sample_at_pixels(self.chan_a, a.mix.camera.project(a.means))
+            self.own_b = sample_at_pixels(self.chan_b, b.mix.camera.project(b.means))
+
+    def start_round(self, R, t, s):
+        """Fix visibility, pairs and normalisers at the current state."""
+        a, b, cfg = self.a, self.b, self.cfg
+        self.vis_a, self.vis_b = _visibility(a, b, R, t, s, cfg)
+        self.pairs = candidate_pairs(a, b, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
+        eaa = self_overlap(a, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(a, self.var, self.vis_a, cfg, s)
+        self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(b, self.var, self.vis_b, cfg), 0.0))
+        self.idx_a, self.idx_b = np.flatnonzero(self.vis_a), np.flatnonzero(self.vis_b)
+        self.N = max(len(self.idx_a) + len(self.idx_b), 1)
+        if self.wa > 0:
+            self.src_a = self._compensated(self.own_a, self.idx_a, forward_map(a.means[self.idx_a], R, t, s, False, False)[0],
+                                           self.chan_b, b.mix.camera)
+            self.src_b = self._compensated(self.own_b, self.idx_b, inverse_map(b.means[self.idx_b], R, t, s, False, False)[0],
+                                           self.chan_a, a.mix.camera)
+
+    def _compensated(self, own, idx, q, target, camera):
+        """The visible Gaussians' own appearance; colours mapped by the affine colour
+        change (exposure, white balance) seen between the views at this state."""
+        out = [v[idx] for v in own]
+        if not self.cfg.compensate_exposure:
+            return out
+        inside, uv = project_inside(q, camera)
+        for k, ch in enumerate(target):
+            if ch.name == "colour" and len(inside) >= 30:
+                dst = sample_at_pixels([ch], uv)[0]
+                gain, bias = fit_gain_bias(out[k][inside], dst)
+                out[k] = (out[k] * gain + bias).astype(out[k].dtype)
+        return out
+
+    def __call__(self, R, t, s, with_scale: bool, deriv: bool = True):
+        """(F, gradient, Gauss-Newton matrix) at a state (derivatives w.r.t. the left
+        increment, see :func:`apply_increment`). ``self.ncc`` and ``self.app`` keep the
+        terms of the last evaluation (the geometric NCC score and the mean appearance
+        cost)."""
+        n = 7 if with_scale else 6
+        F, g, H = 0.0, np.zeros(n), np.zeros((n, n))
+        self.ncc, self.app = 0.0, 0.0
+        geo = None
+        if self.D > 0 and (self.wg > 0 or not deriv):  # on the worker thread, beside the appearance
+            geo = _pool().submit(evaluate, self.a, self.b, R, t, s, self.var, self.vis_a, self.vis_b, self.cfg,
+                                 deriv and self.wg > 0, with_scale, self.pairs)
+        if self.wa > 0:
+            cam1, cam0 = self.b.mix.camera, self.a.mix.camera
+            huber = self.cfg.appearance_huber
+            q, J = forward_map(self.a.means[self.idx_a], R, t, s, with_scale, deriv)
+            fwd = appearance_term(q, J, self.src_a, self.chan_b, cam1, huber)
+            q, J = inverse_map(self.b.means[self.idx_b], R, t, s, with_scale, deriv)
+            inv = appearance_term(q, J, self.src_b, self.chan_a, cam0, huber)
+            self.app = (fwd.cost + inv.cost) / self.N
+            F += self.wa * self.app
+            if deriv:
+                g += self.wa * (fwd.grad + inv.grad) / self.N
+                H += self.wa * (fwd.hess + inv.hess) / self.N
+        if geo is not None:
+            ev = geo.result()
+            self.ncc = ev.energy / self.D
+            F += self.wg * (1.0 - self.ncc)
+            if deriv and ev.grad is not None:
+                g -= self.wg * ev.grad / self.D
+                H += self.wg * ev.hess / self.D
+        return F, g, H
+
+    def score(self, R, t, s):
+        """Fix the round at a state and evaluate there: (F, NCC, visible in A, in B)."""
+        self.start_round(R, t, s)
+        F = self(R, t, s, False, deriv=False)[0]
+        return F, float(self.ncc), len(self.idx_a), len(self.idx_b)
+
+
 def align_mixtures(
     mix0: GaussianMixture,
     mix1: GaussianMixture,
@@ -75,14 +193,17 @@ def align_mixtures(
 
     Args:
         mix0, mix1: the two mixtures, each in its own camera frame. Cameras and z-buffers
-            (set by :func:`build_mixture`) enable the visibility test.
+            (set by :func:`build_mixture`) enable the visibility test; appearance fields
+            (also set by it) enable the appearance term.
         init: initial ``cam1_from_cam0``.
         config: objective and optimiser options.
 
     Returns:
         :class:`PoseResult` (solver "gmm", metric) with ``info`` keys ``score_before``,
-        ``score_after``, ``iterations``, ``levels``, ``rejected``, ``scale``; a failure
-        when a mixture is empty/tiny or the views do not overlap.
+        ``score_after`` (geometric NCC in [0, 1]), ``objective_before``,
+        ``objective_after`` (the minimised objective at the finest level), ``iterations``,
+        ``levels``, ``rejected``, ``scale``; a failure when a mixture is empty/tiny or
+        the views do not overlap.
     """
     cfg = config or AlignConfig()
     if not isinstance(init, Pose):
@@ -99,12 +220,22 @@ def align_mixtures(
     depth_scale = 0.5 * (mix0.median_depth() + mix1.median_depth())
     R, t, s = init.R.copy(), init.t.copy(), 1.0
     fine_var = (cfg.inflation[-1] * depth_scale) ** 2
+    fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg)
 
-    if cfg.estimate_scale:
-        s = _initial_scale(a, b, R, t, cfg)
-    score0, nva, nvb = normalised_score(a, b, R, t, 1.0, fine_var, cfg)
-    if cfg.estimate_scale:  # the initial state to beat is the best of s = 1 and the depth-ratio scale
-        score_s, nva_s, nvb_s = normalised_score(a, b, R, t, s, fine_var, cfg)
+    s_init = _initial_scale(a, b, R, t, cfg) if cfg.estimate_scale else 1.0
+    noise = 0.0
+    if cfg.adapt_noise and cfg.geometry_weight > 0:
+        # the fine level's kernels widen by the registration noise the data show
+        fine.start_round(R, t, s_init)
+        noise = registration_noise(a, b, R, t, s_init, fine.vis_a, fine.vis_b, cfg,
+                                   pairs=fine.pairs if fine_var == 0 else None)
+        fine.var = fine_var + noise / 2
+    obj0, score0, nva, nvb = fine.score(R, t, 1.0)
+    s = s_init  # the optimisation starts from the depth-ratio scale ...
+    if s_init != 1.0:  # ... and has to beat the better of it and s = 1
+        obj_s, score_s, nva_s, nvb_s = fine.score(R, t, s_init)
+        if obj_s < obj0:
+            obj0, score0 = obj_s, score_s
         nva, nvb = max(nva, nva_s), max(nvb, nvb_s)
     if min(nva, nvb) < cfg.min_visible:
         return PoseResult.failure(
@@ -113,33 +244,47 @@ def align_mixtures(
 
     total_iters = 0
     levels = []
-    for level, infl in enumerate(cfg.inflation):
-        var = (infl * depth_scale) ** 2
-        vis_a, vis_b = _visibility(a, b, R, t, s, cfg)
-        if min(vis_a.sum(), vis_b.sum()) < cfg.min_visible:
-            break
+    last = len(cfg.inflation) - 1
+    for level, (infl, blur) in enumerate(zip(cfg.inflation, cfg.blur_px)):
+        if level < last and cfg.skip_coarse and cfg.adapt_noise and np.sqrt(noise) < 0.5 * infl * depth_scale:
+            # the data show less misalignment than this level's kernels are made for
+            levels.append({"inflation": infl, "blur_px": blur, "iterations": 0, "skipped": True})
+            continue
+        var = max((infl * depth_scale) ** 2, noise / 2)
+        lev = fine if level == last else _Level(a, b, var, blur, cfg)
+        if level == last and total_iters > 0 and fine.score(R, t, s)[0] > obj0:
+            # the coarse levels widen the basin; the fine level starts from whichever of
+            # their result and the initial pose it scores better (a good initial pose is
+            # not traded for the slightly shifted optimum of a blurred objective)
+            R, t, s = init.R.copy(), init.t.copy(), s_init
         if cfg.optimizer == "lbfgs":
-            R, t, s, it, E = _lbfgs_level(a, b, R, t, s, var, vis_a, vis_b, cfg)
+            R, t, s, it, F = _lbfgs_level(lev, R, t, s, cfg)
         else:
-            R, t, s, it, E = _lm_level(a, b, R, t, s, var, vis_a, vis_b, cfg, depth_scale)
+            R, t, s, it, F = _lm_level(lev, R, t, s, cfg, depth_scale)
+        if it < 0:  # too few visible Gaussians to continue
+            break
         total_iters += it
-        levels.append({"inflation": infl, "iterations": it, "energy": E})
+        levels.append({"inflation": infl, "blur_px": blur, "iterations": it, "objective": F})
 
-    score1, nva1, nvb1 = normalised_score(a, b, R, t, s, fine_var, cfg)
+    obj1, score1, nva1, nvb1 = fine.score(R, t, s)
     info = {
         "score_before": score0,
         "score_after": score1,
+        "objective_before": obj0,
+        "objective_after": obj1,
         "iterations": total_iters,
         "levels": levels,
         "scale": s,
+        "registration_noise_m": float(np.sqrt(noise)),
         "num_gaussians": [len(mix0), len(mix1)],
         "visible": [nva1, nvb1],
+        "appearance": fine.wa > 0,
         "rejected": False,
     }
     pose = Pose(R, t)
     if not np.all(np.isfinite(pose.matrix)):
         return PoseResult.failure("the optimisation diverged (non-finite pose)", solver=SOLVER, info=info)
-    if cfg.reject_worse and not (score1 >= score0):
+    if cfg.reject_worse and not (obj1 <= obj0):
         info["rejected"] = True
         pose, s, info["scale"] = init, 1.0, 1.0
     return PoseResult(
@@ -147,7 +292,7 @@ def align_mixtures(
         cam1_from_cam0=pose,
         metric=True,
         solver=SOLVER,
-        confidence=float(np.clip(max(score1, score0) if info["rejected"] else score1, 0.0, 1.0)),
+        confidence=float(np.clip(score0 if info["rejected"] else score1, 0.0, 1.0)),
         info=info,
     )
 
@@ -179,109 +324,84 @@ def _initial_scale(a: Prepared, b: Prepared, R, t, cfg: AlignConfig) -> float:
     return s
 
 
-def _lm_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig, depth_scale: float, max_rounds: int = 2):
-    """Levenberg-Marquardt on the IRLS form. Pairs are fixed within a round and re-found
-    between rounds; the level ends when a round moves the pose less than the tolerance."""
-    est_scale = cfg.estimate_scale
-    total, E = 0, 0.0
+def _small(delta, cfg: AlignConfig, depth_scale: float, factor: float = 1.0) -> bool:
+    return (np.linalg.norm(delta[:3]) < factor * cfg.step_tolerance
+            and np.linalg.norm(delta[3:6]) < factor * cfg.step_tolerance * depth_scale)
+
+
+def _lm_level(lev: _Level, R, t, s, cfg: AlignConfig, depth_scale: float, max_rounds: int = 2):
+    """Levenberg-Marquardt. Visibility and pairs are fixed within a round and re-found
+    between rounds; the level ends when a round moves the pose less than ten times the
+    step tolerance. Returns iterations -1 when too few Gaussians are visible."""
+    total, F = 0, np.nan
     for _ in range(max_rounds):
-        pairs = candidate_pairs(a, b, R, t, s, var, vis_a, vis_b, cfg)
+        lev.start_round(R, t, s)
+        if min(len(lev.idx_a), len(lev.idx_b)) < cfg.min_visible:
+            return R, t, s, (total if total else -1), F
         R0, t0 = R, t
-        R, t, s, it, E = _lm_round(a, b, R, t, s, var, vis_a, vis_b, cfg, depth_scale, est_scale, pairs)
+        R, t, s, it, F = _lm_round(lev, R, t, s, cfg, depth_scale)
         total += it
-        moved_rot = np.linalg.norm(so3_log(R @ R0.T))
-        moved_t = np.linalg.norm(t - t0)
-        if it == 0 or (moved_rot < 10 * cfg.step_tolerance and moved_t < 10 * cfg.step_tolerance * depth_scale):
+        moved = np.concatenate([so3_log(R @ R0.T), t - t0])
+        if it == 0 or _small(moved, cfg, depth_scale, 10.0):
             break
-    return R, t, s, total, E
+    return R, t, s, total, F
 
 
-def _lm_round(a, b, R, t, s, var, vis_a, vis_b, cfg, depth_scale, est_scale, pairs):
-    ev = evaluate(a, b, R, t, s, var, vis_a, vis_b, cfg, True, est_scale, pairs)
-    if ev.grad is None:
-        return R, t, s, 0, 0.0
+def _lm_round(lev: _Level, R, t, s, cfg: AlignConfig, depth_scale: float):
+    est = cfg.estimate_scale
+    F, g, H = lev(R, t, s, est)
     lam = 1e-3
     it = 0
     for it in range(1, cfg.max_iterations + 1):
-        H = ev.hess
         D = np.diag(np.maximum(np.diag(H), 1e-12 * max(np.abs(H).max(), 1e-300)))
         try:
-            delta = np.linalg.solve(H + lam * D, ev.grad)
+            delta = np.linalg.solve(H + lam * D, -g)
         except np.linalg.LinAlgError:
             break
         if not np.all(np.isfinite(delta)):
             break
         R2, t2, s2 = apply_increment(R, t, s, delta)
-        ev2 = evaluate(a, b, R2, t2, s2, var, vis_a, vis_b, cfg, True, est_scale, pairs)
-        if ev2.grad is not None and ev2.energy >= ev.energy:
-            R, t, s, ev = R2, t2, s2, ev2
+        F2, g2, H2 = lev(R2, t2, s2, est)
+        if F2 <= F:
+            R, t, s, F, g, H = R2, t2, s2, F2, g2, H2
             lam = max(lam / 3.0, 1e-7)
-            small = (np.linalg.norm(delta[:3]) < cfg.step_tolerance
-                     and np.linalg.norm(delta[3:6]) < cfg.step_tolerance * depth_scale)
-            if small:
+            if _small(delta, cfg, depth_scale):
                 break
         else:
             lam *= 8.0
             if lam > 1e6:
                 break
-    return R, t, s, it, ev.energy
+    return R, t, s, it, F
 
 
-def _lbfgs_level(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig):
-    """L-BFGS on the exact torch objective; pairs re-found between rounds."""
-    import torch
+def _lbfgs_level(lev: _Level, R, t, s, cfg: AlignConfig, max_rounds: int = 3):
+    """L-BFGS (scipy) on the same objective, with its analytic gradient; visibility and
+    pairs re-found between rounds."""
+    from scipy.optimize import minimize
 
-    from twoview.gmm.objective import energy_torch, find_pairs, pair_similarity
+    est = cfg.estimate_scale
+    n = 7 if est else 6
+    iters, F = 0, np.nan
+    for _ in range(max_rounds):
+        lev.start_round(R, t, s)
+        if min(len(lev.idx_a), len(lev.idx_b)) < cfg.min_visible:
+            return R, t, s, (iters if iters else -1), F
+        R0, t0, s0 = R, t, s
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # thousands of 3x3 terms: threading only adds overhead
-    try:
-        return _lbfgs_rounds(a, b, R, t, s, var, vis_a, vis_b, cfg)
-    finally:
-        torch.set_num_threads(threads)
+        def fun(x):
+            F_, g_, _ = lev(*apply_increment(R0, t0, s0, x), est)
+            # the gradient is w.r.t. an increment at the moved state; to first order the
+            # same as at x for the small steps of one round
+            return F_, g_
 
-
-def _lbfgs_rounds(a, b, R, t, s, var, vis_a, vis_b, cfg: AlignConfig):
-    import torch
-
-    from twoview.gmm.objective import energy_torch, find_pairs, pair_similarity
-
-    n = 7 if cfg.estimate_scale else 6
-    iters = 0
-    E = 0.0
-    am, ac = torch.from_numpy(a.means), torch.from_numpy(np.ascontiguousarray(a.covs))
-    bm, bc = torch.from_numpy(b.means), torch.from_numpy(np.ascontiguousarray(b.covs))
-    for _ in range(3):
-        p = apply_state(a.means, R, t, s)
-        radius = cfg.truncation_sigmas * np.sqrt(s**2 * a.sigma_p90**2 + b.sigma_p90**2 + 2 * var) * 1.5
-        i, j = find_pairs(p, b, cfg.knn, radius, vis_a, vis_b)
-        if not len(i):
+        res = minimize(fun, np.zeros(n), jac=True, method="L-BFGS-B",
+                       options={"maxiter": cfg.max_iterations, "gtol": 1e-10, "ftol": 1e-12})
+        iters += int(res.nit)
+        R, t, s = apply_increment(R0, t0, s0, res.x)
+        F = float(res.fun)
+        if np.linalg.norm(res.x[:3]) < cfg.step_tolerance:
             break
-        c = torch.from_numpy(pair_similarity(a, b, i, j, cfg))
-        ti, tj = torch.from_numpy(i), torch.from_numpy(j)
-        R0, t0 = torch.from_numpy(R), torch.from_numpy(t)
-        with torch.no_grad():
-            e0 = float(energy_torch(torch.zeros(n, dtype=torch.float64), am, ac, bm, bc, ti, tj, c, R0, t0, s, var))
-        if e0 <= 0:
-            break
-        xi = torch.zeros(n, dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([xi], lr=1.0, max_iter=cfg.max_iterations, tolerance_change=1e-10,
-                                line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = -energy_torch(xi, am, ac, bm, bc, ti, tj, c, R0, t0, s, var) / e0
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        iters += opt.state[opt._params[0]].get("n_iter", 0)
-        delta = xi.detach().numpy()
-        R, t, s = apply_increment(R, t, s, delta)
-        E = float(-closure().item() * e0)
-        if np.linalg.norm(delta[:3]) < cfg.step_tolerance:
-            break
-    return R, t, s, iters, E
+    return R, t, s, iters, F
 
 
 def refine_relative_pose(
@@ -314,8 +434,11 @@ def refine_relative_pose(
     """
     cfg = config or GMMConfig()
     t0 = time.perf_counter()
+    # the two views are independent: build them on two threads (numpy, OpenCV and torch
+    # release the GIL in their kernels)
+    job1 = _pool().submit(build_mixture, image1, depth1, camera1, cfg.build, "1")
     mix0 = build_mixture(image0, depth0, camera0, cfg.build, name="0")
-    mix1 = build_mixture(image1, depth1, camera1, cfg.build, name="1")
+    mix1 = job1.result()
     t1 = time.perf_counter()
     res = align_mixtures(mix0, mix1, init, cfg.align)
     t2 = time.perf_counter()

@@ -76,18 +76,40 @@ class BuildConfig(StrictConfig):
 class AlignConfig(StrictConfig):
     """The alignment objective and its optimiser.
 
-    Objective: normalised Gaussian overlap (a cross-correlation)
-    ``E_AB / sqrt(E_AA E_BB)`` with ``E_AB = sum_ij w_i w_j k_col k_feat N(mu_i' - mu_j;
-    0, Sigma_i' + Sigma_j + 2 s^2 I)`` over visible pairs within k nearest neighbours.
+    Objective (minimised): ``geometry_weight * (1 - NCC) + appearance_weight * A`` where
+    NCC is the normalised Gaussian overlap (a cross-correlation) ``E_AB / sqrt(E_AA E_BB)``
+    with ``E_AB = sum_ij w_i w_j k_col k_feat N(mu_i' - mu_j; 0, Sigma_i' + Sigma_j + 2 s^2 I)``
+    over visible pairs within k nearest neighbours, and A the mean robust appearance
+    residual of every visible Gaussian against the other view's appearance field (see
+    :mod:`twoview.gmm.appearance`), both directions.
 
     Attributes:
         use_covariance: anisotropic covariances (False: isotropic, the mean std).
-        use_colour: multiply pair terms by ``exp(-|c_i - c_j|^2 / (2 colour_sigma^2))``.
-        use_features: multiply pair terms by ``exp((cos(f_i, f_j) - 1) / feature_temperature)``.
+        use_colour: colour consistency: multiply pair terms by ``exp(-|c_i - c_j|^2 /
+            (2 colour_sigma^2))`` and compare colours in the appearance term.
+        use_features: feature consistency: multiply pair terms by ``exp((cos(f_i, f_j) - 1) /
+            feature_temperature)`` and compare descriptors in the appearance term.
+        geometry_weight, appearance_weight: weights of the two terms (0 switches one off).
+        blur_px: per level, the blur (pixels) of the colour appearance field.
+        colour_residual_sigma: colour residual scale of the appearance term (RGB in [0, 1]).
+        feature_residual_sigma: descriptor residual scale (distance between unit vectors).
+        feature_dims: descriptors are compared on this many principal directions of the
+            two views' descriptor maps (0: all channels).
+        compensate_exposure: before comparing colours, map each view's colours by the
+            per-channel gain and bias between the views (exposure, white balance), fitted
+            robustly to the visible Gaussians at the start of every round.
+        appearance_huber: Huber threshold on each normalised residual group's norm.
         use_visibility: only Gaussians inside the other camera's frustum and not behind
             its depth (z-buffer with ``occlusion_tolerance`` relative slack) count.
         inflation: coarse-to-fine schedule of the isotropic std ``s`` added to every
             Gaussian, as fractions of the median scene depth (one level per entry).
+        adapt_noise: estimate the registration noise the data show beyond the Gaussians'
+            shapes at the initial pose (an isotropic variance, as EM estimates CPD's) and
+            widen every geometric kernel by it, so inconsistent depth (sensor noise and
+            timing, monocular errors) weighs less against the appearance term.
+        skip_coarse: with ``adapt_noise``, skip a coarse level when the registration noise
+            at the initial pose is below half its inflation (a good initial pose does not
+            need the wide basin; a rough one gets it).
         knn: neighbours per Gaussian considered (truncation; cost ~ N * knn).
         truncation_sigmas: pairs farther apart than this many combined stds are dropped.
         max_iterations: Gauss-Newton / L-BFGS iterations per level.
@@ -108,7 +130,17 @@ class AlignConfig(StrictConfig):
     colour_sigma: float = 0.15
     feature_temperature: float = 0.3
     occlusion_tolerance: float = 0.05
-    inflation: list[float] = field(default_factory=lambda: [0.01, 0.0])
+    inflation: list[float] = field(default_factory=lambda: [0.03, 0.01, 0.0])
+    geometry_weight: float = 1.0
+    appearance_weight: float = 1.0
+    blur_px: list[float] = field(default_factory=lambda: [6.0, 3.0, 1.5])
+    colour_residual_sigma: float = 0.05
+    feature_residual_sigma: float = 0.3
+    feature_dims: int = 16
+    appearance_huber: float = 1.0
+    compensate_exposure: bool = True
+    adapt_noise: bool = True
+    skip_coarse: bool = True
     knn: int = 5
     truncation_sigmas: float = 4.0
     max_iterations: int = 8
@@ -124,6 +156,15 @@ class AlignConfig(StrictConfig):
         _check(self.occlusion_tolerance >= 0, "gmm.align.occlusion_tolerance must be >= 0")
         _check(len(self.inflation) >= 1 and all(v >= 0 for v in self.inflation),
                "gmm.align.inflation must be a non-empty list of numbers >= 0")
+        _check(self.geometry_weight >= 0 and self.appearance_weight >= 0
+               and self.geometry_weight + self.appearance_weight > 0,
+               "gmm.align: geometry_weight and appearance_weight must be >= 0, not both 0")
+        _check(len(self.blur_px) == len(self.inflation) and all(v >= 0 for v in self.blur_px),
+               f"gmm.align.blur_px needs one value >= 0 per level (inflation has {len(self.inflation)})")
+        _check(self.colour_residual_sigma > 0 and self.feature_residual_sigma > 0,
+               "gmm.align: residual sigmas must be > 0")
+        _check(self.feature_dims >= 0, "gmm.align.feature_dims must be >= 0")
+        _check(self.appearance_huber > 0, "gmm.align.appearance_huber must be > 0")
         _check(1 <= self.knn <= 64, "gmm.align.knn must be in [1, 64]")
         _check(self.truncation_sigmas > 0, "gmm.align.truncation_sigmas must be > 0")
         _check(self.max_iterations >= 1, "gmm.align.max_iterations must be >= 1")

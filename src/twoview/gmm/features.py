@@ -3,8 +3,9 @@
 A backend is any object with ``name``, ``dim`` and ``dense(image) -> (map (C, h, w)
 float32 torch tensor, stride_x, stride_y)`` where pixel ``(u, v)`` of the image lies at
 map coordinate ``((u + 0.5) / stride_x - 0.5, (v + 0.5) / stride_y - 0.5)``.
-:func:`sample_features` pools the map per Gaussian (bilinear at the centroid) and
-L2-normalises.
+:func:`dense_field` turns it into a channel-last map of unit vectors (the appearance
+field's feature channels); :func:`pool_features` samples it per Gaussian (bilinear at the
+centroid) and L2-normalises.
 
 Backends are loaded lazily and cached per process (torch is imported only here).
 """
@@ -115,18 +116,39 @@ def get_backend(name: str, resize_max: int = 640, dinov2_model: str = "facebook/
         return _CACHE[key]
 
 
+def dense_field(backend, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """The backend's dense descriptors as a channel-last map of unit vectors.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+
+    Returns:
+        (map (h, w, C) float32, each pixel L2-normalised; (kx, ky)) with map coordinate
+        ``(u + 0.5) * kx - 0.5`` for image pixel u.
+    """
+    import torch
+
+    fmap, kx, ky = backend.dense(image)
+    with torch.inference_mode():
+        f = torch.nn.functional.normalize(fmap.float(), dim=0).permute(1, 2, 0).contiguous()
+    return f.numpy(), (float(kx), float(ky))
+
+
+def pool_features(fmap: np.ndarray, scale: tuple[float, float], uv: np.ndarray) -> np.ndarray:
+    """Per-Gaussian descriptors: bilinear samples of a :func:`dense_field` map at pixels
+    uv (N, 2) (clamped at the border), L2-normalised -> (N, C) float32."""
+    from twoview.gmm.appearance import bilinear
+
+    h, w = fmap.shape[:2]
+    mu = np.clip((uv[:, 0] + 0.5) * scale[0] - 0.5, 0, w - 1)
+    mv = np.clip((uv[:, 1] + 0.5) * scale[1] - 0.5, 0, h - 1)
+    f = bilinear(fmap, mu, mv)[0]
+    f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return f.astype(np.float32)
+
+
 def sample_features(backend, image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Per-Gaussian descriptors. image (H, W, 3) uint8, uv (N, 2) pixel centroids ->
     (N, C) float32, L2-normalised."""
-    import torch
-    import torch.nn.functional as F
-
-    fmap, sx, sy = backend.dense(image)
-    C, h, w = fmap.shape
-    gx = ((uv[:, 0] + 0.5) * sx - 0.5 + 0.5) / w * 2 - 1  # align_corners=False convention
-    gy = ((uv[:, 1] + 0.5) * sy - 0.5 + 0.5) / h * 2 - 1
-    grid = torch.from_numpy(np.stack([gx, gy], 1).astype(np.float32))[None, None]
-    with torch.inference_mode():
-        f = F.grid_sample(fmap[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        f = F.normalize(f[0, :, 0].T, dim=1)
-    return f.numpy().astype(np.float32)
+    fmap, scale = dense_field(backend, image)
+    return pool_features(fmap, scale, uv)

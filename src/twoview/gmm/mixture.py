@@ -16,10 +16,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from twoview.errors import InputError
 from twoview.geometry.camera import Camera
+from twoview.gmm.appearance import AppearanceField
 from twoview.gmm.config import BuildConfig
 
 
@@ -37,6 +39,8 @@ class GaussianMixture:
         camera: intrinsics of the view the mixture was built from (for visibility), or None.
         zbuffer: (h, w) depth in metres of the visible surface at low resolution (NaN
             empty), or None; ``zbuffer_stride`` pixels per cell.
+        appearance: the view's appearance field (its image, blurred per level, and its
+            dense descriptor map) for the appearance term, or None (e.g. read from a PLY).
         info: build statistics (cell sizes, timings).
     """
 
@@ -49,6 +53,7 @@ class GaussianMixture:
     camera: Camera | None = None
     zbuffer: np.ndarray | None = None
     zbuffer_stride: int = 4
+    appearance: AppearanceField | None = None
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -75,7 +80,7 @@ class GaussianMixture:
             self.means[idx], self.covs[idx], self.weights[idx], self.colors[idx],
             None if self.features is None else self.features[idx],
             None if self.normals is None else self.normals[idx],
-            self.camera, self.zbuffer, self.zbuffer_stride, dict(self.info),
+            self.camera, self.zbuffer, self.zbuffer_stride, self.appearance, dict(self.info),
         )
 
     def transformed(self, R: np.ndarray, t: np.ndarray, scale: float = 1.0) -> GaussianMixture:
@@ -228,7 +233,8 @@ def build_mixture(
         pad[k, :h, :w] = ch
     for k in range(3):
         pad[12 + k, :h, :w] = image[::step, ::step, k] * (m / 255.0)
-    fine = pad.reshape(15, Hp // c1, c1, Wp // c1, c1).sum(axis=4).sum(axis=2).transpose(1, 2, 0)
+    fine = np.add.reduceat(np.add.reduceat(pad, np.arange(0, Wp, c1), axis=2), np.arange(0, Hp, c1), axis=1)
+    fine = fine.transpose(1, 2, 0)  # (Hp / c1, Wp / c1, 15) block sums
     coarse = fine.reshape(Hp // c2, 2, Wp // c2, 2, 15).sum(axis=(1, 3))
 
     n2, mean2, cov2, _ = _moments_to_gaussians(coarse[..., :12])
@@ -258,18 +264,23 @@ def build_mixture(
     t_geom = time.perf_counter()
 
     features = None
+    appearance = AppearanceField(image)
     if cfg.features != "none" and len(mean):
-        from twoview.gmm.features import get_backend, sample_features
+        from twoview.gmm.features import dense_field, get_backend, pool_features
 
         backend = get_backend(cfg.features, cfg.feature_resize_max, cfg.dinov2_model)
-        features = sample_features(backend, image, uv)
+        fmap, scale = dense_field(backend, image)
+        features = pool_features(fmap, scale, uv)
+        appearance = AppearanceField(image, fmap, scale)
     t_feat = time.perf_counter()
 
     s = cfg.zbuffer_stride
     hz, wz = -(-H // s), -(-W // s)
-    zpad = np.full((hz * s, wz * s), np.inf)
+    zpad = np.full((hz * s, wz * s), np.inf, np.float32)
     zpad[:H, :W] = np.where(np.isfinite(depth), depth, np.inf)
-    zbuf = zpad.reshape(hz, s, wz, s).min(axis=3).min(axis=1)
+    # block minimum: erode (a min filter over the s x s block starting at each pixel)
+    zbuf = cv2.erode(zpad, np.ones((s, s), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)[::s, ::s]
+    zbuf = zbuf.astype(np.float64)
     zbuf[~np.isfinite(zbuf)] = np.nan
 
     info = {
@@ -280,4 +291,4 @@ def build_mixture(
         "ms_geometry": (t_geom - t0) * 1e3,
         "ms_features": (t_feat - t_geom) * 1e3,
     }
-    return GaussianMixture(mean, cov, weights, colour, features, normals, camera, zbuf, s, info)
+    return GaussianMixture(mean, cov, weights, colour, features, normals, camera, zbuf, s, appearance, info)

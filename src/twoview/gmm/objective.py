@@ -180,6 +180,44 @@ def candidate_pairs(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: A
     return i[keep], j[keep], c[keep]
 
 
+def registration_noise(a: Prepared, b: Prepared, R, t, s, vis_a, vis_b, cfg: AlignConfig,
+                       target: float = 2.366, pairs=None) -> float:
+    """Isotropic variance ``nu`` (m^2) that, added to every pair's combined covariance,
+    makes the median squared Mahalanobis distance of each A Gaussian to its nearest
+    candidate partner equal ``target`` (the median of a chi-square with 3 dof): the
+    registration noise the data show beyond the Gaussians' own shapes (depth noise,
+    sensor timing, monocular depth errors, a rough pose), estimated as EM estimates
+    CPD's variance. 0 when the shapes already explain the residuals.
+
+    ``pairs`` = (i, j, c) candidate pairs at this state (found when not given)."""
+    i, j, _ = pairs if pairs is not None else candidate_pairs(a, b, R, t, s, 0.0, vis_a, vis_b, cfg)
+    if len(i) < cfg.min_visible:
+        return 0.0
+    d = apply_state(a.means, R, t, s)[i] - b.means[j]
+    S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
+    Sinv, _ = _sym_inverse(S)
+    e2 = np.einsum("ni,nij,nj->n", d, Sinv, d)
+    # each A Gaussian's nearest partner (by Mahalanobis distance at nu = 0); along the
+    # eigenvectors of its S, e2(nu) = sum_k (u_k . d)^2 / (lambda_k + nu)
+    order = np.lexsort((e2, i))
+    first = order[np.r_[True, i[order][1:] != i[order][:-1]]]
+    lam, U = np.linalg.eigh(S[first])
+    proj2 = np.einsum("nki,nk->ni", U, d[first]) ** 2
+
+    def median_e2(nu: float) -> float:
+        return float(np.median(np.sum(proj2 / (lam + nu), axis=1)))
+
+    if median_e2(0.0) <= target:
+        return 0.0
+    lo, hi = 0.0, float(np.median(np.sum(proj2, axis=1))) + 1e-12
+    while median_e2(hi) > target:
+        hi *= 4.0
+    for _ in range(30):  # bisection, cheap: arithmetic on (n, 3)
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if median_e2(mid) > target else (lo, mid)
+    return hi
+
+
 def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignConfig,
              with_derivatives: bool = True, estimate_scale: bool = False, pairs=None) -> Evaluation:
     """``E_AB`` at a state (over ``pairs = (i, j, c)`` if given, else freshly found ones),
@@ -193,8 +231,7 @@ def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignCon
         return Evaluation(0.0, None, None, 0)
     p = apply_state(a.means, R, t, s)
     d = p[i] - b.means[j]
-    Sa = s**2 * np.matmul(np.matmul(R, a.covs), R.T)
-    S = Sa[i] + b.covs[j]
+    S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
     S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
     kern, Sinv, inside = gaussian_overlap(d, S, cfg.truncation_sigmas)
     w = c * kern
@@ -202,19 +239,32 @@ def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignCon
     if not with_derivatives:
         return Evaluation(E, None, None, int(inside.sum()))
     keep = w > 0
-    w, d, Sinv, pi = w[keep], d[keep], Sinv[keep], p[i][keep]
+    w, d, Sinv, ik = w[keep], d[keep], Sinv[keep], i[keep]
+    if np.any(ik[1:] < ik[:-1]):  # find_pairs gives them sorted; others may not
+        order = np.argsort(ik, kind="stable")
+        w, d, Sinv, ik = w[order], d[order], Sinv[order], ik[order]
+    if not len(w):
+        n = 7 if estimate_scale else 6
+        return Evaluation(E, np.zeros(n), np.zeros((n, n)), int(inside.sum()))
+    # Pairs come sorted by i and share i's Jacobian: sum per Gaussian first,
+    # A_i = sum_j w Sinv, b_i = sum_j w Sinv d, then chain once per Gaussian.
+    starts = np.flatnonzero(np.r_[True, ik[1:] != ik[:-1]])
+    WS = w[:, None, None] * Sinv
+    A = np.add.reduceat(WS, starts, axis=0)
+    bvec = np.add.reduceat(np.matmul(WS, d[:, :, None])[:, :, 0], starts, axis=0)
+    pi = p[ik[starts]]
     n = 7 if estimate_scale else 6
-    J = np.zeros((len(w), 3, n))
+    J = np.zeros((len(pi), 3, n))
     J[:, 0, 1], J[:, 0, 2] = pi[:, 2], -pi[:, 1]  # d p / d omega = -[p]x
     J[:, 1, 0], J[:, 1, 2] = -pi[:, 2], pi[:, 0]
     J[:, 2, 0], J[:, 2, 1] = pi[:, 1], -pi[:, 0]
     J[:, 0, 3] = J[:, 1, 4] = J[:, 2, 5] = 1.0
     if estimate_scale:
         J[:, :, 6] = pi - t
-    SJ = np.matmul(Sinv, J)
+    AJ = np.matmul(A, J)
     # dE/dxi = sum w * (-d^T Sinv J);  GN matrix = sum w * J^T Sinv J
-    grad = -np.tensordot(w[:, None] * d, SJ, axes=([0, 1], [0, 1]))
-    hess = np.tensordot(w[:, None, None] * J, SJ, axes=([0, 1], [0, 1]))
+    grad = -np.tensordot(bvec, J, axes=([0, 1], [0, 1]))
+    hess = np.tensordot(J, AJ, axes=([0, 1], [0, 1]))
     return Evaluation(E, grad, hess, int(inside.sum()))
 
 
@@ -271,5 +321,5 @@ def energy_torch(xi, a_means, a_covs, b_means, b_covs, i, j, c, R0, t0, s0, var,
 
 __all__ = [
     "Evaluation", "Prepared", "apply_increment", "candidate_pairs", "energy_torch", "evaluate", "find_pairs",
-    "gaussian_overlap", "pair_similarity", "self_overlap", "visible_in",
+    "gaussian_overlap", "pair_similarity", "registration_noise", "self_overlap", "visible_in",
 ]

@@ -337,3 +337,109 @@ def test_refine_estimate_glue(scene):
     assert refine_estimate(inputs, failed, FAST) is failed
     with pytest.raises(InputError, match="depth1"):
         refine_estimate({**inputs, "depth1": None}, front, FAST)
+
+
+def _level(scene, cfg: GMMConfig, init: Pose, var: float = 0.0):
+    from twoview.gmm.align import _Level
+
+    m0, m1, _ = _mixtures(scene, cfg)
+    a, b = Prepared.from_mixture(m0, cfg.align), Prepared.from_mixture(m1, cfg.align)
+    lev = _Level(a, b, var, cfg.align.blur_px[-1], cfg.align)
+    lev.start_round(init.R, init.t, 1.0)
+    return lev
+
+
+@pytest.mark.parametrize("with_scale", [False, True])
+def test_objective_gradient_matches_finite_differences(scene, with_scale):
+    """The Gauss-Newton gradient of the whole objective (appearance in both directions,
+    and the geometric overlap) is the derivative of its value along the increment."""
+    from twoview.gmm.objective import apply_increment
+
+    gt = scene[4]
+    init = _perturb(gt, 0.6, 0.015)
+    for weights in ({"geometry_weight": 0.0}, {"appearance_weight": 0.0}, {}):
+        cfg = FAST.replace(align=FAST.align.replace(**weights, compensate_exposure=False))
+        lev = _level(scene, cfg, init, var=0.01**2)
+        s0 = 1.02 if with_scale else 1.0
+        F, g, H = lev(init.R, init.t, s0, with_scale)
+        assert np.all(np.linalg.eigvalsh(H) > -1e-9 * np.abs(H).max())  # Gauss-Newton: PSD
+        n, h = len(g), 1e-5  # the maps are float32: smaller steps drown in rounding
+        fd = np.array([(lev(*apply_increment(init.R, init.t, s0, h * np.eye(n)[k]), with_scale, False)[0]
+                        - lev(*apply_increment(init.R, init.t, s0, -h * np.eye(n)[k]), with_scale, False)[0]) / (2 * h)
+                       for k in range(n)])
+        # the geometric part freezes the covariances' rotation (as GICP does): a few % off
+        tol = 2e-3 if weights.get("geometry_weight") == 0.0 else 0.1
+        np.testing.assert_allclose(g, fd, rtol=tol, atol=tol * np.abs(fd).max(), err_msg=str(weights))
+
+
+def test_appearance_alone_converges_and_survives_exposure_change(scene):
+    im0, im1, d0, d1, gt = scene
+    cfg = FAST.replace(align=FAST.align.replace(geometry_weight=0.0))
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 1.0, 0.03), cfg)
+    assert res.success and not res.info["rejected"]
+    r1, t1 = _err(res.cam1_from_cam0, gt)
+    assert r1 < 0.3 and t1 < 0.01
+    # view 1 darker and colder (exposure, white balance): compensated, same answer
+    dim = np.clip(im1 * np.array([0.6, 0.7, 0.8]) + 10, 0, 255).astype(np.uint8)
+    res2 = refine_relative_pose(im0, dim, CAM, CAM, d0, d1, _perturb(gt, 1.0, 0.03), cfg)
+    r2, t2 = _err(res2.cam1_from_cam0, gt)
+    assert r2 < 0.3 and t2 < 0.01
+
+
+def test_gain_bias_matches_moments():
+    from twoview.gmm.appearance import fit_gain_bias
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0.1, 0.9, (500, 3))
+    dst = src * np.array([0.5, 1.2, 0.9]) + np.array([0.05, -0.1, 0.0])
+    gain, bias = fit_gain_bias(src, dst)
+    np.testing.assert_allclose(gain, [0.5, 1.2, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(bias, [0.05, -0.1, 0.0], atol=1e-6)
+    # misaligned samples (shuffled) have the same spread: the gain does not shrink
+    g2, _ = fit_gain_bias(src, dst[rng.permutation(500)])
+    np.testing.assert_allclose(g2, gain, rtol=0.1)
+
+
+def test_registration_noise_grows_with_misalignment(scene):
+    from twoview.gmm.objective import registration_noise
+
+    gt = scene[4]
+    noise = []
+    for deg, m in ((0.0, 0.0), (1.0, 0.03), (3.0, 0.1)):
+        T = _perturb(gt, deg, m) if deg else gt
+        lev = _level(scene, FAST, T)
+        noise.append(np.sqrt(registration_noise(lev.a, lev.b, T.R, T.t, 1.0, lev.vis_a, lev.vis_b, FAST.align)))
+    assert noise[0] < 0.005 and noise[0] < noise[1] < noise[2]
+
+
+def test_coarse_levels_widen_the_basin(scene):
+    """From 15 deg / 50 cm off, the coarse-to-fine schedule converges; the fine level
+    alone does not. From a good pose the coarse levels are skipped."""
+    im0, im1, d0, d1, gt = scene
+    far = _perturb(gt, 15.0, 0.5)
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, far, FAST)
+    assert res.success and _err(res.cam1_from_cam0, gt)[0] < 0.3
+    assert not any(lv.get("skipped") for lv in res.info["levels"])
+    fine_only = FAST.replace(align=FAST.align.replace(inflation=[0.0], blur_px=[1.5]))
+    res1 = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, far, fine_only)
+    assert not (res1.success and _err(res1.cam1_from_cam0, gt)[0] < 0.3)
+    near = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 0.2, 0.003), FAST)
+    assert [lv.get("skipped", False) for lv in near.info["levels"]] == [True, True, False]
+
+
+def test_presets_and_strict_options():
+    from twoview.errors import ConfigError
+    from twoview.gmm.config import PRESETS, preset_config
+
+    for name in PRESETS:
+        preset_config(name)
+    mono = preset_config("monocular", {"align": {"knn": 4}})
+    assert mono.align.estimate_scale and mono.align.knn == 4 and mono.align.geometry_weight < 1
+    geom = preset_config("geometry")
+    assert not (geom.align.use_covariance or geom.align.use_colour or geom.align.use_features)
+    with pytest.raises(ConfigError, match="unknown gmm preset"):
+        preset_config("fast")
+    with pytest.raises(ConfigError):
+        preset_config("default", {"align": {"blur": 2}})
+    with pytest.raises(ConfigError, match="blur_px"):
+        GMMConfig.from_dict({"align": {"inflation": [0.01, 0.0], "blur_px": [1.5]}})

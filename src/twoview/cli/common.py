@@ -76,3 +76,46 @@ def positive_float(name: str):
         return v
 
     return conv
+
+
+def add_gmm_args(g) -> None:
+    """Options of Gaussian-mixture refinement (``twoview refine``, ``estimate --refine gmm``)."""
+    from twoview.gmm.config import PRESETS
+
+    g.add_argument("--gmm-preset", default=None, choices=list(PRESETS),
+                   help="named settings (default: 'default'; 'monocular' for depth from a network)")
+    g.add_argument("--gmm-config", metavar="FILE.json", help="partial GMMConfig as JSON, applied on the preset")
+    g.add_argument("--num-gaussians", type=int, help="target Gaussians per view")
+    g.add_argument("--features", choices=["xfeat", "dinov2", "none"], help="per-Gaussian descriptors")
+    g.add_argument("--dinov2-model", metavar="ID|DIR", help="hub id or local folder of a DINOv2 model")
+    g.add_argument("--optimizer", choices=["gn", "lbfgs"])
+    g.add_argument("--estimate-scale", action="store_true", default=None,
+                   help="also estimate a relative scale between the two depth maps")
+    g.add_argument("--keep-worse", action="store_true", help="keep the refined pose even if the objective got worse")
+
+
+def gmm_config(args, default_preset: str = "default"):
+    """The :class:`twoview.gmm.GMMConfig` the gmm arguments describe: preset, then the
+    JSON file, then the individual flags that were given."""
+    from twoview.errors import ConfigError
+    from twoview.gmm.config import merge_dicts, preset_config
+
+    over: dict = {}
+    if args.gmm_config:
+        p = Path(args.gmm_config)
+        if not p.is_file():
+            raise InputError("--gmm-config", f"file not found: {p}")
+        try:
+            over = json.loads(p.read_text())
+        except ValueError as e:
+            raise InputError("--gmm-config", f"{p} is not valid JSON: {e}") from None
+        if not isinstance(over, dict):
+            raise InputError("--gmm-config", f"{p}: expected a JSON object with 'build' and/or 'align'")
+    flags = {"build": {k: v for k, v in (("num_gaussians", args.num_gaussians), ("features", args.features),
+                                         ("dinov2_model", args.dinov2_model)) if v is not None},
+             "align": {k: v for k, v in (("optimizer", args.optimizer), ("estimate_scale", args.estimate_scale),
+                                         ("reject_worse", False if args.keep_worse else None)) if v is not None}}
+    try:
+        return preset_config(args.gmm_preset or default_preset, merge_dicts(over, flags))
+    except ConfigError as e:
+        raise InputError("--gmm-config" if args.gmm_config else "--gmm-preset", str(e)) from None

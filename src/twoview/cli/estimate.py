@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from twoview.cli.common import load_intrinsics_file, parse_floats, parse_intrinsics, positive_float
+from twoview.cli.common import add_gmm_args, load_intrinsics_file, parse_floats, parse_intrinsics, positive_float
 from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
 from twoview.errors import InputError
 
@@ -100,6 +100,15 @@ def run_estimator(args, inputs):
 def run(args) -> int:
     inputs = build_inputs(args)
     result = run_estimator(args, inputs)
+    if args.refine == "gmm" and result.success:
+        from twoview.cli.common import gmm_config
+        from twoview.gmm.api import refine_estimate
+
+        print(f"front end: {result.summary().splitlines()[0]}")
+        try:
+            result = refine_estimate(inputs, result, gmm_config(args))
+        except InputError as e:
+            raise InputError(cli_names(args).get(e.what, e.what), e.problem) from None
     print(result.summary())
     write_outputs(args, result, inputs)
     return 0 if result.success else 1
@@ -115,4 +124,8 @@ def register(sub) -> None:
     add_estimator_args(p)
     p.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
     p.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches")
+    g = p.add_argument_group("refinement")
+    g.add_argument("--refine", choices=["none", "gmm"], default="none",
+                   help="refine the front end's metric pose by aligning Gaussian mixtures (needs both depths)")
+    add_gmm_args(g)
     p.set_defaults(func=run)

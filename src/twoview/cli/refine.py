@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from twoview.cli.common import add_gmm_args, gmm_config
 from twoview.cli.estimate import add_estimator_args, build_inputs, cli_names
 from twoview.errors import InputError
 
@@ -11,19 +12,12 @@ from twoview.errors import InputError
 def run(args) -> int:
     from twoview.geometry.pose import Pose
     from twoview.gmm.api import load_inputs, read_pose_json
-    from twoview.gmm.config import GMMConfig
 
     inputs = build_inputs(args)
     if args.depth0 is None or args.depth1 is None:
         raise InputError("--depth0" if args.depth0 is None else "--depth1",
                          "refinement builds metric Gaussian mixtures: give depth for both images")
-    cfg = GMMConfig.from_dict({
-        "build": {"num_gaussians": args.num_gaussians, "features": args.features,
-                  "depth_sigma_rel": args.depth_sigma_rel,
-                  **({"dinov2_model": args.dinov2_model} if args.dinov2_model else {})},
-        "align": {"optimizer": args.optimizer, "estimate_scale": args.estimate_scale,
-                  "reject_worse": not args.keep_worse},
-    })
+    cfg = gmm_config(args)
     keys = ("image0", "image1", "camera0", "camera1", "depth0", "depth1", "depth_scale")
     try:
         im0, im1, cam0, cam1, d0, d1 = load_inputs(**{k: inputs[k] for k in keys})
@@ -45,10 +39,13 @@ def run(args) -> int:
     else:
         init = read_pose_json(args.init)
 
-    from twoview.gmm.align import align_mixtures
-    from twoview.gmm.mixture import build_mixture
     import time
 
+    from twoview.gmm.align import align_mixtures
+    from twoview.gmm.mixture import build_mixture, load_feature_backend
+
+    t_load = time.perf_counter()
+    load_feature_backend(cfg.build)
     t0 = time.perf_counter()
     try:
         mix0 = build_mixture(im0, d0, cam0, cfg.build, name="0")
@@ -57,11 +54,13 @@ def run(args) -> int:
         raise InputError(cli_names(args).get(e.what, e.what), e.problem) from None
     t1 = time.perf_counter()
     result = align_mixtures(mix0, mix1, init, cfg.align)
-    result.timings_ms.update({"build": (t1 - t0) * 1e3, "optimize": (time.perf_counter() - t1) * 1e3})
+    result.timings_ms.update({"load_features": (t0 - t_load) * 1e3, "build": (t1 - t0) * 1e3,
+                              "optimize": (time.perf_counter() - t1) * 1e3})
     print(result.summary())
     if result.success:
         i = result.info
-        print(f"score {i['score_before']:.4f} -> {i['score_after']:.4f} after {i['iterations']} iterations"
+        print(f"objective {i['objective_before']:.4f} -> {i['objective_after']:.4f}, geometric score "
+              f"{i['score_before']:.4f} -> {i['score_after']:.4f}, {i['iterations']} iterations"
               + (" (refinement rejected: initial pose kept)" if i["rejected"] else ""))
     if args.json:
         from twoview.io.atomic import atomic_write_json
@@ -102,15 +101,7 @@ def register(sub) -> None:
     add_estimator_args(p)
     g = p.add_argument_group("refinement")
     g.add_argument("--init", metavar="POSE.json", help="initial pose file, or 'identity' (default: run the front end)")
-    g.add_argument("--num-gaussians", type=int, default=3000, help="target Gaussians per view")
-    g.add_argument("--features", default="xfeat", choices=["xfeat", "dinov2", "none"])
-    g.add_argument("--dinov2-model", metavar="ID|DIR", help="hub id or local folder of a DINOv2 model")
-    g.add_argument("--optimizer", default="gn", choices=["gn", "lbfgs"])
-    g.add_argument("--estimate-scale", action="store_true", help="also estimate a relative depth scale")
-    g.add_argument("--depth-sigma-rel", type=float, default=0.0, metavar="F",
-                   help="relative depth error along viewing rays (0 for sensors; ~0.3 for monocular depth "
-                   "together with --estimate-scale)")
-    g.add_argument("--keep-worse", action="store_true", help="keep the refined pose even if its score is lower")
+    add_gmm_args(g)
     g = p.add_argument_group("outputs")
     g.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
     g.add_argument("--viz", metavar="OUT.png", help="both mixtures overlaid, before and after")

@@ -1,46 +1,41 @@
-"""Benchmark methods: front end + Gaussian-mixture refinement.
+"""Benchmark methods: mixture alignment started from another method's pose.
 
 ``BENCH_METHODS`` maps a method name to ``"module:factory"``; ``factory(options)``
-returns ``run(sample, depth0, depth1) -> PoseResult``. Options (all optional):
-``gmm`` (a :class:`GMMConfig` dict), ``matcher`` (front-end matcher name, default sift),
-``init`` (a registry method name whose pose starts the alignment instead of SIFT).
+returns ``run(sample, depth0, depth1) -> PoseResult``. ``gmm@B`` starts from registry
+method B's pose (the harness passes ``{"init": "B"}`` and hands over B's cached
+prediction when B runs in the same bench); without ``@B`` the front end is
+:func:`twoview.estimate_relative_pose` with ``options["matcher"]`` (default SIFT) and
+both depths. Other options: ``gmm`` (a partial :class:`GMMConfig` dict applied on top of
+the method's preset).
+
+Methods: ``gmm`` (default settings), ``gmm-mono`` (the ``monocular`` preset, for
+monocular or ``--depth-noise`` depth) and the ablation ladder ``gmm-geom``,
+``gmm-geom+cov``, ``gmm-geom+cov+col`` (see :data:`twoview.gmm.config.PRESETS`).
 """
 
 from __future__ import annotations
 
-from twoview.gmm.config import GMMConfig
+from twoview.gmm.config import preset_config
 
 BENCH_METHODS = {
-    "sift+gmm": "twoview.gmm.bench_methods:make_sift_gmm",
-    "sift+gmm-nofeat": "twoview.gmm.bench_methods:make_sift_gmm_nofeat",
-    "sift+gmm-mono": "twoview.gmm.bench_methods:make_sift_gmm_mono",
-    # "gmm@B": mixture alignment started from registry method B's pose (the harness
-    # passes {"init": "B"}), e.g. "gmm@sift-rigid3d"
     "gmm": "twoview.gmm.bench_methods:make_gmm",
+    "gmm-mono": "twoview.gmm.bench_methods:make_gmm_mono",
+    "gmm-geom": "twoview.gmm.bench_methods:make_gmm_geom",
+    "gmm-geom+cov": "twoview.gmm.bench_methods:make_gmm_geom_cov",
+    "gmm-geom+cov+col": "twoview.gmm.bench_methods:make_gmm_geom_cov_col",
 }
 
-#: settings for depth from a monocular estimator (or degraded depth): relative scale
-#: estimated, 30 % depth uncertainty along viewing rays, generous occlusion slack.
-MONO_PRESET = {"build": {"depth_sigma_rel": 0.3}, "align": {"estimate_scale": True, "occlusion_tolerance": 0.3}}
 
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _make(options: dict | None, defaults: dict):
+def _make(preset: str, options: dict | None = None):
     from twoview.config import EstimatorConfig
+    from twoview.errors import ConfigError
     from twoview.estimator import estimate_relative_pose
     from twoview.gmm.align import refine_relative_pose
     from twoview.io.images import load_image
     from twoview.result import PoseResult
 
     opts = dict(options or {})
-    gmm_dict = _merge(defaults, opts.pop("gmm", {}))
-    cfg = GMMConfig.from_dict(gmm_dict)
+    cfg = preset_config(preset, opts.pop("gmm", {}))
     est_cfg = EstimatorConfig.from_dict({"matcher": {"name": opts.pop("matcher", "sift")}})
     init_name = opts.pop("init", None)
     init_method = None
@@ -49,8 +44,6 @@ def _make(options: dict | None, defaults: dict):
 
         init_method = make_method(init_name)
     if opts:
-        from twoview.errors import ConfigError
-
         raise ConfigError(f"unknown option(s) {sorted(opts)} for the gmm bench method")
 
     def run(sample, depth0, depth1) -> PoseResult:
@@ -62,8 +55,11 @@ def _make(options: dict | None, defaults: dict):
             front = estimate_relative_pose(im0, im1, sample.camera0, sample.camera1, depth0, depth1, config=est_cfg)
         if not front.success:
             return front
-        if depth0 is None or depth1 is None or not front.metric:
+        if depth0 is None or depth1 is None:
             return PoseResult.failure("gmm refinement needs depth for both views", solver="gmm")
+        if not front.metric:
+            return PoseResult.failure(f"gmm refinement needs a metric initial pose; {init_name or 'the front end'} "
+                                      "gave a direction only", solver="gmm")
         res = refine_relative_pose(im0, im1, sample.camera0, sample.camera1, depth0, depth1, front.cam1_from_cam0, cfg)
         t = dict(front.timings_ms)
         t.update(res.timings_ms)
@@ -77,20 +73,25 @@ def _make(options: dict | None, defaults: dict):
 
 
 def make_gmm(options: dict | None = None):
-    """Mixture alignment from the pose of ``options["init"]`` (SIFT when absent)."""
-    return _make(options, {})
+    """Default settings."""
+    return _make("default", options)
 
 
-def make_sift_gmm(options: dict | None = None):
-    """SIFT + rigid3d front end, then mixture alignment at default settings."""
-    return _make(options, {})
+def make_gmm_mono(options: dict | None = None):
+    """The ``monocular`` preset: relative scale estimated, geometry down-weighted."""
+    return _make("monocular", options)
 
 
-def make_sift_gmm_nofeat(options: dict | None = None):
-    """As ``sift+gmm`` without the learned feature kernel (no torch needed)."""
-    return _make(options, {"build": {"features": "none"}})
+def make_gmm_geom(options: dict | None = None):
+    """Ablation: geometry only (isotropic Gaussians, no colour, features or appearance)."""
+    return _make("geometry", options)
 
 
-def make_sift_gmm_mono(options: dict | None = None):
-    """As ``sift+gmm`` with :data:`MONO_PRESET` (for monocular or degraded depth)."""
-    return _make(options, MONO_PRESET)
+def make_gmm_geom_cov(options: dict | None = None):
+    """Ablation: geometry with anisotropic covariances."""
+    return _make("geometry+covariance", options)
+
+
+def make_gmm_geom_cov_col(options: dict | None = None):
+    """Ablation: geometry, covariances and colour (no features)."""
+    return _make("geometry+covariance+colour", options)

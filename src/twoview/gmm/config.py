@@ -178,3 +178,36 @@ class GMMConfig(StrictConfig):
 
     build: BuildConfig = field(default_factory=BuildConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
+
+
+#: Named settings (partial :class:`GMMConfig` dicts) for :meth:`GMMConfig.preset`:
+#: ``monocular`` for depth from a monocular network (or the bench's simulated monocular
+#: depth): a relative scale between the mixtures is estimated and geometry weighs less
+#: than appearance (monocular depth bends surfaces; bearings survive). The ``geometry*``
+#: presets are the ablation ladder: geometry only (isotropic Gaussians, no appearance),
+#: then anisotropic covariances, then colour (pair kernel and appearance term); the
+#: default adds features.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "monocular": {"align": {"estimate_scale": True, "geometry_weight": 0.3}},
+    "geometry": {"build": {"features": "none"},
+                 "align": {"use_covariance": False, "use_colour": False, "use_features": False}},
+    "geometry+covariance": {"build": {"features": "none"}, "align": {"use_colour": False, "use_features": False}},
+    "geometry+covariance+colour": {"build": {"features": "none"}, "align": {"use_features": False}},
+}
+
+
+def merge_dicts(base: dict, over: dict) -> dict:
+    """Nested dict ``base`` updated by ``over`` (inner dicts merged, not replaced)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def preset_config(name: str, overrides: dict | None = None) -> GMMConfig:
+    """:class:`GMMConfig` of preset ``name`` (see :data:`PRESETS`) with ``overrides``
+    (a partial dict, unknown keys rejected) applied on top."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown gmm preset {name!r}; available: {', '.join(PRESETS)}")
+    return GMMConfig.from_dict(merge_dicts(PRESETS[name], overrides or {}))

@@ -179,6 +179,15 @@ def _moments_to_gaussians(M: np.ndarray):
     return n, mean, cov, uv
 
 
+def load_feature_backend(cfg: BuildConfig):
+    """The feature backend ``cfg`` asks for, loaded (cached per process), or None."""
+    if cfg.features == "none":
+        return None
+    from twoview.gmm.features import get_backend
+
+    return get_backend(cfg.features, cfg.feature_resize_max, cfg.dinov2_model)
+
+
 def build_mixture(
     image: np.ndarray,
     depth: np.ndarray,
@@ -266,10 +275,9 @@ def build_mixture(
     features = None
     appearance = AppearanceField(image)
     if cfg.features != "none" and len(mean):
-        from twoview.gmm.features import dense_field, get_backend, pool_features
+        from twoview.gmm.features import dense_field, pool_features
 
-        backend = get_backend(cfg.features, cfg.feature_resize_max, cfg.dinov2_model)
-        fmap, scale = dense_field(backend, image)
+        fmap, scale = dense_field(load_feature_backend(cfg), image)
         features = pool_features(fmap, scale, uv)
         appearance = AppearanceField(image, fmap, scale)
     t_feat = time.perf_counter()

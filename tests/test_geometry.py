@@ -111,6 +111,13 @@ def test_undistort_points_inverts_distortion():
     # depth remap keeps values (nearest) and marks pixels with no source as NaN
     d = cam.undistort_depth(np.full((480, 640), 2.0))
     assert np.nanmax(np.abs(d - 2.0)) == 0.0
+    # ... and takes each pinhole pixel's value from the nearest pixel of its distorted position
+    raw = rng.random((480, 640))
+    px = np.round(ideal)
+    rays = np.c_[cam.bearings(px), np.ones(50)]
+    src = np.round(cv2.projectPoints(rays, np.zeros(3), np.zeros(3), cam.K, np.array(cam.dist))[0].reshape(-1, 2))
+    und = cam.undistort_depth(raw)
+    assert np.mean(und[px[:, 1].astype(int), px[:, 0].astype(int)] == raw[src[:, 1].astype(int), src[:, 0].astype(int)]) > 0.9
 
 
 def test_zero_distortion_is_none():

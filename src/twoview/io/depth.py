@@ -69,7 +69,7 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
         depth /= scale
     else:
         depth = raw.astype(np.float64) / (scale or 1.0)
-    return _mask_invalid(depth)
+    return _mask_invalid(depth, copy=False)
 
 
 def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np.ndarray:
@@ -87,7 +87,7 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
         raise InputError(name, f"depth must be an (H, W) array, got shape {d.shape}")
     if not np.issubdtype(d.dtype, np.number):
         raise InputError(name, f"depth must be numeric, got dtype {d.dtype}")
-    d = _mask_invalid(d.astype(np.float64))
+    d = _mask_invalid(d.astype(np.float64), copy=False)  # astype already copied
     w, h = image_size
     if d.shape != (h, w):
         dh, dw = d.shape
@@ -101,9 +101,11 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
     return d
 
 
-def _mask_invalid(d: np.ndarray) -> np.ndarray:
-    d = d.copy()
-    d[~np.isfinite(d) | (d <= 0)] = np.nan
+def _mask_invalid(d: np.ndarray, copy: bool = True) -> np.ndarray:
+    if copy:
+        d = d.copy()
+    with np.errstate(invalid="ignore"):
+        d[~(d > 0) | np.isinf(d)] = np.nan  # NaN > 0 is False
     return d
 
 

@@ -1,6 +1,8 @@
 """Bad input gives one clear line naming the argument; the CLI's JSON output."""
 
+import importlib.util
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import twoview
 from twoview.cli import main
 from twoview.errors import InputError
-from twoview.io.depth import load_depth, prepare_depth, write_pfm
+from twoview.io.depth import load_depth, prepare_depth, write_exr, write_pfm
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +127,35 @@ def test_depth_formats_roundtrip(tmp_path):
     d = np.full((20, 30), 2.5)
     d[0, 0] = 0
     d[1, 1] = np.nan
+    d[3, 3], d[4, 4] = np.inf, -1.0  # float formats only
     np.save(tmp_path / "d.npy", d)
-    write_pfm(tmp_path / "d.pfm", np.nan_to_num(d, nan=0.0))
-    png = (np.nan_to_num(d, nan=0.0) * 1000).astype(np.uint16)
+    write_pfm(tmp_path / "d.pfm", d)
+    files = [("d.npy", None), ("d.pfm", None), ("d.png", 1000)]
+    if importlib.util.find_spec("OpenEXR"):
+        write_exr(tmp_path / "d.exr", d)
+        files.append(("d.exr", None))
+    png = (np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0).clip(0) * 1000).astype(np.uint16)
     png[2, 2] = 65535
     cv2.imwrite(str(tmp_path / "d.png"), png)
-    for name, scale in (("d.npy", None), ("d.pfm", None), ("d.png", 1000)):
+    for name, scale in files:
         z = load_depth(tmp_path / name, scale)
-        assert z.shape == (20, 30)
-        assert np.isnan(z[0, 0]) and np.isnan(z[1, 1])
+        assert z.shape == (20, 30) and z.dtype == np.float64
+        assert np.isnan(z[0, 0]) and np.isnan(z[1, 1]) and np.isnan(z[3, 3]) and np.isnan(z[4, 4]), name
         assert np.isclose(z[5, 5], 2.5)
+        assert np.isfinite(z).sum() == 20 * 30 - 4 - (name == "d.png")
     assert np.isnan(load_depth(tmp_path / "d.png", 1000)[2, 2])
+    z = load_depth(tmp_path / "d.png", 5000)  # the scale divides PNG units
+    assert np.isclose(z[5, 5], 0.5)
+    # in-memory maps get the same masking
+    z = prepare_depth(d, (30, 20))
+    assert np.isfinite(z).sum() == 20 * 30 - 4
+
+
+def test_exr_without_openexr_names_the_argument(tmp_path, monkeypatch):
+    (tmp_path / "d.exr").write_bytes(b"v/1\x01")
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)  # import fails
+    with pytest.raises(InputError, match="depth0: .*openexr"):
+        load_depth(tmp_path / "d.exr", None, "depth0")
 
 
 def test_prepare_depth_resizes_same_aspect():

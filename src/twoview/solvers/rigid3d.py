@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from twoview.config import SolverConfig
@@ -225,7 +227,9 @@ def solve_rigid3d(
     zmean = 0.5 * (z0[both] + z1[both])
     tol = cfg.max_3d_error_rel * float(np.median(zmean))
     rng = np.random.default_rng(cfg.seed)
+    t_ransac = time.perf_counter()
     R, t, iters = _ransac_rigid(X0_all[both], X1_all[both], tol, cfg, rng)
+    t_refine = time.perf_counter()
     r3 = np.linalg.norm(X0_all[both] @ R.T + t - X1_all[both], axis=1)
     n3 = int((r3 < tol).sum())
     if n3 < cfg.min_inliers:
@@ -258,5 +262,6 @@ def solve_rigid3d(
         return SolverOutput(None, inliers, False, f"rigid3d: only {nin} inliers after refinement (need {cfg.min_inliers})")
     return SolverOutput(
         pose, inliers, True,
-        info={"iterations": iters, "num_with_depth_both": nboth, "ransac_inliers_3d": n3, "tol_3d_m": tol},
+        info={"iterations": iters, "num_with_depth_both": nboth, "ransac_inliers_3d": n3, "tol_3d_m": tol,
+              "ransac_ms": (t_refine - t_ransac) * 1e3, "refine_ms": (time.perf_counter() - t_refine) * 1e3},
     )

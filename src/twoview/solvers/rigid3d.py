@@ -197,10 +197,16 @@ def solve_rigid3d(
 ) -> SolverOutput:
     """Pose from matches with depth in both views.
 
-    1. 3-point Kabsch MSAC on matches with depth in both views (threshold relative to depth).
+    1. 3-point Kabsch MSAC on matches with depth in both views (threshold relative to
+       depth), local optimisation by refitting on the inliers. (PoseLib has no 3D-3D
+       estimator, hence numpy.)
     2. Refinement of the reprojection error of view-0 points in image 1 and of view-1
-       points in image 0 (Huber loss), using every match with depth in either view:
-       image positions are far more precise than depth-sensor values.
+       points in image 0 (Gauss-Newton, Huber loss of half ``max_reproj_error``), using
+       every match with depth in either view: image positions are far more precise than
+       depth-sensor values. Inliers are re-selected once and refined again.
+
+    ``info`` gives the RANSAC iterations and the time of both stages (``ransac_ms``,
+    ``refine_ms``).
 
     Returns:
         metric ``cam1_from_cam0``; inliers are matches whose reprojection error is below

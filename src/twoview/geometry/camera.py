@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -152,10 +153,8 @@ class Camera:
             return depth
         import cv2
 
-        mx, my = cv2.initUndistortRectifyMap(
-            self.K, np.array(self.dist), None, self.K, (self.width, self.height), cv2.CV_32FC1
-        )
-        return cv2.remap(depth, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+        m1, m2 = _undistort_maps(self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.dist)
+        return cv2.remap(depth, m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
 
     def scaled(self, sx: float, sy: float | None = None) -> Camera:
         """Intrinsics of the image resized by (sx, sy), pixel centres kept consistent."""
@@ -227,3 +226,14 @@ def _exif_focal_35mm(path: str | Path) -> float | None:
             return float(f35) if f35 else None
     except Exception:  # EXIF is a hint only: any failure means "unknown"
         return None
+
+
+@lru_cache(maxsize=8)
+def _undistort_maps(fx, fy, cx, cy, width, height, dist):
+    """Pixel maps of the ideal pinhole image into the distorted one; cached, as a
+    sequence reuses one camera. (Float maps: OpenCV's fixed-point maps round down under
+    nearest-neighbour remapping.)"""
+    import cv2
+
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+    return cv2.initUndistortRectifyMap(K, np.array(dist), None, K, (width, height), cv2.CV_32FC1)

@@ -41,11 +41,9 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
             raw = np.load(path, allow_pickle=False)
         elif suffix == ".pfm":
             raw = _read_pfm(path)
-        elif suffix in (".png", ".tif", ".tiff", ".exr"):
-            if suffix == ".exr":
-                import os
-
-                os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+        elif suffix == ".exr":
+            raw = _read_exr(path, name)
+        elif suffix in (".png", ".tif", ".tiff"):
             raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
             if raw is None:
                 raise ValueError("cannot decode")
@@ -69,7 +67,7 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
         depth /= scale
     else:
         depth = raw.astype(np.float64) / (scale or 1.0)
-    return _mask_invalid(depth)
+    return _mask_invalid(depth, copy=False)
 
 
 def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np.ndarray:
@@ -87,7 +85,7 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
         raise InputError(name, f"depth must be an (H, W) array, got shape {d.shape}")
     if not np.issubdtype(d.dtype, np.number):
         raise InputError(name, f"depth must be numeric, got dtype {d.dtype}")
-    d = _mask_invalid(d.astype(np.float64))
+    d = _mask_invalid(d.astype(np.float64), copy=False)  # astype already copied
     w, h = image_size
     if d.shape != (h, w):
         dh, dw = d.shape
@@ -101,10 +99,43 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
     return d
 
 
-def _mask_invalid(d: np.ndarray) -> np.ndarray:
-    d = d.copy()
-    d[~np.isfinite(d) | (d <= 0)] = np.nan
+def _mask_invalid(d: np.ndarray, copy: bool = True) -> np.ndarray:
+    if copy:
+        d = d.copy()
+    with np.errstate(invalid="ignore"):
+        d[~(d > 0) | np.isinf(d)] = np.nan  # NaN > 0 is False
     return d
+
+
+#: EXR channel names tried in order for the depth (then the first channel).
+_EXR_DEPTH_CHANNELS = ("Z", "depth", "Depth", "D", "Y", "R", "RGB", "RGBA")
+
+
+def _read_exr(path: Path, name: str) -> np.ndarray:
+    """First depth-like channel of an OpenEXR file (needs the ``openexr`` package:
+    the OpenCV wheels are built without OpenEXR)."""
+    try:
+        import OpenEXR
+    except ImportError:
+        raise InputError(
+            name, f"reading .exr needs the openexr package (`pip install 'twoview[exr]'`): {path}"
+        ) from None
+    with OpenEXR.File(str(path)) as f:
+        channels = f.channels()
+        if not channels:
+            raise ValueError("no channels")
+        key = next((k for k in _EXR_DEPTH_CHANNELS if k in channels), next(iter(channels)))
+        pix = np.asarray(channels[key].pixels)
+    return pix[..., 0] if pix.ndim == 3 else pix
+
+
+def write_exr(path: str | Path, depth: np.ndarray) -> None:
+    """Write a depth map (H, W) as a float32 single-channel ("Z") OpenEXR file."""
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}) as f:
+        f.write(str(path))
 
 
 def _read_pfm(path: Path) -> np.ndarray:

@@ -1,0 +1,54 @@
+"""SIFT front end: the matrix-product matcher equals OpenCV brute force; keypoints in input pixels."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+
+from twoview.config import MatcherConfig
+from twoview.matching import get_matcher
+from twoview.matching.sift import mutual_ratio_match
+
+
+def _unit(rng, n, d=128):
+    x = np.abs(rng.normal(size=(n, d))).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _reference(d0, d1, ratio):
+    """Mutual nearest neighbours + ratio test with OpenCV's brute-force matcher."""
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    back = {m.queryIdx: m.trainIdx for m in bf.match(d1, d0)}
+    return {(a.queryIdx, a.trainIdx) for a, b in bf.knnMatch(d0, d1, k=2)
+            if a.distance < ratio * b.distance and back[a.trainIdx] == a.queryIdx}
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_mutual_ratio_match_equals_brute_force(split):
+    rng = np.random.default_rng(0)
+    d1 = _unit(rng, 900)
+    # 600 noisy copies of rows of d1 (true matches) and 400 unrelated descriptors
+    src = rng.permutation(900)[:600]
+    d0 = np.concatenate([d1[src] + 0.02 * rng.normal(size=(600, 128)).astype(np.float32), _unit(rng, 400)])
+    d0 /= np.linalg.norm(d0, axis=1, keepdims=True)
+    with ThreadPoolExecutor(2) as pool:
+        i0, i1, sc = mutual_ratio_match(d0, d1, 0.85, pool if split else None)
+    ours = set(zip(i0.tolist(), i1.tolist()))
+    assert ours == _reference(d0, d1, 0.85)
+    assert {(i, int(src[i])) for i in range(600)} <= ours  # every true match found
+    assert np.all((sc >= 0) & (sc <= 1))
+
+
+def test_sift_matches_a_shifted_image_exactly():
+    """A textured image and a copy shifted by whole pixels: every match moves by the shift."""
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (520, 700)).astype(np.uint8), (0, 0), 2.0)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    im0, im1 = base[20:500, 30:670], base[27:507, 42:682]  # im1(x, y) = im0(x + 12, y + 7)
+    m = get_matcher(MatcherConfig(name="sift")).match(im0, im1)
+    assert len(m) > 300
+    err = np.linalg.norm(m.kpts0 - (m.kpts1 + [12, 7]), axis=1)
+    assert np.median(err) < 0.05 and np.mean(err < 1.0) > 0.98

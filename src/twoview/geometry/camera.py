@@ -156,6 +156,15 @@ class Camera:
         m1, m2 = _undistort_maps(self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.dist)
         return cv2.remap(depth, m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
 
+    def undistort_image(self, image: np.ndarray) -> np.ndarray:
+        """Image (H, W[, C]) of the distorted camera -> the pinhole image (bilinear)."""
+        if self.dist is None:
+            return image
+        import cv2
+
+        m1, m2 = _undistort_maps(self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.dist)
+        return cv2.remap(image, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
     def scaled(self, sx: float, sy: float | None = None) -> Camera:
         """Intrinsics of the image resized by (sx, sy), pixel centres kept consistent."""
         sy = sx if sy is None else sy

@@ -45,6 +45,7 @@ from twoview.gmm.objective import (
     apply_state,
     candidate_pairs,
     evaluate,
+    freeze_covariances,
     registration_noise,
     self_overlap,
     visible_in,
@@ -119,6 +120,7 @@ class _Level:
         a, b, cfg = self.a, self.b, self.cfg
         self.vis_a, self.vis_b = _visibility(a, b, R, t, s, cfg)
         self.pairs = candidate_pairs(a, b, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
+        self.frozen = freeze_covariances(a, b, R, s, self.var, self.pairs)
         eaa = self_overlap(a, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(a, self.var, self.vis_a, cfg, s)
         self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(b, self.var, self.vis_b, cfg), 0.0))
         self.idx_a, self.idx_b = np.flatnonzero(self.vis_a), np.flatnonzero(self.vis_b)
@@ -154,7 +156,7 @@ class _Level:
         geo = None
         if self.D > 0 and (self.wg > 0 or not deriv):  # on the worker thread, beside the appearance
             geo = _pool().submit(evaluate, self.a, self.b, R, t, s, self.var, self.vis_a, self.vis_b, self.cfg,
-                                 deriv and self.wg > 0, with_scale, self.pairs)
+                                 deriv and self.wg > 0, with_scale, self.pairs, self.frozen)
         if self.wa > 0:
             cam1, cam0 = self.b.mix.camera, self.a.mix.camera
             huber = self.cfg.appearance_huber
@@ -226,9 +228,8 @@ def align_mixtures(
     noise = 0.0
     if cfg.adapt_noise and cfg.geometry_weight > 0:
         # the fine level's kernels widen by the registration noise the data show
-        fine.start_round(R, t, s_init)
-        noise = registration_noise(a, b, R, t, s_init, fine.vis_a, fine.vis_b, cfg,
-                                   pairs=fine.pairs if fine_var == 0 else None)
+        vis_a, vis_b = _visibility(a, b, R, t, s_init, cfg)
+        noise = registration_noise(a, b, R, t, s_init, vis_a, vis_b, cfg)
         fine.var = fine_var + noise / 2
     obj0, score0, nva, nvb = fine.score(R, t, 1.0)
     s = s_init  # the optimisation starts from the depth-ratio scale ...

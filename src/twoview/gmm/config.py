@@ -141,7 +141,7 @@ class AlignConfig(StrictConfig):
     compensate_exposure: bool = True
     adapt_noise: bool = True
     skip_coarse: bool = True
-    knn: int = 5
+    knn: int = 4
     truncation_sigmas: float = 4.0
     max_iterations: int = 8
     optimizer: OptimizerName = "gn"

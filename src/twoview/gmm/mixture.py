@@ -200,7 +200,8 @@ def build_mixture(
     Args:
         image: (H, W, 3) uint8 RGB.
         depth: (H, W) float64 z-depth in metres, NaN invalid.
-        camera: intrinsics for (W, H).
+        camera: intrinsics for (W, H); with lens distortion, image and depth are first
+            undistorted to its pinhole model (the mixture's camera).
         config: building options.
         name: suffix for error messages ("0" -> "depth0").
 
@@ -214,6 +215,8 @@ def build_mixture(
     cfg = config or BuildConfig()
     t0 = time.perf_counter()
     image, depth = _check_inputs(image, depth, camera, name)
+    if camera.dist is not None:  # mixtures live in the ideal pinhole camera
+        image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole()
     if not np.any(np.isfinite(depth)):
         raise InputError(f"depth{name}", "depth map has no valid (finite, positive) value")
     H, W = depth.shape

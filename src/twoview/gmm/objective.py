@@ -218,22 +218,41 @@ def registration_noise(a: Prepared, b: Prepared, R, t, s, vis_a, vis_b, cfg: Ali
     return hi
 
 
+def freeze_covariances(a: Prepared, b: Prepared, R, s, var, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse combined covariances (P, 3, 3) and kernel normalisers (P,) of ``pairs``
+    at rotation R and scale s, for :func:`evaluate` to reuse while the pose moves a
+    little (as GICP keeps its covariances through an iteration)."""
+    i, j = pairs[0], pairs[1]
+    S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
+    S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
+    Sinv, logdet = _sym_inverse(S)
+    return Sinv, np.exp(-0.5 * (_LOG2PI3 + logdet))
+
+
 def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignConfig,
-             with_derivatives: bool = True, estimate_scale: bool = False, pairs=None) -> Evaluation:
+             with_derivatives: bool = True, estimate_scale: bool = False, pairs=None,
+             frozen=None) -> Evaluation:
     """``E_AB`` at a state (over ``pairs = (i, j, c)`` if given, else freshly found ones),
     with the IRLS gradient and Gauss-Newton matrix of the left
     increment ``(omega, v[, log s])``: ``p -> exp(omega) (e^ls s R mu) + exp(omega) t + v``.
 
     Covariances are frozen at the current rotation for the derivatives (as in GICP); the
-    energy itself is exact."""
+    energy is exact, unless ``frozen`` (from :func:`freeze_covariances` for the same
+    pairs) gives the combined covariances of a nearby state to use instead."""
     i, j, c = pairs if pairs is not None else candidate_pairs(a, b, R, t, s, var, vis_a, vis_b, cfg)
     if not len(i):
         return Evaluation(0.0, None, None, 0)
     p = apply_state(a.means, R, t, s)
     d = p[i] - b.means[j]
-    S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
-    S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
-    kern, Sinv, inside = gaussian_overlap(d, S, cfg.truncation_sigmas)
+    if frozen is None:
+        S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
+        S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
+        kern, Sinv, inside = gaussian_overlap(d, S, cfg.truncation_sigmas)
+    else:
+        Sinv, norm = frozen
+        q = np.einsum("ni,nij,nj->n", d, Sinv, d)
+        inside = q < cfg.truncation_sigmas**2
+        kern = np.where(inside, norm * np.exp(-0.5 * q), 0.0)
     w = c * kern
     E = float(w.sum())
     if not with_derivatives:
@@ -321,5 +340,6 @@ def energy_torch(xi, a_means, a_covs, b_means, b_covs, i, j, c, R0, t0, s0, var,
 
 __all__ = [
     "Evaluation", "Prepared", "apply_increment", "candidate_pairs", "energy_torch", "evaluate", "find_pairs",
+    "freeze_covariances",
     "gaussian_overlap", "pair_similarity", "registration_noise", "self_overlap", "visible_in",
 ]

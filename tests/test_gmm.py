@@ -443,3 +443,14 @@ def test_presets_and_strict_options():
         preset_config("default", {"align": {"blur": 2}})
     with pytest.raises(ConfigError, match="blur_px"):
         GMMConfig.from_dict({"align": {"inflation": [0.01, 0.0], "blur_px": [1.5]}})
+
+
+def test_distorted_camera_builds_in_the_pinhole_frame(scene):
+    """With lens distortion, image and depth are undistorted first (as the estimator does
+    for keypoints): a barely distorted camera gives the same refinement."""
+    im0, im1, d0, d1, gt = scene
+    cam = Camera(CAM.fx, CAM.fy, CAM.cx, CAM.cy, W, H, dist=(1e-4, 0.0, 0.0, 0.0))
+    mix = build_mixture(im0, d0, cam, FAST.build)
+    assert mix.camera.dist is None
+    res = refine_relative_pose(im0, im1, cam, cam, d0, d1, _perturb(gt), FAST)
+    assert res.success and _err(res.cam1_from_cam0, gt)[0] < 0.3

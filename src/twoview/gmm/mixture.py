@@ -216,7 +216,7 @@ def build_mixture(
     t0 = time.perf_counter()
     image, depth = _check_inputs(image, depth, camera, name)
     if camera.dist is not None:  # mixtures live in the ideal pinhole camera
-        image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole()
+        image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole
     if not np.any(np.isfinite(depth)):
         raise InputError(f"depth{name}", "depth map has no valid (finite, positive) value")
     H, W = depth.shape

@@ -248,8 +248,15 @@ def test_mixture_from_ply_aligns(scene, tmp_path):
     write_ply(tmp_path / "0.ply", m0)
     write_ply(tmp_path / "1.ply", m1)
     a, b = read_ply(tmp_path / "0.ply", CAM), read_ply(tmp_path / "1.ply", CAM)
+    assert a.appearance is None
     res = align_mixtures(a, b, _perturb(gt, 1.0, 0.02), FAST.align)
     assert res.success and _err(res.cam1_from_cam0, gt)[0] < 0.3
+    # their appearance field is rendered from the Gaussians' colours: close to the image
+    assert res.info["appearance"] and a.appearance is not None
+    im0 = scene[0]
+    valid = np.isfinite(scene[2])
+    err = np.abs(a.appearance.image.astype(float) - im0.astype(float))[valid].mean()
+    assert err < 12  # grey levels, mean over the valid pixels
 
 
 def test_dinov2_backend_loads_a_saved_model(tmp_path):

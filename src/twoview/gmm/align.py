@@ -215,8 +215,10 @@ def align_mixtures(
         if len(m) < tiny:
             return PoseResult.failure(f"{name} has {len(m)} Gaussians (need at least {tiny}): "
                                       "too little valid depth", solver=SOLVER)
-    mix0.ensure_zbuffer()
-    mix1.ensure_zbuffer()
+    for mix in (mix0, mix1):  # mixtures read from files get them rendered from their Gaussians
+        mix.ensure_zbuffer()
+        if cfg.appearance_weight > 0:
+            mix.ensure_appearance()
     a = Prepared.from_mixture(mix0, cfg)
     b = Prepared.from_mixture(mix1, cfg)
     depth_scale = 0.5 * (mix0.median_depth() + mix1.median_depth())

@@ -119,6 +119,35 @@ class GaussianMixture:
         zb[~np.isfinite(zb)] = np.nan
         self.zbuffer, self.zbuffer_stride = zb.reshape(h, w), stride
 
+    def ensure_appearance(self) -> None:
+        """Give a mixture without an appearance field (e.g. read from a PLY) one rendered
+        in its camera: each pixel takes the colour of the nearest Gaussian centre that
+        projects into it, holes are filled by normalised blurring over the typical
+        footprint of a Gaussian. Colour only (no descriptors)."""
+        if self.appearance is not None or self.camera is None or not len(self):
+            return
+        cam = self.camera
+        ok = self.means[:, 2] > 1e-6
+        uv = cam.project(self.means[ok])
+        inside = cam.in_image(uv)
+        if not inside.any():
+            return
+        ix = np.clip(np.rint(uv[inside, 0]).astype(int), 0, cam.width - 1)
+        iy = np.clip(np.rint(uv[inside, 1]).astype(int), 0, cam.height - 1)
+        z = self.means[ok][inside, 2]
+        order = np.argsort(-z)  # far first: nearer centres overwrite them
+        img = np.zeros((cam.height, cam.width, 3), np.float32)
+        hit = np.zeros((cam.height, cam.width), np.float32)
+        img[iy[order], ix[order]] = self.colors[ok][inside][order]
+        hit[iy[order], ix[order]] = 1.0
+        # footprint: the median std of a Gaussian in pixels
+        sig = np.sqrt(np.linalg.eigvalsh(self.covs[ok][inside])[:, -1]) * cam.fx / z
+        blur = float(np.clip(np.median(sig), 1.0, 20.0))
+        num = cv2.GaussianBlur(img, (0, 0), blur)
+        den = cv2.GaussianBlur(hit, (0, 0), blur)[..., None]
+        rendered = np.where(hit[..., None] > 0, img, num / np.maximum(den, 1e-6))
+        self.appearance = AppearanceField(np.clip(rendered * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
 
 def _check_inputs(image, depth, camera: Camera, name: str):
     image = np.asarray(image)

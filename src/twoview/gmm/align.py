@@ -38,6 +38,7 @@ from twoview.gmm.appearance import (
     project_inside,
     sample_at_pixels,
     shared_feature_basis,
+    textured,
 )
 from twoview.gmm.objective import (
     Prepared,
@@ -112,8 +113,11 @@ class _Level:
             basis = shared_feature_basis(fa.features, fb.features, cfg.feature_dims) if feats else None
             args = (blur, cfg.colour_residual_sigma, cfg.feature_residual_sigma, cfg.use_colour, feats, basis)
             self.chan_a, self.chan_b = channels(fa, *args), channels(fb, *args)
-            self.own_a = sample_at_pixels(self.chan_a, a.mix.camera.project(a.means))
-            self.own_b = sample_at_pixels(self.chan_b, b.mix.camera.project(b.means))
+            uv_a, uv_b = a.mix.camera.project(a.means), b.mix.camera.project(b.means)
+            self.own_a = sample_at_pixels(self.chan_a, uv_a)
+            self.own_b = sample_at_pixels(self.chan_b, uv_b)
+            self.tex_a = textured(self.chan_a, uv_a, cfg.appearance_fraction)
+            self.tex_b = textured(self.chan_b, uv_b, cfg.appearance_fraction)
 
     def start_round(self, R, t, s):
         """Fix visibility, pairs and normalisers at the current state."""
@@ -124,6 +128,8 @@ class _Level:
         eaa = self_overlap(a, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(a, self.var, self.vis_a, cfg, s)
         self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(b, self.var, self.vis_b, cfg), 0.0))
         self.idx_a, self.idx_b = np.flatnonzero(self.vis_a), np.flatnonzero(self.vis_b)
+        if self.wa > 0:
+            self.idx_a, self.idx_b = np.flatnonzero(self.vis_a & self.tex_a), np.flatnonzero(self.vis_b & self.tex_b)
         self.N = max(len(self.idx_a) + len(self.idx_b), 1)
         if self.wa > 0:
             self.src_a = self._compensated(self.own_a, self.idx_a, forward_map(a.means[self.idx_a], R, t, s, False, False)[0],
@@ -182,7 +188,7 @@ class _Level:
         """Fix the round at a state and evaluate there: (F, NCC, visible in A, in B)."""
         self.start_round(R, t, s)
         F = self(R, t, s, False, deriv=False)[0]
-        return F, float(self.ncc), len(self.idx_a), len(self.idx_b)
+        return F, float(self.ncc), int(self.vis_a.sum()), int(self.vis_b.sum())
 
 
 def align_mixtures(
@@ -339,7 +345,7 @@ def _lm_level(lev: _Level, R, t, s, cfg: AlignConfig, depth_scale: float, max_ro
     total, F = 0, np.nan
     for _ in range(max_rounds):
         lev.start_round(R, t, s)
-        if min(len(lev.idx_a), len(lev.idx_b)) < cfg.min_visible:
+        if min(lev.vis_a.sum(), lev.vis_b.sum()) < cfg.min_visible:
             return R, t, s, (total if total else -1), F
         R0, t0 = R, t
         R, t, s, it, F = _lm_round(lev, R, t, s, cfg, depth_scale)
@@ -377,9 +383,30 @@ def _lm_round(lev: _Level, R, t, s, cfg: AlignConfig, depth_scale: float):
     return R, t, s, it, F
 
 
+def _increment_jacobian(x: np.ndarray) -> np.ndarray:
+    """M with ``delta = M dx``: how a change dx of the increment x moves the state, as a
+    further left increment delta at the state ``apply_increment(., x)`` (the
+    derivatives :class:`_Level` returns are w.r.t. delta; L-BFGS needs them w.r.t. x)."""
+    from twoview.geometry.rotation import hat
+
+    n = len(x)
+    w, v = x[:3], x[3:6]
+    th = np.linalg.norm(w)
+    K = hat(w)
+    if th < 1e-8:
+        Jl = np.eye(3) + 0.5 * K
+    else:
+        Jl = np.eye(3) + (1 - np.cos(th)) / th**2 * K + (th - np.sin(th)) / th**3 * (K @ K)
+    M = np.eye(n)
+    M[:3, :3] = Jl
+    M[3:6, :3] = hat(v) @ Jl  # t(x) = exp(w) t0 + v: a rotation change also moves v
+    return M
+
+
 def _lbfgs_level(lev: _Level, R, t, s, cfg: AlignConfig, max_rounds: int = 3):
-    """L-BFGS (scipy) on the same objective, with its analytic gradient; visibility and
-    pairs re-found between rounds."""
+    """L-BFGS (scipy) on the same objective and its analytic gradient, in variables
+    scaled by the Gauss-Newton diagonal at the round's start (radians and metres differ
+    by orders of magnitude); visibility and pairs re-found between rounds."""
     from scipy.optimize import minimize
 
     est = cfg.estimate_scale
@@ -387,22 +414,24 @@ def _lbfgs_level(lev: _Level, R, t, s, cfg: AlignConfig, max_rounds: int = 3):
     iters, F = 0, np.nan
     for _ in range(max_rounds):
         lev.start_round(R, t, s)
-        if min(len(lev.idx_a), len(lev.idx_b)) < cfg.min_visible:
+        if min(lev.vis_a.sum(), lev.vis_b.sum()) < cfg.min_visible:
             return R, t, s, (iters if iters else -1), F
         R0, t0, s0 = R, t, s
+        _, _, H0 = lev(R0, t0, s0, est)
+        P = 1.0 / np.sqrt(np.maximum(np.diag(H0), 1e-12 * max(np.abs(H0).max(), 1e-300)))
 
-        def fun(x):
+        def fun(y):
+            x = P * y
             F_, g_, _ = lev(*apply_increment(R0, t0, s0, x), est)
-            # the gradient is w.r.t. an increment at the moved state; to first order the
-            # same as at x for the small steps of one round
-            return F_, g_
+            return F_, P * (_increment_jacobian(x).T @ g_)
 
         res = minimize(fun, np.zeros(n), jac=True, method="L-BFGS-B",
                        options={"maxiter": cfg.max_iterations, "gtol": 1e-10, "ftol": 1e-12})
         iters += int(res.nit)
-        R, t, s = apply_increment(R0, t0, s0, res.x)
+        x = P * res.x
+        R, t, s = apply_increment(R0, t0, s0, x)
         F = float(res.fun)
-        if np.linalg.norm(res.x[:3]) < cfg.step_tolerance:
+        if np.linalg.norm(x[:3]) < cfg.step_tolerance:
             break
     return R, t, s, iters, F
 

@@ -115,6 +115,23 @@ def shared_feature_basis(f0: np.ndarray, f1: np.ndarray, dims: int) -> np.ndarra
     return np.ascontiguousarray(vecs[:, ::-1][:, :dims]).astype(f0.dtype)
 
 
+def textured(chans: list[Channel], uv: np.ndarray, fraction: float) -> np.ndarray:
+    """(n,) bool: the ``fraction`` of points uv (n, 2) whose own appearance changes the
+    most with position (squared gradient norm over all groups, each over its sigma).
+    Flat-looking Gaussians constrain the pose little through appearance and cost as
+    much as textured ones."""
+    if fraction >= 1.0 or not len(uv):
+        return np.ones(len(uv), bool)
+    g2 = np.zeros(len(uv))
+    for ch in chans:
+        mu = np.clip((uv[:, 0] + 0.5) * ch.kx - 0.5, 0, ch.map.shape[1] - 1)
+        mv = np.clip((uv[:, 1] + 0.5) * ch.ky - 0.5, 0, ch.map.shape[0] - 1)
+        _, du, dv = bilinear(ch.map, mu, mv)
+        g2 += (ch.kx**2 * np.sum(du.astype(np.float64) ** 2, axis=1)
+               + ch.ky**2 * np.sum(dv.astype(np.float64) ** 2, axis=1)) / ch.sigma**2
+    return g2 >= np.quantile(g2, 1.0 - fraction)
+
+
 def sample_at_pixels(chans: list[Channel], uv: np.ndarray) -> list[np.ndarray]:
     """Each group's values (n, C) at pixels uv (n, 2) of its own view."""
     out = []

@@ -98,6 +98,8 @@ class AlignConfig(StrictConfig):
         compensate_exposure: before comparing colours, map each view's colours by the
             per-channel gain and bias between the views (exposure, white balance), fitted
             robustly to the visible Gaussians at the start of every round.
+        appearance_fraction: the appearance term uses this fraction of each mixture's
+            Gaussians, those whose own appearance varies most with position.
         appearance_huber: Huber threshold on each normalised residual group's norm.
         use_visibility: only Gaussians inside the other camera's frustum and not behind
             its depth (z-buffer with ``occlusion_tolerance`` relative slack) count.
@@ -138,10 +140,11 @@ class AlignConfig(StrictConfig):
     feature_residual_sigma: float = 0.3
     feature_dims: int = 16
     appearance_huber: float = 1.0
+    appearance_fraction: float = 0.5
     compensate_exposure: bool = True
     adapt_noise: bool = True
     skip_coarse: bool = True
-    knn: int = 4
+    knn: int = 5
     truncation_sigmas: float = 4.0
     max_iterations: int = 8
     optimizer: OptimizerName = "gn"
@@ -164,6 +167,7 @@ class AlignConfig(StrictConfig):
         _check(self.colour_residual_sigma > 0 and self.feature_residual_sigma > 0,
                "gmm.align: residual sigmas must be > 0")
         _check(self.feature_dims >= 0, "gmm.align.feature_dims must be >= 0")
+        _check(0 < self.appearance_fraction <= 1, "gmm.align.appearance_fraction must be in (0, 1]")
         _check(self.appearance_huber > 0, "gmm.align.appearance_huber must be > 0")
         _check(1 <= self.knn <= 64, "gmm.align.knn must be in [1, 64]")
         _check(self.truncation_sigmas > 0, "gmm.align.truncation_sigmas must be > 0")

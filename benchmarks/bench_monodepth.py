@@ -1,261 +1,258 @@
-"""Pose accuracy under simulated monocular depth (issue 5).
+"""Pose accuracy under simulated monocular depth (issue 5), several draws per pair.
 
-Pairs (self-contained parsing, data read from ../shared/data, never copied):
-- ``icl_nuim_livingroom1``: frames i, i+gap with gap cycling 10/20/30, clean depth
-  (PNG mm), pose from ``pseudo_gt_open3d_reconstruction.log`` (camera-to-world, about
-  2 mm accurate), K fx=fy=525, cx=319.5, cy=239.5.
-- ``tum/fr1_xyz``: the 15 pairs of ``pairs_gt.txt`` (T_0to1 = cam1_from_cam0), depth
-  PNG / 5000, official intrinsics and distortion (the estimator undistorts keypoints and depth).
+The pairs are those of the ``twoview bench`` runs in benchmarks/results/monodepth.md
+(same dataset readers and selection; data read from ../shared/data, never copied):
 
-Every pair is matched once with SIFT; the solvers then run on the same matches with:
-- the true depth maps (rigid3d, PnP, monodepth), and
-- simulated monocular depth: ``degrade_depth`` with its default (the issue's protocol:
-  a per-image scale in [0.85, 1.15] and a smooth +-5% field), seeds fixed per pair and view.
+- ``icl_nuim_livingroom1``: Open3D pseudo ground truth, frame gaps 10/30/60, every 15th frame;
+- ``tum/fr1_xyz``: the 15 pairs of its 6 frames (official intrinsics and distortion).
+
+Every pair is matched once per matcher; the solvers then run on the same matches with
+the true depth maps and with simulated monocular depth (``degrade_depth``: a per-image
+scale in [0.85, 1.15] and a smooth +-5% field for the "issue" protocol). Draw 0 uses the
+seeds of ``twoview bench --depth-noise`` (``pair_seed(pair_id)``, view 1 + 1), so it is
+the bench's corruption; draws k > 0 add 1000 k.
+
+Besides the solvers, two reference numbers that no solver can beat on average:
+
+- ``oracle``: the true-depth rigid3d pose with its translation multiplied by the simulated
+  maps' own mean scale at the matches (the geometric mean over both views of the median
+  ratio of simulated to true depth): an exact-as-true-depth direction with the scale the
+  maps carry, which no photo can reveal;
+- ``scale floor``: abs(mean scale - 1) x baseline.
 
 Usage::
 
-    python benchmarks/bench_monodepth.py [--data ../shared/data] [--max-pairs N]
+    python benchmarks/bench_monodepth.py [--data ../shared/data] [--matchers sift,xfeat] [--draws 4]
+        [--protocol issue --protocol harsh] [--max-pairs N]
 
-Writes benchmarks/results/monodepth.json and monodepth.md.
+Writes benchmarks/results/monodepth_draws.json (summary) and monodepth_draws.md; ``--rows FILE``
+keeps every run's row for ``--from-rows FILE`` (re-summarise without recomputing). Medians count
+failures as infinite errors (as ``twoview bench`` does). Times are CPU seconds of the
+solver stage (matching excluded) and wall seconds; the load average is recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def icl_pairs(root: Path, max_pairs: int | None, step: int = 4):
-    from twoview.datasets.base import PairSample
-    from twoview.geometry import Camera, Pose
-
-    d = root / "icl_nuim_livingroom1"
-    lines = [ln.split() for ln in (d / "pseudo_gt_open3d_reconstruction.log").read_text().splitlines() if ln.strip()]
-    poses = {}
-    for k in range(0, len(lines), 5):
-        idx = int(lines[k][0])
-        poses[idx] = np.array([[float(v) for v in row] for row in lines[k + 1 : k + 5]])
-    cam = Camera(525.0, 525.0, 319.5, 239.5, 640, 480)
-    gaps = (10, 20, 30)
-    out = []
-    for j, i in enumerate(range(0, 211, step)):
-        gap = gaps[j % 3]
-        if i + gap not in poses or i not in poses:
-            continue
-        T = np.linalg.inv(poses[i + gap]) @ poses[i]
-        out.append(
-            PairSample(
-                f"icl/{i:05d}-{i + gap:05d}", d / "color" / f"{i:05d}.jpg", d / "color" / f"{i + gap:05d}.jpg",
-                cam, cam, Pose.from_matrix(T),
-                d / "depth_clean" / f"{i:05d}.png", d / "depth_clean" / f"{i + gap:05d}.png", 1000.0,
-                {"gap": gap, "dataset": "icl_nuim_livingroom1"},
-            )
-        )
-    return out[:max_pairs] if max_pairs else out
+PROTOCOLS = {
+    "issue": {},  # DepthDegradation defaults: scale in [0.85, 1.15], smooth +-5% field
+    "harsh": {"smooth_amplitude": 0.10, "edge_blur_px": 2.0},
+}
 
 
-def tum_pairs(root: Path, max_pairs: int | None):
-    from twoview.datasets.base import PairSample
-    from twoview.geometry import Camera, Pose
+def dataset_pairs(root: Path, max_pairs: int | None):
+    from twoview.datasets import get_dataset
 
-    d = root / "tum" / "fr1_xyz"
-    nums = [ln.split() for ln in (d / "intrinsics.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    fx, fy, cx, cy = (float(v) for v in nums[0])
-    dist = tuple(float(v) for v in nums[1])  # k1 k2 p1 p2 k3: the estimator undistorts
-    cam = Camera(fx, fy, cx, cy, 640, 480, dist=dist)
-    out = []
-    for ln in (d / "pairs_gt.txt").read_text().splitlines():
-        if not ln.strip() or ln.startswith("#"):
-            continue
-        f = ln.split()
-        T = np.array([float(v) for v in f[4:20]]).reshape(4, 4)
-        out.append(
-            PairSample(
-                f"tum/{Path(f[0]).stem}-{Path(f[1]).stem}", d / f[0], d / f[1], cam, cam, Pose.from_matrix(T),
-                d / f[2], d / f[3], 5000.0, {"dataset": "tum_fr1_xyz"},
-            )
-        )
-    return out[:max_pairs] if max_pairs else out
+    icl = get_dataset("icl_nuim", root / "icl_nuim_livingroom1", trajectory="pseudo_gt_in_gt_world_frame.log",
+                      gaps=[10, 30, 60], stride=15)
+    tum = get_dataset("tum", root / "tum" / "fr1_xyz", gaps=[1, 2, 3, 4, 5])
+    out = {"icl_nuim_livingroom1": icl.pairs(), "tum_fr1_xyz": tum.pairs()}
+    return {k: (v[:max_pairs] if max_pairs else v) for k, v in out.items()}
+
+
+def mean_scale_at_matches(D, T, matches) -> float:
+    """Geometric mean over both views of the median ratio simulated / true depth at the matches."""
+    from twoview.solvers.common import sample_depth
+
+    logs = []
+    for dd, tt, kk in ((D[0], T[0], matches.kpts0), (D[1], T[1], matches.kpts1)):
+        a, b = sample_depth(dd, kk), sample_depth(tt, kk)
+        ok = np.isfinite(a) & np.isfinite(b)
+        logs.append(float(np.median(np.log(a[ok] / b[ok]))) if ok.any() else 0.0)
+    return float(np.exp(np.mean(logs)))
 
 
 def run(args) -> dict:
+    from twoview.bench.runner import pair_seed
     from twoview.config import EstimatorConfig
     from twoview.depth.degrade import DepthDegradation, degrade_depth
     from twoview.estimator import estimate_relative_pose
     from twoview.io.images import load_image
     from twoview.matching import get_matcher
     from twoview.metrics import pose_errors
-    from twoview.solvers.common import sample_depth
 
-    root = Path(args.data)
-    datasets = {"icl_nuim_livingroom1": icl_pairs(root, args.max_pairs, args.icl_step), "tum_fr1_xyz": tum_pairs(root, args.max_pairs)}
-    matcher = get_matcher(EstimatorConfig().matcher)
-    degr = DepthDegradation()
+    datasets = dataset_pairs(Path(args.data), args.max_pairs)
+    protocols = {p: DepthDegradation.from_dict(PROTOCOLS[p]) for p in args.protocol}
 
-    def est(mode, m, s, d0, d1):
-        cfg = EstimatorConfig.from_dict({"solver": {"mode": mode}})
-        return estimate_relative_pose(s.image0, s.image1, s.camera0, s.camera1, d0, d1, cfg, matches=m)
+    def cfg(mode, **mono):
+        return EstimatorConfig.from_dict({"solver": {"mode": mode, **({"monodepth": mono} if mono else {})}})
 
-    def mono(m, s, d0, d1):
-        return est("monodepth", m, s, d0, d1)
-
-    methods = {
-        "rigid3d / true depth": lambda m, s, T, D: est("rigid3d", m, s, *T),
-        "pnp / true depth": lambda m, s, T, D: est("pnp", m, s, *T),
-        "monodepth / true depth": lambda m, s, T, D: mono(m, s, *T),
-        "pnp / simulated mono": lambda m, s, T, D: est("pnp", m, s, *D),
-        "rigid3d / simulated mono": lambda m, s, T, D: est("rigid3d", m, s, *D),
-        "monodepth / simulated mono": lambda m, s, T, D: mono(m, s, *D),
-    }
+    true_methods = {"rigid3d / true depth": cfg("rigid3d"), "pnp / true depth": cfg("pnp"),
+                    "monodepth / true depth": cfg("monodepth")}
+    sim_methods = {"pnp / simulated mono": cfg("pnp"), "rigid3d / simulated mono": cfg("rigid3d"),
+                   "monodepth (pose-only refinement) / simulated mono": cfg("monodepth", joint_refinement=False),
+                   "monodepth / simulated mono": cfg("monodepth")}
     rows = []
-    for ds, samples in datasets.items():
-        for s, draw in ((s, k) for s in samples for k in range(args.draws)):
-            if draw == 0:
-                im0, im1 = load_image(s.image0), load_image(s.image1)
-                m = matcher.match(im0, im1)
+
+    def record(ds, matcher, proto, s, draw, name, res, cpu, wall, mean_scale=None):
+        gt = s.cam1_from_cam0
+        pose = res.cam1_from_cam0 if res is not None and res.success else None
+        e = pose_errors(pose, gt, metric=True)
+        oracle = float("nan")
+        if pose is not None and mean_scale is not None:
+            oracle = float(np.linalg.norm(pose.t / mean_scale - gt.t))
+        rows.append({
+            "dataset": ds, "matcher": matcher, "protocol": proto, "pair": s.pair_id, "draw": draw, "method": name,
+            "success": pose is not None, "baseline_m": float(np.linalg.norm(gt.t)), "rot_deg": e["rot_deg"],
+            "trans_m": e["trans_m"], "trans_deg": e["trans_deg"], "cpu_ms": cpu, "wall_ms": wall,
+            "sim_mean_scale_at_matches": mean_scale, "trans_m_scale_divided": oracle,
+            "relative_scale": res.info.get("relative_scale") if pose is not None else None,
+            "sigma_rel": res.info.get("sigma_rel") if pose is not None else None,
+            "reason": "" if res is None else res.reason,
+        })
+
+    for matcher_name in args.matchers:
+        matcher = get_matcher(EstimatorConfig.from_dict({"matcher": {"name": matcher_name}}).matcher)
+        for ds, samples in datasets.items():
+            for s in samples:
+                m = matcher.match(load_image(s.image0), load_image(s.image1))
                 T = s.load_depths()
-            seed = zlib.crc32(s.pair_id.encode()) + 1000 * draw
-            D = tuple(degrade_depth(d, degr, seed=seed + v) for v, d in enumerate(T))
-            scales = [info["scale"] for _, info in D]
-            D = tuple(d for d, _ in D)
-            base = float(np.linalg.norm(s.cam1_from_cam0.t))
-            # the simulated maps' actual mean scale over the matched points (global scale
-            # times the smooth field there): geometric mean over both views
-            logs = []
-            for dd, tt, kk in ((D[0], T[0], m.kpts0), (D[1], T[1], m.kpts1)):
-                a, b = sample_depth(dd, kk), sample_depth(tt, kk)
-                ok = np.isfinite(a) & np.isfinite(b)
-                logs.append(float(np.median(np.log(a[ok] / b[ok]))) if ok.any() else 0.0)
-            mean_scale = float(np.exp(np.mean(logs)))
-            for name, fn in methods.items():
-                t0 = time.perf_counter()
-                r = fn(m, s, T, D)
-                ms = (time.perf_counter() - t0) * 1e3
-                e = pose_errors(r.cam1_from_cam0 if r.success else None, s.cam1_from_cam0, metric=True)
-                # diagnostic only (the solver cannot know it): error once the simulated maps'
-                # mean scale at the matches is divided out, i.e. what is left besides the
-                # scale that no photo can reveal
-                oracle = float("nan")
-                if r.success and "simulated" in name:
-                    oracle = float(np.linalg.norm(r.cam1_from_cam0.t / mean_scale - s.cam1_from_cam0.t))
-                rows.append({
-                    "dataset": ds, "pair": s.pair_id, "draw": draw, "method": name, "success": r.success,
-                    "solver": r.solver, "baseline_m": base, "sim_scales": scales,
-                    "rot_deg": e["rot_deg"], "trans_m": e["trans_m"], "time_ms": ms, "trans_m_scale_oracle": oracle,
-                    "sim_mean_scale_at_matches": mean_scale,
-                    "relative_scale": r.info.get("relative_scale") if r.success else None,
-                    "reason": r.reason,
-                })
-            print(f"{s.pair_id} draw {draw}: baseline {base:.3f} m, scales {scales[0]:.3f}/{scales[1]:.3f}, matches {len(m)}", flush=True)
-    return summarize(rows, datasets, degr)
+
+                def est(c, D):
+                    t0, w0 = time.process_time(), time.perf_counter()
+                    r = estimate_relative_pose(s.image0, s.image1, s.camera0, s.camera1, D[0], D[1], c, matches=m)
+                    return r, (time.process_time() - t0) * 1e3, (time.perf_counter() - w0) * 1e3
+
+                true_res = {}
+                for name, c in true_methods.items():
+                    r, cpu, wall = est(c, T)
+                    true_res[name] = r
+                    record(ds, matcher_name, "true", s, 0, name, r, cpu, wall)
+                for proto, degr in protocols.items():
+                    for draw in range(args.draws):
+                        seed = pair_seed(s.pair_id) + 1000 * draw
+                        D = (degrade_depth(T[0], degr, seed)[0], degrade_depth(T[1], degr, seed + 1)[0])
+                        sc = mean_scale_at_matches(D, T, m)
+                        for name, c in sim_methods.items():
+                            r, cpu, wall = est(c, D)
+                            record(ds, matcher_name, proto, s, draw, name, r, cpu, wall, sc)
+                        # the reference: true-depth rigid3d direction with the maps' own scale
+                        ref = true_res["rigid3d / true depth"]
+                        if ref.success:
+                            ref = dataclasses.replace(ref, cam1_from_cam0=ref.cam1_from_cam0.scaled(sc))
+                        record(ds, matcher_name, proto, s, draw, "oracle: rigid3d / true depth x maps' mean scale", ref, 0.0, 0.0, sc)
+                print(f"{matcher_name} {s.pair_id}: {len(m)} matches", flush=True)
+    return summarize(rows, {p: d.to_dict() for p, d in protocols.items()}, args)
 
 
-def summarize(rows, datasets, degr) -> dict:
-    summary = {}
-    for ds in datasets:
-        for name in dict.fromkeys(r["method"] for r in rows):
-            rr = [r for r in rows if r["dataset"] == ds and r["method"] == name]
-            npairs = len({r["pair"] for r in rr})
-            if not rr:
-                continue
-            tm = np.array([r["trans_m"] for r in rr], float)
-            rd = np.array([r["rot_deg"] for r in rr], float)
-            rel = np.array([r["trans_m"] / max(r["baseline_m"], 1e-9) for r in rr], float)
-            summary.setdefault(ds, {})[name] = {
-                "pairs": npairs,
-                "runs": len(rr),
-                "failures": int(sum(not r["success"] for r in rr)),
-                "median_trans_m": float(np.median(tm)),
-                "median_trans_rel_baseline": float(np.median(rel)),
-                "median_rot_deg": float(np.median(rd)),
-                "median_time_ms": float(np.median([r["time_ms"] for r in rr])),
-                "median_trans_m_scale_oracle": float(np.median([r["trans_m_scale_oracle"] for r in rr])),
-                "median_baseline_m": float(np.median([r["baseline_m"] for r in rr])),
-            }
-    floors = {}
-    for ds in datasets:
-        rr = [r for r in rows if r["dataset"] == ds and r["method"] == "monodepth / simulated mono"]
-        # what even an exact direction would leave: the maps' mean-scale error times the baseline
-        floors[ds] = float(np.median([abs(r["sim_mean_scale_at_matches"] - 1) * r["baseline_m"] for r in rr])) if rr else float("nan")
-    checks = {}
-    for ds, s in summary.items():
-        mono_sim = s["monodepth / simulated mono"]["median_trans_m"]
-        true_ref = s["rigid3d / true depth"]["median_trans_m"]
-        pnp_sim = s["pnp / simulated mono"]["median_trans_m"]
-        mono_true = s["monodepth / true depth"]["median_trans_m"]
-        checks[ds] = {
-            "ratio_mono_sim_to_true_depth": mono_sim / true_ref,
-            "ratio_mono_sim_to_mono_true_depth": mono_sim / mono_true,
-            "within_2x_of_true_depth": bool(mono_sim <= 2 * true_ref),
-            "ratio_mono_sim_to_pnp_sim": mono_sim / pnp_sim,
-            "scale_floor_m": floors[ds],
-            "ratio_scale_floor_to_true_depth": floors[ds] / true_ref,
-        }
-    return {"protocol": {"degradation": degr.to_dict(), "matcher": "sift (default MatcherConfig)"},
+_FLOAT_KEYS = ("rot_deg", "trans_m", "trans_deg", "trans_m_scale_divided")
+
+
+def _median_inf(values) -> float:
+    v = np.array([np.inf if (x is None or not np.isfinite(x)) else x for x in values], float)
+    return float(np.median(v)) if len(v) else float("nan")
+
+
+def summarize(rows, protocols, args) -> dict:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["matcher"], r["protocol"], r["method"]), []).append(r)
+    summary = []
+    for (ds, mt, proto, name), rr in groups.items():
+        ok = [r for r in rr if r["success"]]
+        summary.append({
+            "dataset": ds, "matcher": mt, "protocol": proto, "method": name,
+            "pairs": len({r["pair"] for r in rr}), "runs": len(rr), "failures": len(rr) - len(ok),
+            "median_trans_m": _median_inf([r["trans_m"] if r["success"] else None for r in rr]),
+            "median_trans_rel_baseline": _median_inf([r["trans_m"] / r["baseline_m"] if r["success"] else None for r in rr]),
+            "median_rot_deg": _median_inf([r["rot_deg"] if r["success"] else None for r in rr]),
+            "median_trans_m_scale_divided": _median_inf([r["trans_m_scale_divided"] if r["success"] else None for r in rr])
+            if proto != "true" else float("nan"),
+            "median_sigma_rel": float(np.median([r["sigma_rel"] for r in ok if r["sigma_rel"] is not None]))
+            if any(r["sigma_rel"] is not None for r in ok) else float("nan"),
+            "median_cpu_ms": float(np.median([r["cpu_ms"] for r in rr])),
+            "median_wall_ms": float(np.median([r["wall_ms"] for r in rr])),
+        })
+    checks = []
+    get = {(s["dataset"], s["matcher"], s["protocol"], s["method"]): s["median_trans_m"] for s in summary}
+    for ds, mt in dict.fromkeys((s["dataset"], s["matcher"]) for s in summary):
+        true_r = get[(ds, mt, "true", "rigid3d / true depth")]
+        true_m = get[(ds, mt, "true", "monodepth / true depth")]
+        for proto in protocols:
+            mono = get[(ds, mt, proto, "monodepth / simulated mono")]
+            rr = [r for r in rows if (r["dataset"], r["matcher"], r["protocol"], r["method"]) == (ds, mt, proto, "monodepth / simulated mono")]
+            floor = float(np.median([abs(r["sim_mean_scale_at_matches"] - 1) * r["baseline_m"] for r in rr]))
+            checks.append({
+                "dataset": ds, "matcher": mt, "protocol": proto,
+                "mono_sim_over_rigid3d_true": mono / true_r, "mono_sim_over_mono_true": mono / true_m,
+                "mono_sim_over_pnp_sim": mono / get[(ds, mt, proto, "pnp / simulated mono")],
+                "oracle_over_rigid3d_true": get[(ds, mt, proto, "oracle: rigid3d / true depth x maps' mean scale")] / true_r,
+                "scale_floor_m": floor, "floor_over_rigid3d_true": floor / true_r,
+            })
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"protocols": protocols, "draws": args.draws, "matchers": args.matchers, "load_average_end": list(load),
             "summary": summary, "checks": checks, "rows": rows}
 
 
 def markdown(res: dict) -> str:
-    lines = ["# Pose under simulated monocular depth", "",
-             f"Degradation (simulated monocular depth): {res['protocol']['degradation']} (per image, seeded per pair and draw); "
-             "matcher: SIFT; 'true depth' = the datasets' depth maps. Errors are medians over all runs.", "",
-             "| dataset | method | pairs (runs) | fail | median t err (m) | median t err / baseline | median rot err (deg) | "
-             "t err with the maps' mean scale divided out (m, diagnostic) | median time (ms) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for ds, s in res["summary"].items():
-        for name, v in s.items():
-            lines.append(f"| {ds} | {name} | {v['pairs']} ({v['runs']}) | {v['failures']} | {v['median_trans_m']:.4f} | "
-                         f"{v['median_trans_rel_baseline']:.3f} | {v['median_rot_deg']:.3f} | "
-                         f"{v['median_trans_m_scale_oracle']:.4f} | {v['median_time_ms']:.0f} |".replace("nan", "-"))
-    lines += ["", "| dataset | monodepth(sim) / rigid3d(true) | within 2x | monodepth(sim) / monodepth(true) | "
-              "monodepth(sim) / pnp(sim) | scale floor (m): median abs(mean scale - 1) x baseline | floor / rigid3d(true) |",
-              "|---|---|---|---|---|---|---|"]
-    for ds, c in res["checks"].items():
-        lines.append(f"| {ds} | {c['ratio_mono_sim_to_true_depth']:.2f} | {c['within_2x_of_true_depth']} | "
-                     f"{c['ratio_mono_sim_to_mono_true_depth']:.2f} | "
-                     f"{c['ratio_mono_sim_to_pnp_sim']:.2f} | {c['scale_floor_m']:.4f} | {c['ratio_scale_floor_to_true_depth']:.2f} |")
-    lines += ["", "The scale floor is the error a solver with an exact direction would still have: the simulated "
-              "maps' own mean scale at the matched points (global factor times the smooth field) is off by "
-              "abs(mean scale - 1), and no photo can reveal it."]
+    lines = ["# Pose under simulated monocular depth: several draws per pair", "",
+             f"Protocols (simulated monocular depth, `DepthDegradation`): {res['protocols']}; {res['draws']} draws per pair "
+             "(draw 0 = the corruption of `twoview bench --depth-noise`); 'true depth' = the datasets' depth maps, one run. "
+             "Medians over all runs, failures counted as infinite. CPU / wall ms: the solver stage on given matches. "
+             f"Load average at the end: {', '.join(f'{v:.1f}' for v in res['load_average_end'])}.", "",
+             "| dataset | matcher | depth | method | pairs (runs) | fail | median t err (m) | t err / baseline | median rot err (deg) | "
+             "t err, maps' mean scale divided out (m) | est. depth sigma | CPU ms | wall ms |",
+             "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in res["summary"]:
+        lines.append(
+            f"| {s['dataset']} | {s['matcher']} | {s['protocol']} | {s['method']} | {s['pairs']} ({s['runs']}) | {s['failures']} | "
+            f"{s['median_trans_m']:.4f} | {s['median_trans_rel_baseline']:.3f} | {s['median_rot_deg']:.3f} | "
+            f"{s['median_trans_m_scale_divided']:.4f} | {s['median_sigma_rel']:.3f} | {s['median_cpu_ms']:.0f} | {s['median_wall_ms']:.0f} |"
+            .replace("nan", "-"))
+    lines += ["", "| dataset | matcher | protocol | monodepth(sim) / rigid3d(true) | monodepth(sim) / monodepth(true) | "
+              "monodepth(sim) / pnp(sim) | oracle / rigid3d(true) | scale floor (m) | floor / rigid3d(true) |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for c in res["checks"]:
+        lines.append(f"| {c['dataset']} | {c['matcher']} | {c['protocol']} | {c['mono_sim_over_rigid3d_true']:.2f} | "
+                     f"{c['mono_sim_over_mono_true']:.2f} | {c['mono_sim_over_pnp_sim']:.2f} | {c['oracle_over_rigid3d_true']:.2f} | "
+                     f"{c['scale_floor_m']:.4f} | {c['floor_over_rigid3d_true']:.2f} |")
+    lines += ["", "oracle: the true-depth rigid3d pose with the simulated maps' own mean scale applied (what a solver "
+              "with the true-depth direction would get); scale floor: median of abs(mean scale - 1) x baseline. Neither "
+              "can be beaten on average from the photos: the two maps' shared scale error is invisible in them."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--matchers", default="sift,xfeat", help="comma-separated matcher names")
+    p.add_argument("--draws", type=int, default=4, help="simulated-depth draws (seeds) per pair")
+    p.add_argument("--protocol", action="append", choices=sorted(PROTOCOLS), help="repeatable; default: issue")
     p.add_argument("--max-pairs", type=int, default=None, help="per dataset")
-    p.add_argument("--draws", type=int, default=3, help="simulated-depth draws (seeds) per pair")
-    p.add_argument("--icl-step", type=int, default=4, help="first-frame step of the ICL pairs")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monodepth"))
-    p.add_argument("--from-json", metavar="FILE", help="re-summarise the rows of an earlier run's JSON")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monodepth_draws"))
+    p.add_argument("--rows", metavar="FILE", help="also write every run's row (JSON) here, e.g. runs/monodepth_draws_rows.json")
+    p.add_argument("--from-rows", metavar="FILE", help="re-summarise the rows of an earlier run (no recomputation)")
     args = p.parse_args(argv)
+    args.matchers = [m for m in args.matchers.split(",") if m]
+    args.protocol = args.protocol or ["issue"]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import cv2
 
         cv2.setNumThreads(1)
-    except Exception:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
         pass
-    if args.from_json:  # re-summarise stored rows (no recomputation)
+    if args.from_rows:
         import json
 
-        old = json.loads(Path(args.from_json).read_text())
-        from twoview.depth.degrade import DepthDegradation
-
-        rows = []
-        for r in old["rows"]:  # JSON has null for NaN/inf: failures are inf, diagnostics NaN
-            r = dict(r)
-            for k in ("rot_deg", "trans_m", "trans_m_scale_oracle"):
-                if r.get(k) is None:
-                    r[k] = float("inf") if (not r["success"] and k != "trans_m_scale_oracle") else float("nan")
-            rows.append(r)
-        res = summarize(rows, list(dict.fromkeys(r["dataset"] for r in rows)), DepthDegradation.from_dict(old["protocol"]["degradation"]))
+        old = json.loads(Path(args.from_rows).read_text())
+        args.draws, args.matchers = old["draws"], old["matchers"]
+        rows = [{k: (float("nan") if v is None and k in _FLOAT_KEYS else v) for k, v in r.items()} for r in old["rows"]]
+        res = summarize(rows, old["protocols"], args)
+        res["load_average_end"] = old["load_average_end"]
     else:
         res = run(args)
     from twoview.io.atomic import atomic_write_json, atomic_write_text
@@ -263,14 +260,16 @@ def main(argv=None) -> int:
 
     def _round(o):
         if isinstance(o, float):
-            return float(f"{o:.5g}")
+            return float(f"{o:.5g}") if np.isfinite(o) else None
         if isinstance(o, dict):
             return {k: _round(v) for k, v in o.items()}
         if isinstance(o, list):
             return [_round(v) for v in o]
         return o
 
-    atomic_write_json(args.out + ".json", _round(_jsonable(res)))
+    if args.rows:
+        atomic_write_json(args.rows, _round(_jsonable(res)))
+    atomic_write_json(args.out + ".json", _round(_jsonable({k: v for k, v in res.items() if k != "rows"})))
     md = markdown(res)
     atomic_write_text(args.out + ".md", md)
     print(md)

@@ -182,3 +182,62 @@ def test_bad_image_is_an_input_error(model_dirs):
         est.predict(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(InputError, match="camera"):
         est.predict(_image(40, 40), Camera.from_fov(60, 50, 40))
+
+
+def test_hub_id_loads_from_the_offline_cache(tmp_path):
+    """A hub id already in the Hugging Face cache loads offline (config, weights and the
+    image-processor file), in a fresh process so the cache location is the test's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-da"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    _save_depth_anything(snap)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    code = (
+        "import numpy as np\n"
+        "from twoview.depth.estimators import DepthModelConfig, load_depth_estimator\n"
+        "e = load_depth_estimator(DepthModelConfig(model='tiny-org/tiny-da', cache_dir=''))\n"
+        "d = e.predict(np.full((40, 50, 3), 127, np.uint8))\n"
+        "print(e.model_type, e.proc['size']['height'], d.shape)\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-4:] == ["depth_anything", "56", "(40,", "50)"]
+
+
+@pytest.mark.parametrize("arch, hw", [("depth_anything", (60, 84)), ("depth_anything", (90, 50)), ("zoedepth", (60, 84)), ("zoedepth", (60, 140))])
+def test_preprocessing_matches_the_transformers_image_processor(arch, hw, model_dirs):
+    """Our torch preprocessing (transformers' processors of these models want torchvision)
+    gives the network the input the model's own image processor gives it: same size, same
+    values up to the resampling kernels, on a smooth image."""
+    import warnings
+
+    est = load_depth_estimator(DepthModelConfig(model=str(model_dirs[arch]), cache_dir=""))
+    h, w = hw
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([127 + 100 * np.sin(xx / 13.0), 127 + 100 * np.cos(yy / 11.0), 60 + (xx + yy) % 120], -1).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if arch == "depth_anything":
+                from transformers import DPTImageProcessor as P
+
+                proc = P(**{k: v for k, v in est.proc.items() if k != "image_processor_type"}, resample=3)
+            else:
+                from transformers import ZoeDepthImageProcessor as P
+
+                proc = P(size=est.proc["size"], ensure_multiple_of=32)  # ZoeDepth's multiple (the BEiT patch grid)
+            ref = proc(images=img, return_tensors="pt")["pixel_values"].numpy()
+        except ImportError as e:
+            pytest.skip(f"image processor not usable here: {e}")
+    ours = est.preprocess(img).numpy()
+    assert ours.shape == ref.shape
+    assert np.median(np.abs(ours - ref)) < 0.03 and np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.995

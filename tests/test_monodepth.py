@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from synthetic import make_scene
 from twoview import EstimatorConfig, Matches, estimate_from_matches
+from twoview.config import SolverConfig
 from twoview.errors import InputError
 from twoview.geometry import Pose
 from twoview.geometry.rotation import so3_exp
@@ -148,3 +149,83 @@ def test_bench_method_registered_and_runs_on_real_pair(shared_data):
     assert rotation_error_deg(res.cam1_from_cam0.R, gt.R) < 2.0
     assert np.linalg.norm(res.cam1_from_cam0.t - gt.t) < 0.25 * np.linalg.norm(gt.t)
     assert meth(sample, None, d1).success is False
+
+
+def _noisy_depth_at(s, rng, rel):
+    """Depth of the keypoints with iid relative noise ``rel`` (log-normal), per view."""
+    from twoview.solvers.common import sample_depth
+
+    z0 = sample_depth(s.depth0, s.kpts0)
+    z1 = sample_depth(s.depth1, s.kpts1)
+    return z0 * np.exp(rel * rng.normal(size=len(z0))), z1 * np.exp(rel * rng.normal(size=len(z1)))
+
+
+def test_joint_refinement_fixed_point_and_convergence():
+    """Exact data is a fixed point; a perturbed start converges back to it."""
+    from twoview.solvers.monodepth import refine_joint
+
+    s = make_scene(np.random.default_rng(5))
+    z0, z1 = _noisy_depth_at(s, np.random.default_rng(0), 0.0)
+    gt = s.cam1_from_cam0
+    g0, g1 = 0.9, 1.2  # the maps' scales: relative log-scale log(g1 / g0), metric frame sqrt(g0 g1)
+    ls_true = np.log(g1 / g0)
+    t_true = np.sqrt(g0 * g1) * gt.t
+    R, t, ls, X = refine_joint(gt.R, t_true, ls_true, s.kpts0, s.kpts1, g0 * z0, g1 * z1, s.cam0, s.cam1, 0.5, 0.05)
+    assert rotation_error_deg(R, gt.R) < 1e-6 and np.allclose(t, t_true, atol=1e-8) and np.isclose(ls, ls_true)
+    ok = np.isfinite(z0) | np.isfinite(z1)
+    np.testing.assert_allclose(X, np.sqrt(g0 * g1) * s.points0[ok], rtol=1e-7)
+    R2, t2, ls2, _ = refine_joint(
+        so3_exp([0.01, -0.008, 0.005]) @ gt.R, t_true + 0.05 * np.linalg.norm(t_true), ls_true + 0.1,
+        s.kpts0, s.kpts1, g0 * z0, g1 * z1, s.cam0, s.cam1, 0.5, 0.05,
+    )
+    assert rotation_error_deg(R2, gt.R) < 1e-4
+    assert np.linalg.norm(t2 - t_true) < 1e-5 * np.linalg.norm(t_true) and abs(ls2 - ls_true) < 1e-5
+
+
+@pytest.mark.parametrize("rel", [0.01, 0.05])
+def test_depth_noise_level_is_estimated_from_the_data(rel):
+    from twoview.solvers.monodepth import estimate_sigmas
+
+    rng = np.random.default_rng(2)
+    s = make_scene(rng, n=400)
+    z0, z1 = _noisy_depth_at(s, rng, rel)
+    k1 = s.kpts1 + rng.normal(scale=0.7, size=s.kpts1.shape)
+    gt = s.cam1_from_cam0
+    spx, srel, n = estimate_sigmas(gt.R, gt.t, 0.0, s.kpts0, k1, z0, z1, s.cam0, s.cam1, 0.05, 0.001, 0.3, 2.0)
+    assert n > 300
+    assert 0.7 * rel < srel < 1.3 * rel
+    assert 0.3 < spx < 1.0  # Sampson error of 0.7 px noise in one image
+
+
+def test_joint_refinement_trusts_good_depth_and_discounts_poor_depth():
+    """Against the pose-only refinement, on maps of unknown scale with iid depth noise:
+    with precise depth the joint solution is more accurate (it estimates how precise the
+    depth is and trusts it); with poor depth it is not worse."""
+    res = {}
+    for rel in (0.005, 0.08):
+        errs = {True: [], False: []}
+        for seed in range(8):
+            rng = np.random.default_rng(100 + seed)
+            s = make_scene(rng, n=250)
+            z0, z1 = _noisy_depth_at(s, rng, rel)
+            # noisy depth maps: write the noisy keypoint depth into the maps' 3x3 patches
+            d0, d1 = 0.9 * s.depth0.copy(), 1.1 * s.depth1.copy()
+            for d, k, z, g in ((d0, s.kpts0, z0, 0.9), (d1, s.kpts1, z1, 1.1)):
+                x, y = np.rint(k[:, 0]).astype(int), np.rint(k[:, 1]).astype(int)
+                ok = np.isfinite(z)
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        d[y[ok] + dy, x[ok] + dx] = g * z[ok]
+            k1 = s.kpts1 + rng.normal(scale=0.8, size=s.kpts1.shape)
+            gt = s.cam1_from_cam0
+            for joint in (True, False):
+                cfg = SolverConfig().replace(monodepth=MonodepthConfig(joint_refinement=joint))
+                out = solve_monodepth(s.kpts0, k1, s.cam0, s.cam1, d0, d1, cfg)
+                assert out.pose is not None, out.reason
+                t_ref = np.sqrt(0.9 * 1.1) * gt.t  # the maps' mean scale cannot be recovered
+                errs[joint].append(np.linalg.norm(out.pose.t - t_ref) / np.linalg.norm(t_ref))
+                if joint:
+                    assert 0.5 * rel < out.info["sigma_rel"] < 2.0 * rel + 0.004
+        res[rel] = {k: float(np.median(v)) for k, v in errs.items()}
+    assert res[0.005][True] < 0.8 * res[0.005][False], res
+    assert res[0.08][True] < 1.1 * res[0.08][False], res

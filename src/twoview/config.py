@@ -139,6 +139,68 @@ class MatcherConfig(StrictConfig):
 
 
 @dataclass
+class MonodepthConfig(StrictConfig):
+    """Options of the scale-aware monocular-depth solver.
+
+    Attributes:
+        ransac_3d_error_rel: RANSAC inlier threshold on the 3D residual, as a fraction of
+            the point's depth (monocular depth is far less precise than sensor depth).
+        epipolar_gate: RANSAC also requires the Sampson error to be below this many
+            times ``SolverConfig.max_reproj_error`` (rejects matches that are wrong but
+            happen to agree in depth).
+        depth_sigma_rel: assumed relative error of the depth maps after the scale
+            correction; weights the depth-based residuals against the image residuals
+            in the pose-only refinement (and in the joint one when fewer than 5 matches
+            have depth in both views to estimate it from).
+        max_relative_scale: relative scales outside ``[1/m, m]`` are rejected.
+        epipolar_weight: weight of each match's Sampson residual relative to a
+            reprojection residual (the epipolar error does not depend on depth at all).
+        joint_refinement: after the pose-only refinement, refine pose, relative scale
+            and one 3D point per match together, with each depth value as a prior of
+            relative sigma estimated from the data
+            (:func:`twoview.solvers.monodepth.refine_joint`).
+        sigma_rel_min, sigma_rel_max: bounds of that estimated relative depth sigma.
+        robust_k: Huber threshold of the joint refinement, in estimated sigmas
+            (pixels for image residuals, relative depth for depth priors).
+        depth_outlier_gate: in the joint refinement, the two depths of a match are
+            dropped when they disagree by more than this many estimated sigmas.
+        joint_iterations: Levenberg-Marquardt iterations of each joint round.
+    """
+
+    ransac_3d_error_rel: float = 0.08
+    epipolar_gate: float = 3.0
+    depth_sigma_rel: float = 0.05
+    max_relative_scale: float = 3.0
+    epipolar_weight: float = 1.0
+    joint_refinement: bool = True
+    sigma_rel_min: float = 0.003
+    sigma_rel_max: float = 0.3
+    robust_k: float = 2.0
+    depth_outlier_gate: float = 3.5
+    joint_iterations: int = 20
+
+    def validate(self):
+        if not 0 < self.ransac_3d_error_rel < 1:
+            raise ConfigError("monodepth.ransac_3d_error_rel must be in (0, 1)")
+        if self.epipolar_gate <= 0:
+            raise ConfigError("monodepth.epipolar_gate must be > 0")
+        if not 0 < self.depth_sigma_rel < 1:
+            raise ConfigError("monodepth.depth_sigma_rel must be in (0, 1)")
+        if self.epipolar_weight <= 0:
+            raise ConfigError("monodepth.epipolar_weight must be > 0")
+        if self.max_relative_scale <= 1:
+            raise ConfigError("monodepth.max_relative_scale must be > 1")
+        if not 0 < self.sigma_rel_min <= self.sigma_rel_max < 1:
+            raise ConfigError("monodepth: need 0 < sigma_rel_min <= sigma_rel_max < 1")
+        if self.robust_k <= 0:
+            raise ConfigError("monodepth.robust_k must be > 0")
+        if self.depth_outlier_gate <= 0:
+            raise ConfigError("monodepth.depth_outlier_gate must be > 0")
+        if self.joint_iterations < 1:
+            raise ConfigError("monodepth.joint_iterations must be >= 1")
+
+
+@dataclass
 class SolverConfig(StrictConfig):
     """Robust pose solvers (LO-RANSAC, then refinement on the inliers).
 
@@ -154,6 +216,7 @@ class SolverConfig(StrictConfig):
         min_inliers: fewer inliers than this is a failure.
         min_depth, max_depth: depth range (metres) trusted for 3D points.
         seed: RANSAC seed for the numpy solvers (PoseLib's RANSAC is seeded internally).
+        monodepth: options of the "monodepth" solver.
     """
 
     mode: SolverMode = "auto"
@@ -167,6 +230,7 @@ class SolverConfig(StrictConfig):
     min_depth: float = 0.05
     max_depth: float = 80.0
     seed: int = 0
+    monodepth: MonodepthConfig = field(default_factory=MonodepthConfig)
 
     def validate(self):
         for k in ("max_epipolar_error", "max_reproj_error", "max_3d_error_rel", "min_depth"):

@@ -98,6 +98,7 @@ def estimate_relative_pose(
     config: EstimatorConfig | None = None,
     depth_scale: float | None = None,
     matches: Matches | None = None,
+    depth_model=None,
 ) -> PoseResult:
     """Estimate ``cam1_from_cam0`` from two images.
 
@@ -110,9 +111,15 @@ def estimate_relative_pose(
             (then ``depth_scale`` gives PNG units per metre).
         config: matcher and solver options.
         matches: precomputed matches; skips the matcher.
+        depth_model: instead of depth maps, a monocular metric depth model (folder or
+            Hugging Face hub id available offline, or a
+            :class:`~twoview.depth.estimators.DepthModelConfig`) predicts both depths
+            (cached on disk); solver mode "auto" then becomes "monodepth".
 
     Returns:
-        :class:`PoseResult`. Metric when any depth is given, direction-only otherwise.
+        :class:`PoseResult`. Metric when any depth is given (or predicted),
+        direction-only otherwise; ``info["depth_source"]`` says which ("file",
+        "model" or "none").
         Estimation failures return ``success=False`` with a reason; bad input raises
         :class:`~twoview.errors.InputError`.
     """
@@ -127,6 +134,17 @@ def estimate_relative_pose(
         d1 = _as_depth(depth1, cam1.size, "depth1", depth_scale)
     if im0.shape == im1.shape and np.array_equal(im0, im1):
         return PoseResult.failure("the two images are identical: there is no camera motion to estimate", timings_ms=timer.ms)
+    source = {"depth_source": "none" if d0 is None and d1 is None else "file"}
+    if depth_model is not None:
+        if d0 is not None or d1 is not None:
+            raise InputError("depth_model", "give either depth maps (depth0/depth1) or a depth model, not both")
+        from twoview.depth.sources import predict_depth_pair
+
+        with timer("depth"):
+            d0, d1, minfo = predict_depth_pair(depth_model, im0, im1, cam0, cam1)
+        source = {"depth_source": "model", "depth_model": minfo}
+        if cfg.solver.mode == "auto":
+            cfg = cfg.replace(solver=cfg.solver.replace(mode="monodepth"))
     if matches is None:
         with timer("match"):
             matches = get_matcher(cfg.matcher).match(im0, im1)
@@ -137,7 +155,9 @@ def estimate_relative_pose(
             d0 = cam0.undistort_depth(d0) if d0 is not None else None
             d1 = cam1.undistort_depth(d1) if d1 is not None else None
             cam0, cam1 = cam0.pinhole, cam1.pinhole
-    return estimate_from_matches(matches, cam0, cam1, d0, d1, cfg, timer.ms)
+    res = estimate_from_matches(matches, cam0, cam1, d0, d1, cfg, timer.ms)
+    res.info.update(source)
+    return res
 
 
 def estimate_from_matches(

@@ -27,7 +27,8 @@ def add_estimator_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--matcher", default="sift", choices=["sift", "xfeat", "aliked", "disk"])
     g.add_argument("--max-keypoints", type=int, default=MatcherConfig.max_keypoints)
     g.add_argument("--resize-max", type=int, default=None, help="longest side fed to the matcher")
-    g.add_argument("--solver", default="auto", choices=["auto", "essential", "pnp", "rigid3d"])
+    g.add_argument("--solver", default="auto", choices=["auto", "essential", "pnp", "rigid3d", "monodepth"],
+                   help="auto: rigid3d with two depth maps, pnp with one, essential with none, monodepth with --depth-model")
     g.add_argument("--max-reproj-error", type=float, default=SolverConfig.max_reproj_error, help="pixels")
 
 
@@ -56,10 +57,28 @@ def build_inputs(args) -> dict:
             "solver": {"mode": args.solver, "max_reproj_error": args.max_reproj_error},
         }
     )
-    return dict(
+    out = dict(
         image0=args.image0, image1=args.image1, camera0=k0, camera1=k1,
         depth0=args.depth0, depth1=args.depth1, depth_scale=scale, config=cfg,
     )
+    model = getattr(args, "depth_model", None)
+    if model is not None:
+        if args.depth0 or args.depth1:
+            raise InputError("--depth-model", "give either depth files (--depth0/--depth1) or --depth-model, not both")
+        from twoview.depth.estimators import DepthModelConfig
+        from twoview.errors import ConfigError
+
+        try:
+            out["depth_model"] = DepthModelConfig.from_dict(
+                {"model": model, "resolution": args.depth_resolution, "cache_dir": args.depth_cache}
+            )
+        except ConfigError as e:
+            raise InputError("--depth-model", str(e)) from None
+    else:
+        for flag in ("depth_resolution", "depth_cache"):
+            if getattr(args, flag, None) is not None:
+                raise InputError("--" + flag.replace("_", "-"), "only applies with --depth-model")
+    return out
 
 
 def write_outputs(args, result, inputs) -> None:
@@ -81,7 +100,7 @@ def cli_names(args) -> dict[str, str]:
     k = "--intrinsics" if getattr(args, "intrinsics", None) else None
     return {
         "camera0": k or "--K0", "camera1": k or ("--K1" if args.K1 else "--K0"),
-        "depth0": "--depth0", "depth1": "--depth1",
+        "depth0": "--depth0", "depth1": "--depth1", "depth_model": "--depth-model",
     }
 
 
@@ -110,6 +129,12 @@ def run(args) -> int:
         except InputError as e:
             raise InputError(cli_names(args).get(e.what, e.what), e.problem) from None
     print(result.summary())
+    if result.info.get("depth_source") == "model":
+        m = result.info["depth_model"]
+        cached = [m.get(f"view{v}", {}).get("cached") for v in (0, 1)]
+        print(f"depth: predicted by {m['model']} ({m['model_type']}; cached: {cached[0]}/{cached[1]})")
+    elif result.success and not result.metric:
+        print("depth: none given: the translation is a unit direction (give --depth0/--depth1 or --depth-model for metres)")
     write_outputs(args, result, inputs)
     return 0 if result.success else 1
 
@@ -122,6 +147,12 @@ def register(sub) -> None:
         "Exit status 0 on success, 1 when no pose was found, 2 on bad input.",
     )
     add_estimator_args(p)
+    g = p.add_argument_group("monocular depth model (metric translation from the photos alone)")
+    g.add_argument("--depth-model", metavar="ID_OR_PATH",
+                   help="predict both depth maps with a metric depth network: a save_pretrained() folder or a Hugging Face "
+                   "hub id in the local cache (Depth Anything V2 metric, Depth Pro, ZoeDepth); needs twoview[depth]")
+    g.add_argument("--depth-resolution", type=int, metavar="PX", help="network input size (shorter side; default: the model's)")
+    g.add_argument("--depth-cache", metavar="DIR", help="cache of predicted depth (default ~/.cache/twoview/depth; '' disables)")
     p.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
     p.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches")
     g = p.add_argument_group("refinement")

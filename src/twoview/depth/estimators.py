@@ -246,6 +246,32 @@ class MonocularDepthEstimator:
         base = Path(self.cfg.cache_dir) if self.cfg.cache_dir else default_cache_dir()
         return base / key[:2] / f"{key}.npy"
 
+    def preprocess(self, image: np.ndarray):
+        """The network input (1, 3, h, w) float32 torch tensor for an RGB uint8 image: the
+        model's image-processor steps (resize keeping the aspect ratio to the size of
+        :meth:`input_size`, ZoeDepth's reflect padding, rescale to [0, 1], normalise)."""
+        import torch
+        import torch.nn.functional as F
+
+        img = _as_rgb(image)
+        H, W = img.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        mean = torch.tensor(self.proc.get("image_mean") or _default_mean(self.model_type)).view(1, 3, 1, 1)
+        std = torch.tensor(self.proc.get("image_std") or _default_std(self.model_type)).view(1, 3, 1, 1)
+        h_in, w_in = self.input_size(H, W)
+        if self.model_type == "depth_anything":
+            x = F.interpolate(x, size=(h_in, w_in), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+            return (x - mean) / std
+        if self.model_type == "zoedepth":
+            pad_h, pad_w = _zoe_padding(H, W) if self.proc.get("do_pad", True) else (0, 0)
+            if pad_h or pad_w:
+                x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
+            x = F.interpolate(x, size=(h_in, w_in), mode="bilinear", align_corners=True)
+            return (x - mean) / std
+        # depth_pro: normalise first, then resize (as its image processor does)
+        x = (x - mean) / std
+        return F.interpolate(x, size=(h_in, w_in), mode="bilinear", align_corners=False)
+
     def _infer(self, img: np.ndarray, focal: float | None, camera_focal: float | None = None) -> tuple[np.ndarray, dict]:
         import torch
         import torch.nn.functional as F
@@ -255,24 +281,9 @@ class MonocularDepthEstimator:
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
         try:
-            x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
-            mean = torch.tensor(self.proc.get("image_mean") or _default_mean(self.model_type)).view(1, 3, 1, 1)
-            std = torch.tensor(self.proc.get("image_std") or _default_std(self.model_type)).view(1, 3, 1, 1)
             extra: dict = {}
-            h_in, w_in = self.input_size(H, W)
-            if self.model_type == "depth_anything":
-                x = F.interpolate(x, size=(h_in, w_in), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-                x = (x - mean) / std
-            elif self.model_type == "zoedepth":
-                pad_h, pad_w = _zoe_padding(H, W) if self.proc.get("do_pad", True) else (0, 0)
-                if pad_h or pad_w:
-                    x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
-                x = F.interpolate(x, size=(h_in, w_in), mode="bilinear", align_corners=True)
-                x = (x - mean) / std
-            else:  # depth_pro: normalise first, then resize (as its image processor does)
-                x = (x - mean) / std
-                x = F.interpolate(x, size=(h_in, w_in), mode="bilinear", align_corners=False)
-            x = x.to(self.cfg.device)
+            x = self.preprocess(img).to(self.cfg.device)
+            pad_h, pad_w = _zoe_padding(H, W) if self.model_type == "zoedepth" and self.proc.get("do_pad", True) else (0, 0)
             with torch.no_grad():
                 out = self.model(pixel_values=x)
             pred = out.predicted_depth.detach().float().cpu()

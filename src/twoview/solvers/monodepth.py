@@ -16,61 +16,34 @@ between the two depth maps:
    translation direction) and the reprojection errors of the depth points in the other
    image, each down-weighted by how much a ``depth_sigma_rel`` depth error would move
    it (fixes the translation length and the relative scale).
+4. Joint refinement (``MonodepthConfig.joint_refinement``, :func:`refine_joint`): the
+   maximum-likelihood problem with one 3D point per match seen in both images and each
+   depth value as a log-depth prior, ``(R, t, log s, X_1..X_N)`` by Levenberg-Marquardt
+   with the points eliminated (Schur complement), Huber losses. Pixel noise and the
+   relative depth noise are estimated from the data (:func:`estimate_sigmas`: Sampson
+   errors; disagreement of the two scale-corrected maps), so accurate depth is trusted
+   for the direction too and poor depth mostly gives the scale. Depth that disagreed
+   with the other view in step 3 is dropped (the match keeps its image terms); matches
+   without depth enter through their Sampson error.
 
 Metric scale: the two maps are corrected by ``a0 = sqrt(s)``, ``a1 = 1/sqrt(s)``, so
 their geometric-mean scale is kept: the metric scale comes from the depth maps' mean,
-the relative scale from the geometry.
+the relative scale from the geometry. The maps' shared scale error cannot be seen in
+the photos, so the translation length is off by about that factor whatever the solver
+(``benchmarks/results/monodepth.md`` measures this floor).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.optimize import least_squares
 
-from twoview.config import SolverConfig, StrictConfig
-from twoview.errors import ConfigError, InputError
+from twoview.config import MonodepthConfig, SolverConfig
+from twoview.errors import InputError
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.geometry.rotation import hat, so3_exp
 from twoview.solvers.common import SolverOutput, sample_depth
-
-
-@dataclass
-class MonodepthConfig(StrictConfig):
-    """Options of the scale-aware monocular-depth solver.
-
-    Attributes:
-        ransac_3d_error_rel: RANSAC inlier threshold on the 3D residual, as a fraction of
-            the point's depth (monocular depth is far less precise than sensor depth).
-        epipolar_gate: RANSAC also requires the Sampson error to be below this many
-            times ``SolverConfig.max_reproj_error`` (rejects matches that are wrong but
-            happen to agree in depth).
-        depth_sigma_rel: assumed relative error of the depth maps after the scale
-            correction; weights the depth-based residuals against the image residuals.
-        max_relative_scale: relative scales outside ``[1/m, m]`` are rejected.
-        epipolar_weight: weight of each match's Sampson residual relative to a
-            reprojection residual (the epipolar error does not depend on depth at all).
-    """
-
-    ransac_3d_error_rel: float = 0.08
-    epipolar_gate: float = 3.0
-    depth_sigma_rel: float = 0.05
-    max_relative_scale: float = 3.0
-    epipolar_weight: float = 1.0
-
-    def validate(self):
-        if not 0 < self.ransac_3d_error_rel < 1:
-            raise ConfigError("monodepth.ransac_3d_error_rel must be in (0, 1)")
-        if self.epipolar_gate <= 0:
-            raise ConfigError("monodepth.epipolar_gate must be > 0")
-        if not 0 < self.depth_sigma_rel < 1:
-            raise ConfigError("monodepth.depth_sigma_rel must be in (0, 1)")
-        if self.epipolar_weight <= 0:
-            raise ConfigError("monodepth.epipolar_weight must be > 0")
-        if self.max_relative_scale <= 1:
-            raise ConfigError("monodepth.max_relative_scale must be > 1")
 
 
 def umeyama(X0: np.ndarray, X1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,7 +198,7 @@ def solve_monodepth(
         InputError: a depth map does not have its image's size.
     """
     cfg = cfg or SolverConfig()
-    mono = mono or MonodepthConfig()
+    mono = mono or cfg.monodepth
     n = len(kpts0)
     kpts0 = np.asarray(kpts0, dtype=np.float64).reshape(-1, 2)
     kpts1 = np.asarray(kpts1, dtype=np.float64).reshape(-1, 2)
@@ -297,14 +270,33 @@ def solve_monodepth(
             break
         inl = new
         epi = ep_all < thr
+    joint_info: dict = {}
+    depth_bad = np.zeros(n, bool)
+    depth_bad[ib[~inl]] = True
+    if mono.joint_refinement:
+        sel = np.flatnonzero(ep_all < thr)
+        if len(sel) >= cfg.min_inliers:
+            a0_, a1_, d0s, d1s = kpts0[sel], kpts1[sel], z0[sel], z1[sel]
+            for _ in range(2):  # noise levels and depth outliers from the current fit, then refit
+                spx, srel, nsig = estimate_sigmas(
+                    R, t_m, ls, a0_, a1_, d0s, d1s, cam0, cam1, mono.depth_sigma_rel, mono.sigma_rel_min, mono.sigma_rel_max, thr
+                )
+                bad = _depth_outliers(R, t_m, ls, a0_, a1_, d0s, d1s, cam0, mono.depth_outlier_gate * srel)
+                # depth only where it is reliable: a depth outlier keeps its image terms
+                R, t_m, ls, _ = refine_joint(
+                    R, t_m, ls, a0_, a1_, np.where(bad, np.nan, d0s), np.where(bad, np.nan, d1s), cam0, cam1,
+                    spx, srel, mono.robust_k, mono.joint_iterations,
+                )
+            ep_all = sampson_px(R, t_m, kpts0, kpts1, cam0, cam1)
+            depth_bad = np.zeros(n, bool)
+            depth_bad[sel] = _depth_outliers(R, t_m, ls, a0_, a1_, d0s, d1s, cam0, mono.depth_outlier_gate * srel)
+            inl = (ep_all[ib] < thr) & ~depth_bad[ib]
+            joint_info = {"sigma_px": spx, "sigma_rel": srel, "sigma_rel_from": nsig, "joint_points": len(sel)}
     s = float(np.exp(ls))
     if not (1 / mono.max_relative_scale < s < mono.max_relative_scale) or not np.all(np.isfinite(t_m)):
         return SolverOutput(None, np.zeros(n, bool), False, f"monodepth: implausible relative depth scale {s:.3g}")
     # inliers: consistent with the epipolar geometry, and with the depth where both views have it
-    inliers = ep_all < thr
-    depth_bad = np.zeros(n, bool)
-    depth_bad[ib[~inl]] = True
-    inliers &= ~depth_bad
+    inliers = (ep_all < thr) & ~depth_bad
     nin = int(inliers.sum())
     if nin < cfg.min_inliers:
         return SolverOutput(None, inliers, False, f"monodepth: only {nin} inliers after refinement (need {cfg.min_inliers})")
@@ -318,6 +310,7 @@ def solve_monodepth(
             "num_with_depth_both": nboth,
             "ransac_inliers_3d": n3,
             "depth_inliers": int(inl.sum()),
+            **joint_info,
         },
     )
 
@@ -355,3 +348,239 @@ def _depth_weights(R, t, ls, A0, A1, a0, a1, cam0, cam1, sigma_px, sigma_rel):
     w1 = sigma_px / np.sqrt(sigma_px**2 + sens1**2)
     w0 = sigma_px / np.sqrt(sigma_px**2 + sens0**2)
     return np.nan_to_num(w1), np.nan_to_num(w0)
+
+
+# --- joint refinement: pose, relative scale and 3D points with depth priors ----------------
+def _proj_jac(cam: Camera, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (M, 2) of camera-frame points P (M, 3) and d(pixel)/dP (M, 2, 3)."""
+    iz = 1.0 / P[:, 2]
+    uv = np.stack([cam.fx * P[:, 0] * iz + cam.cx, cam.fy * P[:, 1] * iz + cam.cy], axis=1)
+    J = np.zeros((len(P), 2, 3))
+    J[:, 0, 0] = cam.fx * iz
+    J[:, 1, 1] = cam.fy * iz
+    J[:, 0, 2] = -cam.fx * P[:, 0] * iz * iz
+    J[:, 1, 2] = -cam.fy * P[:, 1] * iz * iz
+    return uv, J
+
+
+def _huber_weight(a: np.ndarray, k: float) -> np.ndarray:
+    return np.where(a <= k, 1.0, k / np.maximum(a, 1e-300))
+
+
+def _huber_cost(a: np.ndarray, k: float) -> np.ndarray:
+    return np.where(a <= k, 0.5 * a * a, k * (a - 0.5 * k))
+
+
+class _JointProblem:
+    """Residuals of the joint refinement, normalised by their sigmas.
+
+    Per point with depth (M of them; X in camera-0 coordinates): reprojection in image 0
+    and image 1 (pixels / sigma_px), and the log-depth priors of the views that have
+    depth, ``(log z_k(X) - log(a_k d_k)) / sigma_rel``, with a0 = exp(ls/2),
+    a1 = exp(-ls/2). Per match without depth: its Sampson error / sigma_px.
+    """
+
+    def __init__(self, u0, u1, d0, d1, e0, e1, cam0, cam1, spx, srel, k):
+        self.u0, self.u1, self.e0, self.e1 = u0, u1, e0, e1
+        self.m0, self.m1 = np.isfinite(d0), np.isfinite(d1)
+        self.ld0 = np.log(np.where(self.m0, d0, 1.0))
+        self.ld1 = np.log(np.where(self.m1, d1, 1.0))
+        self.cam0, self.cam1, self.spx, self.srel, self.k = cam0, cam1, spx, srel, k
+
+    def point_residuals(self, R, t, ls, X):
+        Y = X @ R.T + t
+        r = np.zeros((len(X), 6))
+        if not (np.all(X[:, 2] > 1e-9) and np.all(Y[:, 2] > 1e-9)):
+            return None, Y
+        r[:, 0:2] = (_proj_jac(self.cam0, X)[0] - self.u0) / self.spx
+        r[:, 2:4] = (_proj_jac(self.cam1, Y)[0] - self.u1) / self.spx
+        r[:, 4] = np.where(self.m0, (np.log(X[:, 2]) - self.ld0 - 0.5 * ls) / self.srel, 0.0)
+        r[:, 5] = np.where(self.m1, (np.log(Y[:, 2]) - self.ld1 + 0.5 * ls) / self.srel, 0.0)
+        return r, Y
+
+    def epipolar_residuals(self, R, t):
+        if len(self.e0) == 0:
+            return np.zeros(0)
+        return _sampson_signed(R, t, self.e0, self.e1, self.cam0, self.cam1) / self.spx
+
+    def cost(self, r, re) -> float:
+        k = self.k
+        c = _huber_cost(np.linalg.norm(r[:, 0:2], axis=1), k) + _huber_cost(np.linalg.norm(r[:, 2:4], axis=1), k)
+        c = c + np.where(self.m0, _huber_cost(np.abs(r[:, 4]), k), 0.0) + np.where(self.m1, _huber_cost(np.abs(r[:, 5]), k), 0.0)
+        return float(c.sum() + _huber_cost(np.abs(re), k).sum())
+
+
+def refine_joint(
+    R: np.ndarray,
+    t: np.ndarray,
+    ls: float,
+    u0: np.ndarray,
+    u1: np.ndarray,
+    d0: np.ndarray,
+    d1: np.ndarray,
+    cam0: Camera,
+    cam1: Camera,
+    sigma_px: float,
+    sigma_rel: float,
+    robust_k: float = 2.0,
+    iterations: int = 20,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Refine pose, relative log-scale and one 3D point per match (Levenberg-Marquardt).
+
+    The maximum-likelihood two-view problem with monocular depth: each match is a 3D
+    point seen in both images (pixel noise ``sigma_px``); each depth value is a prior on
+    that point's depth with relative noise ``sigma_rel``, after the scale corrections
+    ``a0 = exp(ls / 2)`` (view 0) and ``a1 = exp(-ls / 2)`` (view 1). The image terms fix
+    rotation and the translation direction whatever the depth; the depth priors give the
+    translation length and the relative scale, and pull the direction only as much as
+    their sigma allows. Matches with no depth in either view enter through their Sampson
+    error. Huber loss at ``robust_k`` sigmas on every term. The points are eliminated by
+    a Schur complement (3x3 blocks), so the cost is linear in the number of matches.
+
+    Args:
+        R, t, ls: initial ``cam1_from_cam0`` (metric frame) and log relative scale.
+        u0, u1: (N, 2) matched pixels (inliers).
+        d0, d1: (N,) depth of the matches in each view, NaN where unknown/unreliable.
+        sigma_px, sigma_rel: noise of pixels and of relative depth.
+
+    Returns:
+        R (3, 3), t (3,), ls, X (M, 3) the refined points of the matches with depth
+        (camera-0 coordinates, in the order of ``u0[has_depth]``).
+    """
+    has = np.isfinite(d0) | np.isfinite(d1)
+    a, b = d0[has], d1[has]
+    p0, p1 = u0[has], u1[has]
+    prob = _JointProblem(p0, p1, a, b, u0[~has], u1[~has], cam0, cam1, sigma_px, sigma_rel, robust_k)
+    # initial points: the scale-corrected back-projections (their mean when both exist)
+    h = np.exp(0.5 * ls)
+    A = cam0.unproject(p0, np.where(prob.m0, a * h, 1.0))
+    B = (cam1.unproject(p1, np.where(prob.m1, b / h, 1.0)) - t) @ R
+    X = np.where((prob.m0 & prob.m1)[:, None], 0.5 * (A + B), np.where(prob.m0[:, None], A, B))
+    r, Y = prob.point_residuals(R, t, ls, X)
+    if r is None:  # a point behind a camera at the start: keep the input
+        return R, t, ls, X
+    re = prob.epipolar_residuals(R, t)
+    cost = prob.cost(r, re)
+    lam = 1e-3
+    M = len(X)
+    k = robust_k
+    eye3 = np.eye(3)
+    for _ in range(iterations):
+        # IRLS weights of the current residuals
+        w = np.empty((M, 6))
+        w[:, 0:2] = _huber_weight(np.linalg.norm(r[:, 0:2], axis=1), k)[:, None]
+        w[:, 2:4] = _huber_weight(np.linalg.norm(r[:, 2:4], axis=1), k)[:, None]
+        w[:, 4] = np.where(prob.m0, _huber_weight(np.abs(r[:, 4]), k), 0.0)
+        w[:, 5] = np.where(prob.m1, _huber_weight(np.abs(r[:, 5]), k), 0.0)
+        # Jacobians w.r.t. the point (JX) and the camera parameters (Jc: rotation, t, ls);
+        # rotation update R <- exp(w) R
+        _, J0 = _proj_jac(cam0, X)
+        _, J1 = _proj_jac(cam1, Y)
+        J0, J1 = J0 / sigma_px, J1 / sigma_px
+        dYdw = -_hat_batch(Y - t)
+        JX = np.zeros((M, 6, 3))
+        Jc = np.zeros((M, 6, 7))
+        JX[:, 0:2] = J0
+        JX[:, 2:4] = J1 @ R
+        Jc[:, 2:4, 0:3] = J1 @ dYdw
+        Jc[:, 2:4, 3:6] = J1
+        JX[:, 4, 2] = prob.m0 / (X[:, 2] * sigma_rel)
+        Jc[:, 4, 6] = -0.5 * prob.m0 / sigma_rel
+        iy = prob.m1 / (Y[:, 2] * sigma_rel)
+        JX[:, 5] = R[2][None, :] * iy[:, None]
+        Jc[:, 5, 0:3] = dYdw[:, 2, :] * iy[:, None]
+        Jc[:, 5, 5] = iy
+        Jc[:, 5, 6] = 0.5 * prob.m1 / sigma_rel
+        JXw = JX * w[:, :, None]
+        Jcw = Jc * w[:, :, None]
+        Hpp = np.swapaxes(JX, 1, 2) @ JXw
+        Hcp = np.swapaxes(Jcw, 1, 2) @ JX
+        Jcf = Jc.reshape(-1, 7)
+        Hcc = Jcw.reshape(-1, 7).T @ Jcf
+        bp = np.einsum("mki,mk->mi", JXw, r)
+        bc = Jcw.reshape(-1, 7).T @ r.ravel()
+        if len(re):  # Sampson terms of matches without depth: numerical pose Jacobian
+            Je = np.zeros((len(re), 7))
+            for j in range(6):
+                dx = np.zeros(6)
+                step = 1e-7 if j < 3 else 1e-7 * max(float(np.linalg.norm(t)), 1e-3)
+                dx[j] = step
+                Je[:, j] = (prob.epipolar_residuals(so3_exp(dx[:3]) @ R, t + dx[3:]) - re) / step
+            we = _huber_weight(np.abs(re), k)
+            Hcc = Hcc + (Je * we[:, None]).T @ Je
+            bc = bc + Je.T @ (we * re)
+        accepted = False
+        for _ in range(8):
+            Hd = Hpp + lam * (np.diagonal(Hpp, axis1=1, axis2=2)[:, :, None] * eye3 + 1e-12 * eye3)
+            Sd = Hcc + lam * np.diag(np.diag(Hcc)) + 1e-12 * np.eye(7)
+            try:
+                Hinv = np.linalg.inv(Hd)
+                HcpHi = Hcp @ Hinv
+                S = Sd - HcpHi.transpose(1, 0, 2).reshape(7, -1) @ Hcp.transpose(1, 0, 2).reshape(7, -1).T
+                g = bc - np.einsum("mij,mj->i", HcpHi, bp)
+                dc = -np.linalg.solve(S, g)
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            dp = -np.einsum("mij,mj->mi", Hinv, bp + np.einsum("mji,j->mi", Hcp, dc))
+            R2, t2, ls2, X2 = so3_exp(dc[:3]) @ R, t + dc[3:6], ls + float(dc[6]), X + dp
+            r2, Y2 = prob.point_residuals(R2, t2, ls2, X2)
+            if r2 is not None and np.all(np.isfinite(r2)):
+                re2 = prob.epipolar_residuals(R2, t2)
+                c2 = prob.cost(r2, re2)
+                if c2 < cost:
+                    gain = (cost - c2) / max(cost, 1e-300)
+                    R, t, ls, X, r, Y, re, cost = R2, t2, ls2, X2, r2, Y2, re2, c2
+                    lam = max(lam / 3, 1e-9)
+                    accepted = True
+                    break
+            lam *= 10
+        if not accepted or gain < 1e-7:
+            break
+    return R, t, ls, X
+
+
+def estimate_sigmas(R, t, ls, u0, u1, d0, d1, cam0, cam1, default_rel: float, lo: float, hi: float, max_px: float):
+    """Robust noise levels from the data: pixels from the Sampson errors of the matches,
+    relative depth from the disagreement of the two scale-corrected maps at matches with
+    depth in both views (1.4826 MAD; the difference of two maps has sqrt(2) sigma).
+
+    Returns (sigma_px, sigma_rel, number of matches the depth sigma came from).
+    """
+    ep = sampson_px(R, t, u0, u1, cam0, cam1)
+    spx = float(np.clip(1.4826 * np.median(ep), 0.05 * max_px, max_px)) if len(ep) else max_px
+    both = np.isfinite(d0) & np.isfinite(d1)
+    nb = int(both.sum())
+    if nb < 5:
+        return spx, float(np.clip(default_rel, lo, hi)), nb
+    dl = depth_disagreement(R, t, ls, u0, u1, d0, d1, cam0)
+    dl = dl[np.isfinite(dl)]
+    if len(dl) < 5:
+        return spx, float(np.clip(default_rel, lo, hi)), len(dl)
+    srel = 1.4826 * float(np.median(np.abs(dl - np.median(dl)))) / np.sqrt(2.0)
+    return spx, float(np.clip(srel, lo, hi)), len(dl)
+
+
+def depth_disagreement(R, t, ls, u0, u1, d0, d1, cam0: Camera) -> np.ndarray:
+    """Log ratio (N,) of the depth in view 1 predicted from the scale-corrected view-0
+    depth and the pose, to the scale-corrected view-1 depth; NaN without both depths."""
+    out = np.full(len(u0), np.nan)
+    both = np.isfinite(d0) & np.isfinite(d1)
+    if not both.any():
+        return out
+    h = np.exp(0.5 * ls)
+    Y = cam0.unproject(u0[both], d0[both] * h) @ R.T + t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[both] = np.log(Y[:, 2]) - np.log(d1[both] / h)
+    return out
+
+
+def _depth_outliers(R, t, ls, u0, u1, d0, d1, cam0, sigma_rel_gate: float) -> np.ndarray:
+    """Matches (N,) whose two depths disagree by more than ``sigma_rel_gate * sqrt(2)``
+    (log ratio, around the median): which of the two maps is wrong is unknown."""
+    dl = depth_disagreement(R, t, ls, u0, u1, d0, d1, cam0)
+    ok = np.isfinite(dl)
+    bad = np.zeros(len(u0), bool)
+    if ok.any():
+        bad[ok] = np.abs(dl[ok] - np.median(dl[ok])) > sigma_rel_gate * np.sqrt(2.0)
+    return bad

@@ -75,6 +75,22 @@ def test_cli_depth_model(files, tiny_model, capsys, tmp_path):
     assert "cached: True/True" in out
 
 
+def test_cli_depth_model_with_gmm_refinement(files, tiny_model, capsys, tmp_path):
+    """`--refine gmm` with predicted depth: the mixtures are built from the same (cached)
+    predictions, with the monocular preset; a pose or a reported failure, no crash."""
+    d, k, p = files
+    out_json = tmp_path / "res.json"
+    argv = ["estimate", d / "left.png", d / "right.png", "--K0", k, "--depth-model", tiny_model,
+            "--depth-resolution", "56", "--depth-cache", tmp_path / "cache", "--refine", "gmm",
+            "--features", "none", "--num-gaussians", "500", "--json", out_json]
+    code, out, err = run_cli(capsys, *argv)
+    assert code in (0, 1), err
+    assert "Traceback" not in err
+    res = json.loads(out_json.read_text())
+    if res["success"] and "front end" in out:
+        assert res["solver"] == "gmm" and res["metric"]
+
+
 def test_cli_without_depth_says_direction_only(files, capsys):
     d, k, p = files
     code, out, err = run_cli(capsys, "estimate", d / "left.png", d / "right.png", "--K0", k)

@@ -83,7 +83,7 @@ def add_gmm_args(g) -> None:
     from twoview.gmm.config import PRESETS
 
     g.add_argument("--gmm-preset", default=None, choices=list(PRESETS),
-                   help="named settings (default: 'default'; 'monocular' for depth from a network)")
+                   help="named settings (default: monocular with --depth-model, else default)")
     g.add_argument("--gmm-config", metavar="FILE.json", help="partial GMMConfig as JSON, applied on the preset")
     g.add_argument("--num-gaussians", type=int, help="target Gaussians per view")
     g.add_argument("--features", choices=["xfeat", "dinov2", "none"], help="per-Gaussian descriptors")

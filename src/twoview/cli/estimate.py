@@ -124,8 +124,16 @@ def run(args) -> int:
         from twoview.gmm.api import refine_estimate
 
         print(f"front end: {result.summary().splitlines()[0]}")
+        refine_inputs, preset = dict(inputs), "default"
         try:
-            result = refine_estimate(inputs, result, gmm_config(args))
+            if inputs.get("depth_model") is not None:  # the predicted maps (cached on disk by the estimator)
+                from twoview.depth.sources import predict_depth_pair
+
+                d0, d1, _ = predict_depth_pair(inputs["depth_model"], inputs["image0"], inputs["image1"],
+                                               inputs["camera0"], inputs["camera1"])
+                refine_inputs.update(depth0=d0, depth1=d1, depth_scale=None)
+                preset = "monocular"
+            result = refine_estimate(refine_inputs, result, gmm_config(args, preset))
         except InputError as e:
             raise InputError(cli_names(args).get(e.what, e.what), e.problem) from None
     print(result.summary())

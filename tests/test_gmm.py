@@ -462,3 +462,19 @@ def test_distorted_camera_builds_in_the_pinhole_frame(scene):
     assert mix.camera.dist is None
     res = refine_relative_pose(im0, im1, cam, cam, d0, d1, _perturb(gt), FAST)
     assert res.success and _err(res.cam1_from_cam0, gt)[0] < 0.3
+
+
+def test_depth_maps_off_in_scale_are_not_taken_for_no_overlap(scene):
+    """View 1's depth 20 % short (a monocular scale error): its z-buffer hides all of
+    view 0's Gaussians, which must not read as "no overlap"; the monocular preset
+    estimates the relative scale and recovers the rotation."""
+    from twoview.gmm.config import preset_config
+
+    im0, im1, d0, d1, gt = scene
+    init = _perturb(gt, 0.5, 0.01)
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0, 0.8 * d1, init, FAST)
+    assert res.success
+    mono = preset_config("monocular", {"build": {"features": "none", "num_gaussians": 1200}})
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0, 0.8 * d1, init, mono)
+    assert res.success and abs(res.info["scale"] - 0.8) < 0.03
+    assert _err(res.cam1_from_cam0, gt)[0] < 0.3

@@ -69,11 +69,21 @@ def _pool():
 
 
 def _visibility(a: Prepared, b: Prepared, R, t, s, cfg: AlignConfig):
-    """vis_a: A's Gaussians seen by camera 1; vis_b: B's seen by camera 0."""
+    """vis_a: A's Gaussians seen by camera 1; vis_b: B's seen by camera 0.
+
+    When the other view's z-buffer hides nearly all (> 75 %) of what its frustum shows,
+    the two depth maps disagree (a scale error of monocular depth, say), not the scene:
+    that direction keeps the frustum test only (inside the image, over valid depth)."""
     p = apply_state(a.means, R, t, s)
-    vis_a = visible_in(p, b.mix, cfg)
     q = (b.means - t) @ R / s  # inverse map into camera 0
-    vis_b = visible_in(q, a.mix, cfg)
+    vis_a, vis_b = visible_in(p, b.mix, cfg), visible_in(q, a.mix, cfg)
+    if cfg.use_visibility:
+        frustum = cfg.replace(occlusion_tolerance=np.inf)
+        fa, fb = visible_in(p, b.mix, frustum), visible_in(q, a.mix, frustum)
+        if vis_a.sum() < 0.25 * fa.sum():
+            vis_a = fa
+        if vis_b.sum() < 0.25 * fb.sum():
+            vis_b = fb
     return vis_a, vis_b
 
 

@@ -259,23 +259,25 @@ def build_mixture(
     step = 2 if c1 >= 4 else 1
     c1 = max(1, c1 // step)
     c2 = 2 * c1
-    vv, uu = np.mgrid[0:H:step, 0:W:step]
     dz = depth[::step, ::step]
-    ok = valid[::step, ::step]
     h, w = dz.shape
     Hp, Wp = -(-h // c2) * c2, -(-w // c2) * c2
-    pad = np.zeros((15, Hp, Wp))
-    z = np.where(ok, dz, 0.0)
+    # the grid padded to whole cells; padding is invalid (m = 0) and sums nothing
+    ok = np.zeros((Hp, Wp), bool)
+    ok[:h, :w] = valid[::step, ::step]
+    z = np.zeros((Hp, Wp))
+    z[:h, :w] = np.where(ok[:h, :w], dz, 0.0)
+    vv, uu = np.mgrid[0 : Hp * step : step, 0 : Wp * step : step].astype(np.float64)
     x = (uu - camera.cx) * (z / camera.fx)
     y = (vv - camera.cy) * (z / camera.fy)
     m = ok.astype(np.float64)
-    chans = (m, x, y, z, x * x, x * y, x * z, y * y, y * z, z * z, uu * m, vv * m)
-    for k, ch in enumerate(chans):
-        pad[k, :h, :w] = ch
-    for k in range(3):
-        pad[12 + k, :h, :w] = image[::step, ::step, k] * (m / 255.0)
-    fine = np.add.reduceat(np.add.reduceat(pad, np.arange(0, Wp, c1), axis=2), np.arange(0, Hp, c1), axis=1)
-    fine = fine.transpose(1, 2, 0)  # (Hp / c1, Wp / c1, 15) block sums
+    rgb = np.zeros((Hp, Wp, 3))
+    rgb[:h, :w] = image[::step, ::step, :3] * (1.0 / 255.0)
+    X = np.stack([m, x, y, z, x * x, x * y, x * z, y * y, y * z, z * z, uu * m, vv * m,
+                  rgb[..., 0] * m, rgb[..., 1] * m, rgb[..., 2] * m])
+    # block sums over c1 x c1 cells: c1 strided adds per axis (vectorised, exact)
+    cols = sum(X[:, :, k::c1] for k in range(c1))
+    fine = sum(cols[:, k::c1, :] for k in range(c1)).transpose(1, 2, 0)  # (Hp / c1, Wp / c1, 15)
     coarse = fine.reshape(Hp // c2, 2, Wp // c2, 2, 15).sum(axis=(1, 3))
 
     n2, mean2, cov2, _ = _moments_to_gaussians(coarse[..., :12])

@@ -56,6 +56,9 @@ def run(args) -> int:
     result = align_mixtures(mix0, mix1, init, cfg.align)
     result.timings_ms.update({"load_features": (t0 - t_load) * 1e3, "build": (t1 - t0) * 1e3,
                               "optimize": (time.perf_counter() - t1) * 1e3})
+    if front is not None:  # the front end's matches, as `estimate --refine gmm` reports them
+        result.timings_ms = {**front.timings_ms, **result.timings_ms}
+        result.num_matches, result.num_inliers = front.num_matches, front.num_inliers
     print(result.summary())
     if result.success:
         i = result.info

@@ -478,3 +478,12 @@ def test_depth_maps_off_in_scale_are_not_taken_for_no_overlap(scene):
     res = refine_relative_pose(im0, im1, CAM, CAM, d0, 0.8 * d1, init, mono)
     assert res.success and abs(res.info["scale"] - 0.8) < 0.03
     assert _err(res.cam1_from_cam0, gt)[0] < 0.3
+
+
+def test_confidence_flags_a_refinement_that_did_not_converge(scene):
+    im0, im1, d0, d1, gt = scene
+    good = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 1.0, 0.02), FAST)
+    bad = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 25.0, 0.8), FAST)
+    assert _err(good.cam1_from_cam0, gt)[0] < 0.3 < _err(bad.cam1_from_cam0, gt)[0]
+    assert bad.confidence < 0.5 * good.confidence
+    assert good.info["confidence_after"] >= good.info["confidence_before"]

@@ -13,8 +13,9 @@ rounds, so the cost is about ``N x knn`` per iteration.
 
 Stopping rules per level: update below ``step_tolerance`` (radians / fraction of median
 depth), ``max_iterations`` reached, or the damping grows past 1e6 (no ascent possible).
-The final pose is kept only if the objective at the finest level is no higher than at the
-initial pose (``reject_worse``).
+The final pose is kept only if, at the finest level, the objective is no higher and the
+confidence (geometric NCC and appearance agreement, in [0, 1], comparable across pairs)
+no lower than at the initial pose (``reject_worse``).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class _Level:
         cost)."""
         n = 7 if with_scale else 6
         F, g, H = 0.0, np.zeros(n), np.zeros((n, n))
-        self.ncc, self.app = 0.0, 0.0
+        self.ncc, self.app, self.agree = 0.0, 0.0, 0.0
         geo = None
         if self.D > 0 and (self.wg > 0 or not deriv):  # on the worker thread, beside the appearance
             geo = _pool().submit(evaluate, self.a, self.b, R, t, s, self.var, self.vis_a, self.vis_b, self.cfg,
@@ -181,6 +182,7 @@ class _Level:
             q, J = inverse_map(self.b.means[self.idx_b], R, t, s, with_scale, deriv)
             inv = appearance_term(q, J, self.src_b, self.chan_a, cam0, huber)
             self.app = (fwd.cost + inv.cost) / self.N
+            self.agree = (fwd.agreement + inv.agreement) / self.N
             F += self.wa * self.app
             if deriv:
                 g += self.wa * (fwd.grad + inv.grad) / self.N
@@ -199,6 +201,15 @@ class _Level:
         self.start_round(R, t, s)
         F = self(R, t, s, False, deriv=False)[0]
         return F, float(self.ncc), int(self.vis_a.sum()), int(self.vis_b.sum())
+
+    def confidence(self) -> float:
+        """How well the two mixtures agree at the last evaluated state, in [0, 1]: the
+        mean of the geometric NCC and the appearance agreement (the mean over the
+        compared Gaussians of ``exp(-|r|^2 / 2)`` of their normalised residual)."""
+        parts = [self.ncc] if self.D > 0 else []
+        if self.wa > 0:
+            parts.append(self.agree)
+        return float(np.clip(np.mean(parts), 0.0, 1.0)) if parts else 0.0
 
 
 def align_mixtures(
@@ -250,11 +261,12 @@ def align_mixtures(
         noise = registration_noise(a, b, R, t, s_init, vis_a, vis_b, cfg)
         fine.var = fine_var + noise / 2
     obj0, score0, nva, nvb = fine.score(R, t, 1.0)
+    conf0 = fine.confidence()
     s = s_init  # the optimisation starts from the depth-ratio scale ...
     if s_init != 1.0:  # ... and has to beat the better of it and s = 1
         obj_s, score_s, nva_s, nvb_s = fine.score(R, t, s_init)
         if obj_s < obj0:
-            obj0, score0 = obj_s, score_s
+            obj0, score0, conf0 = obj_s, score_s, fine.confidence()
         nva, nvb = max(nva, nva_s), max(nvb, nvb_s)
     if min(nva, nvb) < cfg.min_visible:
         return PoseResult.failure(
@@ -286,11 +298,14 @@ def align_mixtures(
         levels.append({"inflation": infl, "blur_px": blur, "iterations": it, "objective": F})
 
     obj1, score1, nva1, nvb1 = fine.score(R, t, s)
+    conf1 = fine.confidence()
     info = {
         "score_before": score0,
         "score_after": score1,
         "objective_before": obj0,
         "objective_after": obj1,
+        "confidence_before": conf0,
+        "confidence_after": conf1,
         "iterations": total_iters,
         "levels": levels,
         "scale": s,
@@ -303,7 +318,7 @@ def align_mixtures(
     pose = Pose(R, t)
     if not np.all(np.isfinite(pose.matrix)):
         return PoseResult.failure("the optimisation diverged (non-finite pose)", solver=SOLVER, info=info)
-    if cfg.reject_worse and not (obj1 <= obj0):
+    if cfg.reject_worse and not (obj1 <= obj0 and conf1 >= conf0):  # worse by either measure
         info["rejected"] = True
         pose, s, info["scale"] = init, 1.0, 1.0
     return PoseResult(
@@ -311,7 +326,7 @@ def align_mixtures(
         cam1_from_cam0=pose,
         metric=True,
         solver=SOLVER,
-        confidence=float(np.clip(score0 if info["rejected"] else score1, 0.0, 1.0)),
+        confidence=conf0 if info["rejected"] else conf1,
         info=info,
     )
 

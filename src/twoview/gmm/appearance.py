@@ -188,6 +188,7 @@ class AppearanceTerm:
     grad: np.ndarray | None  # (n_params,) d cost / d increment
     hess: np.ndarray | None  # (n_params, n_params) Gauss-Newton matrix
     count: int  # Gaussians that projected inside the other image
+    agreement: float = 0.0  # sum over them of exp(-|r|^2 / 2), averaged over channel groups
 
 
 def appearance_term(q: np.ndarray, dq_dxi: np.ndarray | None, source_values: list[np.ndarray],
@@ -224,7 +225,7 @@ def appearance_term(q: np.ndarray, dq_dxi: np.ndarray | None, source_values: lis
     du_dq[:, 0, 2] = -camera.fx * qi[:, 0] / zs**2
     du_dq[:, 1, 1] = camera.fy / zs
     du_dq[:, 1, 2] = -camera.fy * qi[:, 1] / zs**2
-    cost = 0.0
+    cost, agreement = 0.0, 0.0
     # Reduce over channels in the image plane first: per point the Gram matrix of
     # (dr/du, dr/dv, r) gives the 2x2 structure tensor, the 2-vector J^T r and |r|^2.
     S = np.zeros((len(idx), 3, 3))
@@ -237,9 +238,10 @@ def appearance_term(q: np.ndarray, dq_dxi: np.ndarray | None, source_values: lis
         nrm = np.sqrt(G[:, 2, 2])
         w = np.where(nrm <= huber, 1.0, huber / np.maximum(nrm, 1e-12))
         cost += float(np.sum(np.where(nrm <= huber, 0.5 * nrm**2, huber * (nrm - 0.5 * huber))))
+        agreement += float(np.sum(np.exp(-0.5 * G[:, 2, 2]))) / len(target)
         S += w[:, None, None] * G
     if dq_dxi is None:
-        return AppearanceTerm(cost, None, None, len(idx))
+        return AppearanceTerm(cost, None, None, len(idx), agreement)
     Suu, Suv, Svv, bu, bv = S[:, 0, 0], S[:, 0, 1], S[:, 1, 1], S[:, 0, 2], S[:, 1, 2]
     # chain to the pose: d(u, v)/dxi = d(u, v)/dq dq/dxi, (n, 2, P); then
     # H = sum_n Juv^T S2 Juv and g = sum_n Juv^T b with the per-point 2x2 tensor S2
@@ -249,7 +251,7 @@ def appearance_term(q: np.ndarray, dq_dxi: np.ndarray | None, source_values: lis
     SJv = Suv[:, None] * Ju + Svv[:, None] * Jv
     hess = Ju.T @ SJu + Jv.T @ SJv
     grad = Ju.T @ bu + Jv.T @ bv
-    return AppearanceTerm(cost, grad, hess, len(idx))
+    return AppearanceTerm(cost, grad, hess, len(idx), agreement)
 
 
 def forward_map(means: np.ndarray, R: np.ndarray, t: np.ndarray, s: float, with_scale: bool, deriv: bool = True):

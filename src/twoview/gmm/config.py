@@ -121,8 +121,8 @@ class AlignConfig(StrictConfig):
         step_tolerance: stop a level when the update is smaller than this (radians, and
             fraction of the median depth for translation).
         min_visible: fewer visible Gaussians in either view is a failure (no overlap).
-        reject_worse: keep the initial pose when the final score is lower than the
-            initial pose's score.
+        reject_worse: keep the initial pose when, at the finest level, the refined pose
+            has a higher objective or a lower confidence than the initial one.
     """
 
     use_covariance: bool = True

@@ -462,33 +462,44 @@ def _lbfgs_level(lev: _Level, R, t, s, cfg: AlignConfig, max_rounds: int = 3):
 
 
 def refine_relative_pose(
-    image0: np.ndarray,
-    image1: np.ndarray,
-    camera0: Camera,
-    camera1: Camera,
-    depth0: np.ndarray,
-    depth1: np.ndarray,
+    image0,
+    image1,
+    camera0,
+    camera1,
+    depth0,
+    depth1,
     init: Pose,
     config: GMMConfig | None = None,
+    depth_scale: float | None = None,
 ) -> PoseResult:
     """Refine a metric relative pose by aligning the two views' Gaussian mixtures.
 
     Args:
-        image0, image1: (H, W, 3) uint8 RGB.
-        camera0, camera1: intrinsics of each image.
-        depth0, depth1: (H, W) z-depth in metres, NaN invalid.
+        image0, image1: paths or (H, W, 3) uint8 RGB arrays.
+        camera0, camera1: :class:`Camera`, 3x3 K, ``(fx, fy, cx, cy)`` or
+            ``{"K": ..., "dist": ...}`` (as :func:`twoview.estimate_relative_pose` takes).
+        depth0, depth1: paths (16-bit PNG with ``depth_scale``, .npy, .pfm, .exr) or (H, W)
+            z-depth in metres, NaN invalid; both required.
         init: initial ``cam1_from_cam0`` (front end, a pose file, or identity).
-        config: build and alignment options.
+        config: build and alignment options (see :func:`twoview.gmm.preset_config`).
+        depth_scale: PNG units per metre.
 
     Returns:
-        :class:`PoseResult` with solver "gmm", ``metric=True``, ``confidence`` = final
-        normalised score, ``info`` with ``score_before``/``score_after``/``iterations``/
-        ``rejected`` and ``timings_ms`` with "build" and "optimize". Failures (empty or
-        tiny mixtures, no overlap) are ``success=False`` with a reason.
+        :class:`PoseResult` with solver "gmm", ``metric=True``, ``confidence`` in [0, 1]
+        (geometric NCC and appearance agreement at the returned pose), ``info`` with
+        ``objective_before/after``, ``confidence_before/after``, ``score_before/after``
+        (geometric NCC), ``iterations``, ``levels``, ``rejected``, ``scale`` and
+        ``registration_noise_m``, and ``timings_ms`` with "build" and "optimize".
+        Failures (empty or tiny mixtures, no overlap) are ``success=False`` with a reason.
 
     Raises:
-        InputError: missing depth, shape mismatches, or depth with no valid pixel.
+        InputError: a missing or unreadable file, missing depth, shape mismatches, or
+            depth with no valid pixel (the message names the argument).
     """
+    from twoview.gmm.api import load_inputs
+
+    image0, image1, camera0, camera1, depth0, depth1 = load_inputs(
+        image0, image1, camera0, camera1, depth0, depth1, depth_scale)
     cfg = config or GMMConfig()
     t_load = time.perf_counter()
     load_feature_backend(cfg.build)  # once per process; not part of the per-pair cost

@@ -52,9 +52,9 @@ def refine_estimate(inputs: dict, front: PoseResult, config: GMMConfig | None = 
         return front
     if not front.metric:
         raise InputError("--refine", "gmm refinement needs a metric initial pose: give --depth0 and --depth1")
-    keys = ("image0", "image1", "camera0", "camera1", "depth0", "depth1", "depth_scale")
-    im0, im1, cam0, cam1, d0, d1 = load_inputs(**{k: inputs.get(k) for k in keys})
-    res = refine_relative_pose(im0, im1, cam0, cam1, d0, d1, front.cam1_from_cam0, config)
+    keys = ("image0", "image1", "camera0", "camera1", "depth0", "depth1")
+    res = refine_relative_pose(*(inputs.get(k) for k in keys), front.cam1_from_cam0, config,
+                               depth_scale=inputs.get("depth_scale"))
     timings = dict(front.timings_ms)
     timings.update(res.timings_ms)
     res.timings_ms = timings

@@ -77,14 +77,11 @@ def _visibility(a: Prepared, b: Prepared, R, t, s, cfg: AlignConfig):
     that direction keeps the frustum test only (inside the image, over valid depth)."""
     p = apply_state(a.means, R, t, s)
     q = (b.means - t) @ R / s  # inverse map into camera 0
-    vis_a, vis_b = visible_in(p, b.mix, cfg), visible_in(q, a.mix, cfg)
-    if cfg.use_visibility:
-        frustum = cfg.replace(occlusion_tolerance=np.inf)
-        fa, fb = visible_in(p, b.mix, frustum), visible_in(q, a.mix, frustum)
-        if vis_a.sum() < 0.25 * fa.sum():
-            vis_a = fa
-        if vis_b.sum() < 0.25 * fb.sum():
-            vis_b = fb
+    (vis_a, fa), (vis_b, fb) = visible_in(p, b.mix, cfg, True), visible_in(q, a.mix, cfg, True)
+    if vis_a.sum() < 0.25 * fa.sum():
+        vis_a = fa
+    if vis_b.sum() < 0.25 * fb.sum():
+        vis_b = fb
     return vis_a, vis_b
 
 

@@ -66,30 +66,35 @@ def pair_similarity(a: Prepared, b: Prepared, i: np.ndarray, j: np.ndarray, cfg:
     return c
 
 
-def visible_in(points: np.ndarray, mix: GaussianMixture, cfg: AlignConfig) -> np.ndarray:
+def visible_in(points: np.ndarray, mix: GaussianMixture, cfg: AlignConfig, with_frustum: bool = False):
     """Which points (N, 3), given in ``mix``'s camera frame, that camera sees: in front,
     inside the image and not behind its z-buffer (with relative slack). (N,) bool.
 
     Without a camera every point counts as visible; without a z-buffer only the frustum
-    is tested."""
+    is tested. ``with_frustum``: also return the points in front, inside the image and
+    over valid z-buffer depth, occlusion ignored (visible, frustum)."""
     if not cfg.use_visibility or mix.camera is None:
-        return np.ones(len(points), bool)
+        ones = np.ones(len(points), bool)
+        return (ones, ones.copy()) if with_frustum else ones
     cam = mix.camera
     z = points[:, 2]
     ok = z > 1e-6
     uv = np.zeros((len(points), 2))
     uv[ok] = cam.project(points[ok])
     ok &= cam.in_image(uv)
+    frustum = ok.copy()
     if mix.zbuffer is not None and ok.any():
         s = mix.zbuffer_stride
         h, w = mix.zbuffer.shape
-        ix = np.clip(((uv[ok, 0] + 0.5) / s).astype(int), 0, w - 1)
-        iy = np.clip(((uv[ok, 1] + 0.5) / s).astype(int), 0, h - 1)
+        idx = np.flatnonzero(ok)
+        ix = np.clip(((uv[idx, 0] + 0.5) / s).astype(int), 0, w - 1)
+        iy = np.clip(((uv[idx, 1] + 0.5) / s).astype(int), 0, h - 1)
         zb = mix.zbuffer[iy, ix]
+        has = np.isfinite(zb)
         with np.errstate(invalid="ignore"):
-            seen = np.isfinite(zb) & (z[ok] <= zb * (1.0 + cfg.occlusion_tolerance))
-        ok[np.flatnonzero(ok)] = seen
-    return ok
+            ok[idx] = has & (z[idx] <= zb * (1.0 + cfg.occlusion_tolerance))
+        frustum[idx] = has
+    return (ok, frustum) if with_frustum else ok
 
 
 def apply_state(means: np.ndarray, R: np.ndarray, t: np.ndarray, s: float) -> np.ndarray:
@@ -212,7 +217,7 @@ def registration_noise(a: Prepared, b: Prepared, R, t, s, vis_a, vis_b, cfg: Ali
     lo, hi = 0.0, float(np.median(np.sum(proj2, axis=1))) + 1e-12
     while median_e2(hi) > target:
         hi *= 4.0
-    for _ in range(30):  # bisection, cheap: arithmetic on (n, 3)
+    for _ in range(20):  # bisection to ~1e-6 of the bracket, cheap: arithmetic on (n, 3)
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if median_e2(mid) > target else (lo, mid)
     return hi

@@ -108,7 +108,7 @@ class _Level:
     one LM round (visibility, geometric pairs, self overlaps, the Gaussians' own
     appearance): ``F = wg (1 - E_AB / D) + wa (C_fwd + C_inv) / N``."""
 
-    def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig):
+    def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig, feature_basis=None):
         self.a, self.b, self.var, self.cfg = a, b, var, cfg
         self.wg, self.wa = cfg.geometry_weight, cfg.appearance_weight
         fa, fb = a.mix.appearance, b.mix.appearance
@@ -118,8 +118,7 @@ class _Level:
             self.wa = 0.0  # nothing to compare (e.g. mixtures read from PLY files)
         if self.wa > 0:
             feats = cfg.use_features and fa.features is not None and fb.features is not None
-            basis = shared_feature_basis(fa.features, fb.features, cfg.feature_dims) if feats else None
-            args = (blur, cfg.colour_residual_sigma, cfg.feature_residual_sigma, cfg.use_colour, feats, basis)
+            args = (blur, cfg.colour_residual_sigma, cfg.feature_residual_sigma, cfg.use_colour, feats, feature_basis)
             self.chan_a, self.chan_b = channels(fa, *args), channels(fb, *args)
             uv_a, uv_b = a.mix.camera.project(a.means), b.mix.camera.project(b.means)
             self.own_a = sample_at_pixels(self.chan_a, uv_a)
@@ -245,10 +244,20 @@ def align_mixtures(
             mix.ensure_appearance()
     a = Prepared.from_mixture(mix0, cfg)
     b = Prepared.from_mixture(mix1, cfg)
+    basis = None
+    if a.features is not None and b.features is not None:
+        # descriptors are compared on the principal directions of both views' descriptors
+        # (pair similarities and the appearance term alike): most of their variance at a
+        # fraction of the cost
+        basis = shared_feature_basis(a.features, b.features, cfg.feature_dims)
+        if basis is not None:
+            for p in (a, b):
+                f = p.features @ basis
+                p.features = (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     depth_scale = 0.5 * (mix0.median_depth() + mix1.median_depth())
     R, t, s = init.R.copy(), init.t.copy(), 1.0
     fine_var = (cfg.inflation[-1] * depth_scale) ** 2
-    fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg)
+    fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg, basis)
 
     s_init = _initial_scale(a, b, R, t, cfg) if cfg.estimate_scale else 1.0
     noise = 0.0
@@ -279,7 +288,7 @@ def align_mixtures(
             levels.append({"inflation": infl, "blur_px": blur, "iterations": 0, "skipped": True})
             continue
         var = max((infl * depth_scale) ** 2, noise / 2)
-        lev = fine if level == last else _Level(a, b, var, blur, cfg)
+        lev = fine if level == last else _Level(a, b, var, blur, cfg, basis)
         if level == last and total_iters > 0 and fine.score(R, t, s)[0] > obj0:
             # the coarse levels widen the basin; the fine level starts from whichever of
             # their result and the initial pose it scores better (a good initial pose is

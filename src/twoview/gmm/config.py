@@ -56,7 +56,7 @@ class BuildConfig(StrictConfig):
     max_sigma_rel: float = 0.05
     depth_sigma_rel: float = 0.0
     features: FeatureBackendName = "xfeat"
-    feature_resize_max: int = 320
+    feature_resize_max: int = 256
     dinov2_model: str = "facebook/dinov2-small"
     zbuffer_stride: int = 4
 

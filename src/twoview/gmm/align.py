@@ -119,19 +119,26 @@ class _Level:
         if self.wa > 0:
             feats = cfg.use_features and fa.features is not None and fb.features is not None
             args = (blur, cfg.colour_residual_sigma, cfg.feature_residual_sigma, cfg.use_colour, feats, feature_basis)
-            self.chan_a, self.chan_b = channels(fa, *args), channels(fb, *args)
-            uv_a, uv_b = a.mix.camera.project(a.means), b.mix.camera.project(b.means)
-            self.own_a = sample_at_pixels(self.chan_a, uv_a)
-            self.own_b = sample_at_pixels(self.chan_b, uv_b)
-            self.tex_a = textured(self.chan_a, uv_a, cfg.appearance_fraction)
-            self.tex_b = textured(self.chan_b, uv_b, cfg.appearance_fraction)
+
+            def view(field_, p):  # one view's channels, its Gaussians' own appearance, the textured ones
+                ch = channels(field_, *args)
+                uv = p.mix.camera.project(p.means)
+                return ch, sample_at_pixels(ch, uv), textured(ch, uv, cfg.appearance_fraction)
+
+            job = _pool().submit(view, fb, b)
+            self.chan_a, self.own_a, self.tex_a = view(fa, a)
+            self.chan_b, self.own_b, self.tex_b = job.result()
 
     def start_round(self, R, t, s):
         """Fix visibility, pairs and normalisers at the current state."""
         a, b, cfg = self.a, self.b, self.cfg
         self.vis_a, self.vis_b = _visibility(a, b, R, t, s, cfg)
-        self.pairs = candidate_pairs(a, b, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
-        self.frozen = freeze_covariances(a, b, R, s, self.var, self.pairs)
+
+        def geometry():  # on the worker thread, beside the self overlaps and colour fits
+            pairs = candidate_pairs(a, b, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
+            return pairs, freeze_covariances(a, b, R, s, self.var, pairs)
+
+        job = _pool().submit(geometry)
         eaa = self_overlap(a, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(a, self.var, self.vis_a, cfg, s)
         self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(b, self.var, self.vis_b, cfg), 0.0))
         self.idx_a, self.idx_b = np.flatnonzero(self.vis_a), np.flatnonzero(self.vis_b)
@@ -143,6 +150,7 @@ class _Level:
                                            self.chan_b, b.mix.camera)
             self.src_b = self._compensated(self.own_b, self.idx_b, inverse_map(b.means[self.idx_b], R, t, s, False, False)[0],
                                            self.chan_a, a.mix.camera)
+        self.pairs, self.frozen = job.result()
 
     def _compensated(self, own, idx, q, target, camera):
         """The visible Gaussians' own appearance; colours mapped by the affine colour
@@ -242,8 +250,9 @@ def align_mixtures(
         mix.ensure_zbuffer()
         if cfg.appearance_weight > 0:
             mix.ensure_appearance()
+    job = _pool().submit(Prepared.from_mixture, mix1, cfg)
     a = Prepared.from_mixture(mix0, cfg)
-    b = Prepared.from_mixture(mix1, cfg)
+    b = job.result()
     basis = None
     if a.features is not None and b.features is not None:
         # descriptors are compared on the principal directions of both views' descriptors

@@ -45,7 +45,8 @@ def _errors(pairs, degrade: bool):
 
 @pytest.mark.parametrize("dataset", ["tum", "icl"])
 def test_refines_the_front_end(shared_data, dataset):
-    pairs = _tum(shared_data) if dataset == "tum" else _icl(shared_data)[:5]
+    # all of them: a median of a few pairs swings by the pseudo ground truth's ~0.2 deg
+    pairs = _tum(shared_data) if dataset == "tum" else _icl(shared_data)
     (fr, ft), (gr, gt) = _errors(pairs, degrade=False)
     assert gr < 0.5 and gt < 0.02, (gr, gt)
     assert gr <= fr + 0.05 and gt <= ft + 0.003, ((fr, ft), (gr, gt))

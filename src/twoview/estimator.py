@@ -16,6 +16,7 @@ from twoview.io.depth import load_depth, prepare_depth
 from twoview.io.images import check_image_array, load_image
 from twoview.matching import get_matcher
 from twoview.result import Matches, PoseResult, confidence_from_inliers
+from twoview._threads import blas_single_thread
 from twoview.solvers import scale_from_depth, solve_essential, solve_pnp, solve_rigid3d
 
 ImageLike = "str | Path | np.ndarray"
@@ -160,6 +161,7 @@ def estimate_relative_pose(
     return res
 
 
+@blas_single_thread
 def estimate_from_matches(
     matches: Matches,
     cam0: Camera,

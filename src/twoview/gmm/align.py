@@ -52,6 +52,7 @@ from twoview.gmm.objective import (
     self_overlap,
     visible_in,
 )
+from twoview._threads import blas_single_thread
 from twoview.result import PoseResult
 
 SOLVER = "gmm"
@@ -216,6 +217,7 @@ class _Level:
         return float(np.clip(np.mean(parts), 0.0, 1.0)) if parts else 0.0
 
 
+@blas_single_thread
 def align_mixtures(
     mix0: GaussianMixture,
     mix1: GaussianMixture,
@@ -476,6 +478,7 @@ def _lbfgs_level(lev: _Level, R, t, s, cfg: AlignConfig, max_rounds: int = 3):
     return R, t, s, iters, F
 
 
+@blas_single_thread
 def refine_relative_pose(
     image0,
     image1,

@@ -180,6 +180,17 @@ def fit_gain_bias(src: np.ndarray, dst: np.ndarray, max_gain: float = 3.0) -> tu
     return gain, bias
 
 
+def _gram3(x0: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) float64 Gram matrices of the rows (x0, x1, x2), each (n, C): six row-wise
+    dot products (3x faster than a batched matmul of (n, 3, C) stacks)."""
+    G = np.empty((len(x0), 3, 3))
+    xs = (x0, x1, x2)
+    for a in range(3):
+        for b in range(a, 3):
+            G[:, a, b] = G[:, b, a] = np.einsum("nc,nc->n", xs[a], xs[b])
+    return G
+
+
 @dataclass
 class AppearanceTerm:
     """Gauss-Newton pieces of one direction of the appearance term at a state."""
@@ -233,8 +244,7 @@ def appearance_term(q: np.ndarray, dq_dxi: np.ndarray | None, source_values: lis
         mu = np.clip((u + 0.5) * ch.kx - 0.5, 0, ch.map.shape[1] - 1)
         mv = np.clip((v + 0.5) * ch.ky - 0.5, 0, ch.map.shape[0] - 1)
         val, dmu, dmv = bilinear(ch.map, mu, mv)
-        X = np.stack([dmu * (ch.kx / ch.sigma), dmv * (ch.ky / ch.sigma), (val - src[idx]) / ch.sigma], axis=1)
-        G = np.matmul(X, X.transpose(0, 2, 1)).astype(np.float64)  # (n, 3, 3)
+        G = _gram3(dmu * (ch.kx / ch.sigma), dmv * (ch.ky / ch.sigma), (val - src[idx]) / ch.sigma)
         nrm = np.sqrt(G[:, 2, 2])
         w = np.where(nrm <= huber, 1.0, huber / np.maximum(nrm, 1e-12))
         cost += float(np.sum(np.where(nrm <= huber, 0.5 * nrm**2, huber * (nrm - 0.5 * huber))))

@@ -21,7 +21,9 @@ import numpy as np
 
 from twoview.errors import InputError
 from twoview.geometry.camera import Camera
+from twoview.geometry.rotation import sym3_eigvalsh
 from twoview.gmm.appearance import AppearanceField
+from twoview._threads import blas_single_thread
 from twoview.gmm.config import BuildConfig
 
 
@@ -141,7 +143,7 @@ class GaussianMixture:
         img[iy[order], ix[order]] = self.colors[ok][inside][order]
         hit[iy[order], ix[order]] = 1.0
         # footprint: the median std of a Gaussian in pixels
-        sig = np.sqrt(np.linalg.eigvalsh(self.covs[ok][inside])[:, -1]) * cam.fx / z
+        sig = np.sqrt(sym3_eigvalsh(self.covs[ok][inside])[:, -1]) * cam.fx / z
         blur = float(np.clip(np.median(sig), 1.0, 20.0))
         num = cv2.GaussianBlur(img, (0, 0), blur)
         den = cv2.GaussianBlur(hit, (0, 0), blur)[..., None]
@@ -173,17 +175,15 @@ def _check_inputs(image, depth, camera: Camera, name: str):
 
 
 def _valid_mask(depth: np.ndarray, cfg: BuildConfig) -> np.ndarray:
-    z = depth
-    finite = np.isfinite(z) & (z > cfg.min_depth) & (z < cfg.max_depth)
-    zf = np.where(finite, z, np.inf)
+    finite = np.isfinite(depth) & (depth > cfg.min_depth) & (depth < cfg.max_depth)
+    # a relative jump |a - b| > thr * min(a, b) to a 4-neighbour is a log-depth step
+    # above log(1 + thr); an invalid neighbour (inf) counts as an edge
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lz = np.log(np.where(finite, depth, np.inf).astype(np.float32))
+        step = np.float32(np.log1p(cfg.edge_threshold))
+        dx = ~(np.abs(lz[:, 1:] - lz[:, :-1]) <= step)  # NaN (inf - inf) is an edge too
+        dy = ~(np.abs(lz[1:, :] - lz[:-1, :]) <= step)
     ok = finite.copy()
-    thr = cfg.edge_threshold
-    # relative jump to each 4-neighbour; an invalid neighbour (inf) counts as an edge
-    with np.errstate(invalid="ignore"):
-        dx = np.abs(zf[:, 1:] - zf[:, :-1]) > thr * np.minimum(zf[:, 1:], zf[:, :-1])
-        dy = np.abs(zf[1:, :] - zf[:-1, :]) > thr * np.minimum(zf[1:, :], zf[:-1, :])
-    dx |= ~(finite[:, 1:] & finite[:, :-1])
-    dy |= ~(finite[1:, :] & finite[:-1, :])
     ok[:, 1:] &= ~dx
     ok[:, :-1] &= ~dx
     ok[1:, :] &= ~dy
@@ -217,6 +217,7 @@ def load_feature_backend(cfg: BuildConfig):
     return get_backend(cfg.features, cfg.feature_resize_max, cfg.dinov2_model)
 
 
+@blas_single_thread
 def build_mixture(
     image: np.ndarray,
     depth: np.ndarray,
@@ -281,7 +282,7 @@ def build_mixture(
     coarse = fine.reshape(Hp // c2, 2, Wp // c2, 2, 15).sum(axis=(1, 3))
 
     n2, mean2, cov2, _ = _moments_to_gaussians(coarse[..., :12])
-    ev2 = np.linalg.eigvalsh(cov2 + 1e-12 * np.eye(3))
+    ev2 = sym3_eigvalsh(cov2)
     thick = np.sqrt(np.maximum(ev2[..., 0], 0)) / np.maximum(mean2[..., 2], 1e-9)
     split = (thick > cfg.split_threshold) | (n2 < cfg.min_fill * c2 * c2)
     keep_coarse = ~split & (n2 >= cfg.min_fill * c2 * c2)

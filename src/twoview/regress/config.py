@@ -36,6 +36,12 @@ class RegressorConfig(StrictConfig):
             (no parameters), so attention *values* carry where a token is -- the
             decoder can then read the image offset of what it attends to, which a small
             model trained on little data does not discover from RoPE alone.
+        flow_tokens: with the frozen stem, the decoder input of each token also gets
+            (linearly embedded) where its content lies in the other image: the soft-argmax
+            of the cosine similarity of the stem's descriptors (token-pooled, against the
+            other image's stride-8 map; :func:`twoview.regress.model.descriptor_flow`),
+            as offset, own position and match confidence. A correlation input, computed
+            in the same single forward pass (no solver); False = Reloc3r.
         enc_dim, enc_depth, enc_heads: shared ViT encoder (RoPE-2D positions).
         dec_dim, dec_depth, dec_heads: decoder with self-attention and cross-attention
             to the other image's tokens.
@@ -54,6 +60,7 @@ class RegressorConfig(StrictConfig):
     patch_size: int = 16
     stem: Literal["patch", "xfeat"] = "patch"
     pos_embed: Literal["none", "sincos"] = "none"
+    flow_tokens: bool = False
     enc_dim: int = 128
     enc_depth: int = 4
     enc_heads: int = 4
@@ -77,6 +84,7 @@ class RegressorConfig(StrictConfig):
             _check(d % h == 0 and (d // h) % 4 == 0,
                    f"model.{name}_dim ({d}) / {name}_heads ({h}) must be a multiple of 4 (RoPE-2D)")
             _check(getattr(self, f"{name}_depth") >= 1, f"model.{name}_depth must be >= 1")
+        _check(not self.flow_tokens or self.stem == "xfeat", "model.flow_tokens needs model.stem 'xfeat' (descriptors)")
         if self.stem == "xfeat":
             _check(p % 8 == 0, f"model.patch_size ({p}) must be a multiple of 8 with stem 'xfeat'")
             _check(self.img_width % 32 == 0 and self.img_height % 32 == 0,

@@ -74,6 +74,45 @@ def sincos_pos_embed_2d(dim: int, h: int, w: int, device=None) -> torch.Tensor:
     return torch.cat(parts, 1)
 
 
+#: Softmax temperature of the descriptor similarity in :func:`descriptor_flow`.
+FLOW_TEMPERATURE = 0.05
+
+
+def descriptor_flow(da: torch.Tensor, db: torch.Tensor, token_stride: int) -> torch.Tensor:
+    """Per token of image a: where its descriptors match in image b.
+
+    Args:
+        da, db: (B, C, H', W') descriptor maps of both images (the stem's, same size).
+        token_stride: tokens per descriptor cell along each axis is ``1 / token_stride``
+            (token grid = descriptor grid pooled ``token_stride`` times).
+
+    Returns:
+        (B, h * w, 5): offset (du, dv) to the matched position, own position (u, v),
+        both in units of the image size centred at 0 (so in [-0.5, 0.5] for positions),
+        and the match confidence (max probability), tokens row-major.
+    """
+    B, C, Hd, Wd = db.shape
+    qa = F.normalize(F.avg_pool2d(da, token_stride) if token_stride > 1 else da, dim=1)
+    h, w = qa.shape[-2:]
+    kb = F.normalize(db, dim=1).flatten(2)  # B, C, Hd*Wd
+    logits = qa.flatten(2).transpose(1, 2) @ kb / FLOW_TEMPERATURE  # B, h*w, Hd*Wd
+    conf = logits.softmax(-1).max(-1).values
+    best = logits.argmax(-1)
+    by, bx = best // Wd, best % Wd
+    off = torch.arange(-1, 2, device=da.device)
+    N = h * w
+    cy = (by[..., None, None] + off[:, None]).clamp(0, Hd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    cx = (bx[..., None, None] + off[None, :]).clamp(0, Wd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    p = torch.gather(logits, 2, cy * Wd + cx).softmax(-1)
+    u = ((p * cx.to(p.dtype)).sum(-1) + 0.5) / Wd - 0.5
+    v = ((p * cy.to(p.dtype)).sum(-1) + 0.5) / Hd - 0.5
+    yy, xx = torch.meshgrid(torch.arange(h, device=da.device, dtype=p.dtype), torch.arange(w, device=da.device, dtype=p.dtype),
+                            indexing="ij")
+    u0 = ((xx.reshape(-1) + 0.5) / w - 0.5).expand(B, N)
+    v0 = ((yy.reshape(-1) + 0.5) / h - 0.5).expand(B, N)
+    return torch.stack((u - u0, v - v0, u0, v0, conf), -1)
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -265,6 +304,8 @@ class RelPoseRegressor(nn.Module):
         self.enc_blocks = nn.ModuleList([Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.enc_depth)])
         self.enc_norm = nn.LayerNorm(cfg.enc_dim, eps=1e-6)
         self.decoder_embed = nn.Linear(cfg.enc_dim, cfg.dec_dim)
+        if cfg.flow_tokens:
+            self.flow_embed = nn.Sequential(nn.Linear(5, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
         self.dec_blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.dec_depth)])
         self.dec_norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
         self.pose_head = PoseHead(cfg)
@@ -320,6 +361,10 @@ class RelPoseRegressor(nn.Module):
         x, pos = self.encode(torch.cat((s0, s1), 0))
         f0, f1 = self.decoder_embed(x).chunk(2, 0)
         p0, p1 = pos.chunk(2, 0)
+        if self.cfg.flow_tokens:
+            # f = tokens per stem-map cell: the patch embedding's stride on the stem map
+            f0 = f0 + self.flow_embed(descriptor_flow(s0, s1, f))
+            f1 = f1 + self.flow_embed(descriptor_flow(s1, s0, f))
         for blk in self.dec_blocks:
             f0, f1 = blk(f0, f1, p0, p1), blk(f1, f0, p1, p0)
         f0, f1 = self.dec_norm(f0), self.dec_norm(f1)

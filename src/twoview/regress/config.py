@@ -88,7 +88,8 @@ class RegressorConfig(StrictConfig):
         if self.stem == "xfeat":
             _check(p % 8 == 0, f"model.patch_size ({p}) must be a multiple of 8 with stem 'xfeat'")
             _check(self.img_width % 32 == 0 and self.img_height % 32 == 0,
-                   f"model.img_width/img_height ({self.img_width}x{self.img_height}) must be multiples of 32 with stem 'xfeat'")
+                   f"model.img_width/img_height ({self.img_width}x{self.img_height}) must be multiples of 32 "
+                   "with stem 'xfeat'")
         _check(self.head_dim is None or self.head_dim >= 8, "model.head_dim must be >= 8 or null")
 
     @property

@@ -224,7 +224,8 @@ def warp_view(img: np.ndarray, depth: np.ndarray, K: np.ndarray, Q: np.ndarray, 
     return out, z.reshape(H, W).astype(np.float32), K
 
 
-def random_relative_pose(rng: np.random.Generator, max_rot_deg: float, trans_m: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def random_relative_pose(rng: np.random.Generator, max_rot_deg: float,
+                         trans_m: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """A random camera motion new_from_old: rotation about a uniform random axis by up to
     ``max_rot_deg``, translation in a uniform random direction, length in ``trans_m``."""
     from twoview.geometry.rotation import so3_exp

@@ -106,8 +106,8 @@ def descriptor_flow(da: torch.Tensor, db: torch.Tensor, token_stride: int) -> to
     p = torch.gather(logits, 2, cy * Wd + cx).softmax(-1)
     u = ((p * cx.to(p.dtype)).sum(-1) + 0.5) / Wd - 0.5
     v = ((p * cy.to(p.dtype)).sum(-1) + 0.5) / Hd - 0.5
-    yy, xx = torch.meshgrid(torch.arange(h, device=da.device, dtype=p.dtype), torch.arange(w, device=da.device, dtype=p.dtype),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(h, device=da.device, dtype=p.dtype),
+                            torch.arange(w, device=da.device, dtype=p.dtype), indexing="ij")
     u0 = ((xx.reshape(-1) + 0.5) / w - 0.5).expand(B, N)
     v0 = ((yy.reshape(-1) + 0.5) / h - 0.5).expand(B, N)
     return torch.stack((u - u0, v - v0, u0, v0, conf), -1)

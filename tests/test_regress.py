@@ -174,6 +174,12 @@ def test_xfeat_stem_is_xfeat_frozen_and_not_in_checkpoints():
     assert load_state_into(other, model.state_dict()).complete
     with pytest.raises(ConfigError, match="multiples of 32"):
         mini_config(stem="xfeat", img_width=80, img_height=64)
+    # flow tokens (descriptor correspondences as a decoder input) need the stem, and train
+    with pytest.raises(ConfigError, match="flow_tokens"):
+        mini_config(flow_tokens=True)
+    mf = RelPoseRegressor(mini_config(stem="xfeat", img_width=64, img_height=64, flow_tokens=True))
+    mf(x0, x1)["t01"].sum().backward()
+    assert mf.flow_embed[0].weight.grad.abs().sum() > 0
 
 
 def test_trainer_caches_the_frozen_stem_features(tmp_path):
@@ -343,7 +349,11 @@ def test_shipped_default_checkpoint():
         pytest.skip("no shipped checkpoint")
     assert DEFAULT_CHECKPOINT.stat().st_size < 20e6
     m = load_regressor(None)
-    assert m.cfg == preset("tiny")  # the shipped model is the tiny preset
+    # the shipped model: the tiny preset as a hybrid ViT (frozen XFeat stem), trained with GCR
+    assert m.cfg == preset("tiny").replace(stem="xfeat", pos_embed="sincos", flow_tokens=True, img_width=192, img_height=128,
+                                           enc_depth=2, dec_depth=3, mlp_ratio=2.0)
+    st = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=False)
+    assert st["train_config"]["gcr"]["enabled"]
     img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     r = estimate(img, img)
     assert r.success and r.metric and r.solver == "regress"

@@ -1,28 +1,30 @@
 """Pose regression benchmark: inference speed and the GCR vs no-GCR comparison.
 
     python benchmarks/bench_regress.py --speed
-    python benchmarks/bench_regress.py --compare gcr=runs/regress_tiny_gcr/model.pt \
-        nogcr=runs/regress_tiny_nogcr/model.pt
+    python benchmarks/bench_regress.py --compare gcr_s0=runs/regress_tiny_gcr/model.pt \
+        nogcr_s0=runs/regress_tiny_nogcr/model.pt
 
-Speed: the tiny model at batch 1 on this CPU (1 thread), network forward alone and
-``twoview.regress.estimate`` end to end (image decode + resize + forward); target
-<= 30 ms per pair. Reported as median and minimum over repeats (the machine is shared).
+Speed: the tiny model at batch 1 on this CPU (1 thread): network forward alone (frozen
+stem included) and ``twoview.regress.estimate`` end to end (image decode + resize +
+forward); target <= 30 ms per pair. CPU time (``time.process_time``) and wall time,
+median and minimum over repeats (the machine is shared), with the load average.
 
-Comparison: every model on the same held-out pairs in one run, through the bench
-method contract (``make_method("regress", {"checkpoint": ...})``) and the bench's
-dataset readers and scoring (``twoview.metrics.summarize_errors``):
-- ICL-NUIM livingroom1 frames 160-210 (not trained on), all pairs with gap 5-30
-  (pseudo-GT trajectory);
+Comparison: the bench harness itself (``twoview.bench.runner.run_benchmark``, the code
+behind ``twoview bench``), every checkpoint as a method ``regress:checkpoint=PATH`` in
+ONE run per held-out set (the equivalent ``twoview bench`` commands are printed):
+- ICL-NUIM livingroom1 frames 160-210 (not trained on), all 871 pairs with gap 5-30
+  (benchmarks/pairs/icl_livingroom1_heldout_160-210.txt; pseudo-GT trajectory);
 - TUM fr1_xyz, all 15 pairs (real Kinect images, raw/distorted as stored).
+Bench outputs go to runs/bench_regress/<set>/ (report.html, per_pair.csv, plots).
 
-Writes benchmarks/results/regress.json and regress.md (and regress.icl_heldout_pairs.txt,
-the pair list used).
+Writes benchmarks/results/regress.json and regress.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -35,7 +37,21 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def bench_speed(checkpoint: str | None, repeats: int = 50) -> dict:
+def _timed(fn, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU milliseconds of ``fn()`` over ``repeats`` calls (after 5 warm-up calls)."""
+    for _ in range(5):
+        fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append(1e3 * (time.process_time() - c0))
+        wall.append(1e3 * (time.perf_counter() - w0))
+    return wall, cpu
+
+
+def bench_speed(checkpoint: str | None, repeats: int = 100) -> dict:
+    """Batch-1 timings at 1 thread: forward (stem included), stem alone, estimate()."""
     import torch
 
     from twoview.regress.config import preset
@@ -43,78 +59,99 @@ def bench_speed(checkpoint: str | None, repeats: int = 50) -> dict:
     from twoview.regress.model import RelPoseRegressor
 
     torch.set_num_threads(1)
-    if checkpoint:
-        model = load_regressor(checkpoint)
-    else:
-        model = RelPoseRegressor(preset("tiny")).eval()
+    model = load_regressor(checkpoint) if checkpoint else RelPoseRegressor(preset("tiny")).eval()
     cfg = model.cfg
     x = torch.randn(1, 3, cfg.img_height, cfg.img_width)
-    ts = []
+    out = {"input": f"{cfg.img_width}x{cfg.img_height}", "stem": cfg.stem,
+           "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+           "load_avg_1min_before": os.getloadavg()[0]}
     with torch.inference_mode():
-        for _ in range(5):
-            model(x, x, both=False)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x, x, both=False)
-            ts.append(1e3 * (time.perf_counter() - t0))
-    out = {"input": f"{cfg.img_width}x{cfg.img_height}", "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-           "forward_ms_median": float(np.median(ts)), "forward_ms_min": float(np.min(ts))}
+        parts = {"forward": lambda: model(x, x, both=False)}
+        if model.stem is not None:
+            xx = torch.cat((x, x))
+            parts["stem"] = lambda: model.stem(xx)
+        for name, fn in parts.items():
+            wall, cpu = _timed(fn, repeats)
+            out.update({f"{name}_cpu_ms_median": float(np.median(cpu)), f"{name}_cpu_ms_min": float(np.min(cpu)),
+                        f"{name}_wall_ms_median": float(np.median(wall)), f"{name}_wall_ms_min": float(np.min(wall))})
     img0 = DATA / "icl_nuim_livingroom1" / "color" / "00160.jpg"
     img1 = DATA / "icl_nuim_livingroom1" / "color" / "00170.jpg"
-    if checkpoint and img0.is_file():
-        te = []
-        for _ in range(max(5, repeats // 2)):
-            t0 = time.perf_counter()
-            estimate(img0, img1, checkpoint=checkpoint)
-            te.append(1e3 * (time.perf_counter() - t0))
-        out.update({"estimate_ms_median": float(np.median(te)), "estimate_ms_min": float(np.min(te))})
-    try:
-        import os
+    if img0.is_file():
+        ck = checkpoint
+        if ck is None:
+            import tempfile
 
-        out["load_avg_1min"] = os.getloadavg()[0]
-    except OSError:
-        pass
+            ck = str(Path(tempfile.mkdtemp()) / "random.pt")
+            torch.save({"format": "twoview-regress", "version": 1, "model_config": cfg.to_dict(), "model": model.state_dict()}, ck)
+        wall, cpu = _timed(lambda: estimate(img0, img1, checkpoint=ck), max(20, repeats // 2))
+        out.update({"estimate_cpu_ms_median": float(np.median(cpu)), "estimate_cpu_ms_min": float(np.min(cpu)),
+                    "estimate_wall_ms_median": float(np.median(wall)), "estimate_wall_ms_min": float(np.min(wall))})
+    out["load_avg_1min_after"] = os.getloadavg()[0]
     return out
 
 
-def heldout_datasets() -> dict:
-    from twoview.datasets import get_dataset
+PAIRS_ICL = ROOT / "benchmarks" / "pairs" / "icl_livingroom1_heldout_160-210.txt"
 
-    icl = DATA / "icl_nuim_livingroom1"
-    pairs = [(a, b) for a in range(160, 211) for b in range(a + 5, min(a + 30, 210) + 1)]
-    pf = RESULTS / "regress.icl_heldout_pairs.txt"
-    RESULTS.mkdir(parents=True, exist_ok=True)
+
+def heldout_pairs_file() -> Path:
+    """The ICL held-out pair list (frames 160-210, every pair with gap 5-30)."""
     from twoview.io.atomic import atomic_write_text
 
-    atomic_write_text(pf, "# ICL-NUIM livingroom1 held-out pairs (frames 160-210, gap 5-30)\n" + "".join(f"{a} {b}\n" for a, b in pairs))
+    pairs = [(a, b) for a in range(160, 211) for b in range(a + 5, min(a + 30, 210) + 1)]
+    text = "# ICL-NUIM livingroom1 held-out pairs (frames 160-210, gap 5-30); not in training (frames 0-150)\n"
+    text += "".join(f"{a} {b}\n" for a, b in pairs)
+    if not PAIRS_ICL.is_file() or PAIRS_ICL.read_text() != text:
+        atomic_write_text(PAIRS_ICL, text)
+    return PAIRS_ICL
+
+
+def heldout_sets() -> dict:
+    """Held-out set name -> BenchConfig fields (dataset, root, dataset_options)."""
     return {
-        "icl_160-210": get_dataset("icl_nuim", icl, trajectory="pseudo_gt_open3d_reconstruction.log", pairs_file=str(pf)),
-        "tum_fr1_xyz": get_dataset("tum", DATA / "tum" / "fr1_xyz", gaps=[1, 2, 3, 4, 5]),
+        "icl_160-210": {"dataset": "icl_nuim", "root": str(DATA / "icl_nuim_livingroom1"),
+                        "dataset_options": {"trajectory": "pseudo_gt_open3d_reconstruction.log",
+                                            "pairs_file": str(heldout_pairs_file())}},
+        "tum_fr1_xyz": {"dataset": "tum", "root": str(DATA / "tum" / "fr1_xyz"), "dataset_options": {"gaps": [1, 2, 3, 4, 5]}},
     }
 
 
-def compare(models: dict[str, str]) -> dict:
+def cli_command(fields: dict, methods: list[str], out: str) -> str:
+    """The ``twoview bench`` command equivalent to a BenchConfig."""
+    o = fields["dataset_options"]
+    args = ["twoview bench", f"--dataset {fields['dataset']}", f"--root {os.path.relpath(fields['root'], ROOT)}"]
+    if "trajectory" in o:
+        args.append(f"--option trajectory={o['trajectory']}")
+    if "pairs_file" in o:
+        args.append(f"--pairs {Path(o['pairs_file']).relative_to(ROOT)}")
+    if "gaps" in o:
+        args.append("--gap " + " ".join(map(str, o["gaps"])))
+    args += [f"--method {m}" for m in methods] + [f"--out {out}"]
+    return " ".join(args)
+
+
+def compare(models: dict[str, str], extra_methods: list[str] = (), out_root: Path | None = None) -> tuple[dict, list[str]]:
+    """Every checkpoint (and extra methods) on each held-out set, one bench run per set.
+
+    Returns:
+        ({set: {name: bench summary}}, the equivalent ``twoview bench`` commands).
+    """
     import torch
 
-    from twoview.bench.methods import make_method
-    from twoview.metrics import pose_errors, summarize_errors
+    from twoview.bench.runner import BenchConfig, run_benchmark
 
     torch.set_num_threads(1)
-    methods = {name: make_method("regress", {"checkpoint": path}) for name, path in models.items()}
-    out = {}
-    for dname, ds in heldout_datasets().items():
-        samples = list(ds.pairs())
-        out[dname] = {}
-        for name, m in methods.items():
-            recs = []
-            for s in samples:
-                t0 = time.perf_counter()
-                res = m(s)
-                ms = 1e3 * (time.perf_counter() - t0)
-                e = pose_errors(res.cam1_from_cam0 if res.success else None, s.cam1_from_cam0, m.metric)
-                recs.append({**e, "success": res.success, "ms": ms})
-            out[dname][name] = summarize_errors(recs, m.metric)
-    return out
+    out_root = out_root or ROOT / "runs" / "bench_regress"
+    specs = {name: f"regress:checkpoint={path}" for name, path in models.items()}
+    specs.update({m: m for m in extra_methods})
+    out, commands = {}, []
+    for dname, fields in heldout_sets().items():
+        dest = out_root / dname
+        cfg = BenchConfig.from_dict({**fields, "methods": list(specs.values()), "out": str(dest), "overwrite": True,
+                                     "progress": False})
+        commands.append(cli_command(fields, list(specs.values()), str(dest.relative_to(ROOT)) if dest.is_relative_to(ROOT) else str(dest)))
+        summary = run_benchmark(cfg)
+        out[dname] = {name: summary["methods"][spec] for name, spec in specs.items()}
+    return out, commands
 
 
 def _fmt(v, pct=False):
@@ -131,11 +168,15 @@ def markdown(res: dict) -> str:
     lines = ["# Pose regression benchmark (twoview.regress)", ""]
     if "speed" in res:
         s = res["speed"]
-        lines += ["## Inference speed (tiny model, batch 1, 1 CPU thread, shared machine)", "",
-                  "| input | params (M) | forward median ms | forward min ms | estimate() median ms | estimate() min ms | load avg |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| {s['input']} | {s['params_M']:.2f} | {s['forward_ms_median']:.1f} | {s['forward_ms_min']:.1f} | "
-                  f"{_fmt(s.get('estimate_ms_median'))} | {_fmt(s.get('estimate_ms_min'))} | {_fmt(s.get('load_avg_1min'))} |", ""]
+        f = lambda k: _fmt(s.get(k))  # noqa: E731
+        lines += ["## Inference speed (tiny model, batch 1, 1 CPU thread; CPU ms = process time)", "",
+                  "| input | stem | params (M) | forward CPU median / min | forward wall median | stem CPU median | "
+                  "estimate() CPU median / min | estimate() wall median | load avg before / after |",
+                  "|---|---|---|---|---|---|---|---|---|",
+                  f"| {s['input']} | {s.get('stem', 'patch')} | {s['params_M']:.2f} | {f('forward_cpu_ms_median')} / "
+                  f"{f('forward_cpu_ms_min')} | {f('forward_wall_ms_median')} | {f('stem_cpu_ms_median')} | "
+                  f"{f('estimate_cpu_ms_median')} / {f('estimate_cpu_ms_min')} | {f('estimate_wall_ms_median')} | "
+                  f"{f('load_avg_1min_before')} / {f('load_avg_1min_after')} |", ""]
     if "compare" in res:
         lines += ["## Held-out accuracy (AUC in %, SuperGlue trapezoid; medians in degrees / metres)", "",
                   "| dataset | model | pairs | AUC@5 | AUC@10 | AUC@20 | med rot | med t-angle | med t (m) |",
@@ -146,6 +187,9 @@ def markdown(res: dict) -> str:
                              f"{_fmt(s['auc20'], 1)} | {_fmt(s['median_rot_deg'])} | {_fmt(s['median_trans_deg'])} | "
                              f"{_fmt(s.get('median_trans_m'))} |")
         lines += ["", "Checkpoints: " + ", ".join(f"{k} = `{v}`" for k, v in res.get("checkpoints", {}).items()), ""]
+        if res.get("bench_commands"):
+            lines += ["Equivalent `twoview bench` runs (one per held-out set, all models in the same run):", ""]
+            lines += [f"    {c}" for c in res["bench_commands"]] + [""]
     if res.get("notes"):
         lines += ["## Notes", "", res["notes"], ""]
     return "\n".join(lines)
@@ -166,6 +210,8 @@ def main(argv=None) -> int:
     ap.add_argument("--speed", action="store_true", help="time the tiny model at batch 1")
     ap.add_argument("--checkpoint", help="checkpoint for --speed (default: the shipped one if present, else random init)")
     ap.add_argument("--compare", nargs="+", metavar="NAME=PATH", help="checkpoints to evaluate on the held-out pairs")
+    ap.add_argument("--extra-method", action="append", default=[], metavar="SPEC",
+                    help="another bench method in the same runs (e.g. sift), for context")
     ap.add_argument("--notes", default="", help="text for the Notes section")
     ap.add_argument("--out", default=str(RESULTS / "regress"), help="output prefix (.json and .md)")
     args = ap.parse_args(argv)
@@ -174,7 +220,7 @@ def main(argv=None) -> int:
     pj = Path(args.out + ".json")
     if pj.is_file():
         prev = json.loads(pj.read_text())
-    res = {"machine": platform.processor() or platform.machine(), **{k: v for k, v in prev.items() if k in ("speed", "compare", "checkpoints", "notes")}}
+    res = {"machine": platform.processor() or platform.machine(), **{k: v for k, v in prev.items() if k in ("speed", "compare", "checkpoints", "bench_commands", "notes")}}
     if args.speed:
         from twoview.regress.infer import DEFAULT_CHECKPOINT
 
@@ -184,7 +230,7 @@ def main(argv=None) -> int:
         print(json.dumps(res["speed"], indent=1))
     if args.compare:
         models = dict(a.split("=", 1) for a in args.compare)
-        res["compare"] = compare(models)
+        res["compare"], res["bench_commands"] = compare(models, args.extra_method)
         res["checkpoints"] = models
         print(json.dumps(_clean(res["compare"]), indent=1))
     if args.notes:

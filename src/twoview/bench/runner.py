@@ -99,7 +99,11 @@ def pair_seed(pair_id: str) -> int:
 
 
 def cache_path(out: Path, method: str, pair_id: str) -> Path:
+    """``out/cache/<method>/<pair_id>.json``; a method spec with other characters than
+    ``[A-Za-z0-9-_.@]`` (options, paths) gets a hash suffix so specs never collide."""
     safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in method)
+    if safe != method:
+        safe = f"{safe[:80]}-{hashlib.sha256(method.encode('utf-8')).hexdigest()[:10]}"
     return out / "cache" / safe / f"{pair_id}.json"
 
 
@@ -362,7 +366,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     for name, ms in summary["methods"].items():
         if ms.get("num_errors"):
             log(f"twoview bench: warning: {name} raised an exception on {ms['num_errors']} of {ms['num_pairs']} pairs "
-                f"(scored as failures; reasons in per_pair.csv; delete {out / 'cache' / name} to recompute)")
+                f"(scored as failures; reasons in per_pair.csv; delete {cache_path(out, name, 'x').parent} to recompute)")
     return summary
 
 

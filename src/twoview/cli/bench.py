@@ -122,7 +122,9 @@ def register(sub) -> None:
     g.add_argument("--overlap-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="covisibility range in [0, 1] (needs depth)")
     g.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option, e.g. trajectory=traj.log (JSON values)")
     g = p.add_argument_group("methods")
-    g.add_argument("--method", action="append", metavar="NAME", help="repeatable; A@B initialises A from B's pose")
+    g.add_argument("--method", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="repeatable; options after ':' go to the method's factory (e.g. regress:checkpoint=runs/x/model.pt, "
+                   "the same method twice with different options is allowed); A@B initialises A from B's pose")
     g.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
     g.add_argument("--list-datasets", action="store_true", help="print the dataset kinds and exit")
     g.add_argument("--depth-noise", action="store_true",

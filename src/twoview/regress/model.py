@@ -24,39 +24,93 @@ IMG_STD = 0.5
 
 
 class RoPE2D(nn.Module):
-    """2D rotary position embedding (CroCo's formulation: y on the first half, x on the second)."""
+    """2D rotary position embedding (CroCo's formulation: y on the first half, x on the second).
+
+    Per (head dim, positions) the cos/sin tables are built once and reused by every
+    attention call that gets the same positions (all blocks of a forward pass).
+    """
 
     def __init__(self, freq: float = 100.0):
         super().__init__()
         self.base = float(freq)
-        self._cache: dict = {}
+        self._last: tuple | None = None
 
-    def _cos_sin(self, d: int, n: int, device, dtype):
-        key = (d, n, device, dtype)
-        if key not in self._cache:
-            inv = 1.0 / (self.base ** (torch.arange(0, d, 2, device=device).float() / d))
-            t = torch.arange(n, device=device, dtype=inv.dtype)
-            f = torch.einsum("i,j->ij", t, inv).to(dtype)
-            f = torch.cat((f, f), dim=-1)
-            self._cache[key] = (f.cos(), f.sin())
-        return self._cache[key]
-
-    @staticmethod
-    def _rot_half(x):
-        a, b = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
-        return torch.cat((-b, a), dim=-1)
+    def _tables(self, D: int, pos: torch.Tensor, dtype):
+        """(1 or B, 1, N, D) cos and signed sin for ``out = x * cos + swap(x) * sin``."""
+        key = (D, pos.data_ptr(), tuple(pos.shape), tuple(pos.stride()), pos.device, dtype)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        d = D // 2
+        inv = 1.0 / (self.base ** (torch.arange(0, d, 2, device=pos.device).float() / d))  # d/2
+        p = pos[:1] if bool((pos == pos[:1]).all()) else pos
+        ang = p.float()[..., None] * inv  # b, N, 2, d/2 (y then x)
+        ang = torch.cat((ang, ang), -1)  # b, N, 2, d
+        sign = torch.cat((-torch.ones(d // 2, device=pos.device), torch.ones(d // 2, device=pos.device)))
+        cos = ang.cos().flatten(2)[:, None].to(dtype)
+        sin = (ang.sin() * sign).flatten(2)[:, None].to(dtype)
+        self._last = (key, (cos, sin), pos)  # keep pos alive: its data_ptr identifies it
+        return cos, sin
 
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """tokens (B, heads, N, D), pos (B, N, 2) integer (y, x)."""
-        d = tokens.size(3) // 2
-        cos, sin = self._cos_sin(d, int(pos.max()) + 1, tokens.device, tokens.dtype)
-        y, x = tokens.chunk(2, dim=-1)
-        out = []
-        for part, p in ((y, pos[:, :, 0]), (x, pos[:, :, 1])):
-            c = F.embedding(p, cos)[:, None]
-            s = F.embedding(p, sin)[:, None]
-            out.append(part * c + self._rot_half(part) * s)
-        return torch.cat(out, dim=-1)
+        B, h, N, D = tokens.shape
+        cos, sin = self._tables(D, pos, tokens.dtype)
+        # within each half (y, x), swap the two quarters: [a, b] -> [b, a] (the sign is in sin)
+        sw = tokens.reshape(B, h, N, 2, 2, D // 4).flip(-2).reshape(B, h, N, D)
+        return tokens * cos + sw * sin
+
+
+def sincos_pos_embed_2d(dim: int, h: int, w: int, device=None) -> torch.Tensor:
+    """Fixed 2D sine-cosine embedding (MAE style), (h * w, dim): y on the first half,
+    x on the second, row-major like the tokens."""
+    d = dim // 4
+    omega = 1.0 / (10000.0 ** (torch.arange(d, device=device, dtype=torch.float32) / d))
+    yy, xx = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    parts = []
+    for c in (yy.reshape(-1), xx.reshape(-1)):
+        a = c[:, None] * omega[None]
+        parts += [a.sin(), a.cos()]
+    return torch.cat(parts, 1)
+
+
+#: Softmax temperature of the descriptor similarity in :func:`descriptor_flow`.
+FLOW_TEMPERATURE = 0.05
+
+
+def descriptor_flow(da: torch.Tensor, db: torch.Tensor, token_stride: int) -> torch.Tensor:
+    """Per token of image a: where its descriptors match in image b.
+
+    Args:
+        da, db: (B, C, H', W') descriptor maps of both images (the stem's, same size).
+        token_stride: tokens per descriptor cell along each axis is ``1 / token_stride``
+            (token grid = descriptor grid pooled ``token_stride`` times).
+
+    Returns:
+        (B, h * w, 5): offset (du, dv) to the matched position, own position (u, v),
+        both in units of the image size centred at 0 (so in [-0.5, 0.5] for positions),
+        and the match confidence (max probability), tokens row-major.
+    """
+    B, C, Hd, Wd = db.shape
+    qa = F.normalize(F.avg_pool2d(da, token_stride) if token_stride > 1 else da, dim=1)
+    h, w = qa.shape[-2:]
+    kb = F.normalize(db, dim=1).flatten(2)  # B, C, Hd*Wd
+    logits = qa.flatten(2).transpose(1, 2) @ kb / FLOW_TEMPERATURE  # B, h*w, Hd*Wd
+    conf = logits.softmax(-1).max(-1).values
+    best = logits.argmax(-1)
+    by, bx = best // Wd, best % Wd
+    off = torch.arange(-1, 2, device=da.device)
+    N = h * w
+    cy = (by[..., None, None] + off[:, None]).clamp(0, Hd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    cx = (bx[..., None, None] + off[None, :]).clamp(0, Wd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    p = torch.gather(logits, 2, cy * Wd + cx).softmax(-1)
+    u = ((p * cx.to(p.dtype)).sum(-1) + 0.5) / Wd - 0.5
+    v = ((p * cy.to(p.dtype)).sum(-1) + 0.5) / Hd - 0.5
+    yy, xx = torch.meshgrid(torch.arange(h, device=da.device, dtype=p.dtype),
+                            torch.arange(w, device=da.device, dtype=p.dtype), indexing="ij")
+    u0 = ((xx.reshape(-1) + 0.5) / w - 0.5).expand(B, N)
+    v0 = ((yy.reshape(-1) + 0.5) / h - 0.5).expand(B, N)
+    return torch.stack((u - u0, v - v0, u0, v0, conf), -1)
 
 
 class Mlp(nn.Module):
@@ -141,10 +195,14 @@ class DecoderBlock(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, patch: int, dim: int):
+    """Tokens from the stem's output: a ``kernel = stride`` convolution (Reloc3r's on RGB
+    pixels; on a stride-``in_stride`` feature map, kernel ``patch / in_stride``)."""
+
+    def __init__(self, patch: int, dim: int, in_channels: int = 3, in_stride: int = 1):
         super().__init__()
         self.patch = patch
-        self.proj = nn.Conv2d(3, dim, kernel_size=patch, stride=patch)
+        k = patch // in_stride
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=k, stride=k)
 
     def forward(self, img):
         x = self.proj(img)  # B, C, h, w
@@ -162,9 +220,10 @@ class ResConvBlock(nn.Module):
         self.res_conv3 = nn.Conv2d(c, c, 1)
 
     def forward(self, x):
-        y = F.relu(self.res_conv1(x))
-        y = F.relu(self.res_conv2(y))
-        y = F.relu(self.res_conv3(y))
+        """x (B, N, c) tokens; the 1x1 convolutions act as linear layers (same weights)."""
+        y = x
+        for conv in (self.res_conv1, self.res_conv2, self.res_conv3):
+            y = F.relu(F.linear(y, conv.weight.flatten(1), conv.bias))
         return x + y
 
 
@@ -204,11 +263,10 @@ class PoseHead(nn.Module):
 
     def forward(self, tokens: torch.Tensor, hw: tuple[int, int]):
         """tokens (B, h*w, D) -> R (B, 3, 3), t (B, 3), log_norm (B,) or None."""
-        B = tokens.shape[0]
-        f = self.proj(tokens).transpose(1, 2).reshape(B, -1, hw[0], hw[1])
+        f = self.proj(tokens)
         for blk in self.res_conv:
             f = blk(f)
-        f = self.more_mlps(f.mean(dim=(2, 3)))
+        f = self.more_mlps(f.mean(dim=1))
         r = self.fc_rot(f)
         R = rotation_6d_to_matrix(r) if self.cfg.rot_repr == "6d" else svd_orthogonalize(r)
         t = self.fc_t(f)
@@ -225,16 +283,29 @@ class RelPoseRegressor(nn.Module):
     ``forward(img0, img1)`` takes normalised images (B, 3, H, W) and returns a dict:
     ``R01, t01`` (cam1_from_cam0), ``R10, t10`` (cam0_from_cam1, the symmetric branch),
     ``log_norm01/10`` (or None), ``feat0, feat1`` decoder tokens (B, h, w, D) and ``hw``.
+
+    With ``cfg.stem == "xfeat"`` a frozen XFeat backbone (``self.stem``, not part of the
+    state dict) precedes the patch embedding; ``stem_features`` + ``forward_features``
+    split the forward pass so training can cache the frozen stem's output.
     """
 
     def __init__(self, cfg: RegressorConfig):
         super().__init__()
         self.cfg = cfg
         self.rope = RoPE2D(cfg.rope_freq)
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim)
+        if cfg.stem == "xfeat":
+            from twoview.regress.stem import XFeatStem
+
+            self.stem = XFeatStem()
+            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim, XFeatStem.out_channels, XFeatStem.stride)
+        else:
+            self.stem = None
+            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim)
         self.enc_blocks = nn.ModuleList([Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.enc_depth)])
         self.enc_norm = nn.LayerNorm(cfg.enc_dim, eps=1e-6)
         self.decoder_embed = nn.Linear(cfg.enc_dim, cfg.dec_dim)
+        if cfg.flow_tokens:
+            self.flow_embed = nn.Sequential(nn.Linear(5, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
         self.dec_blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.dec_depth)])
         self.dec_norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
         self.pose_head = PoseHead(cfg)
@@ -265,18 +336,35 @@ class RelPoseRegressor(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def encode(self, img):
-        x, pos = self.patch_embed(img)
+    def stem_features(self, img: torch.Tensor) -> torch.Tensor:
+        """What the patch embedding reads: the image itself, or the frozen stem's map."""
+        return img if self.stem is None else self.stem(img)
+
+    def encode(self, feat):
+        x, pos = self.patch_embed(feat)
+        if self.cfg.pos_embed == "sincos":
+            f = self.patch_embed.proj.stride[0]
+            x = x + sincos_pos_embed_2d(x.shape[-1], feat.shape[-2] // f, feat.shape[-1] // f, x.device).to(x.dtype)
         for blk in self.enc_blocks:
             x = blk(x, pos)
         return self.enc_norm(x), pos
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, both: bool = True) -> dict:
-        B = img0.shape[0]
-        h, w = img0.shape[-2] // self.cfg.patch_size, img0.shape[-1] // self.cfg.patch_size
-        x, pos = self.encode(torch.cat((img0, img1), 0))
+        s0, s1 = self.stem_features(torch.cat((img0, img1), 0)).chunk(2, 0)
+        return self.forward_features(s0, s1, both)
+
+    def forward_features(self, s0: torch.Tensor, s1: torch.Tensor, both: bool = True) -> dict:
+        """``forward`` from :meth:`stem_features` outputs (B, C, H', W') of both images."""
+        B = s0.shape[0]
+        f = self.patch_embed.proj.stride[0]
+        h, w = s0.shape[-2] // f, s0.shape[-1] // f
+        x, pos = self.encode(torch.cat((s0, s1), 0))
         f0, f1 = self.decoder_embed(x).chunk(2, 0)
         p0, p1 = pos.chunk(2, 0)
+        if self.cfg.flow_tokens:
+            # f = tokens per stem-map cell: the patch embedding's stride on the stem map
+            f0 = f0 + self.flow_embed(descriptor_flow(s0, s1, f))
+            f1 = f1 + self.flow_embed(descriptor_flow(s1, s0, f))
         for blk in self.dec_blocks:
             f0, f1 = blk(f0, f1, p0, p1), blk(f1, f0, p1, p0)
         f0, f1 = self.dec_norm(f0), self.dec_norm(f1)
@@ -291,4 +379,6 @@ class RelPoseRegressor(nn.Module):
         D = f0.shape[-1]
         out["feat0"] = f0.reshape(B, h, w, D)
         out["feat1"] = f1.reshape(B, h, w, D)
+        # the frozen stem's maps (descriptors for GCR matching); None without a stem
+        out["stem0"], out["stem1"] = (s0, s1) if self.stem is not None else (None, None)
         return out

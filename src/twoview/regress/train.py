@@ -53,7 +53,10 @@ class Trainer:
         self.mcfg = cfg.model_config()
         torch.set_num_threads(cfg.optim.num_threads)
         torch.manual_seed(cfg.optim.seed)
-        self.rng = np.random.default_rng(cfg.optim.seed)
+        self.rng = np.random.default_rng(cfg.optim.seed)  # batches and augmentation
+        # GCR's correspondence sampling has its own stream: with and without GCR, the same
+        # seed gives the same sequence of training batches
+        self.gcr_rng = np.random.default_rng([cfg.optim.seed, 2])
         size = (self.mcfg.img_width, self.mcfg.img_height)
         d = cfg.data
         if seqs is None:
@@ -73,10 +76,27 @@ class Trainer:
         self.model.to(self.device)
         if self.fusion is not None:
             self.fusion.to(self.device)
+        self.bank = self._build_bank()
         params = list(self.model.parameters()) + (list(self.fusion.parameters()) if self.fusion else [])
         self.opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.step_num = 0
         self.elapsed = 0.0
+
+    def _build_bank(self):
+        """The augmented training views (deterministic per seed: rebuilt identically on resume)."""
+        import torch
+
+        from twoview.regress.data import ViewBank
+
+        a = self.cfg.augment
+        stem = None
+        if self.model.stem is not None:
+            def stem(imgs):
+                with torch.no_grad():
+                    return self.model.stem_features(to_tensor_images(imgs).to(self.device)).cpu()
+        return ViewBank(self.train_seq, a.hflip, a.views_per_frame, a.roll_deg, a.tilt_deg,
+                        np.random.default_rng([self.cfg.optim.seed, 1]), stem, a.color_jitter,
+                        a.synthetic_views, a.synthetic_rot_deg, tuple(a.synthetic_trans_m))
 
     # --- state ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -89,7 +109,8 @@ class Trainer:
             "fusion": self.fusion.state_dict() if self.fusion else None,
             "optimizer": self.opt.state_dict(),
             "step": self.step_num, "elapsed_s": self.elapsed,
-            "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "numpy_rng": self.rng.bit_generator.state, "gcr_rng": self.gcr_rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
         }
 
     def load_state_dict(self, st: dict) -> None:
@@ -102,6 +123,8 @@ class Trainer:
         self.step_num = int(st["step"])
         self.elapsed = float(st.get("elapsed_s", 0.0))
         self.rng.bit_generator.state = st["numpy_rng"]
+        if "gcr_rng" in st:
+            self.gcr_rng.bit_generator.state = st["gcr_rng"]
         torch.set_rng_state(st["torch_rng"].cpu())
 
     def save(self, path: Path, weights_only: bool = False) -> Path:
@@ -144,7 +167,10 @@ class Trainer:
         lw = {"w_rot": c.loss.w_rot, "w_tdir": c.loss.w_tdir, "w_scale": c.loss.w_scale}
         metric = self.mcfg.metric_scale
         dev = self.device
-        out = self.model(to_tensor_images(batch.img0).to(dev), to_tensor_images(batch.img1).to(dev))
+        if batch.feat0 is not None:  # cached frozen-stem features
+            out = self.model.forward_features(batch.feat0.to(dev).float(), batch.feat1.to(dev).float())
+        else:
+            out = self.model(to_tensor_images(batch.img0).to(dev), to_tensor_images(batch.img1).to(dev))
         R = torch.as_tensor(batch.R, dtype=torch.float32, device=dev)
         t = torch.as_tensor(batch.t, dtype=torch.float32, device=dev)
         l01, parts = pose_loss(out["R01"], out["t01"], R, t, metric=metric, **lw)
@@ -155,8 +181,8 @@ class Trainer:
         logs = {"pose_loss": l01.mean().item(), "rot_deg": torch.rad2deg(parts["rot"]).mean().item(),
                 "tdir_deg": torch.rad2deg(2 * torch.asin((parts["tdir"].detach() / 2).clamp(0, 1))).mean().item()}
         if with_gcr and self.fusion is not None:
-            corr = make_correspondences(batch.depth0, batch.depth1, batch.K, batch.R, batch.t, c.gcr, self.rng)
-            g = gcr_losses(out, corr, batch.K, R, t, self.fusion, c.gcr, batch.img0.shape[1:3], lw, metric)
+            corr = make_correspondences(batch.depth0, batch.depth1, batch.K, batch.R, batch.t, c.gcr, self.gcr_rng)
+            g = gcr_losses(out, corr, batch.K, R, t, self.fusion, c.gcr, batch.image_hw, lw, metric)
             loss = (loss + c.gcr.w_consistency * g["consistency"] + c.gcr.w_geometric * g["geometric"]
                     + c.gcr.w_corr * g["correspondence"])
             logs.update({k: (v.item() if hasattr(v, "item") else v) for k, v in g.items()})
@@ -170,7 +196,8 @@ class Trainer:
         t0 = time.perf_counter()
         self.model.train()
         idx = self.rng.integers(0, len(self.train_pairs), size=c.optim.batch_size)
-        batch = self.train_seq.batch(self.train_pairs[idx], self.rng, c.augment.color_jitter, c.augment.swap_prob)
+        batch = self.bank.batch(self.train_pairs[idx], self.rng, c.augment.color_jitter, c.augment.swap_prob,
+                                c.augment.synthetic_prob)
         lr = self.lr_at(self.step_num)
         for g in self.opt.param_groups:
             g["lr"] = lr

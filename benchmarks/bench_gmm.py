@@ -56,13 +56,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gmm"))
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch intra-op threads (0: torch's default, what a user gets)")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"data not found at {DATA}", file=sys.stderr)
         return 2
     import torch
 
-    torch.set_num_threads(1)  # the refinement's own two threads use the two cores
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     cfg = GMMConfig()
     load_before = os.getloadavg()[0]
     t = time.perf_counter()
@@ -107,7 +110,8 @@ def main(argv=None) -> int:
     meta = {"command": " ".join(["python", "benchmarks/bench_gmm.py", *(argv if argv is not None else sys.argv[1:])]),
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "commit": commit,
             "machine": platform.machine(), "cpus": os.cpu_count(), "pairs": len(rows),
-            "load_before": load_before, "load_after": os.getloadavg()[0], "feature_model_load_ms": load_ms,
+            "load_before": load_before, "load_after": os.getloadavg()[0], "torch_threads": torch.get_num_threads(),
+            "feature_model_load_ms": load_ms,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_traced_mb_per_refinement": peak_traced / 2**20}
     out = Path(args.out)
@@ -124,7 +128,7 @@ def _markdown(meta, summary) -> str:
         "# Gaussian-mixture refinement: time and memory (default settings)", "",
         f"`{meta['command']}` at {meta['commit']}, {meta['date_utc']} UTC; {meta['pairs']} pairs (ICL-NUIM gaps "
         f"10/30/60, TUM fr1_xyz), 640x480, started from the SIFT rigid3d front end; {meta['machine']}, "
-        f"{meta['cpus']} cores, load average {meta['load_before']:.1f} before / {meta['load_after']:.1f} after"
+        f"{meta['cpus']} cores, torch {meta.get('torch_threads', '?')} threads, load average {meta['load_before']:.1f} before / {meta['load_after']:.1f} after"
         + ("." if quiet else " (machine shared: wall times are upper bounds, CPU times are the better guide)."), "",
         "Accuracy: docs/results.md (the bench harness, same pairs as the front end and the peers).", "",
         "| per pair | median | p90 |", "|---|---:|---:|",

@@ -131,7 +131,12 @@ class _Level:
             self.chan_b, self.own_b, self.tex_b = job.result()
 
     def start_round(self, R, t, s):
-        """Fix visibility, pairs and normalisers at the current state."""
+        """Fix visibility, pairs and normalisers at the current state (kept when the
+        state and the kernels are those of the last round: the initial score and the
+        fine level's first round start from the same pose)."""
+        key = (R.tobytes(), t.tobytes(), float(s), self.var)
+        if getattr(self, "_round_key", None) == key:
+            return
         a, b, cfg = self.a, self.b, self.cfg
         self.vis_a, self.vis_b = _visibility(a, b, R, t, s, cfg)
 
@@ -152,6 +157,7 @@ class _Level:
             self.src_b = self._compensated(self.own_b, self.idx_b, inverse_map(b.means[self.idx_b], R, t, s, False, False)[0],
                                            self.chan_a, a.mix.camera)
         self.pairs, self.frozen = job.result()
+        self._round_key = key
 
     def _compensated(self, own, idx, q, target, camera):
         """The visible Gaussians' own appearance; colours mapped by the affine colour

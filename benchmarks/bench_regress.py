@@ -50,15 +50,16 @@ def _timed(fn, repeats: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def bench_speed(checkpoint: str | None, repeats: int = 100) -> dict:
-    """Batch-1 timings at 1 thread: forward (stem included), stem alone, estimate()."""
+def bench_speed(checkpoint: str | None, repeats: int = 100, threads: int = 1) -> dict:
+    """Batch-1 timings at ``threads`` torch threads: forward (stem included), stem alone,
+    estimate()."""
     import torch
 
     from twoview.regress.config import preset
     from twoview.regress.infer import estimate, load_regressor
     from twoview.regress.model import RelPoseRegressor
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     model = load_regressor(checkpoint) if checkpoint else RelPoseRegressor(preset("tiny")).eval()
     cfg = model.cfg
     x = torch.randn(1, 3, cfg.img_height, cfg.img_width)
@@ -167,16 +168,18 @@ def _fmt(v, pct=False):
 def markdown(res: dict) -> str:
     lines = ["# Pose regression benchmark (twoview.regress)", ""]
     if "speed" in res:
-        s = res["speed"]
-        f = lambda k: _fmt(s.get(k))  # noqa: E731
-        lines += ["## Inference speed (tiny model, batch 1, 1 CPU thread; CPU ms = process time)", "",
-                  "| input | stem | params (M) | forward CPU median / min | forward wall median | stem CPU median | "
-                  "estimate() CPU median / min | estimate() wall median | load avg before / after |",
-                  "|---|---|---|---|---|---|---|---|---|",
-                  f"| {s['input']} | {s.get('stem', 'patch')} | {s['params_M']:.2f} | {f('forward_cpu_ms_median')} / "
-                  f"{f('forward_cpu_ms_min')} | {f('forward_wall_ms_median')} | {f('stem_cpu_ms_median')} | "
-                  f"{f('estimate_cpu_ms_median')} / {f('estimate_cpu_ms_min')} | {f('estimate_wall_ms_median')} | "
-                  f"{f('load_avg_1min_before')} / {f('load_avg_1min_after')} |", ""]
+        lines += ["## Inference speed (shipped tiny model, batch 1; CPU ms = process time, all threads)", "",
+                  "| torch threads | input | stem | params (M) | forward wall median / min | forward CPU median | "
+                  "stem wall median | estimate() wall median / min | estimate() CPU median | load avg before / after |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for n, s in res["speed"].items():
+            f = lambda k: _fmt(s.get(k))  # noqa: E731
+            lines.append(
+                f"| {n} | {s['input']} | {s.get('stem', 'patch')} | {s['params_M']:.2f} | {f('forward_wall_ms_median')} / "
+                f"{f('forward_wall_ms_min')} | {f('forward_cpu_ms_median')} | {f('stem_wall_ms_median')} | "
+                f"{f('estimate_wall_ms_median')} / {f('estimate_wall_ms_min')} | {f('estimate_cpu_ms_median')} | "
+                f"{f('load_avg_1min_before')} / {f('load_avg_1min_after')} |")
+        lines.append("")
     if "compare" in res:
         lines += ["## Held-out accuracy (AUC in %, SuperGlue trapezoid; medians in degrees / metres)", "",
                   "| dataset | model | pairs | AUC@5 | AUC@10 | AUC@20 | med rot | med t-angle | med t (m) |",
@@ -208,6 +211,7 @@ def _clean(o):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--speed", action="store_true", help="time the tiny model at batch 1")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts for --speed")
     ap.add_argument("--checkpoint", help="checkpoint for --speed (default: the shipped one if present, else random init)")
     ap.add_argument("--compare", nargs="+", metavar="NAME=PATH", help="checkpoints to evaluate on the held-out pairs")
     ap.add_argument("--extra-method", action="append", default=[], metavar="SPEC",
@@ -225,8 +229,10 @@ def main(argv=None) -> int:
         from twoview.regress.infer import DEFAULT_CHECKPOINT
 
         ck = args.checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_file() else None)
-        res["speed"] = bench_speed(ck)
-        res["speed"]["checkpoint"] = ck or "random init (tiny preset)"
+        res["speed"] = {}
+        for n in args.threads:
+            res["speed"][str(n)] = bench_speed(ck, threads=n)
+            res["speed"][str(n)]["checkpoint"] = ck or "random init (tiny preset)"
         print(json.dumps(res["speed"], indent=1))
     if args.compare:
         models = dict(a.split("=", 1) for a in args.compare)

@@ -28,7 +28,7 @@ from twoview.errors import InputError
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.gmm.config import AlignConfig, GMMConfig
-from twoview.gmm.mixture import GaussianMixture, build_mixture, load_feature_backend
+from twoview.gmm.mixture import GaussianMixture, _check_inputs, build_mixture, load_feature_backend
 from twoview.geometry.rotation import so3_log
 from twoview.gmm.appearance import (
     appearance_term,
@@ -528,11 +528,7 @@ def refine_relative_pose(
     t_load = time.perf_counter()
     load_feature_backend(cfg.build)  # once per process; not part of the per-pair cost
     t0 = time.perf_counter()
-    # the two views are independent: build them on two threads (numpy, OpenCV and torch
-    # release the GIL in their kernels)
-    job1 = _pool().submit(build_mixture, image1, depth1, camera1, cfg.build, "1")
-    mix0 = build_mixture(image0, depth0, camera0, cfg.build, name="0")
-    mix1 = job1.result()
+    mix0, mix1 = _build_both(image0, image1, camera0, camera1, depth0, depth1, cfg.build)
     t1 = time.perf_counter()
     res = align_mixtures(mix0, mix1, init, cfg.align)
     t2 = time.perf_counter()
@@ -541,3 +537,26 @@ def refine_relative_pose(
         res.timings_ms["load_features"] = (t0 - t_load) * 1e3
     res.info.setdefault("build", {"view0": mix0.info, "view1": mix1.info})
     return res
+
+
+def _build_both(image0, image1, camera0, camera1, depth0, depth1, cfg):
+    """Both views' mixtures on two threads: the worker runs the feature network once for
+    both (undistorted) images, then builds view 1; the caller's thread builds view 0
+    meanwhile. Two networks running at once on two threads would oversubscribe the
+    cores (each forward pass spreads over all of them)."""
+    from twoview.gmm.features import dense_fields
+
+    backend = load_feature_backend(cfg)
+    if backend is None:
+        job1 = _pool().submit(build_mixture, image1, depth1, camera1, cfg, "1")
+        return build_mixture(image0, depth0, camera0, cfg, name="0"), job1.result()
+    views = []
+    for image, depth, camera, name in ((image0, depth0, camera0, "0"), (image1, depth1, camera1, "1")):
+        image, depth = _check_inputs(image, depth, camera, name)
+        if camera.dist is not None:  # the network sees the images the mixtures are built from
+            image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole
+        views.append((image, depth, camera, name))
+    fields = _pool().submit(dense_fields, backend, [views[0][0], views[1][0]])
+    job1 = _pool().submit(lambda: build_mixture(*views[1][:3], cfg, "1", dense=lambda: fields.result()[1]))
+    mix0 = build_mixture(*views[0][:3], cfg, "0", dense=lambda: fields.result()[0])
+    return mix0, job1.result()

@@ -54,13 +54,24 @@ class XFeatBackend:
             self.net.load_state_dict(torch.load(f, map_location="cpu"))
 
     def dense(self, image: np.ndarray):
+        return self.dense_batch([image])[0]
+
+    def dense_batch(self, images: list[np.ndarray]):
+        """:meth:`dense` of several images; images of one size share a forward pass."""
         import torch
 
-        im, sx, sy = _resize_for(image, self.resize_max, 32)
-        x = torch.from_numpy(im).permute(2, 0, 1)[None].float()
-        with torch.inference_mode():
-            feats, _, _ = self.net(x)
-        return feats[0], sx / 8.0, sy / 8.0
+        resized = [_resize_for(im, self.resize_max, 32) for im in images]
+        out: list = [None] * len(images)
+        by_shape: dict = {}
+        for k, (im, _, _) in enumerate(resized):
+            by_shape.setdefault(im.shape, []).append(k)
+        for ks in by_shape.values():
+            x = torch.from_numpy(np.stack([resized[k][0] for k in ks])).permute(0, 3, 1, 2).float()
+            with torch.inference_mode():
+                feats, _, _ = self.net(x)
+            for row, k in enumerate(ks):
+                out[k] = (feats[row], resized[k][1] / 8.0, resized[k][2] / 8.0)
+        return out
 
 
 class Dinov2Backend:
@@ -126,12 +137,21 @@ def dense_field(backend, image: np.ndarray) -> tuple[np.ndarray, tuple[float, fl
         (map (h, w, C) float32, each pixel L2-normalised; (kx, ky)) with map coordinate
         ``(u + 0.5) * kx - 0.5`` for image pixel u.
     """
+    return dense_fields(backend, [image])[0]
+
+
+def dense_fields(backend, images: list[np.ndarray]) -> list[tuple[np.ndarray, tuple[float, float]]]:
+    """:func:`dense_field` of several images, batched when the backend can
+    (``dense_batch``): one forward pass for two views costs less than two."""
     import torch
 
-    fmap, kx, ky = backend.dense(image)
-    with torch.inference_mode():
-        f = torch.nn.functional.normalize(fmap.float(), dim=0).permute(1, 2, 0).contiguous()
-    return f.numpy(), (float(kx), float(ky))
+    raw = backend.dense_batch(images) if hasattr(backend, "dense_batch") else [backend.dense(im) for im in images]
+    out = []
+    for fmap, kx, ky in raw:
+        with torch.inference_mode():
+            f = torch.nn.functional.normalize(fmap.float(), dim=0).permute(1, 2, 0).contiguous()
+        out.append((f.numpy(), (float(kx), float(ky))))
+    return out
 
 
 def pool_features(fmap: np.ndarray, scale: tuple[float, float], uv: np.ndarray) -> np.ndarray:

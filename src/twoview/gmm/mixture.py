@@ -224,6 +224,7 @@ def build_mixture(
     camera: Camera,
     config: BuildConfig | None = None,
     name: str = "",
+    dense=None,
 ) -> GaussianMixture:
     """Build the metric mixture of one RGB-D view.
 
@@ -234,6 +235,10 @@ def build_mixture(
             undistorted to its pinhole model (the mixture's camera).
         config: building options.
         name: suffix for error messages ("0" -> "depth0").
+        dense: the descriptor field of the (undistorted) image, as
+            :func:`twoview.gmm.features.dense_field` returns it, or a callable returning
+            it (e.g. the result of a batched forward pass running on another thread);
+            None runs the feature backend here.
 
     Returns:
         :class:`GaussianMixture` in the camera frame (possibly empty if no depth is
@@ -312,7 +317,10 @@ def build_mixture(
     if cfg.features != "none" and len(mean):
         from twoview.gmm.features import dense_field, pool_features
 
-        fmap, scale = dense_field(load_feature_backend(cfg), image)
+        if dense is None:
+            fmap, scale = dense_field(load_feature_backend(cfg), image)
+        else:
+            fmap, scale = dense() if callable(dense) else dense
         features = pool_features(fmap, scale, uv)
         appearance = AppearanceField(image, fmap, scale)
     t_feat = time.perf_counter()

@@ -35,6 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # benchmark this checkout
 
+from _machine import cpu_ticks, steal_fraction  # noqa: E402
 from twoview import estimate_relative_pose  # noqa: E402
 from twoview.datasets import get_dataset  # noqa: E402
 from twoview.gmm import GMMConfig, refine_relative_pose  # noqa: E402
@@ -43,24 +44,6 @@ from twoview.io.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from twoview.io.images import load_image  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
-
-
-def cpu_ticks() -> list[int] | None:
-    """The machine's CPU time counters (/proc/stat 'cpu' line, USER_HZ ticks), or None."""
-    try:
-        with open("/proc/stat") as f:
-            return [int(v) for v in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-
-
-def steal_fraction(before, after) -> float:
-    """Fraction of the machine's CPU time the hypervisor gave to other guests in between
-    ('steal'; a virtual machine's wall times are not this code's while it is high)."""
-    if before is None or after is None:
-        return float("nan")
-    d = [b - a for a, b in zip(before, after)]
-    return d[7] / max(sum(d), 1)
 
 
 def pairs(quick: bool):

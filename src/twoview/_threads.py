@@ -3,7 +3,9 @@
 The pose code multiplies and decomposes tiny matrices (3x3 batches, 6x6 systems, 64x64
 Gram matrices). A multi-threaded BLAS gains nothing there and its idle threads spin on
 the cores our own worker threads need: on a 2-core machine a GMM refinement took 1.5x
-the CPU time with OpenBLAS at 2 threads. :func:`single_threaded_blas` pins BLAS to one
+the CPU time with OpenBLAS at 2 threads, and OpenBLAS threads woken by one large product
+(the SIFT matcher's descriptor distances) keep spinning into whatever runs next (the
+refinement after the front end: +40 % CPU). :func:`single_threaded_blas` pins BLAS to one
 thread for the duration of a call and restores the caller's setting afterwards.
 """
 

@@ -89,6 +89,7 @@ def _as_camera(cam, image, image_path, name: str) -> Camera:
     return c
 
 
+@blas_single_thread
 def estimate_relative_pose(
     image0,
     image1,

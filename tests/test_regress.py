@@ -306,6 +306,27 @@ def test_estimate_and_batch_agree(mini_checkpoint, rng):
         assert s.cam1_from_cam0.allclose(b.cam1_from_cam0, atol=1e-5)
 
 
+def test_cli_estimate_method_regress(mini_checkpoint, tmp_path, rng, capsys):
+    from PIL import Image
+
+    from twoview.cli import main
+
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"im{k}.png")
+        Image.fromarray(rng.integers(0, 255, size=(120, 160, 3), dtype=np.uint8)).save(paths[-1])
+    out = tmp_path / "r.json"
+    assert main(["estimate", *map(str, paths), "--method", "regress", "--checkpoint", str(mini_checkpoint),
+                 "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["success"] and d["solver"] == "regress" and np.asarray(d["cam1_from_cam0"]).shape == (4, 4)
+    capsys.readouterr()
+    assert main(["estimate", *map(str, paths), "--method", "regress", "--checkpoint", str(tmp_path / "no.pt")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["estimate", *map(str, paths), "--checkpoint", str(mini_checkpoint)]) == 2  # needs --method regress
+    assert "--method regress" in capsys.readouterr().err
+
+
 def test_estimate_bad_inputs(mini_checkpoint, tmp_path):
     from twoview.regress import estimate
 

@@ -116,9 +116,28 @@ def run_estimator(args, inputs):
         raise InputError(what, e.problem) from None
 
 
+def run_regressor(args, inputs):
+    """The pose regressor on the two images (no matching; intrinsics and depth unused)."""
+    from twoview.errors import InputError
+    from twoview.regress import estimate
+
+    try:
+        return estimate(inputs["image0"], inputs["image1"], checkpoint=args.checkpoint)
+    except InputError as e:
+        what = {"image0": "IMG0", "image1": "IMG1"}.get(e.what, e.what)
+        raise InputError(what, e.problem) from None
+
+
 def run(args) -> int:
     inputs = build_inputs(args)
-    result = run_estimator(args, inputs)
+    if args.method == "regress":
+        result = run_regressor(args, inputs)
+    else:
+        if args.checkpoint:
+            from twoview.errors import InputError
+
+            raise InputError("--checkpoint", "only used with --method regress")
+        result = run_estimator(args, inputs)
     if args.refine == "gmm" and result.success:
         from twoview.cli.common import gmm_config
         from twoview.gmm.api import refine_estimate
@@ -155,6 +174,13 @@ def register(sub) -> None:
         "Exit status 0 on success, 1 when no pose was found, 2 on bad input.",
     )
     add_estimator_args(p)
+    g = p.add_argument_group("method")
+    g.add_argument("--method", choices=["match", "regress"], default="match",
+                   help="match: feature matching + robust solver (the front end above); regress: the two-view pose "
+                   "regressor, one forward pass, no matching (twoview.regress; needs twoview[learned])")
+    g.add_argument("--checkpoint", metavar="PATH",
+                   help="regressor checkpoint for --method regress (twoview train's model.pt or a Reloc3r .pth/"
+                   ".safetensors; default: the shipped tiny model)")
     g = p.add_argument_group("monocular depth model (metric translation from the photos alone)")
     g.add_argument("--depth-model", metavar="ID_OR_PATH",
                    help="predict both depth maps with a metric depth network: a save_pretrained() folder or a Hugging Face "

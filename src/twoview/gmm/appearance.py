@@ -217,19 +217,14 @@ def appearance_term(q: np.ndarray, dq_dxi: np.ndarray | None, source_values: lis
     Returns:
         :class:`AppearanceTerm`: ``cost`` is the summed Huber cost; derivatives are of it.
     """
-    z = q[:, 2]
-    ok = z > 1e-6
-    zs = np.where(ok, z, 1.0)
-    u = camera.fx * q[:, 0] / zs + camera.cx
-    v = camera.fy * q[:, 1] / zs + camera.cy
-    ok &= (u >= 0) & (u <= camera.width - 1) & (v >= 0) & (v <= camera.height - 1)
-    idx = np.flatnonzero(ok)
+    idx, uv = project_inside(q, camera)
     n_par = None if dq_dxi is None else dq_dxi.shape[2]
     if not len(idx):
         return AppearanceTerm(0.0, None if n_par is None else np.zeros(n_par),
                               None if n_par is None else np.zeros((n_par, n_par)), 0)
-    u, v, zs = u[idx], v[idx], zs[idx]
+    u, v = uv[:, 0], uv[:, 1]
     qi = q[idx]
+    zs = qi[:, 2]
     # d(u, v)/dq: (n, 2, 3)
     du_dq = np.zeros((len(idx), 2, 3))
     du_dq[:, 0, 0] = camera.fx / zs

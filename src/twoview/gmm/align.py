@@ -28,7 +28,7 @@ from twoview.errors import InputError
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.gmm.config import AlignConfig, GMMConfig
-from twoview.gmm.mixture import GaussianMixture, _check_inputs, build_mixture, load_feature_backend
+from twoview.gmm.mixture import GaussianMixture, build_mixture, check_view_inputs, load_feature_backend
 from twoview.geometry.rotation import so3_log
 from twoview.gmm.appearance import (
     appearance_term,
@@ -552,7 +552,7 @@ def _build_both(image0, image1, camera0, camera1, depth0, depth1, cfg):
         return build_mixture(image0, depth0, camera0, cfg, name="0"), job1.result()
     views = []
     for image, depth, camera, name in ((image0, depth0, camera0, "0"), (image1, depth1, camera1, "1")):
-        image, depth = _check_inputs(image, depth, camera, name)
+        image, depth = check_view_inputs(image, depth, camera, name)
         if camera.dist is not None:  # the network sees the images the mixtures are built from
             image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole
         views.append((image, depth, camera, name))

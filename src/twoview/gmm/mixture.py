@@ -151,7 +151,9 @@ class GaussianMixture:
         self.appearance = AppearanceField(np.clip(rendered * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def _check_inputs(image, depth, camera: Camera, name: str):
+def check_view_inputs(image, depth, camera: Camera, name: str):
+    """One view's (image (H, W, 3) uint8, depth (H, W) float64) after the checks that name
+    the argument (``image0``, ``depth1``, ``camera0``) on failure (raises InputError)."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
@@ -249,7 +251,7 @@ def build_mixture(
     """
     cfg = config or BuildConfig()
     t0 = time.perf_counter()
-    image, depth = _check_inputs(image, depth, camera, name)
+    image, depth = check_view_inputs(image, depth, camera, name)
     if camera.dist is not None:  # mixtures live in the ideal pinhole camera
         image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole
     if not np.any(np.isfinite(depth)):

@@ -118,14 +118,9 @@ def run_estimator(args, inputs):
 
 def run_regressor(args, inputs):
     """The pose regressor on the two images (no matching; intrinsics and depth unused)."""
-    from twoview.errors import InputError
     from twoview.regress import estimate
 
-    try:
-        return estimate(inputs["image0"], inputs["image1"], checkpoint=args.checkpoint)
-    except InputError as e:
-        what = {"image0": "IMG0", "image1": "IMG1"}.get(e.what, e.what)
-        raise InputError(what, e.problem) from None
+    return estimate(inputs["image0"], inputs["image1"], checkpoint=args.checkpoint)
 
 
 def run(args) -> int:

@@ -28,7 +28,7 @@ from twoview.errors import InputError
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.gmm.config import AlignConfig, GMMConfig
-from twoview.gmm.mixture import GaussianMixture, build_mixture, check_view_inputs, load_feature_backend
+from twoview.gmm.mixture import GaussianMixture, build_mixture, load_feature_backend, pinhole_view
 from twoview.geometry.rotation import so3_log
 from twoview.gmm.appearance import (
     appearance_term,
@@ -112,6 +112,7 @@ class _Level:
     def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig, feature_basis=None):
         self.a, self.b, self.var, self.cfg = a, b, var, cfg
         self.wg, self.wa = cfg.geometry_weight, cfg.appearance_weight
+        self._round_key = None  # the state start_round last fixed
         fa, fb = a.mix.appearance, b.mix.appearance
         if self.wa > 0 and (fa is None or fb is None or a.mix.camera is None or b.mix.camera is None
                             or not (cfg.use_colour or (cfg.use_features and fa.features is not None
@@ -135,7 +136,7 @@ class _Level:
         state and the kernels are those of the last round: the initial score and the
         fine level's first round start from the same pose)."""
         key = (R.tobytes(), t.tobytes(), float(s), self.var)
-        if getattr(self, "_round_key", None) == key:
+        if self._round_key == key:
             return
         a, b, cfg = self.a, self.b, self.cfg
         self.vis_a, self.vis_b = _visibility(a, b, R, t, s, cfg)
@@ -550,13 +551,9 @@ def _build_both(image0, image1, camera0, camera1, depth0, depth1, cfg):
     if backend is None:
         job1 = _pool().submit(build_mixture, image1, depth1, camera1, cfg, "1")
         return build_mixture(image0, depth0, camera0, cfg, name="0"), job1.result()
-    views = []
-    for image, depth, camera, name in ((image0, depth0, camera0, "0"), (image1, depth1, camera1, "1")):
-        image, depth = check_view_inputs(image, depth, camera, name)
-        if camera.dist is not None:  # the network sees the images the mixtures are built from
-            image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole
-        views.append((image, depth, camera, name))
+    # the network sees the images the mixtures are built from (undistorted)
+    views = [pinhole_view(image0, depth0, camera0, "0"), pinhole_view(image1, depth1, camera1, "1")]
     fields = _pool().submit(dense_fields, backend, [views[0][0], views[1][0]])
-    job1 = _pool().submit(lambda: build_mixture(*views[1][:3], cfg, "1", dense=lambda: fields.result()[1]))
-    mix0 = build_mixture(*views[0][:3], cfg, "0", dense=lambda: fields.result()[0])
+    job1 = _pool().submit(lambda: build_mixture(*views[1], cfg, "1", dense=lambda: fields.result()[1]))
+    mix0 = build_mixture(*views[0], cfg, "0", dense=lambda: fields.result()[0])
     return mix0, job1.result()

@@ -151,7 +151,7 @@ class GaussianMixture:
         self.appearance = AppearanceField(np.clip(rendered * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def check_view_inputs(image, depth, camera: Camera, name: str):
+def _check_inputs(image, depth, camera: Camera, name: str):
     """One view's (image (H, W, 3) uint8, depth (H, W) float64) after the checks that name
     the argument (``image0``, ``depth1``, ``camera0``) on failure (raises InputError)."""
     image = np.asarray(image)
@@ -174,6 +174,16 @@ def check_view_inputs(image, depth, camera: Camera, name: str):
         raise InputError(f"camera{name}", f"camera is for {camera.width}x{camera.height} but the image is "
                          f"{image.shape[1]}x{image.shape[0]}")
     return image, depth
+
+
+def pinhole_view(image, depth, camera: Camera, name: str = ""):
+    """(image, depth, camera) of one view, checked (:func:`_check_inputs`) and, with
+    lens distortion, undistorted to the camera's pinhole model: mixtures (and the
+    descriptor maps pooled into them) live in the ideal pinhole camera."""
+    image, depth = _check_inputs(image, depth, camera, name)
+    if camera.dist is not None:
+        image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole
+    return image, depth, camera
 
 
 def _valid_mask(depth: np.ndarray, cfg: BuildConfig) -> np.ndarray:
@@ -251,9 +261,7 @@ def build_mixture(
     """
     cfg = config or BuildConfig()
     t0 = time.perf_counter()
-    image, depth = check_view_inputs(image, depth, camera, name)
-    if camera.dist is not None:  # mixtures live in the ideal pinhole camera
-        image, depth, camera = camera.undistort_image(image), camera.undistort_depth(depth), camera.pinhole
+    image, depth, camera = pinhole_view(image, depth, camera, name)
     if not np.any(np.isfinite(depth)):
         raise InputError(f"depth{name}", "depth map has no valid (finite, positive) value")
     H, W = depth.shape

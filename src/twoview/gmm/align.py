@@ -31,7 +31,7 @@ from twoview.gmm.config import AlignConfig, GMMConfig
 from twoview.gmm.mixture import GaussianMixture, build_mixture, load_feature_backend, pinhole_view
 from twoview.geometry.rotation import so3_log
 from twoview.gmm.appearance import (
-    appearance_term,
+    appearance_gauss_newton,
     fit_gain_bias,
     channels,
     forward_map,
@@ -152,10 +152,11 @@ class _Level:
         if self.wa > 0:
             self.idx_a, self.idx_b = np.flatnonzero(self.vis_a & self.tex_a), np.flatnonzero(self.vis_b & self.tex_b)
         self.N = max(len(self.idx_a) + len(self.idx_b), 1)
+        self.means_a, self.means_b = a.means[self.idx_a], b.means[self.idx_b]
         if self.wa > 0:
-            self.src_a = self._compensated(self.own_a, self.idx_a, forward_map(a.means[self.idx_a], R, t, s, False, False)[0],
+            self.src_a = self._compensated(self.own_a, self.idx_a, forward_map(self.means_a, R, t, s, False, False)[0],
                                            self.chan_b, b.mix.camera)
-            self.src_b = self._compensated(self.own_b, self.idx_b, inverse_map(b.means[self.idx_b], R, t, s, False, False)[0],
+            self.src_b = self._compensated(self.own_b, self.idx_b, inverse_map(self.means_b, R, t, s, False, False)[0],
                                            self.chan_a, a.mix.camera)
         self.pairs, self.frozen = job.result()
         self._round_key = key
@@ -189,10 +190,10 @@ class _Level:
         if self.wa > 0:
             cam1, cam0 = self.b.mix.camera, self.a.mix.camera
             huber = self.cfg.appearance_huber
-            q, J = forward_map(self.a.means[self.idx_a], R, t, s, with_scale, deriv)
-            fwd = appearance_term(q, J, self.src_a, self.chan_b, cam1, huber)
-            q, J = inverse_map(self.b.means[self.idx_b], R, t, s, with_scale, deriv)
-            inv = appearance_term(q, J, self.src_b, self.chan_a, cam0, huber)
+            fwd = appearance_gauss_newton(self.means_a, R, t, s, False, with_scale, deriv, self.src_a,
+                                          self.chan_b, cam1, huber)
+            inv = appearance_gauss_newton(self.means_b, R, t, s, True, with_scale, deriv, self.src_b,
+                                          self.chan_a, cam0, huber)
             self.app = (fwd.cost + inv.cost) / self.N
             self.agree = (fwd.agreement + inv.agreement) / self.N
             F += self.wa * self.app

@@ -159,12 +159,12 @@ def _check_inputs(image, depth, camera: Camera, name: str):
         image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] < 3:
         raise InputError(f"image{name}", f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-    image = image[..., :3]
+    image = np.ascontiguousarray(image[..., :3])
     if image.dtype != np.uint8:
         raise InputError(f"image{name}", f"expected uint8 RGB, got dtype {image.dtype}")
     if depth is None:
         raise InputError(f"depth{name}", "a metric Gaussian mixture needs a depth map (metres, NaN invalid)")
-    depth = np.asarray(depth, dtype=np.float64)
+    depth = np.ascontiguousarray(depth, dtype=np.float64)
     if depth.shape != image.shape[:2]:
         raise InputError(f"depth{name}", f"depth is {depth.shape[1]}x{depth.shape[0]} but the image is "
                          f"{image.shape[1]}x{image.shape[0]}")
@@ -186,21 +186,13 @@ def pinhole_view(image, depth, camera: Camera, name: str = ""):
     return image, depth, camera
 
 
-def _valid_mask(depth: np.ndarray, cfg: BuildConfig) -> np.ndarray:
-    finite = np.isfinite(depth) & (depth > cfg.min_depth) & (depth < cfg.max_depth)
-    # a relative jump |a - b| > thr * min(a, b) to a 4-neighbour is a log-depth step
-    # above log(1 + thr); an invalid neighbour (inf) counts as an edge
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lz = np.log(np.where(finite, depth, np.inf).astype(np.float32))
-        step = np.float32(np.log1p(cfg.edge_threshold))
-        dx = ~(np.abs(lz[:, 1:] - lz[:, :-1]) <= step)  # NaN (inf - inf) is an edge too
-        dy = ~(np.abs(lz[1:, :] - lz[:-1, :]) <= step)
-    ok = finite.copy()
-    ok[:, 1:] &= ~dx
-    ok[:, :-1] &= ~dx
-    ok[1:, :] &= ~dy
-    ok[:-1, :] &= ~dy
-    return ok
+def _valid_mask(depth: np.ndarray, cfg: BuildConfig) -> tuple[np.ndarray, int]:
+    """(H, W) bool of reliable depth and its count: finite, inside (min_depth,
+    max_depth), and no relative jump ``|a - b| > edge_threshold * min(a, b)`` to a
+    4-neighbour (an invalid neighbour counts as an edge: depth there is unreliable)."""
+    from twoview.gmm._kernels import valid_depth_mask
+
+    return valid_depth_mask(depth, float(cfg.min_depth), float(cfg.max_depth), 1.0 + float(cfg.edge_threshold))
 
 
 def _moments_to_gaussians(M: np.ndarray):
@@ -265,8 +257,7 @@ def build_mixture(
     if not np.any(np.isfinite(depth)):
         raise InputError(f"depth{name}", "depth map has no valid (finite, positive) value")
     H, W = depth.shape
-    valid = _valid_mask(depth, cfg)
-    n_valid = int(valid.sum())
+    valid, n_valid = _valid_mask(depth, cfg)
 
     # cell sizes: coarse cells of side c2 = 2 * c1 split into four c1 cells when not planar
     area = max(n_valid, 1) / cfg.num_gaussians
@@ -275,25 +266,13 @@ def build_mixture(
     step = 2 if c1 >= 4 else 1
     c1 = max(1, c1 // step)
     c2 = 2 * c1
-    dz = depth[::step, ::step]
-    h, w = dz.shape
-    Hp, Wp = -(-h // c2) * c2, -(-w // c2) * c2
-    # the grid padded to whole cells; padding is invalid (m = 0) and sums nothing
-    ok = np.zeros((Hp, Wp), bool)
-    ok[:h, :w] = valid[::step, ::step]
-    z = np.zeros((Hp, Wp))
-    z[:h, :w] = np.where(ok[:h, :w], dz, 0.0)
-    vv, uu = np.mgrid[0 : Hp * step : step, 0 : Wp * step : step].astype(np.float64)
-    x = (uu - camera.cx) * (z / camera.fx)
-    y = (vv - camera.cy) * (z / camera.fy)
-    m = ok.astype(np.float64)
-    rgb = np.zeros((Hp, Wp, 3))
-    rgb[:h, :w] = image[::step, ::step, :3] * (1.0 / 255.0)
-    X = np.stack([m, x, y, z, x * x, x * y, x * z, y * y, y * z, z * z, uu * m, vv * m,
-                  rgb[..., 0] * m, rgb[..., 1] * m, rgb[..., 2] * m])
-    # block sums over c1 x c1 cells: c1 strided adds per axis (vectorised, exact)
-    cols = sum(X[:, :, k::c1] for k in range(c1))
-    fine = sum(cols[:, k::c1, :] for k in range(c1)).transpose(1, 2, 0)  # (Hp / c1, Wp / c1, 15)
+    h, w = -(-H // step), -(-W // step)
+    Hp, Wp = -(-h // c2) * c2, -(-w // c2) * c2  # the grid padded to whole coarse cells
+    # (Hp / c1, Wp / c1, 15) moments per fine cell, one compiled pass over the pixels
+    from twoview.gmm._kernels import cell_moments, clamp_spectra
+
+    fine = cell_moments(depth, valid, image, step, c1, Hp, Wp,
+                        float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy))
     coarse = fine.reshape(Hp // c2, 2, Wp // c2, 2, 15).sum(axis=(1, 3))
 
     n2, mean2, cov2, _ = _moments_to_gaussians(coarse[..., :12])
@@ -308,11 +287,8 @@ def build_mixture(
     colour = M[:, 12:15] / np.maximum(n, 1)[:, None]
 
     # clamp the covariance spectrum relative to depth; the normal is the thinnest axis
-    evals, evecs = np.linalg.eigh(cov)
     zc = np.maximum(mean[:, 2], 1e-9)
-    lo, hi = (cfg.min_sigma_rel * zc) ** 2, (cfg.max_sigma_rel * zc) ** 2
-    evals = np.clip(evals, lo[:, None], hi[:, None])
-    cov = np.einsum("nij,nj,nkj->nik", evecs, evals, evecs)
+    cov, evecs = clamp_spectra(cov, (cfg.min_sigma_rel * zc) ** 2, (cfg.max_sigma_rel * zc) ** 2)
     if cfg.depth_sigma_rel > 0:  # depth uncertainty: elongate along the viewing ray
         ray = mean / np.linalg.norm(mean, axis=1, keepdims=True)
         cov = cov + ((cfg.depth_sigma_rel * zc) ** 2)[:, None, None] * ray[:, :, None] * ray[:, None, :]

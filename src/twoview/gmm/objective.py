@@ -253,52 +253,29 @@ def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignCon
     Covariances are frozen at the current rotation for the derivatives (as in GICP); the
     energy is exact, unless ``frozen`` (from :func:`freeze_covariances` for the same
     pairs) gives the combined covariances of a nearby state to use instead."""
+    from twoview.gmm._kernels import overlap_gauss_newton
+
     i, j, c = pairs if pairs is not None else candidate_pairs(a, b, R, t, s, var, vis_a, vis_b, cfg)
     if not len(i):
         return Evaluation(0.0, None, None, 0)
     p = apply_state(a.means, R, t, s)
-    d = p[i] - b.means[j]
     if frozen is None:
         S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
         S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
-        kern, Sinv, inside = gaussian_overlap(d, S, cfg.truncation_sigmas)
+        Sinv, logdet = _sym_inverse(S)
+        norm = np.exp(-0.5 * (_LOG2PI3 + logdet))
     else:
         Sinv, norm = frozen
-        q = np.einsum("ni,nij,nj->n", d, Sinv, d)
-        inside = q < cfg.truncation_sigmas**2
-        kern = np.where(inside, norm * np.exp(-0.5 * q), 0.0)
-    w = c * kern
-    E = float(w.sum())
+    n = (7 if estimate_scale else 6) if with_derivatives else 0
+    # one compiled pass over the pairs: kernel, energy and, per A Gaussian, the summed
+    # pair terms chained once to the increment (pairs sharing i share its Jacobian)
+    E, inside, grad, hess = overlap_gauss_newton(
+        p, b.means, np.ascontiguousarray(i, np.int64), np.ascontiguousarray(j, np.int64),
+        np.ascontiguousarray(c, np.float64), np.ascontiguousarray(Sinv), np.ascontiguousarray(norm),
+        float(cfg.truncation_sigmas) ** 2, np.ascontiguousarray(t, np.float64), n)
     if not with_derivatives:
-        return Evaluation(E, None, None, int(inside.sum()))
-    keep = w > 0
-    w, d, Sinv, ik = w[keep], d[keep], Sinv[keep], i[keep]
-    if np.any(ik[1:] < ik[:-1]):  # find_pairs gives them sorted; others may not
-        order = np.argsort(ik, kind="stable")
-        w, d, Sinv, ik = w[order], d[order], Sinv[order], ik[order]
-    if not len(w):
-        n = 7 if estimate_scale else 6
-        return Evaluation(E, np.zeros(n), np.zeros((n, n)), int(inside.sum()))
-    # Pairs come sorted by i and share i's Jacobian: sum per Gaussian first,
-    # A_i = sum_j w Sinv, b_i = sum_j w Sinv d, then chain once per Gaussian.
-    starts = np.flatnonzero(np.r_[True, ik[1:] != ik[:-1]])
-    WS = w[:, None, None] * Sinv
-    A = np.add.reduceat(WS, starts, axis=0)
-    bvec = np.add.reduceat(np.matmul(WS, d[:, :, None])[:, :, 0], starts, axis=0)
-    pi = p[ik[starts]]
-    n = 7 if estimate_scale else 6
-    J = np.zeros((len(pi), 3, n))
-    J[:, 0, 1], J[:, 0, 2] = pi[:, 2], -pi[:, 1]  # d p / d omega = -[p]x
-    J[:, 1, 0], J[:, 1, 2] = -pi[:, 2], pi[:, 0]
-    J[:, 2, 0], J[:, 2, 1] = pi[:, 1], -pi[:, 0]
-    J[:, 0, 3] = J[:, 1, 4] = J[:, 2, 5] = 1.0
-    if estimate_scale:
-        J[:, :, 6] = pi - t
-    AJ = np.matmul(A, J)
-    # dE/dxi = sum w * (-d^T Sinv J);  GN matrix = sum w * J^T Sinv J
-    grad = -np.tensordot(bvec, J, axes=([0, 1], [0, 1]))
-    hess = np.tensordot(J, AJ, axes=([0, 1], [0, 1]))
-    return Evaluation(E, grad, hess, int(inside.sum()))
+        return Evaluation(float(E), None, None, int(inside))
+    return Evaluation(float(E), grad, hess, int(inside))
 
 
 def apply_increment(R, t, s, delta):

@@ -1,0 +1,368 @@
+"""Compiled inner loops of mixture building and alignment (numba, GIL released).
+
+Each kernel is one pass over pixels, pairs or Gaussians that numpy would spread over
+dozens of temporaries; the math is that of the documented numpy functions they serve
+(:func:`twoview.gmm.mixture.build_mixture`, :func:`twoview.gmm.objective.evaluate`,
+:func:`twoview.gmm.appearance.appearance_term`, which stays as the readable reference
+the tests compare against). ``nogil`` lets the refinement's two threads run them at
+once; ``cache`` keeps the compiled code on disk beside this file (first use in a fresh
+environment compiles for a few seconds).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_OPTS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+@njit(**_OPTS)
+def _edge(z, zn, max_ratio):
+    """True when neighbour depth zn is invalid (NaN, out of range: passed as NaN) or
+    differs from z by more than the ratio."""
+    if not zn == zn:
+        return True
+    return max(z, zn) > max_ratio * min(z, zn)
+
+
+@njit(**_OPTS)
+def valid_depth_mask(depth, min_depth, max_depth, max_ratio):
+    """(H, W) bool: depth finite, inside (min_depth, max_depth), and within a ratio
+    ``max_ratio`` (= 1 + edge threshold) of each 4-neighbour, an invalid neighbour
+    counting as an edge. The second output is the number of valid pixels."""
+    H, W = depth.shape
+    zr = np.empty((H, W))  # depth in range, NaN elsewhere
+    for y in range(H):
+        for x in range(W):
+            z = depth[y, x]
+            zr[y, x] = z if (z > min_depth and z < max_depth) else np.nan
+    ok = np.zeros((H, W), np.bool_)
+    count = 0
+    for y in range(H):
+        for x in range(W):
+            z = zr[y, x]
+            if not z == z:
+                continue
+            if x + 1 < W and _edge(z, zr[y, x + 1], max_ratio):
+                continue
+            if x > 0 and _edge(z, zr[y, x - 1], max_ratio):
+                continue
+            if y + 1 < H and _edge(z, zr[y + 1, x], max_ratio):
+                continue
+            if y > 0 and _edge(z, zr[y - 1, x], max_ratio):
+                continue
+            ok[y, x] = True
+            count += 1
+    return ok, count
+
+
+@njit(**_OPTS)
+def sym3_eigh(S, evals, evecs):
+    """Eigen-decomposition of one symmetric 3x3 matrix by cyclic Jacobi rotations:
+    evals (3,) ascending, evecs (3, 3) with eigenvectors as columns (as numpy.linalg.eigh)."""
+    a = S.copy()
+    V = np.eye(3)
+    for _ in range(12):
+        off = a[0, 1] ** 2 + a[0, 2] ** 2 + a[1, 2] ** 2
+        scale = a[0, 0] ** 2 + a[1, 1] ** 2 + a[2, 2] ** 2
+        if off <= 1e-30 * scale or off == 0.0:
+            break
+        for p, q in ((0, 1), (0, 2), (1, 2)):
+            apq = a[p, q]
+            if apq == 0.0:
+                continue
+            theta = (a[q, q] - a[p, p]) / (2.0 * apq)
+            tt = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
+            c = 1.0 / math.sqrt(tt * tt + 1.0)
+            s = tt * c
+            for k in range(3):  # a <- J^T a J
+                akp, akq = a[k, p], a[k, q]
+                a[k, p] = c * akp - s * akq
+                a[k, q] = s * akp + c * akq
+            for k in range(3):
+                apk, aqk = a[p, k], a[q, k]
+                a[p, k] = c * apk - s * aqk
+                a[q, k] = s * apk + c * aqk
+            for k in range(3):
+                vkp, vkq = V[k, p], V[k, q]
+                V[k, p] = c * vkp - s * vkq
+                V[k, q] = s * vkp + c * vkq
+    d = np.array([a[0, 0], a[1, 1], a[2, 2]])
+    order = np.argsort(d)
+    for k in range(3):
+        evals[k] = d[order[k]]
+        for r in range(3):
+            evecs[r, k] = V[r, order[k]]
+
+
+@njit(**_OPTS)
+def clamp_spectra(cov, lo, hi):
+    """Covariances (n, 3, 3) with eigenvalues clipped to [lo, hi] (n,) each, and their
+    eigenvectors (n, 3, 3) (columns, ascending eigenvalues: column 0 is the normal)."""
+    n = cov.shape[0]
+    out = np.empty((n, 3, 3))
+    vecs = np.empty((n, 3, 3))
+    ev = np.empty(3)
+    for k in range(n):
+        sym3_eigh(cov[k], ev, vecs[k])
+        for m in range(3):
+            ev[m] = min(max(ev[m], lo[k]), hi[k])
+        V = vecs[k]
+        for r in range(3):
+            for c in range(r, 3):
+                v = V[r, 0] * ev[0] * V[c, 0] + V[r, 1] * ev[1] * V[c, 1] + V[r, 2] * ev[2] * V[c, 2]
+                out[k, r, c] = v
+                out[k, c, r] = v
+    return out, vecs
+
+
+@njit(**_OPTS)
+def cell_moments(depth, valid, image, step, c1, Hp, Wp, fx, fy, cx, cy):
+    """Moments of every ``step``-th valid pixel summed per cell of c1 x c1 samples:
+    (Hp / c1, Wp / c1, 15) ``[n, x, y, z, xx, xy, xz, yy, yz, zz, u, v, r, g, b]`` with
+    (x, y, z) the back-projected point (metres), (u, v) the pixel, rgb in [0, 1]."""
+    H, W = depth.shape
+    out = np.zeros((Hp // c1, Wp // c1, 15))
+    for y in range(0, H, step):
+        cyi = (y // step) // c1
+        for x in range(0, W, step):
+            if not valid[y, x]:
+                continue
+            z = depth[y, x]
+            X = (x - cx) * (z / fx)
+            Y = (y - cy) * (z / fy)
+            o = out[cyi, (x // step) // c1]
+            o[0] += 1.0
+            o[1] += X
+            o[2] += Y
+            o[3] += z
+            o[4] += X * X
+            o[5] += X * Y
+            o[6] += X * z
+            o[7] += Y * Y
+            o[8] += Y * z
+            o[9] += z * z
+            o[10] += x
+            o[11] += y
+            o[12] += image[y, x, 0] * (1.0 / 255.0)
+            o[13] += image[y, x, 1] * (1.0 / 255.0)
+            o[14] += image[y, x, 2] * (1.0 / 255.0)
+    return out
+
+
+@njit(**_OPTS)
+def _flush(p, t, A, bv, n_par, grad, hess):
+    """Chain one Gaussian's summed pair terms (A = sum w Sinv, bv = sum w Sinv d) to the
+    increment: grad -= bv^T J, hess += J^T A J with J = [-[p]x | I | p - t]."""
+    J = np.zeros((3, 7))
+    J[0, 1], J[0, 2] = p[2], -p[1]
+    J[1, 0], J[1, 2] = -p[2], p[0]
+    J[2, 0], J[2, 1] = p[1], -p[0]
+    J[0, 3] = J[1, 4] = J[2, 5] = 1.0
+    for r in range(3):
+        J[r, 6] = p[r] - t[r]
+    AJ = np.zeros((3, 7))
+    for r in range(3):
+        for k in range(n_par):
+            AJ[r, k] = A[r, 0] * J[0, k] + A[r, 1] * J[1, k] + A[r, 2] * J[2, k]
+    for k in range(n_par):
+        grad[k] -= bv[0] * J[0, k] + bv[1] * J[1, k] + bv[2] * J[2, k]
+        for m in range(k, n_par):
+            v = J[0, k] * AJ[0, m] + J[1, k] * AJ[1, m] + J[2, k] * AJ[2, m]
+            hess[k, m] += v
+
+
+@njit(**_OPTS)
+def overlap_gauss_newton(p, b_means, i, j, c, Sinv, norm, trunc2, t, n_par):
+    """Truncated Gaussian overlap ``E = sum c norm exp(-d^T Sinv d / 2)`` over pairs
+    (d = p[i] - b_means[j]), with its gradient and Gauss-Newton matrix w.r.t. the left
+    increment (``n_par`` = 6, 7 with the log scale; 0: energy only).
+
+    Returns (E, pairs inside the truncation, grad (n_par,), hess (n_par, n_par))."""
+    grad = np.zeros(n_par)
+    hess = np.zeros((n_par, n_par))
+    E = 0.0
+    inside = 0
+    A = np.zeros((3, 3))
+    bv = np.zeros(3)
+    cur = -1
+    d = np.zeros(3)
+    u = np.zeros(3)
+    for k in range(i.shape[0]):
+        ii, jj = i[k], j[k]
+        for r in range(3):
+            d[r] = p[ii, r] - b_means[jj, r]
+        S = Sinv[k]
+        for r in range(3):
+            u[r] = S[r, 0] * d[0] + S[r, 1] * d[1] + S[r, 2] * d[2]
+        q = d[0] * u[0] + d[1] * u[1] + d[2] * u[2]
+        if not q < trunc2:
+            continue
+        inside += 1
+        w = c[k] * norm[k] * math.exp(-0.5 * q)
+        E += w
+        if n_par == 0 or w <= 0.0:
+            continue
+        if ii != cur:
+            if cur >= 0:
+                _flush(p[cur], t, A, bv, n_par, grad, hess)
+            cur = ii
+            A[:] = 0.0
+            bv[:] = 0.0
+        for r in range(3):
+            bv[r] += w * u[r]
+            for s_ in range(3):
+                A[r, s_] += w * S[r, s_]
+    if n_par > 0 and cur >= 0:
+        _flush(p[cur], t, A, bv, n_par, grad, hess)
+    for k in range(n_par):
+        for m in range(k):
+            hess[k, m] = hess[m, k]
+    return E, inside, grad, hess
+
+
+@njit(**_OPTS)
+def _sample(map_, mu, mv, ch, out):
+    """Bilinear value and exact derivatives of channel ``ch`` at map coords (mu, mv):
+    writes out[0] = value, out[1] = d/dmu, out[2] = d/dmv."""
+    h, w = map_.shape[0], map_.shape[1]
+    x0 = min(max(int(math.floor(mu)), 0), w - 2)
+    y0 = min(max(int(math.floor(mv)), 0), h - 2)
+    fx = mu - x0
+    fy = mv - y0
+    a = map_[y0, x0, ch]
+    b = map_[y0, x0 + 1, ch]
+    c = map_[y0 + 1, x0, ch]
+    d = map_[y0 + 1, x0 + 1, ch]
+    top = a + (b - a) * fx
+    bot = c + (d - c) * fx
+    out[0] = top + (bot - top) * fy
+    out[1] = (b - a) * (1.0 - fy) + (d - c) * fy
+    out[2] = bot - top
+
+
+@njit(**_OPTS)
+def appearance_gauss_newton(means, R, t, s, inverse, n_par, fx, fy, cx, cy, width, height, huber,
+                            maps, kx, ky, sigma, sources, offsets):
+    """Both channel groups of one direction of the appearance term, fused.
+
+    Args:
+        means: (n, 3) Gaussian centres in their own camera; mapped into the target
+            camera as ``s R mu + t`` (forward) or ``R^T (mu - t) / s`` (``inverse``).
+        n_par: 6 or 7 (with the log scale) for derivatives, 0 for the cost only.
+        fx, fy, cx, cy, width, height: the target camera.
+        maps: (G,) tuple of (h, w, C) float32 channel-last maps of the target view.
+        kx, ky, sigma: (G,) map-coordinate scales and residual scale of each group.
+        sources: (n, sum C) the Gaussians' own appearance, groups side by side.
+        offsets: (G + 1,) column offsets of the groups in ``sources``.
+
+    Returns (cost, agreement, count, grad (n_par,), hess (n_par, n_par)), as
+    :func:`twoview.gmm.appearance.appearance_term`.
+    """
+    G = len(maps)
+    grad = np.zeros(n_par)
+    hess = np.zeros((n_par, n_par))
+    cost = 0.0
+    agree = 0.0
+    count = 0
+    q = np.zeros(3)
+    smp = np.zeros(3)
+    dq = np.zeros((3, 7))
+    Ju = np.zeros(7)
+    Jv = np.zeros(7)
+    for n in range(means.shape[0]):
+        m0, m1, m2 = means[n, 0], means[n, 1], means[n, 2]
+        if inverse:
+            e0, e1, e2 = m0 - t[0], m1 - t[1], m2 - t[2]
+            for r in range(3):  # R^T e / s
+                q[r] = (R[0, r] * e0 + R[1, r] * e1 + R[2, r] * e2) / s
+        else:
+            for r in range(3):
+                q[r] = s * (R[r, 0] * m0 + R[r, 1] * m1 + R[r, 2] * m2) + t[r]
+        z = q[2]
+        if not z > 1e-6:
+            continue
+        u = fx * q[0] / z + cx
+        v = fy * q[1] / z + cy
+        if not (u >= 0.0 and u <= width - 1 and v >= 0.0 and v <= height - 1):
+            continue
+        count += 1
+        S00 = 0.0
+        S01 = 0.0
+        S11 = 0.0
+        B0 = 0.0
+        B1 = 0.0
+        for g in range(G):
+            mp = maps[g]
+            mu = min(max((u + 0.5) * kx[g] - 0.5, 0.0), mp.shape[1] - 1.0)
+            mv = min(max((v + 0.5) * ky[g] - 0.5, 0.0), mp.shape[0] - 1.0)
+            su = kx[g] / sigma[g]
+            sv = ky[g] / sigma[g]
+            guu = 0.0
+            guv = 0.0
+            gvv = 0.0
+            gur = 0.0
+            gvr = 0.0
+            grr = 0.0
+            for ch in range(mp.shape[2]):
+                _sample(mp, mu, mv, ch, smp)
+                r_ = (smp[0] - sources[n, offsets[g] + ch]) / sigma[g]
+                a_ = smp[1] * su
+                b_ = smp[2] * sv
+                guu += a_ * a_
+                guv += a_ * b_
+                gvv += b_ * b_
+                gur += a_ * r_
+                gvr += b_ * r_
+                grr += r_ * r_
+            nrm = math.sqrt(grr)
+            if nrm <= huber:
+                wgt = 1.0
+                cost += 0.5 * grr
+            else:
+                wgt = huber / max(nrm, 1e-12)
+                cost += huber * (nrm - 0.5 * huber)
+            agree += math.exp(-0.5 * grr) / G
+            S00 += wgt * guu
+            S01 += wgt * guv
+            S11 += wgt * gvv
+            B0 += wgt * gur
+            B1 += wgt * gvr
+        if n_par == 0:
+            continue
+        # dq/dxi for the left increment of cam1_from_cam0 (see forward_map / inverse_map)
+        dq[:] = 0.0
+        if inverse:
+            # R^T [mu]x / s | -R^T / s | -q
+            for r in range(3):
+                a0, a1, a2 = R[0, r] / s, R[1, r] / s, R[2, r] / s
+                dq[r, 0] = a1 * m2 - a2 * m1
+                dq[r, 1] = a2 * m0 - a0 * m2
+                dq[r, 2] = a0 * m1 - a1 * m0
+                dq[r, 3], dq[r, 4], dq[r, 5] = -a0, -a1, -a2
+                dq[r, 6] = -q[r]
+        else:
+            dq[0, 1], dq[0, 2] = q[2], -q[1]
+            dq[1, 0], dq[1, 2] = -q[2], q[0]
+            dq[2, 0], dq[2, 1] = q[1], -q[0]
+            dq[0, 3] = dq[1, 4] = dq[2, 5] = 1.0
+            for r in range(3):
+                dq[r, 6] = q[r] - t[r]
+        du0, du2 = fx / z, -fx * q[0] / (z * z)
+        dv1, dv2 = fy / z, -fy * q[1] / (z * z)
+        for k in range(n_par):
+            Ju[k] = du0 * dq[0, k] + du2 * dq[2, k]
+            Jv[k] = dv1 * dq[1, k] + dv2 * dq[2, k]
+        for k in range(n_par):
+            grad[k] += Ju[k] * B0 + Jv[k] * B1
+            su_k = S00 * Ju[k] + S01 * Jv[k]
+            sv_k = S01 * Ju[k] + S11 * Jv[k]
+            for m in range(k, n_par):
+                hess[k, m] += su_k * Ju[m] + sv_k * Jv[m]
+    for k in range(n_par):
+        for m in range(k):
+            hess[k, m] = hess[m, k]
+    return cost, agree, count, grad, hess

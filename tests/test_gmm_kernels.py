@@ -1,0 +1,153 @@
+"""The compiled kernels of twoview.gmm against plain numpy references of the same math."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from twoview.geometry import Camera
+from twoview.geometry.rotation import so3_exp
+from twoview.gmm import _kernels as K
+
+
+def _valid_mask_reference(depth, lo, hi, thr):
+    finite = np.isfinite(depth) & (depth > lo) & (depth < hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lz = np.log(np.where(finite, depth, np.inf))
+        step = np.log1p(thr)
+        dx = ~(np.abs(lz[:, 1:] - lz[:, :-1]) <= step)
+        dy = ~(np.abs(lz[1:, :] - lz[:-1, :]) <= step)
+    ok = finite.copy()
+    ok[:, 1:] &= ~dx
+    ok[:, :-1] &= ~dx
+    ok[1:, :] &= ~dy
+    ok[:-1, :] &= ~dy
+    return ok
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 9), st.integers(1, 9)),
+              elements=st.sampled_from([np.nan, np.inf, -1.0, 0.0, 0.5, 1.0, 1.02, 1.2, 3.0, 30.0])))
+def test_valid_depth_mask_matches_reference(depth):
+    ok, count = K.valid_depth_mask(depth, 0.1, 20.0, 1.1)
+    ref = _valid_mask_reference(depth, 0.1, 20.0, 0.1)
+    np.testing.assert_array_equal(ok, ref)
+    assert count == ref.sum()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=3, max_size=3), st.lists(st.floats(-1, 1), min_size=3, max_size=3),
+       st.sampled_from(["distinct", "repeated", "diagonal"]))
+def test_sym3_eigh_matches_numpy(axis, raw, kind):
+    R = so3_exp(np.array(axis))
+    lam = np.sort(np.array(raw) * 4.0)
+    if kind == "repeated":
+        lam[1] = lam[0]
+    if kind == "diagonal":
+        R = np.eye(3)
+    S = R @ np.diag(lam) @ R.T
+    S = 0.5 * (S + S.T)
+    ev, V = np.empty(3), np.empty((3, 3))
+    K.sym3_eigh(S, ev, V)
+    np.testing.assert_allclose(ev, np.linalg.eigvalsh(S), atol=1e-12)
+    np.testing.assert_allclose(V.T @ V, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(S @ V, V * ev, atol=1e-11)
+
+
+def test_clamp_spectra_bounds_eigenvalues():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(50, 3, 3))
+    cov = A @ A.transpose(0, 2, 1) * np.array([1e-8, 1.0, 100.0])[rng.integers(0, 3, 50), None, None]
+    lo, hi = np.full(50, 1e-4), np.full(50, 10.0)
+    out, vecs = K.clamp_spectra(cov, lo, hi)
+    evals, evecs = np.linalg.eigh(cov)
+    ref = np.einsum("nij,nj,nkj->nik", evecs, np.clip(evals, lo[:, None], hi[:, None]), evecs)
+    np.testing.assert_allclose(out, ref, atol=1e-10 * np.abs(ref).max())
+    np.testing.assert_allclose(np.abs(np.einsum("nij,nij->nj", vecs, evecs)), 1.0, atol=1e-6)  # same axes
+
+
+def test_cell_moments_match_strided_sums():
+    rng = np.random.default_rng(1)
+    H, W, step, c1 = 23, 31, 2, 3
+    depth = rng.uniform(1, 3, (H, W))
+    valid = rng.random((H, W)) > 0.2
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    h, w = -(-H // step), -(-W // step)
+    Hp, Wp = -(-h // (2 * c1)) * 2 * c1, -(-w // (2 * c1)) * 2 * c1
+    out = K.cell_moments(depth, valid, image, step, c1, Hp, Wp, 20.0, 21.0, 15.0, 11.0)
+    ref = np.zeros_like(out)
+    for y in range(0, H, step):
+        for x in range(0, W, step):
+            if valid[y, x]:
+                z = depth[y, x]
+                X, Y = (x - 15.0) * z / 20.0, (y - 11.0) * z / 21.0
+                ref[y // step // c1, x // step // c1] += [1, X, Y, z, X * X, X * Y, X * z, Y * Y, Y * z, z * z, x, y,
+                                                          *(image[y, x] / 255.0)]
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def _overlap_reference(p, bm, i, j, c, Sinv, norm, trunc2, t, n_par):
+    """Per pair, no grouping: E, grad = -sum w d^T Sinv J, hess = sum w J^T Sinv J."""
+    E, g, Hm, inside = 0.0, np.zeros(n_par), np.zeros((n_par, n_par)), 0
+    for k in range(len(i)):
+        d = p[i[k]] - bm[j[k]]
+        q = d @ Sinv[k] @ d
+        if not q < trunc2:
+            continue
+        inside += 1
+        w = c[k] * norm[k] * np.exp(-0.5 * q)
+        E += w
+        x = p[i[k]]
+        J = np.zeros((3, 7))
+        J[:, :3] = -np.array([[0, -x[2], x[1]], [x[2], 0, -x[0]], [-x[1], x[0], 0]])
+        J[:, 3:6] = np.eye(3)
+        J[:, 6] = x - t
+        J = J[:, :n_par]
+        g -= w * d @ Sinv[k] @ J
+        Hm += w * J.T @ Sinv[k] @ J
+    return E, inside, g, Hm
+
+
+@pytest.mark.parametrize("n_par", [6, 7])
+def test_overlap_gauss_newton_matches_per_pair_reference(n_par):
+    rng = np.random.default_rng(2)
+    p, bm = rng.normal(size=(40, 3)), rng.normal(size=(30, 3))
+    i = np.sort(rng.integers(0, 40, 300))
+    i[150:] = rng.integers(0, 40, 150)  # the second half unsorted: grouping must not matter
+    j = rng.integers(0, 30, 300)
+    A = rng.normal(size=(300, 3, 3))
+    Sinv = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(3)
+    c, norm, t = rng.uniform(0, 1, 300), rng.uniform(0.5, 2, 300), rng.normal(size=3)
+    got = K.overlap_gauss_newton(p, bm, i, j, c, Sinv, norm, 9.0, t, n_par)
+    ref = _overlap_reference(p, bm, i, j, c, Sinv, norm, 9.0, t, n_par)
+    assert got[1] == ref[1] and got[1] > 0
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[3], ref[3], rtol=1e-10, atol=1e-12)
+    assert K.overlap_gauss_newton(p, bm, i, j, c, Sinv, norm, 9.0, t, 0)[0] == pytest.approx(ref[0])
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("with_scale", [False, True])
+def test_fused_appearance_matches_numpy_reference(inverse, with_scale):
+    from twoview.gmm.appearance import Channel, appearance_gauss_newton, appearance_term, forward_map, inverse_map
+
+    rng = np.random.default_rng(3)
+    cam = Camera(100.0, 100.0, 39.5, 29.5, 80, 60)
+    yy, xx = np.mgrid[0:60, 0:80]
+    colour = np.stack([np.sin(xx / 5.0), np.cos(yy / 7.0), np.sin((xx + yy) / 9.0)], -1).astype(np.float32)
+    feats = rng.normal(size=(15, 20, 8)).astype(np.float32)
+    target = [Channel("colour", colour, 1.0, 1.0, 0.1), Channel("features", feats, 0.25, 0.25, 0.3)]
+    means = np.column_stack([rng.uniform(-1, 1, 200), rng.uniform(-0.8, 0.8, 200), rng.uniform(1.5, 3, 200)])
+    src = [rng.uniform(-1, 1, (200, 3)).astype(np.float32), rng.normal(size=(200, 8)).astype(np.float32)]
+    R, t, s = so3_exp(np.array([0.02, -0.05, 0.01])), np.array([0.1, -0.05, 0.02]), 1.05
+    q, J = (inverse_map if inverse else forward_map)(means, R, t, s, with_scale, True)
+    ref = appearance_term(q, J, src, target, cam, 1.0)
+    got = appearance_gauss_newton(means, R, t, s, inverse, with_scale, True, src, target, cam, 1.0)
+    assert got.count == ref.count > 100
+    np.testing.assert_allclose([got.cost, got.agreement], [ref.cost, ref.agreement], rtol=1e-5)
+    np.testing.assert_allclose(got.grad, ref.grad, rtol=1e-4, atol=1e-4 * np.abs(ref.grad).max())
+    np.testing.assert_allclose(got.hess, ref.hess, rtol=1e-4, atol=1e-4 * np.abs(ref.hess).max())

@@ -151,3 +151,36 @@ def test_fused_appearance_matches_numpy_reference(inverse, with_scale):
     np.testing.assert_allclose([got.cost, got.agreement], [ref.cost, ref.agreement], rtol=1e-5)
     np.testing.assert_allclose(got.grad, ref.grad, rtol=1e-4, atol=1e-4 * np.abs(ref.grad).max())
     np.testing.assert_allclose(got.hess, ref.hess, rtol=1e-4, atol=1e-4 * np.abs(ref.hess).max())
+
+
+def test_bilinear_sample_values_and_derivatives():
+    rng = np.random.default_rng(4)
+    img = rng.normal(size=(7, 9, 2)).astype(np.float32)
+    u, v = rng.uniform(0, 8, 50), rng.uniform(0, 6, 50)
+    val, du, dv = K.bilinear_sample(img, u, v)
+    x0, y0 = np.clip(np.floor(u).astype(int), 0, 7), np.clip(np.floor(v).astype(int), 0, 5)
+    fx, fy = (u - x0)[:, None], (v - y0)[:, None]
+    ref = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x0 + 1] * fx * (1 - fy)
+           + img[y0 + 1, x0] * (1 - fx) * fy + img[y0 + 1, x0 + 1] * fx * fy)
+    np.testing.assert_allclose(val, ref, atol=1e-5)
+    h = 1e-4  # inside a cell the interpolant is bilinear: central differences are exact
+    inner = (np.abs(u - np.round(u)) > 2 * h) & (np.abs(v - np.round(v)) > 2 * h)
+    fd_u = (K.bilinear_sample(img, u + h, v)[0].astype(np.float64) - K.bilinear_sample(img, u - h, v)[0]) / (2 * h)
+    fd_v = (K.bilinear_sample(img, u, v + h)[0].astype(np.float64) - K.bilinear_sample(img, u, v - h)[0]) / (2 * h)
+    np.testing.assert_allclose(du[inner], fd_u[inner], atol=5e-2)
+    np.testing.assert_allclose(dv[inner], fd_v[inner], atol=5e-2)
+
+
+def test_pair_overlaps_match_gaussian_density():
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(5)
+    means = rng.normal(size=(6, 3)) * 0.2
+    A = rng.normal(size=(6, 3, 3)) * 0.1
+    covs = A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(3)
+    i, j = np.repeat(np.arange(6), 6), np.tile(np.arange(6), 6)
+    got = K.pair_overlaps(means, covs, i, j, 1e-3, np.inf)
+    ref = [multivariate_normal.pdf(means[a] - means[b], np.zeros(3), covs[a] + covs[b] + 2e-3 * np.eye(3))
+           for a, b in zip(i, j)]
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+    assert np.all(K.pair_overlaps(means, covs, i, j, 1e-3, 0.0) == 0.0)  # all truncated

@@ -20,10 +20,10 @@ _OPTS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
 
 
 @njit(**_OPTS)
-def _edge(z, zn, max_ratio):
-    """True when neighbour depth zn is invalid (NaN, out of range: passed as NaN) or
-    differs from z by more than the ratio."""
-    if not zn == zn:
+def _edge(z, zn, lo, hi, max_ratio):
+    """True when the neighbour depth zn is invalid (NaN, out of (lo, hi)) or differs
+    from z by more than the ratio."""
+    if not (zn > lo and zn < hi):
         return True
     return max(z, zn) > max_ratio * min(z, zn)
 
@@ -34,29 +34,73 @@ def valid_depth_mask(depth, min_depth, max_depth, max_ratio):
     ``max_ratio`` (= 1 + edge threshold) of each 4-neighbour, an invalid neighbour
     counting as an edge. The second output is the number of valid pixels."""
     H, W = depth.shape
-    zr = np.empty((H, W))  # depth in range, NaN elsewhere
-    for y in range(H):
-        for x in range(W):
-            z = depth[y, x]
-            zr[y, x] = z if (z > min_depth and z < max_depth) else np.nan
+    lo, hi = min_depth, max_depth
     ok = np.zeros((H, W), np.bool_)
     count = 0
     for y in range(H):
         for x in range(W):
-            z = zr[y, x]
-            if not z == z:
+            z = depth[y, x]
+            if not (z > lo and z < hi):  # False for NaN
                 continue
-            if x + 1 < W and _edge(z, zr[y, x + 1], max_ratio):
+            if x + 1 < W and _edge(z, depth[y, x + 1], lo, hi, max_ratio):
                 continue
-            if x > 0 and _edge(z, zr[y, x - 1], max_ratio):
+            if x > 0 and _edge(z, depth[y, x - 1], lo, hi, max_ratio):
                 continue
-            if y + 1 < H and _edge(z, zr[y + 1, x], max_ratio):
+            if y + 1 < H and _edge(z, depth[y + 1, x], lo, hi, max_ratio):
                 continue
-            if y > 0 and _edge(z, zr[y - 1, x], max_ratio):
+            if y > 0 and _edge(z, depth[y - 1, x], lo, hi, max_ratio):
                 continue
             ok[y, x] = True
             count += 1
     return ok, count
+
+
+@njit(**_OPTS)
+def bilinear_sample(map_, mu, mv):
+    """Bilinear values and exact derivatives of a channel-last map (h, w, C) at map
+    coordinates (n,) each: (val, d/dmu, d/dmv), each (n, C) in the map's dtype."""
+    n, C = mu.shape[0], map_.shape[2]
+    val = np.empty((n, C), map_.dtype)
+    du = np.empty((n, C), map_.dtype)
+    dv = np.empty((n, C), map_.dtype)
+    out = np.empty(3)
+    for k in range(n):
+        for ch in range(C):
+            _sample(map_, mu[k], mv[k], ch, out)
+            val[k, ch], du[k, ch], dv[k, ch] = out[0], out[1], out[2]
+    return val, du, dv
+
+
+@njit(**_OPTS)
+def pair_overlaps(means, covs, i, j, var, trunc2):
+    """Truncated overlap kernels (P,) of the Gaussian pairs (i, j) of one mixture with
+    the isotropic variance ``var`` added to each: N(mu_i - mu_j; 0, S_i + S_j + 2 var I),
+    0 beyond ``trunc2`` squared Mahalanobis distance."""
+    P = i.shape[0]
+    out = np.zeros(P)
+    log2pi3 = 3.0 * math.log(2.0 * math.pi)
+    for k in range(P):
+        a_, b_ = i[k], j[k]
+        S00 = covs[a_, 0, 0] + covs[b_, 0, 0] + 2 * var
+        S01 = covs[a_, 0, 1] + covs[b_, 0, 1]
+        S02 = covs[a_, 0, 2] + covs[b_, 0, 2]
+        S11 = covs[a_, 1, 1] + covs[b_, 1, 1] + 2 * var
+        S12 = covs[a_, 1, 2] + covs[b_, 1, 2]
+        S22 = covs[a_, 2, 2] + covs[b_, 2, 2] + 2 * var
+        A = S11 * S22 - S12 * S12
+        B = S02 * S12 - S01 * S22
+        C = S01 * S12 - S02 * S11
+        D = S00 * S22 - S02 * S02
+        E = S01 * S02 - S00 * S12
+        F = S00 * S11 - S01 * S01
+        det = max(S00 * A + S01 * B + S02 * C, 1e-300)
+        x = means[a_, 0] - means[b_, 0]
+        y = means[a_, 1] - means[b_, 1]
+        z = means[a_, 2] - means[b_, 2]
+        q = (A * x * x + D * y * y + F * z * z + 2 * (B * x * y + C * x * z + E * y * z)) / det
+        if q < trunc2:
+            out[k] = math.exp(-0.5 * q - 0.5 * (log2pi3 + math.log(det)))
+    return out
 
 
 @njit(**_OPTS)

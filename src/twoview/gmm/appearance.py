@@ -60,19 +60,10 @@ def bilinear(img: np.ndarray, u: np.ndarray, v: np.ndarray):
     Returns:
         values, d/du, d/dv: each (n, C), in the map's dtype.
     """
-    H, W = img.shape[:2]
-    x0 = np.clip(np.floor(u).astype(np.intp), 0, W - 2)
-    y0 = np.clip(np.floor(v).astype(np.intp), 0, H - 2)
-    fx = (u - x0)[:, None].astype(img.dtype)
-    fy = (v - y0)[:, None].astype(img.dtype)
-    a, b = img[y0, x0], img[y0, x0 + 1]
-    c, d = img[y0 + 1, x0], img[y0 + 1, x0 + 1]
-    top = a + (b - a) * fx
-    bot = c + (d - c) * fx
-    val = top + (bot - top) * fy
-    du = (b - a) * (1 - fy) + (d - c) * fy
-    dv = bot - top
-    return val, du, dv
+    from twoview.gmm._kernels import bilinear_sample
+
+    return bilinear_sample(np.ascontiguousarray(img), np.ascontiguousarray(u, np.float64),
+                           np.ascontiguousarray(v, np.float64))
 
 
 @dataclass

@@ -158,10 +158,10 @@ def self_overlap(a: Prepared, var: float, visible: np.ndarray, cfg: AlignConfig)
         cache["pairs"] = (i, j, pair_similarity(a, a, i, j, cfg))
     i, j, c = cache["pairs"]
     if var not in cache:
-        S = a.covs[i] + a.covs[j]
-        S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
-        kern, _, _ = gaussian_overlap(a.means[i] - a.means[j], S, cfg.truncation_sigmas)
-        cache[var] = c * kern
+        from twoview.gmm._kernels import pair_overlaps
+
+        cache[var] = c * pair_overlaps(np.ascontiguousarray(a.means), np.ascontiguousarray(a.covs), i, j, float(var),
+                                       float(cfg.truncation_sigmas) ** 2)
     return float(np.sum(cache[var] * (visible[i] & visible[j])))
 
 

@@ -9,10 +9,12 @@ gaps 10/30/60) and TUM fr1_xyz, each started from the SIFT rigid3d front end.
 Per pair: ``build`` (both mixtures, two threads; XFeat descriptors included, the network
 loaded once beforehand), ``optimize`` (alignment), wall and process CPU time, iterations
 and levels run; memory: peak RSS of the process and peak numpy allocation traced during
-one refinement. Records the load average before and after: wall times are only
-meaningful when the machine was otherwise idle.
+one refinement. Each pair is refined ``--repeat`` times and the fastest run is reported
+(as ``timeit`` does: the refinement is deterministic, and the hypervisor of a shared VM
+steals CPU in bursts, recorded per run); the median over every repeat is given too.
+Records the load average before and after.
 
-    python benchmarks/bench_gmm.py                 # ~40 pairs, about 1 min
+    python benchmarks/bench_gmm.py                 # ~40 pairs x 3 repeats, about 1 min
     python benchmarks/bench_gmm.py --quick         # 8 pairs
 
 Writes benchmarks/results/gmm.json and gmm.md.
@@ -57,6 +59,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gmm"))
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="refinements per pair; the fastest is reported (the hypervisor of a shared VM "
+                         "steals CPU in bursts; every repeat is also summarised)")
     ap.add_argument("--torch-threads", type=int, default=0,
                     help="torch intra-op threads (0: torch's default, what a user gets)")
     args = ap.parse_args(argv)
@@ -73,22 +78,27 @@ def main(argv=None) -> int:
     load_feature_backend(cfg.build)
     load_ms = (time.perf_counter() - t) * 1e3
     samples = pairs(args.quick)
-    rows, inputs = [], []
+    rows, inputs, all_walls = [], [], []
     # the first refinement in a process loads the compiled kernels (numba's on-disk
     # cache; compiled on the very first use after an install) and starts the worker
     # thread: timed apart, not in the per-pair numbers
-    first_ms = _first_refinement_ms(samples[0], cfg)
+    first_ms, rss_before, rss_after_first = _first_refinement(samples[0], cfg)
     for k, s in enumerate(samples):
         im0, im1 = load_image(s.image0), load_image(s.image1)
         d0, d1 = s.load_depths()
         front = estimate_relative_pose(im0, im1, s.camera0, s.camera1, d0, d1)
         if not front.success:
             continue
-        st0, t, c = cpu_ticks(), time.perf_counter(), time.process_time()
-        r = refine_relative_pose(im0, im1, s.camera0, s.camera1, d0, d1, front.cam1_from_cam0, cfg)
-        wall, cpu = (time.perf_counter() - t) * 1e3, (time.process_time() - c) * 1e3
-        stolen = steal_fraction(st0, cpu_ticks())
-        inputs.append((im0, im1, s.camera0, s.camera1, d0, d1, front.cam1_from_cam0))
+        runs = []  # (wall, cpu, steal, result) of each repeat; the refinement is deterministic
+        for _ in range(args.repeat):
+            st0, t, c = cpu_ticks(), time.perf_counter(), time.process_time()
+            r = refine_relative_pose(im0, im1, s.camera0, s.camera1, d0, d1, front.cam1_from_cam0, cfg)
+            wall, cpu = (time.perf_counter() - t) * 1e3, (time.process_time() - c) * 1e3
+            runs.append((wall, cpu, steal_fraction(st0, cpu_ticks()), r))
+        all_walls.extend(w for w, *_ in runs)
+        wall, cpu, stolen, r = min(runs, key=lambda x: x[0])  # best of the repeats (as timeit)
+        if len(inputs) < 5:  # for the memory pass; holding every pair would inflate the RSS
+            inputs.append((im0, im1, s.camera0, s.camera1, d0, d1, front.cam1_from_cam0))
         if not r.success:
             continue
         info = r.info["build"]
@@ -112,6 +122,7 @@ def main(argv=None) -> int:
     keys = ["wall_ms", "cpu_ms", "build_ms", "geometry_ms", "features_ms", "optimize_ms", "iterations", "levels_run", "gaussians"]
     summary = {k: {"median": float(np.median([r[k] for r in rows])), "p90": float(np.percentile([r[k] for r in rows], 90))}
                for k in keys}
+    summary["wall_ms_every_repeat"] = {"median": float(np.median(all_walls)), "p90": float(np.percentile(all_walls, 90))}
     steal = np.array([r["steal"] for r in rows])
     summary["steal"] = {"median": float(np.nanmedian(steal) * 100), "p90": float(np.nanpercentile(steal, 90) * 100)}
     calm = [r for r, v in zip(rows, steal) if v < 0.05]  # pairs the hypervisor left alone
@@ -121,9 +132,11 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     meta = {"command": " ".join(["python", "benchmarks/bench_gmm.py", *(argv if argv is not None else sys.argv[1:])]),
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "commit": commit,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "pairs": len(rows),
+            "machine": platform.machine(), "cpus": os.cpu_count(), "pairs": len(rows), "repeat": args.repeat,
             "load_before": load_before, "load_after": os.getloadavg()[0], "torch_threads": torch.get_num_threads(),
             "feature_model_load_ms": load_ms, "first_refinement_ms": first_ms,
+            "rss_mb_before_first_refinement": rss_before, "rss_mb_after_first_refinement": rss_after_first,
+            "rss_mb_at_end": _rss_mb(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_traced_mb_per_refinement": peak_traced / 2**20}
     out = Path(args.out)
@@ -134,7 +147,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def _first_refinement_ms(sample, cfg: GMMConfig) -> float:
+def _first_refinement(sample, cfg: GMMConfig) -> tuple[float, float, float]:
+    """(ms, resident MB before, after) of the first refinement (after one front-end run)."""
     im0, im1 = load_image(sample.image0), load_image(sample.image1)
     d0, d1 = sample.load_depths()
     front = estimate_relative_pose(im0, im1, sample.camera0, sample.camera1, d0, d1)
@@ -143,9 +157,15 @@ def _first_refinement_ms(sample, cfg: GMMConfig) -> float:
         from twoview.geometry import Pose
 
         init = Pose.identity()
-    t = time.perf_counter()
+    rss, t = _rss_mb(), time.perf_counter()
     refine_relative_pose(im0, im1, sample.camera0, sample.camera1, d0, d1, init, cfg)
-    return (time.perf_counter() - t) * 1e3
+    return (time.perf_counter() - t) * 1e3, rss, _rss_mb()
+
+
+def _rss_mb() -> float:
+    """Current resident set size of this process (MB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _markdown(meta, summary) -> str:
@@ -159,7 +179,8 @@ def _markdown(meta, summary) -> str:
         "Accuracy: docs/results.md (the bench harness, same pairs as the front end and the peers).", "",
         "| per pair | median | p90 |", "|---|---:|---:|",
     ]
-    names = {"wall_ms": "total wall (ms)", "cpu_ms": "total CPU, both threads (ms)", "build_ms": "build both mixtures, wall (ms)",
+    names = {"wall_ms": f"total wall, best of {meta['repeat']} (ms)",
+             "wall_ms_every_repeat": "total wall, every repeat (ms)", "cpu_ms": "total CPU, both threads, that run (ms)", "build_ms": "build both mixtures, wall (ms)",
              "geometry_ms": "  geometry, one view (ms)", "features_ms": "  XFeat descriptors, one view (ms)",
              "optimize_ms": "optimise, wall (ms)", "iterations": "LM iterations", "levels_run": "levels run (of 3)",
              "gaussians": "Gaussians per view", "steal": "CPU time stolen by the hypervisor (%)",
@@ -171,6 +192,9 @@ def _markdown(meta, summary) -> str:
               f"in a process (compiled kernels loaded from numba's cache, worker thread started): "
               f"{meta['first_refinement_ms']:.0f} ms (neither is in the per-pair times).",
               f"Memory: peak RSS {meta['peak_rss_mb']:.0f} MB for the whole process (torch, OpenCV, the front end); "
+              f"resident {meta['rss_mb_before_first_refinement']:.0f} MB before the first refinement (after one front-end "
+              f"run and the XFeat weights), {meta['rss_mb_after_first_refinement']:.0f} MB after it (compiled kernels), "
+              f"{meta['rss_mb_at_end']:.0f} MB at the end; "
               f"peak numpy allocation during one refinement {meta['peak_traced_mb_per_refinement']:.0f} MB.", ""]
     return "\n".join(lines)
 

@@ -133,6 +133,7 @@ def main(argv=None) -> int:
     meta = {"command": " ".join(["python", "benchmarks/bench_gmm.py", *(argv if argv is not None else sys.argv[1:])]),
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "commit": commit,
             "machine": platform.machine(), "cpus": os.cpu_count(), "pairs": len(rows), "repeat": args.repeat,
+            "levels": len(cfg.align.inflation),
             "load_before": load_before, "load_after": os.getloadavg()[0], "torch_threads": torch.get_num_threads(),
             "feature_model_load_ms": load_ms, "first_refinement_ms": first_ms,
             "rss_mb_before_first_refinement": rss_before, "rss_mb_after_first_refinement": rss_after_first,
@@ -182,7 +183,7 @@ def _markdown(meta, summary) -> str:
     names = {"wall_ms": f"total wall, best of {meta['repeat']} (ms)",
              "wall_ms_every_repeat": "total wall, every repeat (ms)", "cpu_ms": "total CPU, both threads, that run (ms)", "build_ms": "build both mixtures, wall (ms)",
              "geometry_ms": "  geometry, one view (ms)", "features_ms": "  XFeat descriptors, one view (ms)",
-             "optimize_ms": "optimise, wall (ms)", "iterations": "LM iterations", "levels_run": "levels run (of 3)",
+             "optimize_ms": "optimise, wall (ms)", "iterations": "LM iterations", "levels_run": f"levels run (of {meta.get('levels', '?')})",
              "gaussians": "Gaussians per view", "steal": "CPU time stolen by the hypervisor (%)",
              "wall_ms_calm": "total wall, pairs with < 5 % steal (ms)"}
     for k, v in summary.items():

@@ -427,12 +427,14 @@ def test_coarse_levels_widen_the_basin(scene):
     far = _perturb(gt, 15.0, 0.5)
     res = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, far, FAST)
     assert res.success and _err(res.cam1_from_cam0, gt)[0] < 0.3
-    assert not any(lv.get("skipped") for lv in res.info["levels"])
+    ran = [not lv.get("skipped") for lv in res.info["levels"]]
+    assert sum(ran) >= 3 and ran[-1]  # the misalignment seen at far asks for coarse levels
+    assert res.info["registration_noise_m"] > 0.02 > res.info["registration_noise_fine_m"]
     fine_only = FAST.replace(align=FAST.align.replace(inflation=[0.0], blur_px=[1.5]))
     res1 = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, far, fine_only)
     assert not (res1.success and _err(res1.cam1_from_cam0, gt)[0] < 0.3)
     near = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 0.2, 0.003), FAST)
-    assert [lv.get("skipped", False) for lv in near.info["levels"]] == [True, True, False]
+    assert [lv.get("skipped", False) for lv in near.info["levels"]] == [True] * (len(near.info["levels"]) - 1) + [False]
 
 
 def test_presets_and_strict_options():
@@ -483,7 +485,8 @@ def test_depth_maps_off_in_scale_are_not_taken_for_no_overlap(scene):
 def test_confidence_flags_a_refinement_that_did_not_converge(scene):
     im0, im1, d0, d1, gt = scene
     good = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 1.0, 0.02), FAST)
-    bad = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 25.0, 0.8), FAST)
+    # 25 deg / 80 cm converges since the coarsest level (0.1 x depth); 35 deg / 1 m does not
+    bad = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 35.0, 1.0), FAST)
     assert _err(good.cam1_from_cam0, gt)[0] < 0.3 < _err(bad.cam1_from_cam0, gt)[0]
     assert bad.confidence < 0.5 * good.confidence
     assert good.info["confidence_after"] >= good.info["confidence_before"]

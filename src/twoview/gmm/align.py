@@ -281,18 +281,16 @@ def align_mixtures(
     s_init = _initial_scale(a, b, R, t, cfg) if cfg.estimate_scale else 1.0
     noise = 0.0
     if cfg.adapt_noise and cfg.geometry_weight > 0:
-        # the fine level's kernels widen by the registration noise the data show
+        # the misalignment the data show at the initial pose: decides which coarse levels
+        # run (searched far enough to see the coarsest level's scale) and, unless they
+        # run and move the pose, how much the fine level's kernels widen
         vis_a, vis_b = _visibility(a, b, R, t, s_init, cfg)
-        noise = registration_noise(a, b, R, t, s_init, vis_a, vis_b, cfg)
+        noise = registration_noise(a, b, R, t, s_init, vis_a, vis_b, cfg,
+                                   search_radius=2.0 * max(cfg.inflation) * depth_scale)
         fine.var = fine_var + noise / 2
-    obj0, score0, nva, nvb = fine.score(R, t, 1.0)
-    conf0 = fine.confidence()
-    s = s_init  # the optimisation starts from the depth-ratio scale ...
-    if s_init != 1.0:  # ... and has to beat the better of it and s = 1
-        obj_s, score_s, nva_s, nvb_s = fine.score(R, t, s_init)
-        if obj_s < obj0:
-            obj0, score0, conf0 = obj_s, score_s, fine.confidence()
-        nva, nvb = max(nva, nva_s), max(nvb, nvb_s)
+    noise_init = noise
+    obj0, score0, conf0, nva, nvb = _reference(fine, R, t, s_init)
+    s = s_init  # the optimisation starts from the depth-ratio scale
     if min(nva, nvb) < cfg.min_visible:
         return PoseResult.failure(
             f"no overlap at the initial pose: {nva} Gaussians of view 0 visible in view 1, {nvb} of view 1 "
@@ -308,6 +306,14 @@ def align_mixtures(
             continue
         var = max((infl * depth_scale) ** 2, noise / 2)
         lev = fine if level == last else _Level(a, b, var, blur, cfg, basis)
+        if level == last and total_iters > 0 and cfg.adapt_noise and cfg.geometry_weight > 0:
+            # after the coarse levels the misalignment left is what the fine kernels widen
+            # by; the reference at the initial pose is re-scored with the same kernels
+            vis_a, vis_b = _visibility(a, b, R, t, s, cfg)
+            noise = min(noise, registration_noise(a, b, R, t, s, vis_a, vis_b, cfg))
+            if fine_var + noise / 2 != fine.var:
+                fine.var = fine_var + noise / 2
+                obj0, score0, conf0, _, _ = _reference(fine, init.R, init.t, s_init)
         if level == last and total_iters > 0 and fine.score(R, t, s)[0] > obj0:
             # the coarse levels widen the basin; the fine level starts from whichever of
             # their result and the initial pose it scores better (a good initial pose is
@@ -334,7 +340,8 @@ def align_mixtures(
         "iterations": total_iters,
         "levels": levels,
         "scale": s,
-        "registration_noise_m": float(np.sqrt(noise)),
+        "registration_noise_m": float(np.sqrt(noise_init)),  # at the initial pose
+        "registration_noise_fine_m": float(np.sqrt(noise)),  # what the fine level's kernels widen by
         "num_gaussians": [len(mix0), len(mix1)],
         "visible": [nva1, nvb1],
         "appearance": fine.wa > 0,
@@ -354,6 +361,20 @@ def align_mixtures(
         confidence=conf0 if info["rejected"] else conf1,
         info=info,
     )
+
+
+def _reference(fine: _Level, R, t, s_init: float):
+    """(objective, NCC, confidence, visible in A, in B) of the fine level at the initial
+    pose: the score a refinement has to beat. With a depth-ratio scale ``s_init`` the
+    better of it and s = 1 counts."""
+    obj0, score0, nva, nvb = fine.score(R, t, 1.0)
+    conf0 = fine.confidence()
+    if s_init != 1.0:
+        obj_s, score_s, nva_s, nvb_s = fine.score(R, t, s_init)
+        if obj_s < obj0:
+            obj0, score0, conf0 = obj_s, score_s, fine.confidence()
+        nva, nvb = max(nva, nva_s), max(nvb, nvb_s)
+    return obj0, score0, conf0, nva, nvb
 
 
 def _initial_scale(a: Prepared, b: Prepared, R, t, cfg: AlignConfig) -> float:
@@ -514,8 +535,9 @@ def refine_relative_pose(
         :class:`PoseResult` with solver "gmm", ``metric=True``, ``confidence`` in [0, 1]
         (geometric NCC and appearance agreement at the returned pose), ``info`` with
         ``objective_before/after``, ``confidence_before/after``, ``score_before/after``
-        (geometric NCC), ``iterations``, ``levels``, ``rejected``, ``scale`` and
-        ``registration_noise_m``, and ``timings_ms`` with "build" and "optimize".
+        (geometric NCC), ``iterations``, ``levels``, ``rejected``, ``scale``,
+        ``registration_noise_m`` (at the initial pose) and ``registration_noise_fine_m``
+        (after the coarse levels), and ``timings_ms`` with "build" and "optimize".
         Failures (empty or tiny mixtures, no overlap) are ``success=False`` with a reason.
 
     Raises:

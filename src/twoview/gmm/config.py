@@ -109,9 +109,10 @@ class AlignConfig(StrictConfig):
         inflation: coarse-to-fine schedule of the isotropic std ``s`` added to every
             Gaussian, as fractions of the median scene depth (one level per entry).
         adapt_noise: estimate the registration noise the data show beyond the Gaussians'
-            shapes at the initial pose (an isotropic variance, as EM estimates CPD's) and
-            widen every geometric kernel by it, so inconsistent depth (sensor noise and
-            timing, monocular errors) weighs less against the appearance term.
+            shapes (an isotropic variance, as EM estimates CPD's) and widen every
+            geometric kernel by it, so inconsistent depth (sensor noise and timing,
+            monocular errors) weighs less against the appearance term: at the initial
+            pose, and again before the fine level when coarse levels ran.
         skip_coarse: with ``adapt_noise``, skip a coarse level when the registration noise
             at the initial pose is below half its inflation (a good initial pose does not
             need the wide basin; a rough one gets it).
@@ -135,10 +136,10 @@ class AlignConfig(StrictConfig):
     colour_sigma: float = 0.15
     feature_temperature: float = 0.3
     occlusion_tolerance: float = 0.05
-    inflation: list[float] = field(default_factory=lambda: [0.03, 0.01, 0.0])
+    inflation: list[float] = field(default_factory=lambda: [0.1, 0.03, 0.01, 0.0])
     geometry_weight: float = 1.0
     appearance_weight: float = 1.0
-    blur_px: list[float] = field(default_factory=lambda: [6.0, 3.0, 1.5])
+    blur_px: list[float] = field(default_factory=lambda: [12.0, 6.0, 3.0, 1.5])
     colour_residual_sigma: float = 0.05
     feature_residual_sigma: float = 0.3
     feature_dims: int = 16
@@ -149,7 +150,7 @@ class AlignConfig(StrictConfig):
     skip_coarse: bool = True
     knn: int = 5
     truncation_sigmas: float = 4.0
-    max_iterations: int = 8
+    max_iterations: int = 16
     optimizer: OptimizerName = "gn"
     estimate_scale: bool = False
     step_tolerance: float = 3e-4

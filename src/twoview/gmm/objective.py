@@ -186,26 +186,42 @@ def candidate_pairs(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: A
 
 
 def registration_noise(a: Prepared, b: Prepared, R, t, s, vis_a, vis_b, cfg: AlignConfig,
-                       target: float = 2.366, pairs=None, max_samples: int = 600) -> float:
+                       target: float = 2.366, pairs=None, max_samples: int = 600,
+                       search_radius: float | None = None) -> float:
     """Isotropic variance ``nu`` (m^2) that, added to every pair's combined covariance,
     makes the median squared Mahalanobis distance of each A Gaussian to its nearest
-    candidate partner equal ``target`` (the median of a chi-square with 3 dof): the
+    partner in B equal ``target`` (the median of a chi-square with 3 dof): the
     registration noise the data show beyond the Gaussians' own shapes (depth noise,
     sensor timing, monocular depth errors, a rough pose), estimated as EM estimates
     CPD's variance. 0 when the shapes already explain the residuals.
 
-    ``pairs`` = (i, j, c) candidate pairs at this state (found for at most ``max_samples``
-    evenly spread visible Gaussians of A when not given)."""
+    Partners are searched within ``search_radius`` (m; default: the candidate radius of
+    :func:`candidate_pairs`) of at most ``max_samples`` evenly spread visible Gaussians
+    of A; a Gaussian with none is misaligned by more than the radius, so when most have
+    none the result is ``search_radius^2`` (a lower bound: a rough pose), never 0.
+    ``pairs`` = (i, j, c) candidate pairs at this state, instead of searching."""
+    if vis_a is None:
+        vis_a = np.ones(len(a.means), bool)
     if pairs is None:
         # a median: a few hundred Gaussians of A estimate it as well as all of them
-        if vis_a is not None and vis_a.sum() > max_samples:
+        if vis_a.sum() > max_samples:
             keep = np.flatnonzero(vis_a)
             vis_a = np.zeros_like(vis_a)
             vis_a[keep[np.linspace(0, len(keep) - 1, max_samples).astype(int)]] = True
-        pairs = candidate_pairs(a, b, R, t, s, 0.0, vis_a, vis_b, cfg)
+        if search_radius is None:
+            pairs = candidate_pairs(a, b, R, t, s, 0.0, vis_a, vis_b, cfg)
+        else:
+            p = apply_state(a.means, R, t, s)
+            i_, j_ = find_pairs(p, b, cfg.knn, search_radius, vis_a, vis_b)
+            pairs = (i_, j_, None)
     i, j, _ = pairs
-    if len(i) < min(cfg.min_visible, max_samples):
+    n_samples = int(vis_a.sum())
+    if n_samples < min(cfg.min_visible, max_samples):
         return 0.0
+    if search_radius is None:
+        radius = cfg.truncation_sigmas * np.sqrt(s**2 * a.sigma_p90**2 + b.sigma_p90**2) * 1.5
+    else:
+        radius = search_radius
     d = apply_state(a.means, R, t, s)[i] - b.means[j]
     S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
     Sinv, _ = _sym_inverse(S)
@@ -213,12 +229,18 @@ def registration_noise(a: Prepared, b: Prepared, R, t, s, vis_a, vis_b, cfg: Ali
     # each A Gaussian's nearest partner (by Mahalanobis distance at nu = 0); along the
     # eigenvectors of its S, e2(nu) = sum_k (u_k . d)^2 / (lambda_k + nu)
     order = np.lexsort((e2, i))
-    first = order[np.r_[True, i[order][1:] != i[order][:-1]]]
+    first = order[np.r_[True, i[order][1:] != i[order][:-1]]] if len(i) else order
+    unmatched = n_samples - len(first)  # no partner within the radius: e2 = inf
+    if 2 * unmatched >= n_samples:
+        return float(radius**2)
     lam, U = np.linalg.eigh(S[first])
     proj2 = np.einsum("nki,nk->ni", U, d[first]) ** 2
+    # the median over all samples is this quantile of the matched ones (the unmatched
+    # sit above every matched value)
+    q = 0.5 * n_samples / len(first)
 
     def median_e2(nu: float) -> float:
-        return float(np.median(np.sum(proj2 / (lam + nu), axis=1)))
+        return float(np.quantile(np.sum(proj2 / (lam + nu), axis=1), min(q, 1.0)))
 
     if median_e2(0.0) <= target:
         return 0.0
@@ -228,7 +250,7 @@ def registration_noise(a: Prepared, b: Prepared, R, t, s, vis_a, vis_b, cfg: Ali
     for _ in range(20):  # bisection to ~1e-6 of the bracket, cheap: arithmetic on (n, 3)
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if median_e2(mid) > target else (lo, mid)
-    return hi
+    return min(hi, float(radius**2))
 
 
 def freeze_covariances(a: Prepared, b: Prepared, R, s, var, pairs) -> tuple[np.ndarray, np.ndarray]:

@@ -20,12 +20,11 @@ _OPTS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
 
 
 @njit(**_OPTS)
-def _edge(z, zn, lo, hi, max_ratio):
-    """True when the neighbour depth zn is invalid (NaN, out of (lo, hi)) or differs
-    from z by more than the ratio."""
-    if not (zn > lo and zn < hi):
-        return True
-    return max(z, zn) > max_ratio * min(z, zn)
+def _pair_ok(a, b, lo, hi, max_ratio):
+    """Both depths valid (inside (lo, hi): False for NaN) and within the ratio; no
+    branches, so the row loops vectorise."""
+    return ((a > lo) & (a < hi) & (b > lo) & (b < hi)
+            & (max(a, b) <= max_ratio * min(a, b)))
 
 
 @njit(**_OPTS)
@@ -35,23 +34,29 @@ def valid_depth_mask(depth, min_depth, max_depth, max_ratio):
     counting as an edge. The second output is the number of valid pixels."""
     H, W = depth.shape
     lo, hi = min_depth, max_depth
-    ok = np.zeros((H, W), np.bool_)
+    ok = np.empty((H, W), np.bool_)
+    right = np.ones(W, np.bool_)  # pair (x, x + 1) consistent; the last column has no pair
+    down = np.ones(W, np.bool_)  # pair (y, x) - (y + 1, x) consistent
+    up = np.ones(W, np.bool_)  # pair (y - 1, x) - (y, x): the previous row's ``down``
     count = 0
     for y in range(H):
+        row = depth[y]
+        for x in range(W - 1):
+            right[x] = _pair_ok(row[x], row[x + 1], lo, hi, max_ratio)
+        if y + 1 < H:
+            nxt = depth[y + 1]
+            for x in range(W):
+                down[x] = _pair_ok(row[x], nxt[x], lo, hi, max_ratio)
+        else:
+            down[:] = True
         for x in range(W):
-            z = depth[y, x]
-            if not (z > lo and z < hi):  # False for NaN
-                continue
-            if x + 1 < W and _edge(z, depth[y, x + 1], lo, hi, max_ratio):
-                continue
-            if x > 0 and _edge(z, depth[y, x - 1], lo, hi, max_ratio):
-                continue
-            if y + 1 < H and _edge(z, depth[y + 1, x], lo, hi, max_ratio):
-                continue
-            if y > 0 and _edge(z, depth[y - 1, x], lo, hi, max_ratio):
-                continue
-            ok[y, x] = True
-            count += 1
+            z = row[x]
+            v = (z > lo) & (z < hi) & right[x] & down[x] & up[x]
+            if x > 0:
+                v = v & right[x - 1]
+            ok[y, x] = v
+            count += v
+        up[:] = down
     return ok, count
 
 

@@ -134,17 +134,6 @@ def _sym_inverse(S: np.ndarray):
     return inv, np.log(det)
 
 
-def gaussian_overlap(d: np.ndarray, S: np.ndarray, trunc: float):
-    """Kernel values (M,), inverse covariances (M, 3, 3) and a truncation mask for
-    differences d (M, 3) and combined covariances S (M, 3, 3)."""
-    Sinv, logdet = _sym_inverse(S)
-    u = np.matmul(Sinv, d[:, :, None])[:, :, 0]
-    q = np.sum(d * u, axis=1)
-    k = np.exp(-0.5 * q - 0.5 * (_LOG2PI3 + logdet))
-    inside = q < trunc**2
-    return np.where(inside, k, 0.0), Sinv, inside
-
-
 def self_overlap(a: Prepared, var: float, visible: np.ndarray, cfg: AlignConfig) -> float:
     """``E_AA`` over visible Gaussians (kNN-truncated, same kernels; pose-invariant).
 
@@ -281,13 +270,7 @@ def evaluate(a: Prepared, b: Prepared, R, t, s, var, vis_a, vis_b, cfg: AlignCon
     if not len(i):
         return Evaluation(0.0, None, None, 0)
     p = apply_state(a.means, R, t, s)
-    if frozen is None:
-        S = s**2 * np.matmul(np.matmul(R, a.covs[i]), R.T) + b.covs[j]
-        S[:, [0, 1, 2], [0, 1, 2]] += 2 * var
-        Sinv, logdet = _sym_inverse(S)
-        norm = np.exp(-0.5 * (_LOG2PI3 + logdet))
-    else:
-        Sinv, norm = frozen
+    Sinv, norm = frozen if frozen is not None else freeze_covariances(a, b, R, s, var, (i, j))
     n = (7 if estimate_scale else 6) if with_derivatives else 0
     # one compiled pass over the pairs: kernel, energy and, per A Gaussian, the summed
     # pair terms chained once to the increment (pairs sharing i share its Jacobian)
@@ -354,5 +337,5 @@ def energy_torch(xi, a_means, a_covs, b_means, b_covs, i, j, c, R0, t0, s0, var,
 __all__ = [
     "Evaluation", "Prepared", "apply_increment", "candidate_pairs", "energy_torch", "evaluate", "find_pairs",
     "freeze_covariances",
-    "gaussian_overlap", "pair_similarity", "registration_noise", "self_overlap", "visible_in",
+    "pair_similarity", "registration_noise", "self_overlap", "visible_in",
 ]

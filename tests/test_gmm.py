@@ -128,6 +128,13 @@ def test_relative_scale_is_recovered(scene):
     assert res.success
     assert abs(res.info["scale"] * 1.05 - 1.0) < 0.015
     assert _err(res.cam1_from_cam0, gt)[0] < 0.3
+    # maps 10 % apart: the translation comes in their geometric-mean units (sqrt(1.1 x 1)),
+    # not in either map's
+    start = Pose(gt.R, gt.t * np.sqrt(1.1))
+    res = refine_relative_pose(im0, im1, CAM, CAM, d0 * 1.1, d1, start, cfg)
+    assert res.success and not res.info["rejected"]
+    ratio = np.linalg.norm(res.cam1_from_cam0.t) / np.linalg.norm(gt.t)
+    assert abs(ratio - np.sqrt(1.1)) < 0.01, ratio
 
 
 def _mixtures(scene, cfg=FAST):

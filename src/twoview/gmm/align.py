@@ -279,6 +279,11 @@ def align_mixtures(
     fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg, basis)
 
     s_init = _initial_scale(a, b, R, t, cfg) if cfg.estimate_scale else 1.0
+    # With a relative scale s, the state maps mixture 0 onto mixture 1, so its translation
+    # is in mixture 1's (depth map 1's) units; poses in and out are in the units of the
+    # two maps' geometric-mean scale, as the monodepth solver's: t_state = sqrt(s) t_pose.
+    # Neither map's scale error is favoured, and independent errors partly cancel.
+    t = t * np.sqrt(s_init)
     noise = 0.0
     if cfg.adapt_noise and cfg.geometry_weight > 0:
         # the misalignment the data show at the initial pose: decides which coarse levels
@@ -289,7 +294,7 @@ def align_mixtures(
                                    search_radius=2.0 * max(cfg.inflation) * depth_scale)
         fine.var = fine_var + noise / 2
     noise_init = noise
-    obj0, score0, conf0, nva, nvb = _reference(fine, R, t, s_init)
+    obj0, score0, conf0, nva, nvb = _reference(fine, R, init.t, s_init)
     s = s_init  # the optimisation starts from the depth-ratio scale
     if min(nva, nvb) < cfg.min_visible:
         return PoseResult.failure(
@@ -318,7 +323,7 @@ def align_mixtures(
             # the coarse levels widen the basin; the fine level starts from whichever of
             # their result and the initial pose it scores better (a good initial pose is
             # not traded for the slightly shifted optimum of a blurred objective)
-            R, t, s = init.R.copy(), init.t.copy(), s_init
+            R, t, s = init.R.copy(), init.t * np.sqrt(s_init), s_init
         if cfg.optimizer == "lbfgs":
             R, t, s, it, F = _lbfgs_level(lev, R, t, s, cfg)
         else:
@@ -347,7 +352,7 @@ def align_mixtures(
         "appearance": fine.wa > 0,
         "rejected": False,
     }
-    pose = Pose(R, t)
+    pose = Pose(R, t / np.sqrt(s))
     if not np.all(np.isfinite(pose.matrix)):
         return PoseResult.failure("the optimisation diverged (non-finite pose)", solver=SOLVER, info=info)
     if cfg.reject_worse and not (obj1 <= obj0 and conf1 >= conf0):  # worse by either measure
@@ -365,12 +370,12 @@ def align_mixtures(
 
 def _reference(fine: _Level, R, t, s_init: float):
     """(objective, NCC, confidence, visible in A, in B) of the fine level at the initial
-    pose: the score a refinement has to beat. With a depth-ratio scale ``s_init`` the
-    better of it and s = 1 counts."""
+    pose (R, t): the score a refinement has to beat. With a depth-ratio scale ``s_init``
+    the better of it (translation sqrt(s_init) t in the state) and s = 1 counts."""
     obj0, score0, nva, nvb = fine.score(R, t, 1.0)
     conf0 = fine.confidence()
     if s_init != 1.0:
-        obj_s, score_s, nva_s, nvb_s = fine.score(R, t, s_init)
+        obj_s, score_s, nva_s, nvb_s = fine.score(R, t * np.sqrt(s_init), s_init)
         if obj_s < obj0:
             obj0, score0, conf0 = obj_s, score_s, fine.confidence()
         nva, nvb = max(nva, nva_s), max(nvb, nvb_s)

@@ -121,7 +121,10 @@ class AlignConfig(StrictConfig):
         max_iterations: Gauss-Newton / L-BFGS iterations per level.
         optimizer: "gn" (Levenberg-Marquardt on the IRLS form, covariances frozen per
             iteration) or "lbfgs" (torch autograd through the exact objective).
-        estimate_scale: also estimate a relative scale of mixture 0 (monocular depth).
+        estimate_scale: also estimate a relative scale s of mixture 0 (monocular depth);
+            the initial and the returned translation are then in the units of the two
+            depth maps' geometric-mean scale (``sqrt(s) t`` in mixture 1's), as the
+            monodepth solver's.
         step_tolerance: stop a level when the update is smaller than this (radians, and
             fraction of the median depth for translation).
         min_visible: fewer visible Gaussians in either view is a failure (no overlap).

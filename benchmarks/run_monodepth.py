@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 MATCHERS = ("sift", "xfeat")
 SOLVERS = ("pnp", "rigid3d", "monodepth")
+# the whole photo-only pipeline: the scale-aware pose refined by Gaussian-mixture alignment
+# with a relative scale (its own runs, so the solver runs above stay resumable as they are)
+GMM_METHODS = ("sift-monodepth", "gmm-mono@sift-monodepth")
 DATASETS = {
     "icl": (["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option",
              "trajectory=pseudo_gt_in_gt_world_frame.log", "--gap", "10", "30", "60", "--stride", "15"],
@@ -62,22 +65,26 @@ is about 1.5 x the true-depth error; on TUM (a few centimetres) it is small.
 """
 
 
-def bench_args(ds: str, noise: bool) -> list[str]:
+def bench_args(ds: str, noise: bool, gmm: bool = False) -> list[str]:
     args = [a.format(data=os.path.relpath(DATA, REPO)) for a in DATASETS[ds][0]]  # as typed in the repository root
     if noise:
         args.append("--depth-noise")
-    for m in MATCHERS:
-        for s in SOLVERS:
-            args += ["--method", f"{m}-{s}"]
+    methods = GMM_METHODS if gmm else [f"{m}-{s}" for m in MATCHERS for s in SOLVERS]
+    for m in methods:
+        args += ["--method", m]
     return args
 
 
-def run_bench(ds: str, noise: bool, runs: Path) -> dict:
-    name = f"{ds}_{'sim' if noise else 'true'}"
+def _run_name(ds: str, noise: bool, gmm: bool) -> str:
+    return f"{ds}_{'sim' if noise else 'true'}" + ("_gmm" if gmm else "")
+
+
+def run_bench(ds: str, noise: bool, runs: Path, gmm: bool = False) -> dict:
+    name = _run_name(ds, noise, gmm)
     out = runs / f"monodepth_{name}"
     exe = shutil.which("twoview")
     entry = [exe] if exe else [sys.executable, "-c", "import sys; from twoview.cli import main; sys.exit(main())"]
-    cmd = [*entry, "bench", *bench_args(ds, noise), "--out", str(out), "--no-progress"]
+    cmd = [*entry, "bench", *bench_args(ds, noise, gmm), "--out", str(out), "--no-progress"]
     print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), _children_cpu()
@@ -96,9 +103,9 @@ def _children_cpu() -> float:
     return t.children_user + t.children_system
 
 
-def _cmd_text(ds: str, noise: bool) -> str:
-    args = bench_args(ds, noise)
-    return "twoview bench " + " ".join(shlex.quote(a) for a in args) + f" --out runs/monodepth_{ds}_{'sim' if noise else 'true'}"
+def _cmd_text(ds: str, noise: bool, gmm: bool = False) -> str:
+    args = bench_args(ds, noise, gmm)
+    return "twoview bench " + " ".join(shlex.quote(a) for a in args) + f" --out runs/monodepth_{_run_name(ds, noise, gmm)}"
 
 
 def side_by_side(results: dict) -> list[str]:
@@ -111,6 +118,19 @@ def side_by_side(results: dict) -> list[str]:
             ms, rt, mt = sim[f"{m}-monodepth"]["median_trans_m"], true[f"{m}-rigid3d"]["median_trans_m"], true[f"{m}-monodepth"]["median_trans_m"]
             ps, rs = sim[f"{m}-pnp"]["median_trans_m"], sim[f"{m}-rigid3d"]["median_trans_m"]
             lines.append(f"| {ds} | {m} | {ms:.4f} | {rt:.4f} | {ms / rt:.2f} | {mt:.4f} | {ms / mt:.2f} | {ps:.4f} | {ms / ps:.2f} | {rs:.4f} |")
+    return lines
+
+
+def side_by_side_gmm(results: dict) -> list[str]:
+    lines = ["| dataset | gmm-mono@sift-monodepth, simulated mono (m) | the same, true depth (m) | ratio | "
+             "sift-monodepth, simulated mono (m) | sift-pnp, simulated mono (m) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for ds in DATASETS:
+        sim, true = results[f"{ds}_sim_gmm"]["summary"]["methods"], results[f"{ds}_true_gmm"]["summary"]["methods"]
+        g, gt = sim["gmm-mono@sift-monodepth"]["median_trans_m"], true["gmm-mono@sift-monodepth"]["median_trans_m"]
+        mono = sim["sift-monodepth"]["median_trans_m"]
+        pnp = results[f"{ds}_sim"]["summary"]["methods"]["sift-pnp"]["median_trans_m"]
+        lines.append(f"| {ds} | {g:.4f} | {gt:.4f} | {g / gt:.2f} | {mono:.4f} | {pnp:.4f} |")
     return lines
 
 
@@ -127,14 +147,19 @@ def write_doc(results: dict, draws_md: str | None) -> None:
              "table); 'simulated mono' = `--depth-noise` (the same corruption for every method), 'true depth' = the "
              "datasets' depth maps (a second run without `--depth-noise`).", ""]
     lines += side_by_side(results)
+    lines += ["", "The whole photo-only pipeline, `gmm-mono@sift-monodepth` (the scale-aware pose refined by "
+              "Gaussian-mixture alignment with a relative scale between the mixtures), against itself on the true depth:", ""]
+    lines += side_by_side_gmm(results)
     for ds, (_, what) in DATASETS.items():
-        for noise in (True, False):
-            r = results[f"{ds}_{'sim' if noise else 'true'}"]
-            cold = r["cold"]
-            timing = (f"Cold run: wall {cold['wall_s']:.0f} s, CPU {cold['cpu_s']:.0f} s, load average {cold['load_start']:.1f} "
-                      f"-> {cold['load_end']:.1f} (2 cores shared with other jobs; `med. ms` is wall time)." if cold else "")
-            lines += ["", f"### {ds}, {'simulated monocular depth' if noise else 'true depth'}", "", what + ".", "",
-                      "    " + _cmd_text(ds, noise), "", r["table"], "", timing]
+        for gmm in (False, True):
+            for noise in (True, False):
+                r = results[_run_name(ds, noise, gmm)]
+                cold = r["cold"]
+                timing = (f"Cold run: wall {cold['wall_s']:.0f} s, CPU {cold['cpu_s']:.0f} s, load average {cold['load_start']:.1f} "
+                          f"-> {cold['load_end']:.1f} (2 cores shared with other jobs; `med. ms` is wall time)." if cold else "")
+                lines += ["", f"### {ds}, {'simulated monocular depth' if noise else 'true depth'}"
+                          + (", with mixture refinement" if gmm else ""), "", what + ".", "",
+                          "    " + _cmd_text(ds, noise, gmm), "", r["table"], "", timing]
     if draws_md:
         lines += ["", "## Several draws per pair (`benchmarks/bench_monodepth.py`)", "",
                   "    python benchmarks/bench_monodepth.py --protocol issue --protocol harsh", "",
@@ -150,9 +175,10 @@ def main(argv=None) -> int:
     runs = Path(args.runs)
     results = {}
     for ds in DATASETS:
-        for noise in (True, False):
-            r = run_bench(ds, noise, runs)
-            results[r["name"]] = r
+        for gmm in (False, True):
+            for noise in (True, False):
+                r = run_bench(ds, noise, runs, gmm)
+                results[r["name"]] = r
     draws_path = REPO / "benchmarks" / "results" / "monodepth_draws.md"
     if args.draws:
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_monodepth.py"), "--protocol", "issue",

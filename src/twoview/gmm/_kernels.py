@@ -203,16 +203,24 @@ def cell_moments(depth, valid, image, step, c1, Hp, Wp, fx, fy, cx, cy):
 
 
 @njit(**_OPTS)
+def _left_increment_jacobian(p, t, J):
+    """J (3, 7) = d p / d(omega, v, log s) of a point p = s R mu + t under the left
+    increment p -> exp(omega) p + v (scale s -> e^l s): [-[p]x | I | p - t]."""
+    J[0, 0], J[0, 1], J[0, 2] = 0.0, p[2], -p[1]
+    J[1, 0], J[1, 1], J[1, 2] = -p[2], 0.0, p[0]
+    J[2, 0], J[2, 1], J[2, 2] = p[1], -p[0], 0.0
+    for r in range(3):
+        for k in range(3):
+            J[r, 3 + k] = 1.0 if r == k else 0.0
+        J[r, 6] = p[r] - t[r]
+
+
+@njit(**_OPTS)
 def _flush(p, t, A, bv, n_par, grad, hess):
     """Chain one Gaussian's summed pair terms (A = sum w Sinv, bv = sum w Sinv d) to the
     increment: grad -= bv^T J, hess += J^T A J with J = [-[p]x | I | p - t]."""
     J = np.zeros((3, 7))
-    J[0, 1], J[0, 2] = p[2], -p[1]
-    J[1, 0], J[1, 2] = -p[2], p[0]
-    J[2, 0], J[2, 1] = p[1], -p[0]
-    J[0, 3] = J[1, 4] = J[2, 5] = 1.0
-    for r in range(3):
-        J[r, 6] = p[r] - t[r]
+    _left_increment_jacobian(p, t, J)
     AJ = np.zeros((3, 7))
     for r in range(3):
         for k in range(n_par):
@@ -394,12 +402,7 @@ def appearance_gauss_newton(means, R, t, s, inverse, n_par, fx, fy, cx, cy, widt
                 dq[r, 3], dq[r, 4], dq[r, 5] = -a0, -a1, -a2
                 dq[r, 6] = -q[r]
         else:
-            dq[0, 1], dq[0, 2] = q[2], -q[1]
-            dq[1, 0], dq[1, 2] = -q[2], q[0]
-            dq[2, 0], dq[2, 1] = q[1], -q[0]
-            dq[0, 3] = dq[1, 4] = dq[2, 5] = 1.0
-            for r in range(3):
-                dq[r, 6] = q[r] - t[r]
+            _left_increment_jacobian(q, t, dq)
         du0, du2 = fx / z, -fx * q[0] / (z * z)
         dv1, dv2 = fy / z, -fy * q[1] / (z * z)
         for k in range(n_par):

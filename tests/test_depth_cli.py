@@ -8,20 +8,16 @@ import numpy as np
 import pytest
 
 import twoview
+from cli_files import k_arg, write_motorcycle_images
 from twoview.cli import main
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from twoview.demo import motorcycle
-
     d = tmp_path_factory.mktemp("mono")
-    p = motorcycle()
-    cv2.imwrite(str(d / "left.png"), cv2.cvtColor(p.image0, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(d / "right.png"), cv2.cvtColor(p.image1, cv2.COLOR_RGB2BGR))
+    p = write_motorcycle_images(d)
     np.save(d / "left_depth.npy", np.nan_to_num(p.depth0, nan=0.0))
-    c = p.camera0
-    return d, f"{c.fx},{c.fy},{c.cx},{c.cy}", p
+    return d, k_arg(p.camera0), p
 
 
 @pytest.fixture(scope="module")

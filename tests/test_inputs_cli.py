@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import twoview
+from cli_files import k_arg, write_motorcycle_images
 from twoview.cli import main
 from twoview.errors import InputError
 from twoview.io.depth import load_depth, prepare_depth, write_exr, write_pfm
@@ -18,18 +19,11 @@ from twoview.io.depth import load_depth, prepare_depth, write_exr, write_pfm
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """The Motorcycle pair written as files, with depth for the left view."""
-    from twoview.demo import motorcycle
-
     d = tmp_path_factory.mktemp("pair")
-    p = motorcycle()
-    cv2.imwrite(str(d / "left.png"), cv2.cvtColor(p.image0, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(d / "right.png"), cv2.cvtColor(p.image1, cv2.COLOR_RGB2BGR))
+    p = write_motorcycle_images(d)
     depth_mm = np.nan_to_num(p.depth0 * 1000.0, nan=0.0).astype(np.uint16)
     cv2.imwrite(str(d / "left_depth.png"), depth_mm)
-    c0, c1 = p.camera0, p.camera1
-    k0 = f"{c0.fx},{c0.fy},{c0.cx},{c0.cy}"
-    k1 = f"{c1.fx},{c1.fy},{c1.cx},{c1.cy}"
-    return d, k0, k1, p
+    return d, k_arg(p.camera0), k_arg(p.camera1), p
 
 
 def run_cli(capsys, *argv):

@@ -48,12 +48,14 @@ if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))  # this checkout's twoview, not whichever is installed
 OUT = ROOT / "benchmarks" / "results"
 
-from _machine import cpu_ticks, steal_fraction  # noqa: E402  (benchmarks/, the script's folder)
+from _machine import cpu_ticks, speed_probe_ms, steal_fraction  # noqa: E402  (benchmarks/, the script's folder)
 
 ICL_PAIRS = [(0, 15), (10, 40), (25, 50), (40, 60), (55, 85), (70, 90), (90, 120), (110, 130), (125, 155),
              (150, 165), (160, 190), (180, 210)]
 MODES = ("essential", "pnp", "rigid3d")
-TARGET_MS = {"sift": 150.0, "xfeat": 600.0}
+# Matcher rows: a name of twoview.matching, or a named variant of one.
+VARIANTS = {"sift-fo0": dict(name="sift", sift_first_octave=0, sift_contrast_threshold=0.02)}
+TARGET_MS = {"sift": 150.0, "sift-fo0": 150.0, "xfeat": 600.0}
 
 
 # --- local readers (the official ones live in twoview.datasets; this script stays independent) ---
@@ -117,7 +119,7 @@ def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int, heavy
     from twoview.matching import get_matcher
     from twoview.metrics import pose_errors
 
-    mcfg = MatcherConfig(name=name, max_keypoints=max_keypoints)
+    mcfg = MatcherConfig(**{"name": name, **VARIANTS.get(name, {}), "max_keypoints": max_keypoints})
     t0 = time.perf_counter()
     matcher = get_matcher(mcfg)
     load_ms = (time.perf_counter() - t0) * 1e3
@@ -132,7 +134,7 @@ def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int, heavy
         d0 = load_depth(p["depth0"], p["depth_scale"])
         d1 = load_depth(p["depth1"], p["depth_scale"])
         times, cpu, stages = [], [], []
-        for _ in range(repeats if name in ("sift", "xfeat") else heavy_repeats):
+        for _ in range(repeats if mcfg.name in ("sift", "xfeat") else heavy_repeats):
             t, c = time.perf_counter(), time.process_time()
             matches = matcher.match(im0, im1)
             times.append((time.perf_counter() - t) * 1e3)
@@ -213,7 +215,7 @@ def markdown(summaries: list[dict], meta: dict) -> str:
         f"matched {meta['repeats']}x (aliked, disk: {meta['heavy_repeats']}x), minimum kept. Load average "
         f"{meta['loadavg_1_5_15min_start'][0]:.1f} at the start, {meta['loadavg_1_5_15min_end'][0]:.1f} at the end, which includes this benchmark "
         f"({_load_note(meta)}); 'CPU ms' is the process CPU time (all threads). Commit {meta.get('commit', '?')}, "
-        f"{meta['date']}. Times in ms, medians over pairs.",
+        f"{meta['date']}. Times in ms, medians over pairs.{_probe_note(meta)}",
         "",
         "## Speed (per pair; total = matching + estimate with both depths: rigid3d solve, undistortion, checks)",
         "",
@@ -233,6 +235,10 @@ def markdown(summaries: list[dict], meta: dict) -> str:
             f"{_f(m['other_stages_ms_median'], 1)} | {_f(m['total_ms_median'], 0)} | {_f(m.get('total_cpu_ms_median'), 0)} | {ok} | "
             f"{_f(s['num_matches_median'], 0)} | {_f(s['load_ms'], 0)} | {_f(s['peak_rss_mb'], 0)} | {_f(s.get('steal_pct'), 0)} |"
         )
+    shown = [k for k in VARIANTS if any(s["matcher"] == k for s in summaries)]
+    if shown:
+        L += ["", "Variants: " + "; ".join(f"{k} = MatcherConfig({', '.join(f'{a}={b!r}' for a, b in VARIANTS[k].items())})"
+                                         for k in shown) + " (no 2x upsampling before the first octave; a lower contrast threshold makes up part of the keypoints)."]
     L += ["", "Matching stages (median ms per pair): " + "; ".join(
         f"{s['matcher']}: " + ", ".join(f"{k} {_f(v, 0)}" for k, v in s["match_stages_ms_median"].items())
         for s in summaries if s["match_stages_ms_median"]) + "."]
@@ -276,6 +282,14 @@ def _load_note(meta: dict) -> str:
     return f"other jobs were running on the {os.cpu_count()} cores: wall times are upper bounds, CPU times less affected"
 
 
+def _probe_note(meta: dict) -> str:
+    probe = meta.get("speed_probe_ms_start_end")
+    if not probe:
+        return ""
+    return (f" CPU speed probe (benchmarks/_machine.py, a fixed single-thread blur workload, lower = a faster "
+            f"CPU; this VM's per-core speed drifts without reported steal, compare runs by it): {probe[0]:.0f} ms before, {probe[1]:.0f} ms after.")
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
@@ -288,7 +302,8 @@ def _git_commit() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--matchers", default="sift,xfeat,aliked,disk")
+    ap.add_argument("--matchers", default="sift,sift-fo0,xfeat,aliked,disk",
+                    help=f"comma-separated; variants: {', '.join(f'{k} = {v}' for k, v in VARIANTS.items())}")
     ap.add_argument("--repeats", type=int, default=3, help="matching repeats per pair for sift and xfeat (minimum kept)")
     ap.add_argument("--heavy-repeats", type=int, default=1, help="repeats for aliked and disk (seconds per pair)")
     ap.add_argument("--threads", type=int, default=2)
@@ -319,6 +334,7 @@ def main(argv=None) -> int:
                MKL_NUM_THREADS=str(a.blas_threads),
                PYTHONPATH=os.pathsep.join([str(SRC)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     load_start = os.getloadavg()
+    probe_start = speed_probe_ms()
     for name in a.matchers.split(","):
         cmd = [sys.executable, __file__, "--one", name, "--repeats", str(a.repeats), "--threads", str(a.threads),
                "--heavy-repeats", str(a.heavy_repeats),
@@ -344,7 +360,7 @@ def main(argv=None) -> int:
         machine=f"{platform.machine()}, {os.cpu_count()} cores", threads=a.threads, repeats=a.repeats,
         max_keypoints=a.max_keypoints, blas_threads=a.blas_threads, heavy_repeats=a.heavy_repeats,
         loadavg_1_5_15min_start=load_start, loadavg_1_5_15min_end=os.getloadavg(), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        commit=_git_commit(),
+        commit=_git_commit(), speed_probe_ms_start_end=[probe_start, speed_probe_ms()],
     )
     atomic_write_json(a.out / "core.json", _finite(dict(meta=meta, summary=summaries, runs=runs)))
     md = markdown(summaries, meta)

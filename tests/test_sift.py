@@ -52,3 +52,33 @@ def test_sift_matches_a_shifted_image_exactly():
     assert len(m) > 300
     err = np.linalg.norm(m.kpts0 - (m.kpts1 + [12, 7]), axis=1)
     assert np.median(err) < 0.05 and np.mean(err < 1.0) > 0.98
+
+
+@pytest.mark.parametrize("first_octave", [-1, 0])
+def test_sift_keypoints_sit_on_blob_centres(first_octave):
+    """Gaussian blobs at known sub-pixel centres: keypoints land on them without the
+    quarter-pixel offset of OpenCV's upsampled first octave (or the half pixel the
+    first-octave-0 path would add)."""
+    rng = np.random.default_rng(3)
+    h, w = 480, 640
+    yy, xx = np.mgrid[0:h, 0:w]
+    centres = np.array([(24 + 40 * j + rng.uniform(0, 1), 24 + 40 * i + rng.uniform(0, 1))
+                        for i in range(11) for j in range(15)])
+    img = np.full((h, w), 60.0)
+    for cx, cy in centres:
+        img += 150 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 3.0**2))
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    matcher = get_matcher(MatcherConfig(name="sift", sift_first_octave=first_octave))
+    kp, _ = matcher.detect(img)
+    d = np.linalg.norm(kp[:, None] - centres[None], axis=2)
+    near = d.min(axis=1) < 1.5
+    assert near.sum() >= 0.8 * len(centres)
+    offset = np.median(kp[near] - centres[d[near].argmin(axis=1)], axis=0)
+    assert np.all(np.abs(offset) < 0.05), offset
+
+
+def test_sift_first_octave_must_be_minus_one_or_zero():
+    from twoview.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sift_first_octave"):
+        MatcherConfig(name="sift", sift_first_octave=1)

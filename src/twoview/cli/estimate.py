@@ -27,6 +27,9 @@ def add_estimator_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--matcher", default="sift", choices=["sift", "xfeat", "aliked", "disk"])
     g.add_argument("--max-keypoints", type=int, default=MatcherConfig.max_keypoints)
     g.add_argument("--resize-max", type=int, default=None, help="longest side fed to the matcher")
+    g.add_argument("--sift-first-octave", type=int, choices=[-1, 0], default=MatcherConfig.sift_first_octave,
+                   help="SIFT: -1 starts from the 2x upsampled image (Lowe), 0 from the image (about 3x faster, "
+                        "fewer fine-scale keypoints)")
     g.add_argument("--solver", default="auto", choices=["auto", "essential", "pnp", "rigid3d", "monodepth"],
                    help="auto: rigid3d with two depth maps, pnp with one, essential with none, monodepth with --depth-model")
     g.add_argument("--max-reproj-error", type=float, default=SolverConfig.max_reproj_error, help="pixels")
@@ -53,7 +56,8 @@ def build_inputs(args) -> dict:
     scale = positive_float("--depth-scale")(args.depth_scale) if args.depth_scale else None
     cfg = EstimatorConfig.from_dict(
         {
-            "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max},
+            "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max,
+                        "sift_first_octave": args.sift_first_octave},
             "solver": {"mode": args.solver, "max_reproj_error": args.max_reproj_error},
         }
     )

@@ -219,8 +219,8 @@ def markdown(summaries: list[dict], meta: dict) -> str:
         "",
         "## Speed (per pair; total = matching + estimate with both depths: rigid3d solve, undistortion, checks)",
         "",
-        "| matcher | match ms | match CPU ms | solve ms (rigid3d) | undistort+scale ms | total ms | total CPU ms | target | matches | model load ms | peak RSS MB | steal % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| matcher | match ms | match CPU ms | solve ms (rigid3d) | undistort+scale ms | total ms | total CPU ms | target | matches | model load ms | peak RSS MB | steal % | speed probe ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m = s["modes"]["rigid3d"]
@@ -233,7 +233,8 @@ def markdown(summaries: list[dict], meta: dict) -> str:
             f"| {s['matcher']} | {_f(s['match_ms_median'], 0)} | {_f(s['match_cpu_ms_median'], 0)} | "
             f"{_f(m['solve_ms_median'], 1)} | "
             f"{_f(m['other_stages_ms_median'], 1)} | {_f(m['total_ms_median'], 0)} | {_f(m.get('total_cpu_ms_median'), 0)} | {ok} | "
-            f"{_f(s['num_matches_median'], 0)} | {_f(s['load_ms'], 0)} | {_f(s['peak_rss_mb'], 0)} | {_f(s.get('steal_pct'), 0)} |"
+            f"{_f(s['num_matches_median'], 0)} | {_f(s['load_ms'], 0)} | {_f(s['peak_rss_mb'], 0)} | {_f(s.get('steal_pct'), 0)} | "
+            f"{_f(s.get('speed_probe_ms'), 0)} |"
         )
     shown = [k for k in VARIANTS if any(s["matcher"] == k for s in summaries)]
     if shown:
@@ -287,7 +288,7 @@ def _probe_note(meta: dict) -> str:
     if not probe:
         return ""
     return (f" CPU speed probe (benchmarks/_machine.py, a fixed single-thread blur workload, lower = a faster "
-            f"CPU; this VM's per-core speed drifts without reported steal, compare runs by it): {probe[0]:.0f} ms before, {probe[1]:.0f} ms after.")
+            f"CPU; this VM's per-core speed drifts without reported steal, compare runs by it; also taken before each matcher, last column): {probe[0]:.0f} ms before, {probe[1]:.0f} ms after.")
 
 
 def _git_commit() -> str:
@@ -339,6 +340,7 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--one", name, "--repeats", str(a.repeats), "--threads", str(a.threads),
                "--heavy-repeats", str(a.heavy_repeats),
                "--max-keypoints", str(a.max_keypoints)]
+        probe = speed_probe_ms()
         t, ticks = time.perf_counter(), cpu_ticks()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         stolen = steal_fraction(ticks, cpu_ticks())
@@ -350,6 +352,7 @@ def main(argv=None) -> int:
         summaries.append(summarize(run))
         s = summaries[-1]
         s["steal_pct"] = 100 * stolen
+        s["speed_probe_ms"] = probe
         print(f"{name}: {time.perf_counter() - t:.0f} s; match {s['match_ms_median']:.0f} ms (CPU {s['match_cpu_ms_median']:.0f}); "
               f"total {s['modes']['rigid3d']['total_ms_median']:.0f} ms (CPU {s['modes']['rigid3d']['total_cpu_ms_median']:.0f}); rigid3d rot "
               f"{s['modes']['rigid3d']['all']['rot_deg_median']:.3f} deg, t {s['modes']['rigid3d']['all']['trans_cm_median']:.2f} cm",

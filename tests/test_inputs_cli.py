@@ -52,6 +52,20 @@ def test_estimate_cli_json_and_viz(pair, capsys, tmp_path):
     assert "metric: yes" in out
 
 
+def test_estimate_cli_sift_first_octave_zero(pair, capsys, tmp_path):
+    """The fast SIFT setting goes from the command line into MatcherConfig and still
+    recovers the metric pose of the Motorcycle pair."""
+    d, k0, k1, p = pair
+    out_json = tmp_path / "res.json"
+    code, out, err = run_cli(
+        capsys, "estimate", d / "left.png", d / "right.png", "--K0", k0, "--K1", k1,
+        "--depth0", d / "left_depth.png", "--depth-scale", "1000", "--sift-first-octave", "0", "--json", out_json,
+    )
+    assert code == 0, err
+    T = np.array(json.loads(out_json.read_text())["cam1_from_cam0"])
+    assert np.linalg.norm(T[:3, 3] - p.cam1_from_cam0.t) < 0.005
+
+
 def test_demo_cli(capsys):
     code, out, err = run_cli(capsys, "demo")
     assert code == 0, err

@@ -20,10 +20,14 @@ Besides the solvers, two reference numbers that no solver can beat on average:
   maps carry, which no photo can reveal;
 - ``scale floor``: abs(mean scale - 1) x baseline.
 
+With ``--gmm`` the GMM refinement runs after the rigid3d (true depth) and monodepth
+solvers (true and simulated depth), as ``twoview bench``'s ``gmm@sift-rigid3d`` and
+``gmm-mono@sift-monodepth`` do, for the photo-only pipeline's ratios.
+
 Usage::
 
     python benchmarks/bench_monodepth.py [--data ../shared/data] [--matchers sift,xfeat] [--draws 4]
-        [--protocol issue --protocol harsh] [--max-pairs N]
+        [--protocol issue --protocol harsh] [--max-pairs N] [--gmm]
 
 Writes benchmarks/results/monodepth_draws.json (summary) and monodepth_draws.md; ``--rows FILE``
 keeps every run's row for ``--from-rows FILE`` (re-summarise without recomputing). Medians count
@@ -72,6 +76,13 @@ def mean_scale_at_matches(D, T, matches) -> float:
     return float(np.exp(np.mean(logs)))
 
 
+# --gmm: the GMM refinement after a solver (method name, preset), as `twoview bench`'s
+# gmm@sift-rigid3d and gmm-mono@sift-monodepth.
+GMM_AFTER = {"rigid3d / true depth": ("gmm @ rigid3d", "default"),
+             "monodepth / true depth": ("gmm-mono @ monodepth", "monocular"),
+             "monodepth / simulated mono": ("gmm-mono @ monodepth", "monocular")}
+
+
 def run(args) -> dict:
     from twoview.bench.runner import pair_seed
     from twoview.config import EstimatorConfig
@@ -81,6 +92,9 @@ def run(args) -> dict:
     from twoview.matching import get_matcher
     from twoview.metrics import pose_errors
 
+    from twoview.gmm import preset_config, refine_relative_pose
+
+    gmm_cfg = {"default": preset_config("default"), "monocular": preset_config("monocular")}
     datasets = dataset_pairs(Path(args.data), args.max_pairs)
     protocols = {p: DepthDegradation.from_dict(PROTOCOLS[p]) for p in args.protocol}
 
@@ -123,11 +137,23 @@ def run(args) -> dict:
                     r = estimate_relative_pose(s.image0, s.image1, s.camera0, s.camera1, D[0], D[1], c, matches=m)
                     return r, (time.process_time() - t0) * 1e3, (time.perf_counter() - w0) * 1e3
 
+                def refine(r, D, preset, cpu, wall):
+                    """GMM refinement from the solver's pose; time includes the solver's."""
+                    if not r.success:
+                        return r, cpu, wall
+                    t0, w0 = time.process_time(), time.perf_counter()
+                    g = refine_relative_pose(s.image0, s.image1, s.camera0, s.camera1, D[0], D[1],
+                                             init=r.cam1_from_cam0, config=gmm_cfg[preset])
+                    return g, cpu + (time.process_time() - t0) * 1e3, wall + (time.perf_counter() - w0) * 1e3
+
                 true_res = {}
                 for name, c in true_methods.items():
                     r, cpu, wall = est(c, T)
                     true_res[name] = r
                     record(ds, matcher_name, "true", s, 0, name, r, cpu, wall)
+                    if args.gmm and name in GMM_AFTER:
+                        g_name, preset = GMM_AFTER[name]
+                        record(ds, matcher_name, "true", s, 0, g_name + " / true depth", *refine(r, T, preset, cpu, wall))
                 for proto, degr in protocols.items():
                     for draw in range(args.draws):
                         seed = pair_seed(s.pair_id) + 1000 * draw
@@ -136,6 +162,10 @@ def run(args) -> dict:
                         for name, c in sim_methods.items():
                             r, cpu, wall = est(c, D)
                             record(ds, matcher_name, proto, s, draw, name, r, cpu, wall, sc)
+                            if args.gmm and name in GMM_AFTER:
+                                g_name, preset = GMM_AFTER[name]
+                                record(ds, matcher_name, proto, s, draw, g_name + " / simulated mono",
+                                       *refine(r, D, preset, cpu, wall), sc)
                         # the reference: true-depth rigid3d direction with the maps' own scale
                         ref = true_res["rigid3d / true depth"]
                         if ref.success:
@@ -189,6 +219,14 @@ def summarize(rows, protocols, args) -> dict:
                 "oracle_over_rigid3d_true": get[(ds, mt, proto, "oracle: rigid3d / true depth x maps' mean scale")] / true_r,
                 "scale_floor_m": floor, "floor_over_rigid3d_true": floor / true_r,
             })
+            g_sim = get.get((ds, mt, proto, "gmm-mono @ monodepth / simulated mono"))
+            if g_sim is not None:
+                checks[-1].update({
+                    "gmm_sim_over_rigid3d_true": g_sim / true_r,
+                    "gmm_sim_over_gmm_true": g_sim / get[(ds, mt, "true", "gmm @ rigid3d / true depth")],
+                    "gmm_sim_over_gmm_mono_true": g_sim / get[(ds, mt, "true", "gmm-mono @ monodepth / true depth")],
+                    "gmm_sim_over_pnp_sim": g_sim / get[(ds, mt, proto, "pnp / simulated mono")],
+                })
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {"protocols": protocols, "draws": args.draws, "matchers": args.matchers, "load_average_end": list(load),
             "summary": summary, "checks": checks, "rows": rows}
@@ -216,6 +254,16 @@ def markdown(res: dict) -> str:
         lines.append(f"| {c['dataset']} | {c['matcher']} | {c['protocol']} | {c['mono_sim_over_rigid3d_true']:.2f} | "
                      f"{c['mono_sim_over_mono_true']:.2f} | {c['mono_sim_over_pnp_sim']:.2f} | {c['oracle_over_rigid3d_true']:.2f} | "
                      f"{c['scale_floor_m']:.4f} | {c['floor_over_rigid3d_true']:.2f} |")
+    gmm_checks = [c for c in res["checks"] if "gmm_sim_over_rigid3d_true" in c]
+    if gmm_checks:
+        lines += ["", "With the GMM refinement (`--gmm`; gmm-mono = monocular preset, relative scale between the "
+                  "mixtures, after the monodepth solver): ratios of median metric translation errors.", "",
+                  "| dataset | matcher | protocol | gmm-mono(sim) / rigid3d(true) | gmm-mono(sim) / gmm@rigid3d(true) | "
+                  "gmm-mono(sim) / gmm-mono(true) | gmm-mono(sim) / pnp(sim) |", "|---|---|---|---:|---:|---:|---:|"]
+        for c in gmm_checks:
+            lines.append(f"| {c['dataset']} | {c['matcher']} | {c['protocol']} | {c['gmm_sim_over_rigid3d_true']:.2f} | "
+                         f"{c['gmm_sim_over_gmm_true']:.2f} | {c['gmm_sim_over_gmm_mono_true']:.2f} | "
+                         f"{c['gmm_sim_over_pnp_sim']:.2f} |")
     lines += ["", "oracle: the true-depth rigid3d pose with the simulated maps' own mean scale applied (what a solver "
               "with the true-depth direction would get); scale floor: median of abs(mean scale - 1) x baseline. Neither "
               "can be beaten on average from the photos: the two maps' shared scale error is invisible in them."]
@@ -229,6 +277,7 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=4, help="simulated-depth draws (seeds) per pair")
     p.add_argument("--protocol", action="append", choices=sorted(PROTOCOLS), help="repeatable; default: issue")
     p.add_argument("--max-pairs", type=int, default=None, help="per dataset")
+    p.add_argument("--gmm", action="store_true", help="also the GMM refinement after rigid3d / monodepth (see GMM_AFTER)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monodepth_draws"))
     p.add_argument("--rows", metavar="FILE", help="also write every run's row (JSON) here, e.g. runs/monodepth_draws_rows.json")
     p.add_argument("--from-rows", metavar="FILE", help="re-summarise the rows of an earlier run (no recomputation)")

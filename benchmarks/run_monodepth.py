@@ -162,7 +162,7 @@ def write_doc(results: dict, draws_md: str | None) -> None:
                           "    " + _cmd_text(ds, noise, gmm), "", r["table"], "", timing]
     if draws_md:
         lines += ["", "## Several draws per pair (`benchmarks/bench_monodepth.py`)", "",
-                  "    python benchmarks/bench_monodepth.py --protocol issue --protocol harsh", "",
+                  "    python benchmarks/bench_monodepth.py --protocol issue --protocol harsh --gmm", "",
                   draws_md.split("\n", 2)[-1].strip()]
     atomic_write_text(REPO / "benchmarks" / "results" / "monodepth.md", "\n".join(lines).rstrip() + "\n")
 
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     draws_path = REPO / "benchmarks" / "results" / "monodepth_draws.md"
     if args.draws:
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_monodepth.py"), "--protocol", "issue",
-                        "--protocol", "harsh"], check=True, cwd=REPO)
+                        "--protocol", "harsh", "--gmm"], check=True, cwd=REPO)
     write_doc(results, draws_path.read_text() if draws_path.is_file() else None)
     print((REPO / "benchmarks" / "results" / "monodepth.md").read_text())
     return 0

@@ -46,8 +46,7 @@ class Matcher(abc.ABC):
         im1, s1 = _resize(image1, self.cfg.resize_max)
         m = self._match(im0, im1)
         if s0 != 1.0 or s1 != 1.0:
-            # pixel centres: x_full = (x_small + 0.5) / s - 0.5
-            m = Matches((m.kpts0 + 0.5) / s0 - 0.5, (m.kpts1 + 0.5) / s1 - 0.5, m.scores)
+            m = Matches(unscale_points(m.kpts0, s0), unscale_points(m.kpts1, s1), m.scores)
         return m
 
     @abc.abstractmethod
@@ -57,11 +56,22 @@ class Matcher(abc.ABC):
 def _resize(image: np.ndarray, resize_max: int | None) -> tuple[np.ndarray, float]:
     if resize_max is None:
         return image, 1.0
-    h, w = image.shape[:2]
-    s = resize_max / max(h, w)
+    s = resize_max / max(image.shape[:2])
     if s >= 1.0:
         return image, 1.0
-    return cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA), s
+    return scale_image(image, s), s
+
+
+def scale_image(image: np.ndarray, s: float) -> np.ndarray:
+    """``image`` shrunk by ``s`` < 1 (area interpolation); map points back with :func:`unscale_points`."""
+    h, w = image.shape[:2]
+    return cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+
+def unscale_points(xy: np.ndarray, s: float) -> np.ndarray:
+    """(N, 2) pixels of an image scaled by ``s`` -> pixels of the original (pixel centres:
+    ``x = (x_s + 0.5) / s - 0.5``)."""
+    return (xy + 0.5) / s - 0.5
 
 
 def available_matchers() -> list[str]:

@@ -18,13 +18,8 @@ import numpy as np
 
 from twoview.config import MatcherConfig
 from twoview.io.images import to_gray
-from twoview.matching.base import Matcher
+from twoview.matching.base import Matcher, scale_image, unscale_points
 from twoview.result import Matches
-
-# OpenCV's "precise" upscaling (index x -> 2x) kept 6 % fewer matches and lost a pair on
-# the core benchmark; its default interpolation is kept and the offset it leaves is
-# removed in SiftMatcher.detect.
-_PRECISE_UPSCALE = False
 
 
 def mutual_ratio_match(
@@ -86,8 +81,10 @@ class SiftMatcher(Matcher):
         # One detector per image: OpenCV releases the GIL, so the two images are
         # detected concurrently (about 1.8x faster on two cores).
         self._sifts = [
+            # OpenCV's "precise" upscaling (index x -> 2x) kept 6 % fewer matches and lost a
+            # pair on the core benchmark; the default one is kept, its offset removed in detect.
             cv2.SIFT_create(nfeatures=cfg.max_keypoints, contrastThreshold=cfg.sift_contrast_threshold,
-                            enable_precise_upscale=_PRECISE_UPSCALE)
+                            enable_precise_upscale=False)
             for _ in range(2)
         ]
         self._pool = ThreadPoolExecutor(max_workers=2)
@@ -95,30 +92,21 @@ class SiftMatcher(Matcher):
     def detect(self, image: np.ndarray, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints (N, 2) float64 pixels and RootSIFT descriptors (N, 128) float32 of unit L2 norm."""
         gray = to_gray(image)
-        if self.cfg.sift_first_octave == 0:
-            # OpenCV always starts from the 2x upsampled image; upsampling the half-size
-            # image gives the full-size scale space from octave 0 on (the detail lost in
-            # the halving is above what the base blur sigma = 1.6 keeps).
-            h, w = gray.shape
-            small = cv2.resize(gray, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
-            scale = np.array([small.shape[1] / w, small.shape[0] / h])
-        else:
-            small, scale = gray, None
-        kps, desc = self._sifts[slot].detectAndCompute(small, None)
+        # OpenCV always starts from the 2x upsampled image; for first octave 0 it gets the
+        # half-size image, whose upsampling is the full-size scale space from octave 0 on
+        # (the detail lost in the halving is above what the base blur sigma = 1.6 keeps).
+        scale = 0.5 if self.cfg.sift_first_octave == 0 else 1.0
+        kps, desc = self._sifts[slot].detectAndCompute(scale_image(gray, scale) if scale != 1.0 else gray, None)
         if desc is None or len(kps) == 0:
             return np.zeros((0, 2)), np.zeros((0, 128), np.float32)
         # RootSIFT: Hellinger kernel, a cheap and consistent gain in matching; the
         # square root of an L1-normalised vector has unit L2 norm.
         desc /= np.maximum(desc.sum(axis=1, keepdims=True), 1e-7)
         np.sqrt(desc, out=desc)
-        xy = cv2.KeyPoint_convert(kps).astype(np.float64)
-        if not _PRECISE_UPSCALE:
-            # OpenCV reports index i of its 2x upsampled image (made with pixel-centre
-            # interpolation) as i / 2, but that sample lies at i / 2 - 0.25.
-            xy -= 0.25
-        if scale is not None:
-            xy = (xy + 0.5) / scale - 0.5  # pixel centres
-        return xy, desc
+        # OpenCV reports index i of its 2x upsampled image (made with pixel-centre
+        # interpolation) as i / 2, but that sample lies at i / 2 - 0.25.
+        xy = cv2.KeyPoint_convert(kps).astype(np.float64) - 0.25
+        return (unscale_points(xy, scale) if scale != 1.0 else xy), desc
 
     def _match(self, image0, image1) -> Matches:
         t0 = time.perf_counter()

@@ -54,8 +54,9 @@ ICL_PAIRS = [(0, 15), (10, 40), (25, 50), (40, 60), (55, 85), (70, 90), (90, 120
              (150, 165), (160, 190), (180, 210)]
 MODES = ("essential", "pnp", "rigid3d")
 # Matcher rows: a name of twoview.matching, or a named variant of one.
-VARIANTS = {"sift-fo0": dict(name="sift", sift_first_octave=0, sift_contrast_threshold=0.02)}
-TARGET_MS = {"sift": 150.0, "sift-fo0": 150.0, "xfeat": 600.0}
+VARIANTS = {"sift-fo0": dict(name="sift", sift_first_octave=0, sift_contrast_threshold=0.02),
+            "xfeat-bf16": dict(name="xfeat", precision="bfloat16")}
+TARGET_MS = {"sift": 150.0, "sift-fo0": 150.0, "xfeat": 600.0, "xfeat-bf16": 600.0}
 
 
 # --- local readers (the official ones live in twoview.datasets; this script stays independent) ---
@@ -239,7 +240,8 @@ def markdown(summaries: list[dict], meta: dict) -> str:
     shown = [k for k in VARIANTS if any(s["matcher"] == k for s in summaries)]
     if shown:
         L += ["", "Variants: " + "; ".join(f"{k} = MatcherConfig({', '.join(f'{a}={b!r}' for a, b in VARIANTS[k].items())})"
-                                         for k in shown) + " (no 2x upsampling before the first octave; a lower contrast threshold makes up part of the keypoints)."]
+                                         for k in shown) + " (sift-fo0: no 2x upsampling before the first octave, a lower contrast threshold makes up part of the "
+              "keypoints; *-bf16: the networks under bfloat16 autocast, this CPU has AVX512-BF16)."]
     L += ["", "Matching stages (median ms per pair): " + "; ".join(
         f"{s['matcher']}: " + ", ".join(f"{k} {_f(v, 0)}" for k, v in s["match_stages_ms_median"].items())
         for s in summaries if s["match_stages_ms_median"]) + "."]
@@ -303,7 +305,7 @@ def _git_commit() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--matchers", default="sift,sift-fo0,xfeat,aliked,disk",
+    ap.add_argument("--matchers", default="sift,sift-fo0,xfeat,xfeat-bf16,aliked,disk",
                     help=f"comma-separated; variants: {', '.join(f'{k} = {v}' for k, v in VARIANTS.items())}")
     ap.add_argument("--repeats", type=int, default=3, help="matching repeats per pair for sift and xfeat (minimum kept)")
     ap.add_argument("--heavy-repeats", type=int, default=1, help="repeats for aliked and disk (seconds per pair)")

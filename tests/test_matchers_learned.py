@@ -106,6 +106,24 @@ def test_loads_offline_and_gives_a_good_metric_pose(name, no_network, shared_dat
     assert translation_error_m(res.cam1_from_cam0.t, gt.t) < 0.02
 
 
+@pytest.mark.parametrize("name", ["xfeat", "aliked"])
+def test_bfloat16_precision_keeps_the_matches_and_the_pose(name, shared_data):
+    """precision="bfloat16" (autocast) finds nearly the float32 matches and an equally
+    good metric pose; the scores it returns are float in [0, 1]."""
+    _need(name)
+    from twoview.estimator import estimate_relative_pose
+
+    im0, im1, cam, d0, d1, gt = _tum_pair(shared_data)
+    ref = _matcher(name).match(im0, im1)
+    m = _build(name, precision="bfloat16").match(im0, im1)
+    assert m.scores.dtype == np.float64 and np.all((m.scores >= 0.1) & (m.scores <= 1.0))
+    same = {tuple(r) for r in np.round(np.c_[ref.kpts0, ref.kpts1], 1)} & {tuple(r) for r in np.round(np.c_[m.kpts0, m.kpts1], 1)}
+    assert len(same) >= 0.8 * len(ref) and abs(len(m) - len(ref)) <= 0.1 * len(ref)
+    res = estimate_relative_pose(im0, im1, cam, cam, d0, d1, matches=m)
+    assert res.success and rotation_error_deg(res.cam1_from_cam0.R, gt.R) < 1.0
+    assert translation_error_m(res.cam1_from_cam0.t, gt.t) < 0.02
+
+
 @pytest.mark.parametrize("name", ["xfeat", "aliked", "disk"])
 def test_keypoints_in_input_pixels_for_odd_sizes(name, shared_data):
     """Sizes that are not multiples of 8/16/32: keypoints stay in input pixels, so an image

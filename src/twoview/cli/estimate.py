@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import typing
 
 from twoview.cli.common import add_gmm_args, load_intrinsics_file, parse_floats, parse_intrinsics, positive_float
-from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
+from twoview.config import EstimatorConfig, MatcherConfig, MatcherPrecision, SolverConfig
 from twoview.errors import InputError
 
 
@@ -30,6 +31,8 @@ def add_estimator_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sift-first-octave", type=int, choices=[-1, 0], default=MatcherConfig.sift_first_octave,
                    help="SIFT: -1 starts from the 2x upsampled image (Lowe), 0 from the image (about 3x faster, "
                         "fewer fine-scale keypoints)")
+    g.add_argument("--precision", default=MatcherConfig.precision, choices=list(typing.get_args(MatcherPrecision)),
+                   help="learned matchers: bfloat16 runs the networks under autocast (faster on CPUs with AVX512-BF16/AMX)")
     g.add_argument("--solver", default="auto", choices=["auto", "essential", "pnp", "rigid3d", "monodepth"],
                    help="auto: rigid3d with two depth maps, pnp with one, essential with none, monodepth with --depth-model")
     g.add_argument("--max-reproj-error", type=float, default=SolverConfig.max_reproj_error, help="pixels")
@@ -57,7 +60,7 @@ def build_inputs(args) -> dict:
     cfg = EstimatorConfig.from_dict(
         {
             "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max,
-                        "sift_first_octave": args.sift_first_octave},
+                        "sift_first_octave": args.sift_first_octave, "precision": args.precision},
             "solver": {"mode": args.solver, "max_reproj_error": args.max_reproj_error},
         }
     )

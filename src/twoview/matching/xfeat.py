@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from twoview.config import MatcherConfig
 from twoview.matching.base import Matcher
-from twoview.matching.lightglue import build_lightglue, lightglue_match, load_state_dict_file
+from twoview.matching.lightglue import autocast, build_lightglue, lightglue_match, load_state_dict_file
 from twoview.result import Matches
 
 _DETECTION_THRESHOLD = 0.05  # XFeat's default keypoint-heatmap threshold
@@ -116,7 +116,8 @@ class XFeatMatcher(Matcher):
         x = torch.stack([_grey_tensor(im, self.device) for im in images])[:, None]
         if (H, W) != (h, w):
             x = F.interpolate(x, (H, W), mode="bilinear", align_corners=False)
-        feats, logits, rel = self.net(x)
+        with autocast(self.cfg):
+            feats, logits, rel = (t.float() for t in self.net(x))
         feats = F.normalize(feats, dim=1)
         # keypoint heatmap from the 8x8 cell logits (65 = 64 positions + dustbin)
         heat = F.softmax(logits, 1)[:, :64]
@@ -151,6 +152,7 @@ class XFeatMatcher(Matcher):
         size0 = (image0.shape[1], image0.shape[0])
         size1 = (image1.shape[1], image1.shape[0])
         t1 = time.perf_counter()
-        i0, i1, sc = lightglue_match(self.glue, k0, d0, size0, k1, d1, size1, self.cfg.min_score)
+        with autocast(self.cfg):
+            i0, i1, sc = lightglue_match(self.glue, k0, d0, size0, k1, d1, size1, self.cfg.min_score)
         self.last_timings_ms = {"detect": (t1 - t0) * 1e3, "lightglue": (time.perf_counter() - t1) * 1e3}
         return Matches(k0[i0].double().cpu().numpy(), k1[i1].double().cpu().numpy(), sc.double().cpu().numpy())

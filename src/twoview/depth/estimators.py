@@ -368,8 +368,7 @@ def load_depth_estimator(cfg: DepthModelConfig | str, name: str = "--depth-model
             architecture, or its files are broken; the message says how to get it.
     """
     if isinstance(cfg, str):
-        cfg = DepthModelConfig(model=cfg)
-        cfg.validate()
+        cfg = DepthModelConfig(model=cfg)  # validated on construction
     key = (cfg.model, cfg.allow_download, cfg.device, cfg.resolution, cfg.cache_dir, cfg.num_threads)
     if key in _LOADED:
         return _LOADED[key]

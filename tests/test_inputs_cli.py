@@ -83,6 +83,7 @@ def test_demo_cli(capsys):
         (["{L}", "{R}", "--K0", "1,2"], "--K0: expected 3 or 4 or 9 numbers"),
         (["{L}", "{R}", "--K0=-500,-500,300,200"], "focal lengths must be positive"),
         (["{L}", "{R}", "--K0", "500,500,3000,200"], "principal point"),
+        (["{L}", "{R}", "--K0", "1,300,200"], "--K0: focal lengths fx=1, fy=1 px give a"),  # K of another image size
         (["{L}", "{R}", "--K0", "1,0,0,0,1,0,0,0,2"], "K0"),
         (["{L}", "{R}", "--depth0", "nope.png", "--depth-scale", "1000"], "depth0: file not found"),
         (["{L}", "{R}", "--depth0", "{CORRUPT}", "--depth-scale", "1000"], "depth0: cannot read depth"),
@@ -199,6 +200,15 @@ def test_atomic_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "x.json", {"a": float("nan")})
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_atomic_write_gives_a_readable_file(tmp_path):
+    from twoview.io import atomic
+
+    path = atomic.atomic_write_text(tmp_path / "sub" / "r.txt", "ok")
+    # mkstemp's private 0600 would hide results from other users; the umask decides, as for open().
+    assert path.read_text() == "ok" and path.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
+    assert [q.name for q in path.parent.iterdir()] == ["r.txt"]  # no temporary file left
 
 
 def test_intrinsics_file(pair, capsys, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 
 from twoview.config import EstimatorConfig
 from twoview.errors import InputError
-from twoview.geometry.camera import DEFAULT_HFOV_DEG, Camera
+from twoview.geometry.camera import DEFAULT_HFOV_DEG, MAX_PINHOLE_FOV_DEG, Camera
 from twoview.io.depth import load_depth, prepare_depth
 from twoview.io.images import check_image_array, load_image
 from twoview.matching import get_matcher
@@ -86,6 +86,13 @@ def _as_camera(cam, image, image_path, name: str) -> Camera:
         c = Camera(c.fx, c.fy, c.cx, c.cy, w, h, dist=tuple(np.asarray(dist, dtype=np.float64).ravel()))
     if not (-0.5 <= c.cx <= w - 0.5 and -0.5 <= c.cy <= h - 0.5):
         raise InputError(name, f"principal point ({c.cx:.1f}, {c.cy:.1f}) lies outside the {w}x{h} image")
+    # A pinhole camera sees well under 180 deg; a tiny focal length is K for another image size or swapped entries.
+    fov_x, fov_y = (np.degrees(2 * np.arctan(n / (2 * f))) for n, f in ((w, c.fx), (h, c.fy)))
+    if max(fov_x, fov_y) > MAX_PINHOLE_FOV_DEG:
+        raise InputError(
+            name, f"focal lengths fx={c.fx:g}, fy={c.fy:g} px give a {fov_x:.1f} x {fov_y:.1f} deg field of view on the "
+            f"{w}x{h} image; a pinhole camera is under {MAX_PINHOLE_FOV_DEG:.0f} deg (is K for another image size?)"
+        )
     return c
 
 

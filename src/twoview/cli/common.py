@@ -32,7 +32,7 @@ def parse_intrinsics(text: str | None, name: str):
 
 def load_intrinsics_file(path: str, name: str = "--intrinsics"):
     """JSON ``{"K0": ..., "K1": ...}`` (each 3x3 nested list or [fx, fy, cx, cy]) or a text
-    file with one or two lines of 4 or 9 numbers. Returns (K0, K1)."""
+    file with one or two lines of 3 (f, cx, cy), 4 or 9 numbers. Returns (K0, K1)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(name, f"file not found: {p}")

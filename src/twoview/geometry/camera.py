@@ -19,6 +19,10 @@ from twoview.errors import InputError
 #: phone main camera (about 26 mm equivalent). Used only with a warning.
 DEFAULT_HFOV_DEG = 65.0
 
+#: Widest field of view (per axis, from the focal length) accepted for user intrinsics: past it
+#: the pinhole model does not hold, and such a K is usually meant for another image size.
+MAX_PINHOLE_FOV_DEG = 170.0
+
 
 @dataclass(frozen=True)
 class Camera:

@@ -54,6 +54,19 @@ def test_sift_matches_a_shifted_image_exactly():
     assert np.median(err) < 0.05 and np.mean(err < 1.0) > 0.98
 
 
+def test_large_images_are_matched_at_resize_max_in_their_own_pixels():
+    """By default images over 1600 px are matched downscaled; keypoints come back in input pixels."""
+    assert MatcherConfig().resize_max == 1600
+    rng = np.random.default_rng(2)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (1300, 2100)).astype(np.uint8), (0, 0), 4.0)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    im0, im1 = base[40:1240, 50:2050], base[64:1264, 90:2090]  # 2000 x 1200, shifted by (40, 24)
+    m = get_matcher(MatcherConfig(name="sift", max_keypoints=1024)).match(im0, im1)
+    assert len(m) > 100 and m.kpts0[:, 0].max() > 1700  # full-resolution coordinates
+    err = np.linalg.norm(m.kpts0 - (m.kpts1 + [40, 24]), axis=1)
+    assert np.median(err) < 0.2  # 0.8x resampling: a fraction of a full-resolution pixel
+
+
 @pytest.mark.parametrize("first_octave", [-1, 0])
 def test_sift_keypoints_sit_on_blob_centres(first_octave):
     """Gaussian blobs at known sub-pixel centres: keypoints land on them without the

@@ -121,7 +121,9 @@ class MatcherConfig(StrictConfig):
             "disk" (+ LightGlue).
         max_keypoints: keypoints detected per image.
         resize_max: longer image side fed to the matcher (pixels); keypoints are mapped
-            back to full resolution. None keeps the input size.
+            back to full resolution. Default 1600 (hloc's SIFT setting): a 12 MP photo at full
+            size costs SIFT about 8 s and 4 GB, for no gain in pose accuracy; images up to
+            1600 px are matched as they are. None keeps the input size.
         ratio: Lowe ratio test threshold for SIFT (mutual nearest neighbours as well).
         sift_first_octave: -1 builds SIFT's scale space from the 2x upsampled image
             (Lowe's and OpenCV's default: about twice the keypoints, the extra ones at
@@ -139,7 +141,7 @@ class MatcherConfig(StrictConfig):
 
     name: MatcherName = "sift"
     max_keypoints: int = 2048
-    resize_max: int | None = None
+    resize_max: int | None = 1600
     ratio: float = 0.85
     sift_first_octave: int = -1
     sift_contrast_threshold: float = 0.04

@@ -27,7 +27,9 @@ def add_estimator_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("front end")
     g.add_argument("--matcher", default="sift", choices=["sift", "xfeat", "aliked", "disk"])
     g.add_argument("--max-keypoints", type=int, default=MatcherConfig.max_keypoints)
-    g.add_argument("--resize-max", type=int, default=None, help="longest side fed to the matcher")
+    g.add_argument("--resize-max", type=int, default=MatcherConfig.resize_max, metavar="N",
+                   help=f"longest image side fed to the matcher, keypoints mapped back (default {MatcherConfig.resize_max}; "
+                        "0 keeps the input size)")
     g.add_argument("--sift-first-octave", type=int, choices=[-1, 0], default=MatcherConfig.sift_first_octave,
                    help="SIFT: -1 starts from the 2x upsampled image (Lowe), 0 from the image (about 3x faster, "
                         "fewer fine-scale keypoints)")
@@ -59,7 +61,7 @@ def build_inputs(args) -> dict:
     scale = positive_float("--depth-scale")(args.depth_scale) if args.depth_scale else None
     cfg = EstimatorConfig.from_dict(
         {
-            "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max,
+            "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max or None,
                         "sift_first_octave": args.sift_first_octave, "precision": args.precision},
             "solver": {"mode": args.solver, "max_reproj_error": args.max_reproj_error},
         }

@@ -194,6 +194,34 @@ def test_camera_size_mismatch(pair):
         twoview.estimate_relative_pose(p.image0, p.image1, camera0=p.camera0.scaled(0.5), camera1=p.camera1)
 
 
+def test_image_arrays_of_any_bit_depth_match_like_uint8(pair, tmp_path):
+    """16-bit and 12-bit data are scaled by their bit depth, floats in [0, 1] by 255."""
+    from twoview.io.images import check_image_array
+
+    d, k0, k1, p = pair
+    im = twoview.io.images.load_image(d / "left.png")
+    for arr in (im.astype(np.uint16) * 257, im.astype(np.uint16) * 16, im / 255.0):
+        assert np.abs(check_image_array(arr, "image0").astype(int) - im).max() <= 1
+    png16 = tmp_path / "left16.png"
+    cv2.imwrite(str(png16), cv2.cvtColor(im, cv2.COLOR_RGB2BGR).astype(np.uint16) * 16)  # 12-bit data in a 16-bit PNG
+    assert np.abs(twoview.io.images.load_image(png16).astype(int) - im).max() <= 1
+
+
+@pytest.mark.parametrize("bad, needle", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")])
+def test_non_finite_image_is_bad_input(pair, bad, needle):
+    d, k0, k1, p = pair
+    im = twoview.io.images.load_image(d / "left.png") / 255.0
+    im[10, 10] = bad
+    with pytest.raises(InputError, match=f"image0: image has {needle}"):
+        twoview.estimate_relative_pose(im, d / "right.png", p.camera0, p.camera1)
+
+
+def test_non_finite_intrinsics_name_the_argument(pair):
+    d, k0, k1, p = pair
+    with pytest.raises(InputError, match="camera1: has non-finite"):
+        twoview.estimate_relative_pose(d / "left.png", d / "right.png", p.camera0, [np.nan, 500.0, 300.0, 200.0])
+
+
 def test_atomic_json_refuses_nan(tmp_path):
     from twoview.io.atomic import atomic_write_json
 

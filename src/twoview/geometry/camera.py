@@ -88,6 +88,8 @@ class Camera:
             p = [p[0], p[0], p[1], p[2]]
         if len(p) != 4:
             raise InputError(name, f"expected fx,fy,cx,cy (or f,cx,cy), got {len(p)} numbers")
+        if not all(np.isfinite(p)):
+            raise InputError(name, f"has non-finite entries: {p}")
         if p[0] <= 0 or p[1] <= 0:
             raise InputError(name, f"focal lengths must be positive, got fx={p[0]}, fy={p[1]}")
         return cls(p[0], p[1], p[2], p[3], width, height)

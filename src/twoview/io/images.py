@@ -11,7 +11,8 @@ from twoview.errors import InputError
 
 
 def load_image(path: str | Path, name: str = "image") -> np.ndarray:
-    """Read an image as RGB uint8, (H, W, 3).
+    """Read an image as RGB uint8, (H, W, 3); 16-bit files are scaled by the bit depth
+    their values use (see :func:`to_uint8`), so 12-bit data is not left nearly black.
 
     Raises:
         InputError: the file is missing, not a file, or not a decodable image.
@@ -22,10 +23,39 @@ def load_image(path: str | Path, name: str = "image") -> np.ndarray:
     if not path.is_file():
         raise InputError(name, f"not a file: {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     if img is None:
         raise InputError(name, f"cannot decode image (corrupt or unsupported format): {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(to_uint8(img, name), cv2.COLOR_BGR2RGB)
+
+
+def to_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Any numeric image -> uint8, same shape.
+
+    Floats with maximum <= 1 are taken as [0, 1]; values up to 255 are kept; larger ones
+    (10- to 16-bit sensors, 16-bit PNG) are scaled by the bit depth the maximum needs
+    (4000 -> 12 bits -> x 255/4095), which two frames of one camera share.
+
+    Raises:
+        InputError: non-numeric dtype, or NaN / infinite values.
+    """
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.bool_:
+        return image.astype(np.uint8) * 255
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise InputError(name, f"image must be numeric, got dtype {image.dtype}")
+    a = image.astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        raise InputError(name, "image has NaN or infinite values")
+    hi = float(a.max())
+    if np.issubdtype(image.dtype, np.floating) and hi <= 1.0:
+        scale = 255.0
+    elif hi <= 255.0:
+        scale = 1.0
+    else:
+        scale = 255.0 / (2.0 ** np.ceil(np.log2(hi + 1.0)) - 1.0)
+    return np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
 
 
 def load_image_gray(path: str | Path, name: str = "image") -> np.ndarray:
@@ -46,17 +76,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def check_image_array(image: np.ndarray, name: str) -> np.ndarray:
-    """Validate an in-memory image: uint8 (H, W) or (H, W, 3), at least 16x16 pixels."""
+    """Validate an in-memory image, (H, W), (H, W, 3) or (H, W, 4) (alpha dropped), at least
+    16x16 pixels, and return it as uint8 (:func:`to_uint8`)."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise InputError(name, f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
     if image.shape[0] < 16 or image.shape[1] < 16:
         raise InputError(name, f"image is too small ({image.shape[1]}x{image.shape[0]})")
-    if image.dtype != np.uint8:
-        if np.issubdtype(image.dtype, np.floating) and np.nanmax(image) <= 1.0:
-            image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        else:
-            image = np.clip(image, 0, 255).astype(np.uint8)
+    image = to_uint8(image, name)
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[..., :3]
     return image

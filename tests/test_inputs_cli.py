@@ -222,6 +222,16 @@ def test_non_finite_intrinsics_name_the_argument(pair):
         twoview.estimate_relative_pose(d / "left.png", d / "right.png", p.camera0, [np.nan, 500.0, 300.0, 200.0])
 
 
+def test_one_k_for_images_of_two_sizes_is_bad_input(pair, capsys, tmp_path):
+    d, k0, k1, p = pair
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(d / "right.png")), None, fx=0.5, fy=0.5))
+    (tmp_path / "K.txt").write_text(k0.replace(",", " ") + "\n")
+    for flags in (["--K0", k0], ["--intrinsics", tmp_path / "K.txt"]):
+        code, out, err = run_cli(capsys, "estimate", d / "left.png", small, *flags)
+        assert code == 2 and "--K1: image1 is" in err and "--K0 cannot serve both" in err, err
+
+
 def test_atomic_json_refuses_nan(tmp_path):
     from twoview.io.atomic import atomic_write_json
 

@@ -40,6 +40,19 @@ def add_estimator_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-reproj-error", type=float, default=SolverConfig.max_reproj_error, help="pixels")
 
 
+def _check_same_size(image0: str, image1: str) -> None:
+    """One K for both views only fits when the images share a size (a common slip: a K for the full-size
+    frame beside a downscaled one, whose principal point still lies inside the larger image)."""
+    from twoview.io.images import image_size
+
+    try:
+        s0, s1 = image_size(image0), image_size(image1)
+    except InputError:
+        return  # unreadable: the estimator names the file when it loads it
+    if s0 != s1:
+        raise InputError("--K1", f"image1 is {s1[0]}x{s1[1]} but image0 is {s0[0]}x{s0[1]}: --K0 cannot serve both, give --K1")
+
+
 def build_inputs(args) -> dict:
     """Keyword arguments for :func:`twoview.estimate_relative_pose` from parsed arguments."""
     k0 = parse_intrinsics(args.K0, "--K0")
@@ -50,7 +63,8 @@ def build_inputs(args) -> dict:
         k0, k1 = load_intrinsics_file(args.intrinsics)
     dist0 = parse_floats(args.dist0, "--dist0", (4, 5)) if args.dist0 else None
     dist1 = parse_floats(args.dist1, "--dist1", (4, 5)) if args.dist1 else (dist0 if args.K1 is None else None)
-    if k1 is None:
+    if k0 is not None and (k1 is None or k1 is k0):  # one K given for both views
+        _check_same_size(args.image0, args.image1)
         k1 = k0
     if (dist0 and k0 is None) or (dist1 and k1 is None):
         raise InputError("--dist0" if dist0 else "--dist1", "distortion needs the intrinsics too (--K0/--K1 or --intrinsics)")

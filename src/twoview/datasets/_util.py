@@ -4,20 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twoview.errors import InputError
-
-
-def image_size(path: Path, where: str | None = None) -> tuple[int, int]:
-    """(width, height) of an image file, reading only its header."""
-    from PIL import Image
-
-    if not path.is_file():
-        raise InputError(where or str(path), f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception as e:  # PIL raises many types for broken files
-        raise InputError(where or str(path), f"cannot read image {path}: {e}") from None
+from twoview.io.images import image_size  # noqa: F401  (the readers import it from here)
 
 
 class SizeCache:

@@ -58,6 +58,20 @@ def to_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
     return np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
 
 
+def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
+    """(width, height) of an image file, reading only its header."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(where or str(path), f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as e:  # PIL raises many types for broken files
+        raise InputError(where or str(path), f"cannot read image {path}: {e}") from None
+
+
 def load_image_gray(path: str | Path, name: str = "image") -> np.ndarray:
     """Read an image as grey uint8, (H, W)."""
     return to_gray(load_image(path, name))

@@ -232,6 +232,18 @@ def test_one_k_for_images_of_two_sizes_is_bad_input(pair, capsys, tmp_path):
         assert code == 2 and "--K1: image1 is" in err and "--K0 cannot serve both" in err, err
 
 
+def test_depth_in_millimetres_warns_and_the_cli_says_why_it_is_not_metric(pair, capsys, tmp_path):
+    d, k0, k1, p = pair
+    with pytest.warns(UserWarning, match="depth0: median depth .* implausible"):
+        prepare_depth(np.full((10, 20), 2500.0), (20, 10), "depth0")
+    np.save(tmp_path / "mm.npy", np.nan_to_num(p.depth0 * 1000.0, nan=0.0))  # millimetres read as metres
+    with pytest.warns(UserWarning, match="implausible"):
+        code, out, err = run_cli(capsys, "estimate", d / "left.png", d / "right.png", "--K0", k0, "--K1", k1,
+                                 "--depth0", tmp_path / "mm.npy")
+    assert code == 1 or "metric: yes" in out or "given but not usable" in out, out
+    assert "none given" not in out
+
+
 def test_atomic_json_refuses_nan(tmp_path):
     from twoview.io.atomic import atomic_write_json
 

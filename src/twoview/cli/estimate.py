@@ -178,6 +178,9 @@ def run(args) -> int:
         m = result.info["depth_model"]
         cached = [m.get(f"view{v}", {}).get("cached") for v in (0, 1)]
         print(f"depth: predicted by {m['model']} ({m['model_type']}; cached: {cached[0]}/{cached[1]})")
+    elif result.success and not result.metric and (args.depth0 or args.depth1):
+        why = "; ".join(result.info.get("fallbacks", [])) or "no inlier has valid depth to scale the essential matrix"
+        print(f"depth: given but not usable ({why}): the translation is a unit direction")
     elif result.success and not result.metric:
         print("depth: none given: the translation is a unit direction (give --depth0/--depth1 or --depth-model for metres)")
     write_outputs(args, result, inputs)

@@ -11,6 +11,7 @@ agree to 1%; otherwise it is rejected.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,10 @@ import numpy as np
 from twoview.errors import InputError
 
 _UINT16_INVALID = 65535
+
+
+#: Median depth (metres) outside which a depth map is probably in other units: a warning, not an error.
+PLAUSIBLE_MEDIAN_DEPTH_M = (0.02, 500.0)
 
 
 def load_depth(path: str | Path, scale: float | None = None, name: str = "depth") -> np.ndarray:
@@ -96,6 +101,14 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
         d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
     if not np.any(np.isfinite(d)):
         raise InputError(name, "depth map has no valid pixel (all zero, NaN or invalid)")
+    median = float(np.nanmedian(d))
+    if not PLAUSIBLE_MEDIAN_DEPTH_M[0] <= median <= PLAUSIBLE_MEDIAN_DEPTH_M[1]:
+        # Millimetres read as metres make every metric translation 1000x too large, silently.
+        warnings.warn(
+            f"{name}: median depth {median:.4g} m is implausible for a camera; is it in metres? "
+            "(a depth scale converts file units: 1000 for mm)",
+            stacklevel=2,
+        )
     return d
 
 

@@ -12,6 +12,7 @@ from test_real_core import _icl, _tum
 from twoview import estimate_relative_pose
 from twoview.depth.degrade import degrade_depth
 from twoview.geometry.camera import Camera
+from twoview.geometry.pose import Pose
 from twoview.gmm import refine_relative_pose
 from twoview.gmm.config import preset_config
 from twoview.io.depth import load_depth
@@ -55,3 +56,13 @@ def test_refines_the_front_end(shared_data, dataset):
 def test_simulated_monocular_depth_improves_rotation(shared_data):
     (fr, _), (gr, gt) = _errors(_tum(shared_data)[:4] + _icl(shared_data)[:4], degrade=True)
     assert gr < fr and gr < 0.8 and gt < 0.05, (fr, gr, gt)
+
+
+def test_a_rejected_refinement_from_identity_is_a_failure(shared_data):
+    """From an identity start on a wide pair (44 deg apart) the refinement does not improve the
+    objective; keeping the start would report "no motion" as a pose, so it is a failure."""
+    p = _icl(shared_data, [(70, 130)])[0]
+    im0, im1, cam, d0, d1 = _load(p)
+    r = refine_relative_pose(im0, im1, cam, cam, d0, d1, Pose.identity())
+    assert not r.success and r.cam1_from_cam0 is None and "identity" in r.reason
+    assert r.info["rejected"]

@@ -357,6 +357,10 @@ def align_mixtures(
         return PoseResult.failure("the optimisation diverged (non-finite pose)", solver=SOLVER, info=info)
     if cfg.reject_worse and not (obj1 <= obj0 and conf1 >= conf0):  # worse by either measure
         info["rejected"] = True
+        if np.allclose(init.matrix, np.eye(4), atol=1e-12):
+            # Keeping an identity start would report "no motion" as a pose.
+            return PoseResult.failure("the refinement did not improve on the identity initial pose and there is "
+                                      "no other pose to keep", solver=SOLVER, info=info)
         pose, s, info["scale"] = init, 1.0, 1.0
     return PoseResult(
         success=True,

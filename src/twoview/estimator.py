@@ -18,7 +18,6 @@ from twoview.matching import get_matcher
 from twoview.result import Matches, PoseResult, confidence_from_inliers
 from twoview._threads import blas_single_thread
 from twoview.solvers import scale_from_depth, solve_essential, solve_pnp, solve_rigid3d
-from twoview.solvers.common import sample_depth
 from twoview.solvers.covariance import pose_covariance
 
 ImageLike = "str | Path | np.ndarray"
@@ -256,7 +255,7 @@ def estimate_from_matches(
         if s is not None:
             depth_scale = (s, sinfo["spread"], sinfo["num_points"])
     with timer("covariance"):
-        cov, note = _pose_covariance(solver_name, out, pose, k0[inl], k1[inl], cam0, cam1, depth0, depth1, cfg, depth_scale)
+        cov, note = _pose_covariance(solver_name, out, pose, inl, k0, k1, cam0, cam1, cfg, depth_scale)
     if cov is None:
         info["covariance"] = note
     if depth_scale is not None:
@@ -279,15 +278,12 @@ def estimate_from_matches(
     )
 
 
-def _pose_covariance(solver, out, pose, k0, k1, cam0, cam1, depth0, depth1, cfg, depth_scale):
+def _pose_covariance(solver, out, pose, inl, k0, k1, cam0, cam1, cfg, depth_scale):
     """The covariance of the solver's pose from the residuals it minimised (None + why when unknown)."""
     if solver == "monodepth":
         # Its residuals include per-point depths and a scale between the maps; a pose-only
         # Jacobian would claim more certainty than the scale error allows.
         return None, "not modelled for the monodepth solver"
-    use0 = depth0 is not None and (solver == "rigid3d" or (solver == "pnp" and out.info.get("depth_view") == 0))
-    use1 = depth1 is not None and (solver == "rigid3d" or (solver == "pnp" and out.info.get("depth_view") == 1))
-    z0 = sample_depth(depth0, k0, cfg.min_depth, cfg.max_depth) if use0 else None
-    z1 = sample_depth(depth1, k1, cfg.min_depth, cfg.max_depth) if use1 else None
-    threshold = cfg.max_reproj_error if (use0 or use1) else cfg.max_epipolar_error
-    return pose_covariance(pose, k0, k1, cam0, cam1, z0, z1, depth_scale, inlier_threshold=threshold)
+    z0, z1 = (z[inl] if z is not None else None for z in out.depths)
+    threshold = cfg.max_reproj_error if (z0 is not None or z1 is not None) else cfg.max_epipolar_error
+    return pose_covariance(pose, k0[inl], k1[inl], cam0, cam1, z0, z1, depth_scale, inlier_threshold=threshold)

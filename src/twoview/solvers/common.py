@@ -18,7 +18,10 @@ class SolverOutput:
         inliers: (N,) bool mask over the input matches.
         metric: whether ``pose.t`` is in metres.
         reason: why it failed (empty on success).
-        info: iterations, residuals, scale, ...
+        info: iterations, residuals, scale, ... (JSON-ready: it reaches ``PoseResult.info``).
+        depths: ``(z0, z1)``, the depth the solver used at each match of view 0 / view 1,
+            (N,) metres with NaN where unusable, None for a view whose depth it did not use
+            (the pose covariance reuses them).
     """
 
     pose: Pose | None
@@ -26,6 +29,7 @@ class SolverOutput:
     metric: bool
     reason: str = ""
     info: dict = field(default_factory=dict)
+    depths: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
 
     @property
     def num_inliers(self) -> int:

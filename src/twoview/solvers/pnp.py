@@ -70,4 +70,5 @@ def solve_pnp(
     return SolverOutput(
         out, inliers, True,
         info={"depth_view": 0 if use0 else 1, "iterations": int(info.get("iterations", 0)), "num_with_depth": nvalid},
+        depths=(z, None) if use0 else (None, z),
     )

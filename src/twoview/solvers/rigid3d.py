@@ -270,4 +270,5 @@ def solve_rigid3d(
         pose, inliers, True,
         info={"iterations": iters, "num_with_depth_both": nboth, "ransac_inliers_3d": n3, "tol_3d_m": tol,
               "ransac_ms": (t_refine - t_ransac) * 1e3, "refine_ms": (time.perf_counter() - t_refine) * 1e3},
+        depths=(z0, z1),
     )

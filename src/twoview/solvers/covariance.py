@@ -24,6 +24,7 @@ import numpy as np
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.geometry.rotation import so3_exp
+from twoview.solvers.common import sampson_px, two_sided_reprojection
 
 #: Finite-difference step of the Jacobian (radians, pose units): residuals are smooth and
 #: float64, so central differences at this step match the analytic Jacobian to ~1e-8.
@@ -62,35 +63,35 @@ def pose_covariance(
     """
     kpts0 = np.asarray(kpts0, dtype=np.float64)
     kpts1 = np.asarray(kpts1, dtype=np.float64)
-    blocks, weights = [], []
     ok0 = np.isfinite(z0) if z0 is not None else np.zeros(len(kpts0), bool)
     ok1 = np.isfinite(z1) if z1 is not None else np.zeros(len(kpts0), bool)
-    # A match with depth in both views gives two residuals made of the same two keypoints'
-    # noise (each keypoint enters one directly and the other through its 3D point): nearly
-    # one measurement, so each half counts half.
-    shared = np.where(ok0 & ok1, 0.5, 1.0)
-    if ok0.any():
-        X0 = cam0.unproject(kpts0[ok0], np.asarray(z0)[ok0])
-        blocks.append(lambda R, t, X0=X0, uv=kpts1[ok0]: _reprojection(cam1, X0 @ R.T + t, uv))
-        weights.append(np.repeat(shared[ok0], 2))
-    if ok1.any():
-        X1 = cam1.unproject(kpts1[ok1], np.asarray(z1)[ok1])
-        blocks.append(lambda R, t, X1=X1, uv=kpts0[ok1]: _reprojection(cam0, (X1 - t) @ R, uv))
-        weights.append(np.repeat(shared[ok1], 2))
-    if z0 is not None or z1 is not None:
-        if not blocks:
+    with_depth = z0 is not None or z1 is not None
+    if with_depth:
+        if not (ok0.any() or ok1.any()):
             return None, "no inlier has valid depth"
-        w = np.concatenate(weights)
+        X0 = cam0.unproject(kpts0[ok0], np.asarray(z0)[ok0]) if ok0.any() else np.zeros((0, 3))
+        X1 = cam1.unproject(kpts1[ok1], np.asarray(z1)[ok1]) if ok1.any() else np.zeros((0, 3))
+        u1, u0 = kpts1[ok0], kpts0[ok1]
+
+        def residuals(R, t):
+            e1, e0 = two_sided_reprojection(R, t, X0, u1, X1, u0, cam0, cam1)
+            return np.concatenate([e1.ravel(), e0.ravel()])
+
+        # A match with depth in both views gives two residuals made of the same two
+        # keypoints' noise (each keypoint enters one directly and the other through its
+        # 3D point): nearly one measurement, so each half counts half.
+        shared = np.where(ok0 & ok1, 0.5, 1.0)
+        w = np.concatenate([np.repeat(shared[ok0], 2), np.repeat(shared[ok1], 2)])
         basis = np.eye(3)
-        residuals = lambda R, t: np.concatenate([b(R, t) for b in blocks])  # noqa: E731
     else:
         t_norm = float(np.linalg.norm(pose.t))
         if not t_norm > 0:
             return None, "zero translation: no epipolar geometry"
         basis = _tangent_basis(pose.t / t_norm)
-        x0, x1 = cam0.bearings(kpts0), cam1.bearings(kpts1)
-        f = float(np.mean([cam0.fx, cam0.fy, cam1.fx, cam1.fy]))  # Sampson error in ~pixels
-        residuals = lambda R, t: f * _sampson(R, t, x0, x1)  # noqa: E731
+
+        def residuals(R, t):
+            return sampson_px(R, t / np.linalg.norm(t), kpts0, kpts1, cam0, cam1, signed=True)
+
         w = np.ones(len(kpts0))
 
     def params_to_pose(p):
@@ -108,7 +109,7 @@ def pose_covariance(
         J[:, k] = (residuals(*params_to_pose(d)) - residuals(*params_to_pose(-d))) / (2 * _STEP)
     sigma2 = float(w @ r0**2) / (w.sum() - dof)
     if inlier_threshold is not None:
-        per_point = 2 if blocks else 1
+        per_point = 2 if with_depth else 1
         sigma2 *= _truncation_factor(r0.reshape(-1, per_point), inlier_threshold)
     H = J.T @ (w[:, None] * J)
     # Scale the columns before inverting: rotation and translation units differ by orders.
@@ -178,24 +179,6 @@ def _truncation_factor(r: np.ndarray, threshold: float) -> float:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if truncated_mean(mid) < min(observed, limit) else (lo, mid)
     return max(hi / (observed / k), 1.0)
-
-
-def _reprojection(cam: Camera, X: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = (cam.project(X) - uv).ravel()
-    return np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0)  # points behind a camera carry nothing
-
-
-def _sampson(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
-    t = t / np.linalg.norm(t)
-    E = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]]) @ R
-    h0 = np.hstack([x0, np.ones((len(x0), 1))])
-    h1 = np.hstack([x1, np.ones((len(x1), 1))])
-    Ex0 = h0 @ E.T
-    Etx1 = h1 @ E
-    num = np.sum(h1 * Ex0, axis=1)
-    den = np.sqrt(Ex0[:, 0] ** 2 + Ex0[:, 1] ** 2 + Etx1[:, 0] ** 2 + Etx1[:, 1] ** 2)
-    return num / np.maximum(den, 1e-15)
 
 
 def _tangent_basis(u: np.ndarray) -> np.ndarray:

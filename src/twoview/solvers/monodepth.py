@@ -43,7 +43,7 @@ from twoview.errors import InputError
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.geometry.rotation import hat, so3_exp
-from twoview.solvers.common import SolverOutput, sample_depth
+from twoview.solvers.common import SolverOutput, hat_batch, sample_depth, sampson_px
 
 
 def umeyama(X0: np.ndarray, X1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,33 +76,6 @@ def umeyama(X0: np.ndarray, X1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     s = trace / np.maximum(var0, 1e-300)
     t = c1 - s[..., None] * np.einsum("...ij,...j->...i", R, c0)
     return s, R, t
-
-
-def sampson_px(R: np.ndarray, t: np.ndarray, u0: np.ndarray, u1: np.ndarray, cam0: Camera, cam1: Camera) -> np.ndarray:
-    """Sampson distance (pixels) of matches to the epipolar geometry of ``(R, t)``.
-
-    Batched over poses: R (..., 3, 3), t (..., 3); u0, u1 (N, 2). Returns (..., N).
-    """
-    E = np.einsum("...ij,...jk->...ik", _hat_batch(t), R)
-    K0i = np.linalg.inv(cam0.K)
-    K1i = np.linalg.inv(cam1.K)
-    F = K1i.T @ E @ K0i
-    x0 = np.concatenate([u0, np.ones((len(u0), 1))], axis=1)
-    x1 = np.concatenate([u1, np.ones((len(u1), 1))], axis=1)
-    Fx0 = np.einsum("...ij,nj->...ni", F, x0)
-    Ftx1 = np.einsum("...ji,nj->...ni", F, x1)
-    num = np.einsum("ni,...ni->...n", x1, Fx0)
-    den = Fx0[..., 0] ** 2 + Fx0[..., 1] ** 2 + Ftx1[..., 0] ** 2 + Ftx1[..., 1] ** 2
-    return np.abs(num) / np.sqrt(np.maximum(den, 1e-300))
-
-
-def _hat_batch(t: np.ndarray) -> np.ndarray:
-    t = np.asarray(t, dtype=np.float64)
-    O = np.zeros(t.shape[:-1] + (3, 3))
-    O[..., 0, 1], O[..., 0, 2] = -t[..., 2], t[..., 1]
-    O[..., 1, 0], O[..., 1, 2] = t[..., 2], -t[..., 0]
-    O[..., 2, 0], O[..., 2, 1] = -t[..., 1], t[..., 0]
-    return O
 
 
 def _ransac_sim3(P0, P1, u0, u1, cam0, cam1, cfg: SolverConfig, mcfg: MonodepthConfig, rng):
@@ -477,7 +450,7 @@ def refine_joint(
         _, J0 = _proj_jac(cam0, X)
         _, J1 = _proj_jac(cam1, Y)
         J0, J1 = J0 / sigma_px, J1 / sigma_px
-        dYdw = -_hat_batch(Y - t)
+        dYdw = -hat_batch(Y - t)
         JX = np.zeros((M, 6, 3))
         Jc = np.zeros((M, 6, 7))
         JX[:, 0:2] = J0

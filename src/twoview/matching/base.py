@@ -8,6 +8,7 @@ import importlib
 import cv2
 import numpy as np
 
+from twoview._threads import single_threaded_blas
 from twoview.config import MatcherConfig
 from twoview.errors import BackendUnavailable, ConfigError
 from twoview.result import Matches
@@ -44,7 +45,10 @@ class Matcher(abc.ABC):
         """
         im0, s0 = _resize(image0, self.cfg.resize_max)
         im1, s1 = _resize(image1, self.cfg.resize_max)
-        m = self._match(im0, im1)
+        # The matchers run their own threads; BLAS threads woken by a large product (SIFT's
+        # descriptor distances) would spin on the same cores into the next detection.
+        with single_threaded_blas():
+            m = self._match(im0, im1)
         if s0 != 1.0 or s1 != 1.0:
             m = Matches(unscale_points(m.kpts0, s0), unscale_points(m.kpts1, s1), m.scores)
         return m

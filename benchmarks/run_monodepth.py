@@ -156,7 +156,7 @@ def write_doc(results: dict, draws_md: str | None) -> None:
                 r = results[_run_name(ds, noise, gmm)]
                 cold = r["cold"]
                 timing = (f"Cold run: wall {cold['wall_s']:.0f} s, CPU {cold['cpu_s']:.0f} s, load average {cold['load_start']:.1f} "
-                          f"-> {cold['load_end']:.1f} (2 cores shared with other jobs; `med. ms` is wall time)." if cold else "")
+                          f"-> {cold['load_end']:.1f} (on 2 cores, the run itself included; `med. ms` is wall time)." if cold else "")
                 lines += ["", f"### {ds}, {'simulated monocular depth' if noise else 'true depth'}"
                           + (", with mixture refinement" if gmm else ""), "", what + ".", "",
                           "    " + _cmd_text(ds, noise, gmm), "", r["table"], "", timing]

@@ -207,6 +207,44 @@ def test_image_arrays_of_any_bit_depth_match_like_uint8(pair, tmp_path):
     assert np.abs(twoview.io.images.load_image(png16).astype(int) - im).max() <= 1
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_alike_to_pixels_and_size(tmp_path, orientation):
+    """load_image turns the image upright as PIL's exif_transpose does, and image_size (the
+    header-only read that intrinsics are checked against) reports that upright size."""
+    from PIL import Image, ImageOps
+
+    from twoview.io.images import image_size, load_image
+
+    img = (np.random.default_rng(orientation).random((48, 64, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.png"
+    Image.fromarray(img).save(path, exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    got = load_image(path)
+    assert np.array_equal(got, expected)
+    assert image_size(path) == (got.shape[1], got.shape[0])
+
+
+def test_photo_stored_sideways_with_exif_orientation_gives_the_upright_pose(pair, tmp_path):
+    """A phone photo stored turned 90 deg with orientation 6: the same pose as the upright
+    files, with the intrinsics of the upright image, from the API and the CLI."""
+    from PIL import Image
+
+    d, k0, k1, p = pair
+    for name, im in (("left", p.image0), ("right", p.image1)):
+        exif = Image.Exif()
+        exif[0x0112] = 6  # displayed after turning 90 deg clockwise
+        Image.fromarray(np.ascontiguousarray(np.rot90(im, 1))).save(tmp_path / f"{name}.png", exif=exif.tobytes())
+    upright = twoview.estimate_relative_pose(d / "left.png", d / "right.png", p.camera0, p.camera1, depth0=p.depth0)
+    sideways = twoview.estimate_relative_pose(tmp_path / "left.png", tmp_path / "right.png", p.camera0, p.camera1,
+                                              depth0=p.depth0)
+    assert upright.success and sideways.success
+    assert np.allclose(sideways.cam1_from_cam0.matrix, upright.cam1_from_cam0.matrix, atol=1e-9)
+    code = main(["estimate", str(tmp_path / "left.png"), str(tmp_path / "right.png"), "--K0", k0, "--K1", k1])
+    assert code == 0
+
+
 @pytest.mark.parametrize("bad, needle", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")])
 def test_non_finite_image_is_bad_input(pair, bad, needle):
     d, k0, k1, p = pair

@@ -1,7 +1,14 @@
-"""Image loading with errors that name the file."""
+"""Image loading with errors that name the file.
+
+Images are turned upright by their EXIF orientation (as OpenCV's ``imread`` and most
+viewers do), by one rule that :func:`load_image` and :func:`image_size` share, so the
+pixels, the size intrinsics are checked against and the keypoints all refer to the
+upright image. Intrinsics must be given for that image.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -23,10 +30,41 @@ def load_image(path: str | Path, name: str = "image") -> np.ndarray:
     if not path.is_file():
         raise InputError(name, f"not a file: {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    # OpenCV would apply the orientation for some formats only; it is applied here for all.
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise InputError(name, f"cannot decode image (corrupt or unsupported format): {path}")
+    img = upright(img, _exif_orientation(io.BytesIO(data.tobytes())))
     return cv2.cvtColor(to_uint8(img, name), cv2.COLOR_BGR2RGB)
+
+
+def _exif_orientation(source) -> int:
+    """EXIF orientation tag (1-8) of an image file or file object; 1 when absent or unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(source) as im:
+            value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # no EXIF, or a format PIL does not parse: the stored grid is upright
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` (H, W[, C]) as displayed for EXIF ``orientation`` 1-8 (2-4 mirror or turn
+    it half way, 5-8 swap width and height)."""
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: a.swapaxes(0, 1)[:, ::-1],  # stored turned 90 deg counter-clockwise
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: a.swapaxes(0, 1)[::-1],
+    }
+    return np.ascontiguousarray(ops.get(orientation, ops[1])(image))
 
 
 def to_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -59,7 +97,8 @@ def to_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
-    """(width, height) of an image file, reading only its header."""
+    """(width, height) of an image file as :func:`load_image` returns it (upright by its
+    EXIF orientation), reading only its header."""
     from PIL import Image
 
     path = Path(path)
@@ -67,9 +106,10 @@ def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
         raise InputError(where or str(path), f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            return im.size
+            w, h = im.size
     except Exception as e:  # PIL raises many types for broken files
         raise InputError(where or str(path), f"cannot read image {path}: {e}") from None
+    return (h, w) if _exif_orientation(path) >= 5 else (w, h)
 
 
 def load_image_gray(path: str | Path, name: str = "image") -> np.ndarray:

@@ -92,6 +92,8 @@ def test_demo_cli(capsys):
         (["{L}", "{R}", "--depth0", "{DEPTH}"], "depth scale"),
         (["{L}", "{R}", "--depth0", "{DEPTH}", "--depth-scale=-3"], "--depth-scale: must be a positive"),
         (["{L}", "{R}", "--intrinsics", "nofile.json"], "--intrinsics: file not found"),
+        (["{L}", "{R}", "--json", "{TMP}"], "--json: is a folder, not a file"),
+        (["{L}", "{R}", "--viz", "{CORRUPT}/viz.png"], "--viz: cannot create"),
     ],
 )
 def test_bad_input_one_line(pair, capsys, tmp_path, args, needle):
@@ -102,8 +104,10 @@ def test_bad_input_one_line(pair, capsys, tmp_path, args, needle):
     subs = {
         "{L}": d / "left.png", "{R}": d / "right.png", "{CORRUPT}": tmp_path / "corrupt.png",
         "{ZERO}": tmp_path / "zero.png", "{WRONGSIZE}": tmp_path / "wrong.png", "{DEPTH}": d / "left_depth.png",
+        "{TMP}": tmp_path,
     }
     argv = ["estimate"] + [str(subs.get(a, a)) for a in args]
+    argv = [a.replace("{CORRUPT}", str(subs["{CORRUPT}"])) for a in argv]
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     lines = [ln for ln in err.strip().splitlines() if not ln.startswith("twoview: warning")]
@@ -336,3 +340,18 @@ def test_sift_path_needs_no_torch(pair, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "metric: yes" in r.stdout
+
+
+def test_write_failure_names_the_output_flag(pair, capsys, tmp_path, monkeypatch):
+    """A disk that fills up while writing the result is one line naming --json, not a traceback."""
+    import twoview.io.atomic
+
+    def full_disk(path, obj):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(twoview.io.atomic, "atomic_write_json", full_disk)
+    d, k0, k1, p = pair
+    code, out, err = run_cli(capsys, "estimate", d / "left.png", d / "right.png", "--K0", k0, "--K1", k1,
+                             "--json", tmp_path / "res.json")
+    assert code == 2
+    assert "--json: cannot write" in err and "No space left on device" in err and "Traceback" not in err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,31 @@ def gmm_config(args, default_preset: str = "default"):
         return preset_config(args.gmm_preset or default_preset, merge_dicts(over, flags))
     except ConfigError as e:
         raise InputError("--gmm-config" if args.gmm_config else "--gmm-preset", str(e)) from None
+
+
+def check_output_files(args, flags: dict[str, str]) -> None:
+    """Refuse, before any work is done, output files that cannot be written: an existing
+    folder, a parent path that is a file, a folder without write permission. ``flags``
+    maps argument attributes to the flags the user typed. Missing parent folders are fine
+    (they are created)."""
+    for attr, flag in flags.items():
+        value = getattr(args, attr, None)
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise InputError(flag, f"is a folder, not a file: {path}")
+        existing = next((q for q in path.parents if q.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise InputError(flag, f"cannot create {path}: {existing} is a file, not a folder")
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(flag, f"cannot write {path}: no write permission in {existing}")
+
+
+@contextmanager
+def writing(flag: str, path):
+    """Report an OS error while writing ``path`` as bad input naming ``flag``."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(flag, f"cannot write {path}: {e.strerror or e}") from None

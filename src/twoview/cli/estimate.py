@@ -104,17 +104,24 @@ def build_inputs(args) -> dict:
     return out
 
 
+OUTPUT_FLAGS = {"json": "--json", "viz": "--viz"}
+
+
 def write_outputs(args, result, inputs) -> None:
+    from twoview.cli.common import writing
+
     if args.json:
         from twoview.io.atomic import atomic_write_json
 
-        atomic_write_json(args.json, result.to_dict())
+        with writing("--json", args.json):
+            atomic_write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")
     if args.viz:
         from twoview.io.images import load_image
         from twoview.viz import draw_matches, save_png
 
-        save_png(args.viz, draw_matches(load_image(inputs["image0"]), load_image(inputs["image1"]), result))
+        with writing("--viz", args.viz):
+            save_png(args.viz, draw_matches(load_image(inputs["image0"]), load_image(inputs["image1"]), result))
         print(f"wrote {args.viz}")
 
 
@@ -147,6 +154,9 @@ def run_regressor(args, inputs):
 
 
 def run(args) -> int:
+    from twoview.cli.common import check_output_files
+
+    check_output_files(args, OUTPUT_FLAGS)
     inputs = build_inputs(args)
     if args.method == "regress":
         result = run_regressor(args, inputs)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from twoview.cli.common import add_gmm_args, gmm_config
+from twoview.cli.common import add_gmm_args, check_output_files, gmm_config, writing
 from twoview.cli.estimate import add_estimator_args, build_inputs, cli_names
 from twoview.errors import InputError
+
+
+OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "html": "--html", "save_ply0": "--save-ply0", "save_ply1": "--save-ply1"}
 
 
 def run(args) -> int:
     from twoview.geometry.pose import Pose
     from twoview.gmm.api import load_inputs, read_pose_json
 
+    check_output_files(args, OUTPUT_FLAGS)
     inputs = build_inputs(args)
     if args.depth0 is None or args.depth1 is None:
         raise InputError("--depth0" if args.depth0 is None else "--depth1",
@@ -68,7 +72,8 @@ def run(args) -> int:
     if args.json:
         from twoview.io.atomic import atomic_write_json
 
-        atomic_write_json(args.json, result.to_dict())
+        with writing("--json", args.json):
+            atomic_write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")
     if args.viz:
         from twoview.gmm.viz import overlay_png
@@ -76,18 +81,21 @@ def run(args) -> int:
         poses = {"initial": init}
         if result.success:
             poses["refined"] = result.cam1_from_cam0
-        overlay_png(args.viz, mix0, mix1, poses)
+        with writing("--viz", args.viz):
+            overlay_png(args.viz, mix0, mix1, poses)
         print(f"wrote {args.viz}")
     if args.html:
         from twoview.gmm.viz import overlay_html
 
-        overlay_html(args.html, mix0, mix1, result.cam1_from_cam0 if result.success else init)
+        with writing("--html", args.html):
+            overlay_html(args.html, mix0, mix1, result.cam1_from_cam0 if result.success else init)
         print(f"wrote {args.html}")
-    for path, mix in ((args.save_ply0, mix0), (args.save_ply1, mix1)):
+    for flag, path, mix in (("--save-ply0", args.save_ply0, mix0), ("--save-ply1", args.save_ply1, mix1)):
         if path:
             from twoview.gmm.ply import write_ply
 
-            write_ply(path, mix)
+            with writing(flag, path):
+                write_ply(path, mix)
             print(f"wrote {path}")
     return 0 if result.success else 1
 

@@ -286,6 +286,24 @@ def test_depth_in_millimetres_warns_and_the_cli_says_why_it_is_not_metric(pair, 
     assert "none given" not in out
 
 
+def test_depth_arrays_follow_the_files_rule(pair, tmp_path):
+    """A uint16 millimetre array is the PNG it came from: it needs depth_scale (it was taken
+    as metres, and depth_scale was silently ignored for arrays) and gives the PNG's pose."""
+    d, k0, k1, p = pair
+    mm = cv2.imread(str(d / "left_depth.png"), cv2.IMREAD_UNCHANGED)
+    assert mm.dtype == np.uint16
+    with pytest.raises(InputError, match="depth scale.*integers"):
+        twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, depth0=mm)
+    from_png = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1,
+                                              depth0=d / "left_depth.png", depth_scale=1000)
+    from_array = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, depth0=mm, depth_scale=1000)
+    assert from_png.success and from_png.metric
+    assert np.allclose(from_array.cam1_from_cam0.matrix, from_png.cam1_from_cam0.matrix, atol=1e-12)
+    metres = np.where(mm > 0, mm / 1000.0, np.nan)
+    halved = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, depth0=metres * 2, depth_scale=2)
+    assert np.allclose(halved.cam1_from_cam0.t, from_png.cam1_from_cam0.t, atol=1e-9)
+
+
 def test_atomic_json_refuses_nan(tmp_path):
     from twoview.io.atomic import atomic_write_json
 

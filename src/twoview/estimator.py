@@ -12,7 +12,7 @@ import numpy as np
 from twoview.config import EstimatorConfig
 from twoview.errors import InputError
 from twoview.geometry.camera import DEFAULT_HFOV_DEG, MAX_PINHOLE_FOV_DEG, Camera
-from twoview.io.depth import load_depth, prepare_depth
+from twoview.io.depth import as_depth_map
 from twoview.io.images import check_image_array, load_image
 from twoview.matching import get_matcher
 from twoview.result import Matches, PoseResult, confidence_from_inliers
@@ -43,11 +43,7 @@ def _as_image(image, name: str) -> np.ndarray:
 
 
 def _as_depth(depth, image_size, name: str, scale: float | None) -> np.ndarray | None:
-    if depth is None:
-        return None
-    if isinstance(depth, (str, Path)):
-        depth = load_depth(depth, scale, name)
-    return prepare_depth(depth, image_size, name)
+    return None if depth is None else as_depth_map(depth, image_size, scale, name)
 
 
 def _as_camera(cam, image, image_path, name: str) -> Camera:
@@ -117,8 +113,10 @@ def estimate_relative_pose(
         camera0, camera1: :class:`Camera`, a 3x3 K, (fx, fy, cx, cy), or a mapping
             ``{"K": ..., "dist": (k1, k2, p1, p2[, k3])}``. When None, the
             focal length comes from EXIF or a 65 deg field-of-view guess (with a warning).
-        depth0, depth1: z-depth in metres (H, W) with NaN/0 invalid, or a depth file path
-            (then ``depth_scale`` gives PNG units per metre).
+        depth0, depth1: z-depth (H, W) with NaN/0 invalid, or a depth file path. Floats are
+            metres; integers (a 16-bit PNG read as is) are units, 65535 invalid.
+        depth_scale: units per metre of the depth (1000 for mm, 5000 for TUM): required
+            for integer depth, files or arrays; divides floating-point depth when given.
         config: matcher and solver options.
         matches: precomputed matches; skips the matcher.
         depth_model: instead of depth maps, a monocular metric depth model (folder or

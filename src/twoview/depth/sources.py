@@ -63,9 +63,9 @@ def depth_from_file(path, image_size: tuple[int, int], scale: float | None = Non
         InputError: missing/unreadable file, wrong aspect ratio, no valid pixel, PNG
             without a scale.
     """
-    from twoview.io.depth import load_depth, prepare_depth
+    from twoview.io.depth import as_depth_map
 
-    return prepare_depth(load_depth(path, scale, name), image_size, name)
+    return as_depth_map(Path(path), image_size, scale, name)
 
 
 def _image_array(image, name: str) -> np.ndarray:
@@ -156,7 +156,8 @@ def resolve_depths(
         camera0, camera1: as :func:`predict_depth_pair` (used by the depth model only).
         depth0, depth1: depth file paths or (H, W) arrays (metres), or None.
         depth_model: model folder / hub id / DepthModelConfig, or None.
-        depth_scale: PNG units per metre for depth files.
+        depth_scale: units per metre of integer depth (PNG files or integer arrays); divides
+            floating-point depth when given.
 
     Returns:
         :class:`DepthPair`; ``source="none"`` when neither files nor a model are given
@@ -180,10 +181,7 @@ def resolve_depths(
             continue
         img = _image_array(image, f"image{view}")
         size = (img.shape[1], img.shape[0])
-        if isinstance(depth, (str, Path)):
-            out.append(depth_from_file(depth, size, depth_scale, f"depth{view}"))
-        else:
-            from twoview.io.depth import prepare_depth
+        from twoview.io.depth import as_depth_map
 
-            out.append(prepare_depth(depth, size, f"depth{view}"))
+        out.append(as_depth_map(depth, size, depth_scale, f"depth{view}"))
     return DepthPair(out[0], out[1], "file", "auto", {})

@@ -62,17 +62,43 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
         raise InputError(name, f"cannot read depth map {path}: {e}") from None
     if raw.ndim != 2:
         raise InputError(name, f"depth map must be 2-D, got shape {raw.shape} in {path}")
+    return depth_in_metres(raw, scale, name, str(path))
+
+
+def depth_in_metres(raw: np.ndarray, scale: float | None, name: str = "depth", source: str = "the array") -> np.ndarray:
+    """Depth values (H, W) in file units -> metres, float64, NaN where invalid: the one rule
+    for files and in-memory arrays. Integers (16-bit PNG units; 65535 = no measurement) need
+    ``scale`` (units per metre); floats are metres unless ``scale`` is given."""
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise InputError("depth scale", f"must be a positive number, got {scale}")
     if np.issubdtype(raw.dtype, np.integer):
         if scale is None:
             raise InputError(
-                "depth scale", f"{path} stores integers: give the units per metre (e.g. 1000 for mm, 5000 for TUM)"
+                "depth scale", f"{source} stores integers: give the units per metre (e.g. 1000 for mm, 5000 for TUM)"
             )
         depth = raw.astype(np.float64)
         depth[raw == _UINT16_INVALID] = np.nan
         depth /= scale
-    else:
+    elif np.issubdtype(raw.dtype, np.floating):
         depth = raw.astype(np.float64) / (scale or 1.0)
+    else:
+        raise InputError(name, f"depth must be numeric, got dtype {raw.dtype} in {source}")
     return _mask_invalid(depth, copy=False)
+
+
+def as_depth_map(depth, image_size: tuple[int, int], scale: float | None = None, name: str = "depth") -> np.ndarray:
+    """A depth file path or an in-memory (H, W) map -> metres at ``image_size`` = (width,
+    height), float64, NaN where invalid. Files and arrays follow one rule
+    (:func:`depth_in_metres`): integers are units that need ``scale``."""
+    if isinstance(depth, (str, Path)):
+        d = load_depth(depth, scale, name)
+    else:
+        d = np.asarray(depth)
+        if d.ndim == 3 and d.shape[2] == 1:
+            d = d[..., 0]
+        if d.ndim == 2:  # other shapes: prepare_depth names the problem
+            d = depth_in_metres(d, scale, name)
+    return prepare_depth(d, image_size, name)
 
 
 def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np.ndarray:

@@ -174,6 +174,8 @@ def resolve_depths(
         return DepthPair(d0, d1, "model", "monodepth", info)
     if depth0 is None and depth1 is None:
         return DepthPair(None, None, "none", "auto", {"note": "no depth: the translation is a unit direction (no metric scale)"})
+    from twoview.io.depth import as_depth_map
+
     out = []
     for view, (image, depth) in enumerate(((image0, depth0), (image1, depth1))):
         if depth is None:
@@ -181,7 +183,5 @@ def resolve_depths(
             continue
         img = _image_array(image, f"image{view}")
         size = (img.shape[1], img.shape[0])
-        from twoview.io.depth import as_depth_map
-
         out.append(as_depth_map(depth, size, depth_scale, f"depth{view}"))
     return DepthPair(out[0], out[1], "file", "auto", {})

@@ -38,8 +38,6 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
     path = Path(path)
     if not path.is_file():
         raise InputError(name, f"file not found: {path}")
-    if scale is not None and not (np.isfinite(scale) and scale > 0):
-        raise InputError("depth scale", f"must be a positive number, got {scale}")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":

@@ -8,7 +8,6 @@ upright image. Intrinsics must be given for that image.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import cv2
@@ -35,18 +34,25 @@ def load_image(path: str | Path, name: str = "image") -> np.ndarray:
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise InputError(name, f"cannot decode image (corrupt or unsupported format): {path}")
-    img = upright(img, _exif_orientation(io.BytesIO(data.tobytes())))
+    img = upright(img, _exif_orientation(path))
     return cv2.cvtColor(to_uint8(img, name), cv2.COLOR_BGR2RGB)
 
 
-def _exif_orientation(source) -> int:
-    """EXIF orientation tag (1-8) of an image file or file object; 1 when absent or unreadable."""
+def _exif_orientation(path: Path) -> int:
+    """EXIF orientation tag (1-8) of an image file (header only); 1 when absent or unreadable."""
     from PIL import Image
 
     try:
-        with Image.open(source) as im:
-            value = int(im.getexif().get(0x0112, 1))
-    except Exception:  # no EXIF, or a format PIL does not parse: the stored grid is upright
+        with Image.open(path) as im:
+            return _orientation_of(im)
+    except Exception:  # a format PIL does not parse: the stored grid is taken as upright
+        return 1
+
+
+def _orientation_of(im) -> int:
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # broken EXIF: the stored grid is taken as upright
         return 1
     return value if 1 <= value <= 8 else 1
 
@@ -106,10 +112,10 @@ def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
         raise InputError(where or str(path), f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            w, h = im.size
+            (w, h), orientation = im.size, _orientation_of(im)
     except Exception as e:  # PIL raises many types for broken files
         raise InputError(where or str(path), f"cannot read image {path}: {e}") from None
-    return (h, w) if _exif_orientation(path) >= 5 else (w, h)
+    return (h, w) if orientation >= 5 else (w, h)
 
 
 def load_image_gray(path: str | Path, name: str = "image") -> np.ndarray:

@@ -66,6 +66,23 @@ def test_pose_rejects_bad_input():
         Pose(np.eye(3), [np.nan, 0, 0])
 
 
+@given(rotvec, vec3, arrays(np.float64, (3, 3), elements=st.floats(-1e-6, 1e-6)))
+def test_pose_from_matrix_cleans_rounding_but_refuses_non_rotations(w, t, noise):
+    """Rotations stored to a few digits are re-orthonormalised to the nearest rotation; a
+    scaled or mirrored block, a projective last row or NaN is refused (it used to be
+    projected silently onto some rotation)."""
+    R = so3_exp(w)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R + noise, t
+    P = Pose.from_matrix(T)
+    assert np.abs(P.R - R).max() < 1e-5 and np.allclose(P.t, t)
+    assert Pose.from_matrix(T[:3]).allclose(P)
+    for bad, needle in ((np.diag([2.0, 2.0, 2.0, 1.0]), "not a rotation"), (np.diag([1.0, 1.0, -1.0, 1.0]), "not a rotation"),
+                        (np.r_[T[:3], [[0.0, 0.0, 1.0, 1.0]]], "last row"), (np.where(np.eye(4) > 0, np.nan, T), "non-finite")):
+        with pytest.raises(ValueError, match=needle):
+            Pose.from_matrix(bad)
+
+
 def test_camera_project_unproject():
     cam = Camera(500, 510, 319.5, 239.5, 640, 480)
     uv = np.array([[0.0, 0.0], [639, 479], [100.25, 200.75]])

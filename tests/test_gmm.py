@@ -497,3 +497,17 @@ def test_confidence_flags_a_refinement_that_did_not_converge(scene):
     assert _err(good.cam1_from_cam0, gt)[0] < 0.3 < _err(bad.cam1_from_cam0, gt)[0]
     assert bad.confidence < 0.5 * good.confidence
     assert good.info["confidence_after"] >= good.info["confidence_before"]
+
+
+def test_initial_pose_as_a_matrix_or_refused_before_any_work():
+    from twoview.gmm.align import _as_init_pose
+
+    T = np.eye(4)
+    T[:3, 3] = (0.1, 0.0, 0.0)
+    assert _as_init_pose(T).allclose(Pose.from_matrix(T))
+    assert _as_init_pose(T[:3].tolist()).allclose(Pose.from_matrix(T))
+    img = np.zeros((48, 64, 3), np.uint8)
+    for bad, needle in ((None, "NoneType"), (np.eye(3), "shape \\(3, 3\\)"), (np.diag([2.0, 2, 2, 1]), "not a rotation")):
+        with pytest.raises(InputError, match="init: .*" + needle):
+            # images and depth are never looked at: the pose is checked first
+            refine_relative_pose(img, img, None, None, None, None, init=bad)

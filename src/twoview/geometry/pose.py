@@ -55,11 +55,22 @@ class Pose:
 
     @classmethod
     def from_matrix(cls, T: np.ndarray) -> Pose:
-        """From a (4, 4) or (3, 4) matrix ``[R | t]``. R is re-orthonormalised."""
+        """From a (4, 4) or (3, 4) matrix ``[R | t]``. R is re-orthonormalised (files
+        store rotations to a few digits), but a block that is no rotation (a scale, a
+        reflection, another matrix) or a 4x4 whose last row is not (0, 0, 0, 1) is refused."""
         T = np.asarray(T, dtype=np.float64)
         if T.shape not in ((4, 4), (3, 4)):
             raise ValueError(f"pose matrix must be 4x4 or 3x4, got {T.shape}")
-        return cls(project_to_so3(T[:3, :3]), T[:3, 3])
+        if not np.all(np.isfinite(T)):
+            raise ValueError("pose matrix has non-finite entries")
+        if T.shape == (4, 4) and np.abs(T[3] - (0.0, 0.0, 0.0, 1.0)).max() > 1e-6:
+            raise ValueError(f"pose matrix: last row must be (0, 0, 0, 1), got {T[3].tolist()}")
+        R = T[:3, :3]
+        drift = float(np.abs(R @ R.T - np.eye(3)).max())
+        if drift > 1e-3 or np.linalg.det(R) < 0:
+            raise ValueError(f"pose matrix: the 3x3 block is not a rotation (max |R R^T - I| = {drift:.3g}, "
+                             f"det = {np.linalg.det(R):.3g})")
+        return cls(project_to_so3(R), T[:3, 3])
 
     @classmethod
     def from_quaternion(cls, q: np.ndarray, t: np.ndarray, order: str = "wxyz") -> Pose:

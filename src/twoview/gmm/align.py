@@ -226,10 +226,24 @@ class _Level:
 
 
 @blas_single_thread
+def _as_init_pose(init) -> Pose:
+    """The initial pose as a :class:`Pose`: given as one, or as a 4x4 / 3x4 matrix."""
+    if isinstance(init, Pose):
+        return init
+    m = np.asarray(init, dtype=float) if isinstance(init, (np.ndarray, list, tuple)) else None
+    if m is None or m.shape not in ((4, 4), (3, 4)):
+        got = type(init).__name__ if m is None else f"an array of shape {m.shape}"
+        raise InputError("init", f"expected a twoview.Pose or a 4x4 / 3x4 cam1_from_cam0 matrix, got {got}")
+    try:
+        return Pose.from_matrix(m)
+    except ValueError as e:
+        raise InputError("init", str(e)) from None
+
+
 def align_mixtures(
     mix0: GaussianMixture,
     mix1: GaussianMixture,
-    init: Pose,
+    init: "Pose | np.ndarray",
     config: AlignConfig | None = None,
 ) -> PoseResult:
     """Refine ``cam1_from_cam0`` by aligning mixture 0 (camera-0 frame) to mixture 1.
@@ -238,7 +252,7 @@ def align_mixtures(
         mix0, mix1: the two mixtures, each in its own camera frame. Cameras and z-buffers
             (set by :func:`build_mixture`) enable the visibility test; appearance fields
             (also set by it) enable the appearance term.
-        init: initial ``cam1_from_cam0``.
+        init: initial ``cam1_from_cam0``: a :class:`Pose` or a 4x4 / 3x4 matrix.
         config: objective and optimiser options.
 
     Returns:
@@ -249,8 +263,7 @@ def align_mixtures(
         the views do not overlap.
     """
     cfg = config or AlignConfig()
-    if not isinstance(init, Pose):
-        raise InputError("init", f"expected a twoview.Pose, got {type(init).__name__}")
+    init = _as_init_pose(init)
     tiny = max(cfg.min_visible, 4)
     for name, m in (("mixture 0", mix0), ("mixture 1", mix1)):
         if len(m) < tiny:
@@ -524,7 +537,7 @@ def refine_relative_pose(
     camera1,
     depth0,
     depth1,
-    init: Pose,
+    init: "Pose | np.ndarray",
     config: GMMConfig | None = None,
     depth_scale: float | None = None,
 ) -> PoseResult:
@@ -536,7 +549,8 @@ def refine_relative_pose(
             ``{"K": ..., "dist": ...}`` (as :func:`twoview.estimate_relative_pose` takes).
         depth0, depth1: paths (16-bit PNG with ``depth_scale``, .npy, .pfm, .exr) or (H, W)
             z-depth in metres, NaN invalid; both required.
-        init: initial ``cam1_from_cam0`` (front end, a pose file, or identity).
+        init: initial ``cam1_from_cam0`` (front end, a pose file, or identity): a
+            :class:`Pose` or a 4x4 / 3x4 matrix.
         config: build and alignment options (see :func:`twoview.gmm.preset_config`).
         depth_scale: PNG units per metre.
 
@@ -555,6 +569,7 @@ def refine_relative_pose(
     """
     from twoview.gmm.api import load_inputs
 
+    init = _as_init_pose(init)  # before the mixtures are built
     image0, image1, camera0, camera1, depth0, depth1 = load_inputs(
         image0, image1, camera0, camera1, depth0, depth1, depth_scale)
     cfg = config or GMMConfig()

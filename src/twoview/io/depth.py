@@ -95,7 +95,7 @@ def as_depth_map(depth, image_size: tuple[int, int], scale: float | None = None,
         if d.ndim == 3 and d.shape[2] == 1:
             d = d[..., 0]
         if d.ndim == 2:  # other shapes: prepare_depth names the problem
-            d = depth_in_metres(d, scale, name)
+            d = depth_in_metres(d, scale, name, source=name)
     return prepare_depth(d, image_size, name)
 
 

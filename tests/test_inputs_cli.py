@@ -373,3 +373,19 @@ def test_write_failure_names_the_output_flag(pair, capsys, tmp_path, monkeypatch
                              "--json", tmp_path / "res.json")
     assert code == 2
     assert "--json: cannot write" in err and "No space left on device" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("k0, needle", [
+    (np.full((50, 2), np.nan), "NaN or infinite"),
+    (np.random.default_rng(0).random((50, 2)), None),  # normalised coordinates lie inside: allowed
+    (np.full((50, 2), 1e5), "50 of 50 keypoints lie outside image 0"),
+])
+def test_given_matches_must_be_pixels_of_the_images(pair, k0, needle):
+    d, _, _, p = pair
+    m = twoview.Matches(k0, np.full((50, 2), 100.0), np.ones(50))
+    if needle is None:
+        r = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, matches=m)
+        assert not r.success and r.cam1_from_cam0 is None
+        return
+    with pytest.raises(InputError, match="matches: .*" + needle):
+        twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, matches=m)

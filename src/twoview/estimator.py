@@ -169,6 +169,21 @@ def estimate_relative_pose(
 
 
 @blas_single_thread
+def _check_matches(matches: Matches, cam0: Camera, cam1: Camera) -> None:
+    """Given matches must be finite pixels of the two images (a normalised or other-size
+    set would otherwise fail later with a misleading reason)."""
+    if not isinstance(matches, Matches):
+        raise InputError("matches", f"expected twoview.Matches, got {type(matches).__name__}")
+    for k, cam, view in ((matches.kpts0, cam0, 0), (matches.kpts1, cam1, 1)):
+        if not np.all(np.isfinite(k)):
+            raise InputError("matches", f"keypoints of image {view} have NaN or infinite coordinates")
+        # half a pixel beyond the border is still on the image (pixel centres at integers)
+        outside = (k[:, 0] < -1) | (k[:, 1] < -1) | (k[:, 0] > cam.width) | (k[:, 1] > cam.height)
+        if outside.any():
+            raise InputError("matches", f"{int(outside.sum())} of {len(k)} keypoints lie outside image {view} "
+                             f"({cam.width}x{cam.height}): matches must be in its pixels")
+
+
 def estimate_from_matches(
     matches: Matches,
     cam0: Camera,
@@ -185,6 +200,7 @@ def estimate_from_matches(
         depth0, depth1: prepared depth maps (metres, NaN invalid) or None.
     """
     cfg = (config or EstimatorConfig()).solver
+    _check_matches(matches, cam0, cam1)
     timer = _Timer()
     timer.ms.update(timings_ms or {})
     n = len(matches)

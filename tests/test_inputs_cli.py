@@ -89,10 +89,12 @@ def test_demo_cli(capsys):
         (["{L}", "{R}", "--depth0", "{CORRUPT}", "--depth-scale", "1000"], "depth0: cannot read depth"),
         (["{L}", "{R}", "--depth0", "{ZERO}", "--depth-scale", "1000"], "no valid pixel"),
         (["{L}", "{R}", "--depth0", "{WRONGSIZE}", "--depth-scale", "1000"], "aspect ratios differ"),
-        (["{L}", "{R}", "--depth0", "{DEPTH}"], "depth scale"),
+        (["{L}", "{R}", "--depth0", "{DEPTH}"], "--depth-scale: "),
         (["{L}", "{R}", "--depth0", "{DEPTH}", "--depth-scale=-3"], "--depth-scale: must be a positive"),
         (["{L}", "{R}", "--intrinsics", "nofile.json"], "--intrinsics: file not found"),
         (["{L}", "{R}", "--json", "{TMP}"], "--json: is a folder, not a file"),
+        (["{L}", "{R}", "--refine", "gmm"], "--refine: gmm refinement needs a metric initial pose"),
+        (["{L}", "{R}", "--solver", "pnp"], "--solver: pnp needs depth"),
         (["{L}", "{R}", "--viz", "{CORRUPT}/viz.png"], "--viz: cannot create"),
     ],
 )

@@ -131,12 +131,12 @@ def cli_names(args) -> dict[str, str]:
     return {
         "camera0": k or "--K0", "camera1": k or ("--K1" if args.K1 else "--K0"),
         "depth0": "--depth0", "depth1": "--depth1", "depth_model": "--depth-model",
+        "solver.mode": "--solver", "depth scale": "--depth-scale",
     }
 
 
 def run_estimator(args, inputs):
     """Run the estimator, reporting bad input under the flag names the user typed."""
-    from twoview.errors import InputError
     from twoview.estimator import estimate_relative_pose
 
     try:
@@ -162,8 +162,6 @@ def run(args) -> int:
         result = run_regressor(args, inputs)
     else:
         if args.checkpoint:
-            from twoview.errors import InputError
-
             raise InputError("--checkpoint", "only used with --method regress")
         result = run_estimator(args, inputs)
     if args.refine == "gmm" and result.success:

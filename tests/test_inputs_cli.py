@@ -95,6 +95,9 @@ def test_demo_cli(capsys):
         (["{L}", "{R}", "--json", "{TMP}"], "--json: is a folder, not a file"),
         (["{L}", "{R}", "--refine", "gmm"], "--refine: gmm refinement needs a metric initial pose"),
         (["{L}", "{R}", "--solver", "pnp"], "--solver: pnp needs depth"),
+        (["{L}", "{R}", "--depth-scale", "1000"], "--depth-scale: only applies with --depth0/--depth1"),
+        (["{L}", "{R}", "--num-gaussians", "500"], "--num-gaussians: only applies with --refine gmm"),
+        (["{L}", "{R}", "--intrinsics", "{INTR_EXTRA}"], "unknown key(s) extra"),
         (["{L}", "{R}", "--viz", "{CORRUPT}/viz.png"], "--viz: cannot create"),
     ],
 )
@@ -106,8 +109,9 @@ def test_bad_input_one_line(pair, capsys, tmp_path, args, needle):
     subs = {
         "{L}": d / "left.png", "{R}": d / "right.png", "{CORRUPT}": tmp_path / "corrupt.png",
         "{ZERO}": tmp_path / "zero.png", "{WRONGSIZE}": tmp_path / "wrong.png", "{DEPTH}": d / "left_depth.png",
-        "{TMP}": tmp_path,
+        "{TMP}": tmp_path, "{INTR_EXTRA}": tmp_path / "intr.json",
     }
+    (tmp_path / "intr.json").write_text(json.dumps({"K0": [995.0, 995.0, 310.8, 254.5], "extra": 1}))
     argv = ["estimate"] + [str(subs.get(a, a)) for a in args]
     argv = [a.replace("{CORRUPT}", str(subs["{CORRUPT}"])) for a in argv]
     code, out, err = run_cli(capsys, *argv)

@@ -44,6 +44,9 @@ def load_intrinsics_file(path: str, name: str = "--intrinsics"):
             d = json.loads(text)
             if not isinstance(d, dict):
                 raise ValueError("expected an object with K0 and K1 (or K)")
+            unknown = sorted(set(d) - {"K", "K0", "K1"})
+            if unknown:
+                raise ValueError(f"unknown key(s) {', '.join(unknown)}; valid keys: K, K0, K1")
             k0 = d.get("K0", d.get("K"))
             k1 = d.get("K1", k0)
             if k0 is None:
@@ -94,6 +97,20 @@ def add_gmm_args(g) -> None:
     g.add_argument("--estimate-scale", action="store_true", default=None,
                    help="also estimate a relative scale between the two depth maps")
     g.add_argument("--keep-worse", action="store_true", help="keep the refined pose even if the objective got worse")
+
+
+#: the mixture-refinement options of :func:`add_gmm_args` (attribute -> flag)
+GMM_FLAGS = {"gmm_preset": "--gmm-preset", "gmm_config": "--gmm-config", "num_gaussians": "--num-gaussians",
+             "features": "--features", "dinov2_model": "--dinov2-model", "optimizer": "--optimizer",
+             "estimate_scale": "--estimate-scale", "keep_worse": "--keep-worse"}
+
+
+def refuse_unused(args, flags, reason: str) -> None:
+    """One line naming the first of ``flags`` (attribute -> flag) the user gave although it
+    has no effect (``reason`` says what it needs), instead of ignoring it."""
+    for attr, flag in flags.items():
+        if getattr(args, attr, None) not in (None, False):
+            raise InputError(flag, f"only applies {reason}")
 
 
 def gmm_config(args, default_preset: str = "default"):

@@ -73,6 +73,8 @@ def build_inputs(args) -> dict:
     if dist1:
         k1 = {"K": k1, "dist": dist1}
     scale = positive_float("--depth-scale")(args.depth_scale) if args.depth_scale else None
+    if scale is not None and not (args.depth0 or args.depth1):
+        raise InputError("--depth-scale", "only applies with --depth0/--depth1 (units per metre of their files)")
     cfg = EstimatorConfig.from_dict(
         {
             "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max or None,
@@ -154,9 +156,11 @@ def run_regressor(args, inputs):
 
 
 def run(args) -> int:
-    from twoview.cli.common import check_output_files
+    from twoview.cli.common import GMM_FLAGS, check_output_files, refuse_unused
 
     check_output_files(args, OUTPUT_FLAGS)
+    if args.refine != "gmm":
+        refuse_unused(args, GMM_FLAGS, "with --refine gmm")
     inputs = build_inputs(args)
     if args.method == "regress":
         result = run_regressor(args, inputs)

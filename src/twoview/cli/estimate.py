@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import typing
 
-from twoview.cli.common import add_gmm_args, load_intrinsics_file, parse_floats, parse_intrinsics, positive_float
+from twoview.cli.common import (
+    GMM_FLAGS, add_gmm_args, check_output_files, gmm_config, load_intrinsics_file, parse_floats, parse_intrinsics,
+    positive_float, refuse_unused, writing,
+)
 from twoview.config import EstimatorConfig, MatcherConfig, MatcherPrecision, SolverConfig
 from twoview.errors import InputError
 
@@ -100,9 +103,7 @@ def build_inputs(args) -> dict:
         except ConfigError as e:
             raise InputError("--depth-model", str(e)) from None
     else:
-        for flag in ("depth_resolution", "depth_cache"):
-            if getattr(args, flag, None) is not None:
-                raise InputError("--" + flag.replace("_", "-"), "only applies with --depth-model")
+        refuse_unused(args, {"depth_resolution": "--depth-resolution", "depth_cache": "--depth-cache"}, "with --depth-model")
     return out
 
 
@@ -110,8 +111,6 @@ OUTPUT_FLAGS = {"json": "--json", "viz": "--viz"}
 
 
 def write_outputs(args, result, inputs) -> None:
-    from twoview.cli.common import writing
-
     if args.json:
         from twoview.io.atomic import atomic_write_json
 
@@ -156,8 +155,6 @@ def run_regressor(args, inputs):
 
 
 def run(args) -> int:
-    from twoview.cli.common import GMM_FLAGS, check_output_files, refuse_unused
-
     check_output_files(args, OUTPUT_FLAGS)
     if args.refine != "gmm":
         refuse_unused(args, GMM_FLAGS, "with --refine gmm")
@@ -169,7 +166,6 @@ def run(args) -> int:
             raise InputError("--checkpoint", "only used with --method regress")
         result = run_estimator(args, inputs)
     if args.refine == "gmm" and result.success:
-        from twoview.cli.common import gmm_config
         from twoview.gmm.api import refine_estimate
 
         print(f"front end: {result.summary().splitlines()[0]}")

@@ -376,7 +376,7 @@ def test_shipped_default_checkpoint():
     st = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=False)
     assert st["train_config"]["gcr"]["enabled"]
     img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    r = estimate(img, img)
+    r = estimate(img, np.roll(img, 5, axis=1))  # identical images are a failure (tested below)
     assert r.success and r.metric and r.solver == "regress"
 
 
@@ -403,3 +403,15 @@ def test_with_and_without_gcr_the_same_seed_draws_the_same_batches(tmp_path):
     for (ia, ra), (ib, rb) in zip(seen[True], seen[False]):
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_array_equal(ra, rb)
+
+
+def test_identical_images_are_a_failure_not_a_regressed_pose():
+    """As in the matching path: no camera motion, no pose (the network would answer anyway)."""
+    from twoview.regress import estimate_batch
+
+    rng = np.random.default_rng(0)
+    a = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
+    b = np.roll(a, 7, axis=1)
+    same, moved = estimate_batch([(a, a.copy()), (a, b)])
+    assert not same.success and same.cam1_from_cam0 is None and "identical" in same.reason
+    assert moved.success

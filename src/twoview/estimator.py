@@ -15,7 +15,7 @@ from twoview.geometry.camera import DEFAULT_HFOV_DEG, MAX_PINHOLE_FOV_DEG, Camer
 from twoview.io.depth import as_depth_map
 from twoview.io.images import check_image_array, load_image
 from twoview.matching import get_matcher
-from twoview.result import Matches, PoseResult, confidence_from_inliers
+from twoview.result import IDENTICAL_IMAGES, Matches, PoseResult, confidence_from_inliers, identical_images
 from twoview._threads import blas_single_thread
 from twoview.solvers import scale_from_depth, solve_essential, solve_pnp, solve_rigid3d
 from twoview.solvers.covariance import pose_covariance
@@ -140,8 +140,8 @@ def estimate_relative_pose(
         cam1 = _as_camera(camera1, im1, image1, "camera1")
         d0 = _as_depth(depth0, cam0.size, "depth0", depth_scale)
         d1 = _as_depth(depth1, cam1.size, "depth1", depth_scale)
-    if im0.shape == im1.shape and np.array_equal(im0, im1):
-        return PoseResult.failure("the two images are identical: there is no camera motion to estimate", timings_ms=timer.ms)
+    if identical_images(im0, im1):
+        return PoseResult.failure(IDENTICAL_IMAGES, timings_ms=timer.ms)
     source = {"depth_source": "none" if d0 is None and d1 is None else "file"}
     if depth_model is not None:
         if d0 is not None or d1 is not None:

@@ -40,6 +40,15 @@ class Matches:
         return Matches(self.kpts1, self.kpts0, self.scores)
 
 
+#: The failure reason of a pair of identical images (every estimator reports it the same way:
+#: a pose "recovered" from no motion would be a fake identity).
+IDENTICAL_IMAGES = "the two images are identical: there is no camera motion to estimate"
+
+
+def identical_images(image0: np.ndarray, image1: np.ndarray) -> bool:
+    return image0.shape == image1.shape and bool(np.array_equal(image0, image1))
+
+
 @dataclass
 class PoseResult:
     """Outcome of a relative pose estimate.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from twoview.errors import BackendUnavailable, InputError
-from twoview.result import PoseResult
+from twoview.result import IDENTICAL_IMAGES, PoseResult, identical_images
 
 #: The shipped tiny checkpoint (trained with GCR on ICL-NUIM livingroom1 frames 0-150).
 DEFAULT_CHECKPOINT = Path(__file__).with_name("weights") / "tiny_gcr.pt"
@@ -145,10 +145,12 @@ def estimate_batch(pairs, checkpoint: str | Path | None = None, batch_size: int 
     model = load_regressor(checkpoint)
     cfg = model.cfg
     t0 = time.perf_counter()
-    a, b = [], []
+    a, b, same = [], [], []
     for i, (im0, im1) in enumerate(pairs):
-        a.append(preprocess(_as_image(im0, f"image0 (pair {i})"), cfg))
-        b.append(preprocess(_as_image(im1, f"image1 (pair {i})"), cfg))
+        x0, x1 = _as_image(im0, f"image0 (pair {i})"), _as_image(im1, f"image1 (pair {i})")
+        same.append(identical_images(x0, x1))
+        a.append(preprocess(x0, cfg))
+        b.append(preprocess(x1, cfg))
     t1 = time.perf_counter()
     if not a:
         return []
@@ -159,6 +161,9 @@ def estimate_batch(pairs, checkpoint: str | Path | None = None, batch_size: int 
     from twoview.geometry.pose import Pose
 
     for i in range(n):
+        if same[i]:
+            out.append(PoseResult.failure(IDENTICAL_IMAGES, solver="regress"))
+            continue
         if not (np.all(np.isfinite(R[i])) and np.all(np.isfinite(t[i]))):
             out.append(PoseResult.failure("regressor produced a non-finite pose", solver="regress"))
             continue

@@ -122,3 +122,28 @@ def test_matching_runs_with_single_threaded_blas_and_restores_it(monkeypatch):
         matcher.match(img, img)
         assert seen == [{1}]
         assert blas_threads() == before
+
+
+def test_solvers_run_with_single_threaded_blas(monkeypatch):
+    """estimate_from_matches (the solver stage, also called on its own) pins BLAS to one thread."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not threadpoolctl.threadpool_info():
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    import twoview.estimator as est
+    from twoview.geometry import Camera
+    from twoview.result import Matches
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append({i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"})
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(est, "solve_essential", spy)
+    rng = np.random.default_rng(0)
+    k0 = rng.random((40, 2)) * 90
+    cam = Camera(100.0, 100.0, 49.5, 49.5, 100, 100)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        with pytest.raises(RuntimeError, match="stop here"):
+            est.estimate_from_matches(Matches(k0, k0 + 5.0, np.ones(40)), cam, cam)
+    assert seen == [{1}]

@@ -168,7 +168,6 @@ def estimate_relative_pose(
     return res
 
 
-@blas_single_thread
 def _check_matches(matches: Matches, cam0: Camera, cam1: Camera) -> None:
     """Given matches must be finite pixels of the two images (a normalised or other-size
     set would otherwise fail later with a misleading reason)."""
@@ -184,6 +183,7 @@ def _check_matches(matches: Matches, cam0: Camera, cam1: Camera) -> None:
                              f"({cam.width}x{cam.height}): matches must be in its pixels")
 
 
+@blas_single_thread
 def estimate_from_matches(
     matches: Matches,
     cam0: Camera,

@@ -205,7 +205,49 @@ def run_matcher(name: str, repeats: int, threads: int, max_keypoints: int, heavy
             )
         rows.append(row)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return dict(matcher=name, load_ms=load_ms, peak_rss_mb=peak_mb, pairs=rows)
+    phases = sift_phases(mcfg, [load_image(p["image0"]) for p in pairs]) if mcfg.name == "sift" and not upstream else None
+    return dict(matcher=name, load_ms=load_ms, peak_rss_mb=peak_mb, pairs=rows, sift_phases_ms=phases)
+
+
+def sift_phases(mcfg, images: list[np.ndarray], repeats: int = 2) -> dict:
+    """Where OpenCV's SIFT spends one image's time, on one thread: the scale space (the
+    Gaussian and DoG pyramids), the extrema with their orientations, and the descriptors.
+
+    OpenCV exposes only detect, compute and both, each building the scale space, so the
+    phases follow from three timings: ``both = S + E + D``, ``detect = S + E``,
+    ``compute = S + D``.
+    """
+    import cv2
+
+    from twoview.matching.sift import detector_input, opencv_sift
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        sift = opencv_sift(mcfg)
+        rows = []
+        for image in images:
+            gray, _ = detector_input(image, mcfg)
+            kps = sift.detect(gray, None)
+
+            def best(fn):
+                out = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    fn()
+                    out.append((time.perf_counter() - t) * 1e3)
+                return min(out)
+
+            both = best(lambda: sift.detectAndCompute(gray, None))
+            det = best(lambda: sift.detect(gray, None))
+            comp = best(lambda: sift.compute(gray, kps))
+            rows.append(dict(total=both, scale_space=det + comp - both, extrema=both - comp,
+                             descriptors=both - det, keypoints=len(kps)))
+    finally:
+        cv2.setNumThreads(threads)
+    med = {k: _med([r[k] for r in rows]) for k in rows[0]}
+    med["us_per_descriptor"] = _med([1e3 * r["descriptors"] / max(r["keypoints"], 1) for r in rows])
+    return med
 
 
 def _med(values) -> float:
@@ -221,7 +263,8 @@ def summarize(run: dict) -> dict:
                match_cpu_ms_median=_med([r["match_cpu_ms"] for r in rows]),
                match_stages_ms_median={k: _med([r["match_stages_ms"].get(k) for r in rows])
                                        for k in rows[0]["match_stages_ms"]},
-               num_matches_median=_med([r["num_matches"] for r in rows]), modes={})
+               num_matches_median=_med([r["num_matches"] for r in rows]),
+               sift_phases_ms=run.get("sift_phases_ms"), modes={})
     for mode in MODES:
         per = {}
         for ds in ("tum_fr1_xyz", "icl_livingroom1", "all"):
@@ -331,6 +374,14 @@ def markdown(summaries: list[dict], meta: dict) -> str:
     L += ["", "Matching stages (median ms per pair): " + "; ".join(
         f"{s['matcher']}: " + ", ".join(f"{k} {_f(v, 0)}" for k, v in s["match_stages_ms_median"].items())
         for s in summaries if s["match_stages_ms_median"]) + "."]
+    phased = [s for s in summaries if s.get("sift_phases_ms")]
+    if phased:
+        L += ["", "OpenCV's SIFT detector by phase (one image, one OpenCV thread, median over the 27 first images; "
+              "both images of a pair run concurrently, one per core): " + "; ".join(
+                  f"{s['matcher']}: scale space {_f(p['scale_space'], 0)}, extrema and orientations {_f(p['extrema'], 0)}, "
+                  f"descriptors {_f(p['descriptors'], 0)} ({_f(p['keypoints'], 0)} keypoints, {_f(p['us_per_descriptor'], 0)} us each), "
+                  f"total {_f(p['total'], 0)} ms"
+                  for s in phased for p in [s["sift_phases_ms"]]) + "."]
     L += ["", "Solver time per mode (median ms): " + "; ".join(
         f"{s['matcher']}: " + ", ".join(f"{md} {_f(s['modes'][md]['solve_ms_median'], 1)}" for md in MODES)
         for s in summaries) + "."]

@@ -147,3 +147,24 @@ def test_solvers_run_with_single_threaded_blas(monkeypatch):
         with pytest.raises(RuntimeError, match="stop here"):
             est.estimate_from_matches(Matches(k0, k0 + 5.0, np.ones(40)), cam, cam)
     assert seen == [{1}]
+
+
+@pytest.mark.parametrize("first_octave", [-1, 0])
+def test_bench_phase_timing_runs_the_matchers_detector(first_octave, monkeypatch):
+    """benchmarks/bench_core.py times OpenCV's SIFT phase by phase with the detector and
+    input the matcher uses; it must count the keypoints the matcher detects."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_core.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # its _machine helper, as when run as a script
+    spec = importlib.util.spec_from_file_location("bench_core_for_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur((rng.random((240, 320)) * 255).astype(np.uint8), (0, 0), 1.5)
+    cfg = MatcherConfig(name="sift", max_keypoints=500, sift_first_octave=first_octave)
+    phases = bench.sift_phases(cfg, [image], repeats=1)
+    keypoints, _ = get_matcher(cfg).detect(image)
+    assert phases["keypoints"] == len(keypoints) > 50
+    assert phases["total"] > 0 and set(phases) >= {"scale_space", "extrema", "descriptors", "us_per_descriptor"}

@@ -72,6 +72,27 @@ def _row_best_two(a: np.ndarray, b: np.ndarray):
     return best, s1, s2, col_max, col_arg
 
 
+def opencv_sift(cfg: MatcherConfig) -> cv2.SIFT:
+    """The OpenCV detector the matcher runs (also timed phase by phase by benchmarks/bench_core.py)."""
+    # OpenCV's "precise" upscaling (index x -> 2x) kept 6 % fewer matches and lost a pair on
+    # the core benchmark; the default one is kept, its offset removed in SiftMatcher.detect.
+    return cv2.SIFT_create(nfeatures=cfg.max_keypoints, contrastThreshold=cfg.sift_contrast_threshold,
+                           enable_precise_upscale=False)
+
+
+def detector_input(image: np.ndarray, cfg: MatcherConfig) -> tuple[np.ndarray, float]:
+    """The grey image OpenCV's detector gets, and its scale relative to ``image``.
+
+    OpenCV always starts from the 2x upsampled image; for first octave 0 it gets the
+    half-size image, whose upsampling is the full-size scale space from octave 0 on (the
+    detail lost in the halving is above what the base blur sigma = 1.6 keeps).
+    """
+    gray = to_gray(image)
+    if cfg.sift_first_octave == 0:
+        return scale_image(gray, 0.5), 0.5
+    return gray, 1.0
+
+
 class SiftMatcher(Matcher):
     name = "sift"
     last_timings_ms: dict[str, float] = {}  # of the last pair: "detect" (both images), "match"
@@ -80,23 +101,13 @@ class SiftMatcher(Matcher):
         super().__init__(cfg)
         # One detector per image: OpenCV releases the GIL, so the two images are
         # detected concurrently (about 1.8x faster on two cores).
-        self._sifts = [
-            # OpenCV's "precise" upscaling (index x -> 2x) kept 6 % fewer matches and lost a
-            # pair on the core benchmark; the default one is kept, its offset removed in detect.
-            cv2.SIFT_create(nfeatures=cfg.max_keypoints, contrastThreshold=cfg.sift_contrast_threshold,
-                            enable_precise_upscale=False)
-            for _ in range(2)
-        ]
+        self._sifts = [opencv_sift(cfg) for _ in range(2)]
         self._pool = ThreadPoolExecutor(max_workers=2)
 
     def detect(self, image: np.ndarray, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints (N, 2) float64 pixels and RootSIFT descriptors (N, 128) float32 of unit L2 norm."""
-        gray = to_gray(image)
-        # OpenCV always starts from the 2x upsampled image; for first octave 0 it gets the
-        # half-size image, whose upsampling is the full-size scale space from octave 0 on
-        # (the detail lost in the halving is above what the base blur sigma = 1.6 keeps).
-        scale = 0.5 if self.cfg.sift_first_octave == 0 else 1.0
-        kps, desc = self._sifts[slot].detectAndCompute(scale_image(gray, scale) if scale != 1.0 else gray, None)
+        gray, scale = detector_input(image, self.cfg)
+        kps, desc = self._sifts[slot].detectAndCompute(gray, None)
         if desc is None or len(kps) == 0:
             return np.zeros((0, 2)), np.zeros((0, 128), np.float32)
         # RootSIFT: Hellinger kernel, a cheap and consistent gain in matching; the

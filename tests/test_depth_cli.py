@@ -3,7 +3,6 @@ models saved to a folder, offline), depth sources reported, bad input one line."
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 

@@ -25,7 +25,6 @@ import time
 import numpy as np
 
 from twoview.errors import InputError
-from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.gmm.config import AlignConfig, GMMConfig
 from twoview.gmm.mixture import GaussianMixture, build_mixture, load_feature_backend, pinhole_view

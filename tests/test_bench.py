@@ -272,6 +272,11 @@ def test_bad_input_writes_nothing(shared_data, tmp_path, fakes, capsys):
          "pairs.txt:2: no frame '17'"),
         (["--dataset", "icl_nuim", "--root", root, "--option", "trajectory=gt_trajectory_frames0-4.log", "--method", "nope"],
          "unknown method 'nope'"),
+        (["--dataset", "icl_nuim", "--root", root, "--gap", "1", "0"], "--gap: must be >= 1, got 0"),
+        (["--dataset", "icl_nuim", "--root", root, "--stride", "0"], "--stride: must be >= 1"),
+        (["--dataset", "icl_nuim", "--root", root, "--max-pairs", "-1"], "--max-pairs: must be >= 1"),
+        (["--dataset", "icl_nuim", "--root", root, "--workers", "0"], "--workers: must be >= 1"),
+        (["--dataset", "icl_nuim", "--root", root, "--method", "gt", "--method", "gt"], "--method: given twice: gt"),
     ]
     for i, (args, msg) in enumerate(cases):
         out = tmp_path / f"out{i}"
@@ -293,6 +298,14 @@ def test_bad_input_writes_nothing(shared_data, tmp_path, fakes, capsys):
     err = capsys.readouterr().err.strip()
     assert "trajectory.log:3" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+    # an --out folder that cannot be made: one line naming it, no traceback
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    icl = ["bench", "--dataset", "icl_nuim", "--root", root, "--option", "trajectory=gt_trajectory_frames0-4.log",
+           "--method", "gt", "--no-progress"]
+    assert main([*icl, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("twoview bench: error: --out: cannot create the folder") and len(err.splitlines()) == 1, err
 
 
 # --- depth noise -----------------------------------------------------------------------------

@@ -277,6 +277,10 @@ def prepare_out(cfg: BenchConfig, resolved: dict) -> Path:
             resolved = {**resolved, "methods": methods, "method_details": details}
     elif out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
         raise InputError("--out", f"{out} is not empty and holds no config.json; choose an empty folder or pass --overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, a read-only or virtual file system
+        raise InputError("--out", f"cannot create the folder {out}: {e.strerror or e}") from None
     atomic_write_json(cfg_path, resolved)
     return out
 

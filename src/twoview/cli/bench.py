@@ -32,6 +32,11 @@ def build_config(args):
     from twoview.bench.runner import BenchConfig
     from twoview.errors import ConfigError, InputError
 
+    # counts checked here so that a bad value names the flag the user typed
+    for flag, value in (("--gap", min(args.gap) if args.gap else None), ("--stride", args.stride),
+                        ("--max-pairs", args.max_pairs), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            raise InputError(flag, f"must be >= 1, got {value}")
     opts: dict = {}
     for text in args.option or []:
         k, v = _parse_option(text)
@@ -69,7 +74,7 @@ def build_config(args):
     try:
         return BenchConfig.from_dict(d)
     except ConfigError as e:
-        raise InputError("twoview bench", str(e)) from None
+        raise InputError("configuration", str(e)) from None
 
 
 def run(args) -> int:
@@ -90,6 +95,9 @@ def run(args) -> int:
             raise InputError(f"--{flag}", "is required")
     if not args.method:
         raise InputError("--method", "give at least one method (twoview bench --list-methods)")
+    twice = sorted({m for m in args.method if args.method.count(m) > 1})
+    if twice:
+        raise InputError("--method", f"given twice: {', '.join(twice)}")
     from twoview.bench.runner import run_benchmark
 
     cfg = build_config(args)

@@ -284,6 +284,40 @@ def test_cli_train_bad_config(tmp_path, capsys):
     p.write_text(json.dumps({"optim": {"stepz": 3}}))
     assert main(["train", "--config", str(p)]) == 2
     assert "optim.stepz" in capsys.readouterr().err
+    # overrides name the flag; a missing or corrupt init checkpoint names the key, before any data is read
+    p.write_text(json.dumps({"data": {"root": str(tmp_path / "no_data")}}))
+    assert main(["train", "--config", str(p), "--steps", "0"]) == 2
+    assert "--steps: must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["train", "--config", str(p), "--max-minutes", "-1"]) == 2
+    assert "--max-minutes: must be > 0" in capsys.readouterr().err
+    for init, msg in ((tmp_path / "absent.pt", "checkpoint file not found"), (tmp_path / "junk.pt", "cannot read")):
+        (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+        p.write_text(json.dumps({"init_checkpoint": str(init), "data": {"root": str(tmp_path / "no_data")}}))
+        assert main(["train", "--config", str(p)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("twoview train: error: init_checkpoint: " + msg) and len(err.splitlines()) == 1, err
+
+
+def test_frames_without_a_training_pair_are_refused(tmp_path):
+    from twoview.errors import InputError
+    from twoview.regress.train import Trainer
+
+    with pytest.raises(InputError, match="no training pair.*data.min_gap"):  # 3 frames, gaps 5-30
+        Trainer(_train_config(tmp_path, gcr=False), seqs=(synthetic_sequence(n=3), None))
+
+
+def test_resume_from_a_foreign_or_broken_file_says_restart(tmp_path):
+    from twoview.errors import InputError
+    from twoview.regress.train import Trainer
+
+    tr = Trainer(_train_config(tmp_path, gcr=False), seqs=(synthetic_sequence(), None))
+    junk = tmp_path / "last.pt"
+    junk.write_bytes(b"\x80\x04 not a checkpoint")
+    with pytest.raises(InputError, match="cannot read it to resume.*--restart"):
+        tr.resume(junk)
+    weights_only = tr.save(tmp_path / "weights.pt", weights_only=True)  # a model.pt has no optimiser state
+    with pytest.raises(InputError, match="not a resumable.*--restart"):
+        tr.resume(weights_only)
 
 
 # --- inference -----------------------------------------------------------------------

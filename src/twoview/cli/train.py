@@ -27,6 +27,11 @@ def load_train_config(path: str | Path):
 def run(args) -> int:
     from twoview.regress.train import train
 
+    # the overrides are checked here so that a bad value names the flag, not the config key
+    if args.steps is not None and args.steps < 1:
+        raise InputError("--steps", f"must be >= 1, got {args.steps}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise InputError("--max-minutes", f"must be > 0, got {args.max_minutes}")
     cfg = load_train_config(args.config)
     overrides = {}
     if args.steps is not None:

@@ -73,13 +73,31 @@ def load_regressor(checkpoint: str | Path | None = None):
         return model
 
 
-def load_weights_into(model, path: str | Path) -> None:
-    """Initialise ``model`` from a twoview or Reloc3r checkpoint (non-strict, reported)."""
-    torch = _torch()
-    from twoview.regress.reloc3r import load_state_into, read_state_dict
+def read_weights(path: str | Path, what: str = "init_checkpoint") -> dict:
+    """The state dict of a twoview or Reloc3r checkpoint.
 
-    st = torch.load(path, map_location="cpu", weights_only=False) if str(path).endswith((".pt", ".pth")) else None
-    state = st["model"] if isinstance(st, dict) and st.get("format") == "twoview-regress" else read_state_dict(path)
+    Raises:
+        InputError: naming ``what``, when the file is missing or unreadable.
+    """
+    torch = _torch()
+    from twoview.regress.reloc3r import read_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(what, f"checkpoint file not found: {path}")
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=False) if path.suffix in (".pt", ".pth") else None
+        return st["model"] if isinstance(st, dict) and st.get("format") == "twoview-regress" else read_state_dict(path)
+    except Exception as e:  # noqa: BLE001 -- pickle, zip and safetensors raise many kinds
+        raise InputError(what, f"cannot read {path}: {e}") from None
+
+
+def load_weights_into(model, path: str | Path, state: dict | None = None) -> None:
+    """Initialise ``model`` from a twoview or Reloc3r checkpoint (non-strict, reported);
+    ``state``: the file's :func:`read_weights`, when already read."""
+    from twoview.regress.reloc3r import load_state_into
+
+    state = read_weights(path) if state is None else state
     rep = load_state_into(model, state)
     if not rep.complete:
         import warnings

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twoview.errors import InputError
 from twoview.regress.config import TrainConfig
 
 CKPT_FORMAT = "twoview-regress"
@@ -57,6 +58,14 @@ class Trainer:
         # GCR's correspondence sampling has its own stream: with and without GCR, the same
         # seed gives the same sequence of training batches
         self.gcr_rng = np.random.default_rng([cfg.optim.seed, 2])
+        # the init weights first: a missing or broken file fails before the model and data are built
+        from twoview.regress.infer import load_weights_into, read_weights
+
+        init = resolve(cfg.init_checkpoint, self.base)
+        init_state = read_weights(init) if init is not None else None
+        self.model = RelPoseRegressor(self.mcfg)
+        if init_state is not None:
+            load_weights_into(self.model, init, init_state)
         size = (self.mcfg.img_width, self.mcfg.img_height)
         d = cfg.data
         if seqs is None:
@@ -65,12 +74,10 @@ class Trainer:
             seqs = (mk(d.train_frames), mk(d.val_frames))
         self.train_seq, self.val_seq = seqs
         self.train_pairs = self.train_seq.pairs(d.min_gap, d.max_gap)
+        if len(self.train_pairs) == 0:
+            raise InputError("data", f"no training pair: the {len(self.train_seq.ids)} frames of data.train_frames "
+                             f"{d.train_frames} have no two {d.min_gap}-{d.max_gap} frames apart (data.min_gap, data.max_gap)")
         self.val_pairs = self.val_seq.pairs(d.min_gap, d.max_gap, d.val_pair_stride) if self.val_seq is not None else None
-        self.model = RelPoseRegressor(self.mcfg)
-        if cfg.init_checkpoint:
-            from twoview.regress.infer import load_weights_into
-
-            load_weights_into(self.model, resolve(cfg.init_checkpoint, self.base))
         self.fusion = FusionTransformer(self.mcfg.dec_dim, cfg.gcr) if cfg.gcr.enabled else None
         self.device = torch.device(cfg.optim.device)
         self.model.to(self.device)
@@ -143,11 +150,12 @@ class Trainer:
     def resume(self, path: Path) -> None:
         import torch
 
-        st = torch.load(path, map_location=self.device, weights_only=False)
-        if st.get("format") != CKPT_FORMAT or "optimizer" not in st:
-            from twoview.errors import InputError
-
-            raise InputError(str(path), "not a resumable twoview-regress training checkpoint")
+        try:
+            st = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as e:  # noqa: BLE001 -- a run killed while writing, a foreign file
+            raise InputError(str(path), f"cannot read it to resume ({e}); pass --restart to start over") from None
+        if not isinstance(st, dict) or st.get("format") != CKPT_FORMAT or "optimizer" not in st:
+            raise InputError(str(path), "not a resumable twoview-regress training checkpoint; pass --restart to start over")
         self.load_state_dict(st)
 
     # --- optimisation -------------------------------------------------------------

@@ -58,6 +58,18 @@ def test_auc_all_failures_zero_and_perfect_one():
     assert pose_auc_histogram([0.0] * 3) == 1.0
 
 
+def test_auc_refuses_what_is_not_an_error_list():
+    with pytest.raises(ValueError, match="thresholds must be positive"):
+        pose_auc([1.0], [0.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        pose_auc([1.0, -0.5])
+    with pytest.raises(ValueError, match="1-D"):
+        pose_auc_histogram(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="max_threshold"):
+        pose_auc_histogram([1.0], 0)
+    assert pose_auc([np.nan, 1.0]) == pose_auc([np.inf, 1.0])  # NaN is a failure
+
+
 def test_auc_histogram_is_a_different_number():
     # thresholds 1, 2, 3: fractions below are 1/3, 2/3, 2/3
     assert pose_auc_histogram([0.5, 1.5, INF], 3) == pytest.approx(5 / 9)

@@ -82,6 +82,17 @@ def pose_errors(est: Pose | None, gt: Pose, metric: bool) -> dict[str, float]:
     return {"rot_deg": r, "trans_deg": ta, "trans_m": tm, "max_deg": mx}
 
 
+def _checked_errors(errors) -> np.ndarray:
+    """(N,) float64 copy with NaN (a failure) as inf; negative errors are refused."""
+    if np.ndim(errors) > 1:
+        raise ValueError("errors must be a 1-D sequence of per-pair errors (degrees)")
+    errors = np.array(errors, dtype=np.float64).reshape(-1)
+    errors[~np.isfinite(errors)] = np.inf
+    if np.any(errors < 0):
+        raise ValueError("errors must be >= 0 (degrees; inf or NaN for a failure)")
+    return errors
+
+
 def pose_auc(errors, thresholds=(5.0, 10.0, 20.0)) -> list[float]:
     """SuperGlue/LoFTR pose AUC: area under the recall-vs-error curve up to each threshold.
 
@@ -92,10 +103,11 @@ def pose_auc(errors, thresholds=(5.0, 10.0, 20.0)) -> list[float]:
     Returns:
         one AUC in [0, 1] per threshold.
     """
-    errors = np.asarray(errors, dtype=np.float64).copy()
+    errors = _checked_errors(errors)
+    if not all(t > 0 for t in thresholds):
+        raise ValueError(f"thresholds must be positive degrees, got {list(thresholds)}")
     if errors.size == 0:
         return [0.0 for _ in thresholds]
-    errors[~np.isfinite(errors)] = np.inf
     n = len(errors)
     errors = np.sort(errors)
     recall = (np.arange(n) + 1) / n
@@ -121,10 +133,11 @@ def pose_auc_histogram(errors, max_threshold: int = 30) -> float:
         errors: per-pair max(rotation, translation-angle) errors in degrees; inf/NaN for
             failures (never counted).
     """
-    errors = np.asarray(errors, dtype=np.float64)
+    errors = _checked_errors(errors)
+    if not max_threshold >= 1:
+        raise ValueError(f"max_threshold must be >= 1 degree, got {max_threshold}")
     if errors.size == 0:
         return 0.0
-    errors = np.where(np.isfinite(errors), errors, np.inf)
     T = int(max_threshold)
     below = [np.mean(errors < k) for k in range(1, T)] + [np.mean(errors <= T)]
     return float(np.mean(below))

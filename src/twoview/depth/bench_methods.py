@@ -15,15 +15,14 @@ Options (dict): ``matcher`` / ``solver`` (sub-dicts of the estimator config; e.g
 
 from __future__ import annotations
 
-import importlib.util
-
 from twoview.errors import ConfigError
+from twoview.matching.base import installed_matchers
 
 BENCH_METHODS = {
     "sift-monodepth": f"{__name__}:make_sift_monodepth",
     "sift-depthmodel": f"{__name__}:make_sift_depthmodel",
 }
-if importlib.util.find_spec("twoview.matching.xfeat") is not None:
+if "xfeat" in installed_matchers():
     BENCH_METHODS["xfeat-monodepth"] = f"{__name__}:make_xfeat_monodepth"
 
 

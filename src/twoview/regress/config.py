@@ -321,8 +321,15 @@ class OptimConfig(StrictConfig):
     device: str = "cpu"
 
     def validate(self):
-        _check(self.lr > 0 and self.batch_size >= 1 and self.steps >= 1, "optim: lr > 0, batch_size >= 1, steps >= 1")
-        _check(self.max_minutes > 0, "optim.max_minutes must be > 0")
+        _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.batch_size >= 1, f"optim.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.steps >= 1, f"optim.steps must be >= 1, got {self.steps}")
+        _check(self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(self.max_minutes > 0, f"optim.max_minutes must be > 0, got {self.max_minutes}")
+        _check(self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}")
+        _check(self.seed >= 0, f"optim.seed must be >= 0, got {self.seed}")
+        _check(self.num_threads >= 1, f"optim.num_threads must be >= 1, got {self.num_threads}")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from twoview.errors import InputError
+from twoview.errors import ConfigError, InputError
 from twoview.geometry import Camera, Pose
 from twoview.geometry.rotation import so3_exp
 from twoview.gmm import AlignConfig, BuildConfig, GMMConfig, GaussianMixture, align_mixtures, build_mixture
@@ -511,3 +511,7 @@ def test_initial_pose_as_a_matrix_or_refused_before_any_work():
         with pytest.raises(InputError, match="init: .*" + needle):
             # images and depth are never looked at: the pose is checked first
             refine_relative_pose(img, img, None, None, None, None, init=bad)
+    with pytest.raises(TypeError, match="config must be GMMConfig"):  # so is the config
+        refine_relative_pose(img, img, None, None, None, None, init=T, config="fast")
+    with pytest.raises(ConfigError, match="align.knnn"):
+        refine_relative_pose(img, img, None, None, None, None, init=T, config={"align": {"knnn": 3}})

@@ -180,3 +180,16 @@ def test_solver_config_rejects_unknown_keys():
         SolverConfig.from_dict({"mode": "magic"})
     with pytest.raises(ConfigError, match="matcher.name"):
         EstimatorConfig.from_dict({"matcher": {"name": 3}})
+
+
+def test_config_argument_takes_a_dict_and_refuses_other_types():
+    from twoview.errors import ConfigError
+
+    s = make_scene(np.random.default_rng(11))
+    m = Matches(s.kpts0, s.kpts1, np.ones(len(s.kpts0)))
+    r = estimate_from_matches(m, s.cam0, s.cam1, s.depth0, None, {"solver": {"mode": "essential"}})
+    assert r.success and r.solver == "essential+depth-scale"
+    with pytest.raises(ConfigError, match="solver.mod"):
+        estimate_from_matches(m, s.cam0, s.cam1, config={"solver": {"mod": "pnp"}})
+    with pytest.raises(TypeError, match="config must be EstimatorConfig"):
+        estimate_from_matches(m, s.cam0, s.cam1, config="pnp")

@@ -40,6 +40,18 @@ class StrictConfig:
             kwargs[name] = _coerce(hints[name], value, _path + name)
         return cls(**kwargs)
 
+    @classmethod
+    def coerce(cls, value, argument: str = "config"):
+        """``value`` as this config: itself, built from a dict (strictly), or the defaults
+        for None. Anything else is a TypeError naming ``argument``."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        raise TypeError(f"{argument} must be {cls.__name__}, a dict of its fields or None, got {type(value).__name__}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

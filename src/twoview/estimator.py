@@ -101,7 +101,7 @@ def estimate_relative_pose(
     camera1=None,
     depth0=None,
     depth1=None,
-    config: EstimatorConfig | None = None,
+    config: EstimatorConfig | dict | None = None,
     depth_scale: float | None = None,
     matches: Matches | None = None,
     depth_model=None,
@@ -117,7 +117,8 @@ def estimate_relative_pose(
             metres; integers (a 16-bit PNG read as is) are units, 65535 invalid.
         depth_scale: units per metre of the depth (1000 for mm, 5000 for TUM): required
             for integer depth, files or arrays; divides floating-point depth when given.
-        config: matcher and solver options.
+        config: matcher and solver options (an :class:`EstimatorConfig` or a dict of its
+            fields, e.g. ``{"matcher": {"name": "xfeat"}}``; unknown keys are refused).
         matches: precomputed matches; skips the matcher.
         depth_model: instead of depth maps, a monocular metric depth model (folder or
             Hugging Face hub id available offline, or a
@@ -131,7 +132,7 @@ def estimate_relative_pose(
         Estimation failures return ``success=False`` with a reason; bad input raises
         :class:`~twoview.errors.InputError`.
     """
-    cfg = config or EstimatorConfig()
+    cfg = EstimatorConfig.coerce(config)
     timer = _Timer()
     with timer("load"):
         im0 = _as_image(image0, "image0")
@@ -190,7 +191,7 @@ def estimate_from_matches(
     cam1: Camera,
     depth0: np.ndarray | None = None,
     depth1: np.ndarray | None = None,
-    config: EstimatorConfig | None = None,
+    config: EstimatorConfig | dict | None = None,
     timings_ms: dict | None = None,
 ) -> PoseResult:
     """Solver stage only: pick a solver from the available depth and run it.
@@ -199,7 +200,7 @@ def estimate_from_matches(
         matches: putative matches in pixels.
         depth0, depth1: prepared depth maps (metres, NaN invalid) or None.
     """
-    cfg = (config or EstimatorConfig()).solver
+    cfg = EstimatorConfig.coerce(config).solver
     _check_matches(matches, cam0, cam1)
     timer = _Timer()
     timer.ms.update(timings_ms or {})

@@ -243,7 +243,7 @@ def align_mixtures(
     mix0: GaussianMixture,
     mix1: GaussianMixture,
     init: "Pose | np.ndarray",
-    config: AlignConfig | None = None,
+    config: AlignConfig | dict | None = None,
 ) -> PoseResult:
     """Refine ``cam1_from_cam0`` by aligning mixture 0 (camera-0 frame) to mixture 1.
 
@@ -261,7 +261,7 @@ def align_mixtures(
         ``levels``, ``rejected``, ``scale``; a failure when a mixture is empty/tiny or
         the views do not overlap.
     """
-    cfg = config or AlignConfig()
+    cfg = AlignConfig.coerce(config)
     init = _as_init_pose(init)
     tiny = max(cfg.min_visible, 4)
     for name, m in (("mixture 0", mix0), ("mixture 1", mix1)):
@@ -537,7 +537,7 @@ def refine_relative_pose(
     depth0,
     depth1,
     init: "Pose | np.ndarray",
-    config: GMMConfig | None = None,
+    config: GMMConfig | dict | None = None,
     depth_scale: float | None = None,
 ) -> PoseResult:
     """Refine a metric relative pose by aligning the two views' Gaussian mixtures.
@@ -568,10 +568,10 @@ def refine_relative_pose(
     """
     from twoview.gmm.api import load_inputs
 
-    init = _as_init_pose(init)  # before the mixtures are built
+    init = _as_init_pose(init)  # the arguments first: before the images are read
+    cfg = GMMConfig.coerce(config)
     image0, image1, camera0, camera1, depth0, depth1 = load_inputs(
         image0, image1, camera0, camera1, depth0, depth1, depth_scale)
-    cfg = config or GMMConfig()
     t_load = time.perf_counter()
     load_feature_backend(cfg.build)  # once per process; not part of the per-pair cost
     t0 = time.perf_counter()

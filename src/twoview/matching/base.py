@@ -96,10 +96,9 @@ def installed_matchers() -> list[str]:
 _CACHE: dict = {}
 
 
-def get_matcher(cfg: MatcherConfig | str) -> Matcher:
+def get_matcher(cfg: MatcherConfig | dict | str) -> Matcher:
     """Build (and cache, since learned models are slow to load) a matcher."""
-    if isinstance(cfg, str):
-        cfg = MatcherConfig(name=cfg)
+    cfg = MatcherConfig(name=cfg) if isinstance(cfg, str) else MatcherConfig.coerce(cfg, "cfg")
     if cfg.name not in _REGISTRY:
         raise ConfigError(f"unknown matcher {cfg.name!r}; available: {', '.join(available_matchers())}")
     key = repr(cfg)

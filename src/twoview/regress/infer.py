@@ -36,7 +36,7 @@ def load_regressor(checkpoint: str | Path | None = None):
         InputError: the file is missing or unreadable. BackendUnavailable: no default
         checkpoint is installed and none was given.
     """
-    torch = _torch()
+    _torch()  # no torch: BackendUnavailable before anything else
     if checkpoint is None:
         if not DEFAULT_CHECKPOINT.is_file():
             raise BackendUnavailable(f"no default regressor checkpoint at {DEFAULT_CHECKPOINT}; pass checkpoint=PATH")
@@ -46,20 +46,14 @@ def load_regressor(checkpoint: str | Path | None = None):
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
-        if not path.is_file():
-            raise InputError("--checkpoint", f"checkpoint file not found: {path}")
         model = None
-        if path.suffix in (".pt", ".pth"):
-            try:
-                st = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as e:  # noqa: BLE001
-                raise InputError("--checkpoint", f"cannot read {path}: {e}") from None
-            if isinstance(st, dict) and st.get("format") == "twoview-regress":
-                from twoview.regress.config import RegressorConfig
-                from twoview.regress.model import RelPoseRegressor
+        st = _load_torch_file(path, "--checkpoint")
+        if isinstance(st, dict) and st.get("format") == "twoview-regress":
+            from twoview.regress.config import RegressorConfig
+            from twoview.regress.model import RelPoseRegressor
 
-                model = RelPoseRegressor(RegressorConfig.from_dict(st["model_config"]))
-                model.load_state_dict({k: v.float() for k, v in st["model"].items()})
+            model = RelPoseRegressor(RegressorConfig.from_dict(st["model_config"]))
+            model.load_state_dict({k: v.float() for k, v in st["model"].items()})
         if model is None:
             from twoview.regress.reloc3r import load_reloc3r
 
@@ -79,16 +73,29 @@ def read_weights(path: str | Path, what: str = "init_checkpoint") -> dict:
     Raises:
         InputError: naming ``what``, when the file is missing or unreadable.
     """
-    torch = _torch()
+    _torch()
     from twoview.regress.reloc3r import read_state_dict
 
     path = Path(path)
+    st = _load_torch_file(path, what)
+    if isinstance(st, dict) and st.get("format") == "twoview-regress":
+        return st["model"]
+    try:
+        return read_state_dict(path)
+    except Exception as e:  # noqa: BLE001 -- pickle, zip and safetensors raise many kinds
+        raise InputError(what, f"cannot read {path}: {e}") from None
+
+
+def _load_torch_file(path: Path, what: str):
+    """``torch.load`` of a .pt/.pth checkpoint (None for other suffixes); a missing or
+    unreadable file is an InputError naming ``what``."""
     if not path.is_file():
         raise InputError(what, f"checkpoint file not found: {path}")
+    if path.suffix not in (".pt", ".pth"):
+        return None
     try:
-        st = torch.load(path, map_location="cpu", weights_only=False) if path.suffix in (".pt", ".pth") else None
-        return st["model"] if isinstance(st, dict) and st.get("format") == "twoview-regress" else read_state_dict(path)
-    except Exception as e:  # noqa: BLE001 -- pickle, zip and safetensors raise many kinds
+        return _torch().load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 -- pickle and zip errors of many kinds
         raise InputError(what, f"cannot read {path}: {e}") from None
 
 

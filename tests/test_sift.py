@@ -63,6 +63,7 @@ def test_large_images_are_matched_at_resize_max_in_their_own_pixels():
     im0, im1 = base[40:1240, 50:2050], base[64:1264, 90:2090]  # 2000 x 1200, shifted by (40, 24)
     m = get_matcher(MatcherConfig(name="sift", max_keypoints=1024)).match(im0, im1)
     assert len(m) > 100 and m.kpts0[:, 0].max() > 1700  # full-resolution coordinates
+    assert m.pixel_scale == (1.25, 1.25) and m.subset(m.scores > 0).pixel_scale == (1.25, 1.25)
     err = np.linalg.norm(m.kpts0 - (m.kpts1 + [40, 24]), axis=1)
     assert np.median(err) < 0.2  # 0.8x resampling: a fraction of a full-resolution pixel
 

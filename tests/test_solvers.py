@@ -193,3 +193,29 @@ def test_config_argument_takes_a_dict_and_refuses_other_types():
         estimate_from_matches(m, s.cam0, s.cam1, config={"solver": {"mod": "pnp"}})
     with pytest.raises(TypeError, match="config must be EstimatorConfig"):
         estimate_from_matches(m, s.cam0, s.cam1, config="pnp")
+
+
+def test_pixel_thresholds_follow_the_matching_resolution(monkeypatch):
+    """Matches from a downsized image carry its pixel size; the solver thresholds, set in
+    the matcher's pixels, grow by it (the RMS over the two images) in input pixels."""
+    import dataclasses
+
+    from twoview import estimator
+
+    seen = []
+    real = estimator.solve_essential
+
+    def spy(k0, k1, cam0, cam1, cfg):
+        seen.append((cfg.max_epipolar_error, cfg.max_reproj_error))
+        return real(k0, k1, cam0, cam1, cfg)
+
+    monkeypatch.setattr(estimator, "solve_essential", spy)
+    s = make_scene(np.random.default_rng(4))
+    m = Matches(s.kpts0, s.kpts1, np.ones(len(s.kpts0)))
+    for scale, factor in (((1.0, 1.0), 1.0), ((2.0, 2.0), 2.0), ((1.0, 7.0 ** 0.5), 2.0)):
+        r = estimate_from_matches(dataclasses.replace(m, pixel_scale=scale), s.cam0, s.cam1)
+        assert r.success and seen[-1] == pytest.approx((1.0 * factor, 2.0 * factor))
+    assert m.swapped().pixel_scale == (1.0, 1.0)
+    assert Matches(s.kpts0, s.kpts1, np.ones(len(s.kpts0)), (1.0, 3.0)).swapped().pixel_scale == (3.0, 1.0)
+    with pytest.raises(ValueError, match="pixel_scale"):
+        Matches(s.kpts0, s.kpts1, np.ones(len(s.kpts0)), (0.0, 1.0))

@@ -244,6 +244,9 @@ class SolverConfig(StrictConfig):
             relative scale between them (:mod:`twoview.solvers.monodepth`).
         max_epipolar_error: essential-matrix inlier threshold, pixels (Sampson).
         max_reproj_error: PnP and rigid3d reprojection inlier threshold, pixels.
+            Both are pixels of the image the matcher saw: for images it downsized
+            (``MatcherConfig.resize_max``) they are scaled to input pixels by
+            :attr:`twoview.result.Matches.noise_scale`.
         max_3d_error_rel: rigid3d RANSAC threshold on 3D residuals, as a fraction of depth.
         max_iterations, min_iterations, success_prob: RANSAC stopping rules.
         min_inliers: fewer inliers than this is a failure.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from contextlib import contextmanager
@@ -160,7 +161,8 @@ def estimate_relative_pose(
     if cam0.dist is not None or cam1.dist is not None:
         # Match on the raw images, solve on an ideal pinhole model.
         with timer("undistort"):
-            matches = Matches(cam0.undistort_points(matches.kpts0), cam1.undistort_points(matches.kpts1), matches.scores)
+            matches = dataclasses.replace(matches, kpts0=cam0.undistort_points(matches.kpts0),
+                                          kpts1=cam1.undistort_points(matches.kpts1))
             d0 = cam0.undistort_depth(d0) if d0 is not None else None
             d1 = cam1.undistort_depth(d1) if d1 is not None else None
             cam0, cam1 = cam0.pinhole, cam1.pinhole
@@ -202,6 +204,11 @@ def estimate_from_matches(
     """
     cfg = EstimatorConfig.coerce(config).solver
     _check_matches(matches, cam0, cam1)
+    if matches.noise_scale != 1.0:
+        # the thresholds are in pixels of the image the matcher saw, where keypoints are
+        # good to about a pixel; in input pixels a downsized match is that much coarser
+        cfg = cfg.replace(max_epipolar_error=cfg.max_epipolar_error * matches.noise_scale,
+                          max_reproj_error=cfg.max_reproj_error * matches.noise_scale)
     timer = _Timer()
     timer.ms.update(timings_ms or {})
     n = len(matches)

@@ -17,11 +17,16 @@ class Matches:
         kpts0: (N, 2) pixel coordinates in image 0 (OpenCV pixel centres).
         kpts1: (N, 2) pixel coordinates in image 1.
         scores: (N,) match confidence in [0, 1] (1 where the matcher gives none).
+        pixel_scale: per image, input pixels per pixel of the image the matcher saw (1 at
+            full resolution, 2.5 for a 4000 px photo matched at ``resize_max=1600``): the
+            keypoints' localisation error grows by it, and so do the solvers' pixel
+            thresholds.
     """
 
     kpts0: np.ndarray
     kpts1: np.ndarray
     scores: np.ndarray
+    pixel_scale: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self):
         self.kpts0 = np.asarray(self.kpts0, dtype=np.float64).reshape(-1, 2)
@@ -29,15 +34,24 @@ class Matches:
         self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
         if not (len(self.kpts0) == len(self.kpts1) == len(self.scores)):
             raise ValueError("Matches: kpts0, kpts1 and scores must have the same length")
+        self.pixel_scale = tuple(float(p) for p in self.pixel_scale)
+        if len(self.pixel_scale) != 2 or not all(p > 0 for p in self.pixel_scale):
+            raise ValueError(f"Matches: pixel_scale must be two positive numbers, got {self.pixel_scale}")
 
     def __len__(self) -> int:
         return len(self.kpts0)
 
     def subset(self, mask: np.ndarray) -> Matches:
-        return Matches(self.kpts0[mask], self.kpts1[mask], self.scores[mask])
+        return Matches(self.kpts0[mask], self.kpts1[mask], self.scores[mask], self.pixel_scale)
 
     def swapped(self) -> Matches:
-        return Matches(self.kpts1, self.kpts0, self.scores)
+        return Matches(self.kpts1, self.kpts0, self.scores, self.pixel_scale[::-1])
+
+    @property
+    def noise_scale(self) -> float:
+        """The RMS of the two images' ``pixel_scale``: how much larger than at full
+        resolution a pixel error of a match (Sampson, reprojection) is."""
+        return float(np.sqrt(0.5 * (self.pixel_scale[0] ** 2 + self.pixel_scale[1] ** 2)))
 
 
 #: The failure reason of a pair of identical images (every estimator reports it the same way:

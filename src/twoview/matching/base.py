@@ -51,7 +51,7 @@ class Matcher(abc.ABC):
         with single_threaded_blas():
             m = self._match(im0, im1)
         if s0 != 1.0 or s1 != 1.0:
-            m = Matches(unscale_points(m.kpts0, s0), unscale_points(m.kpts1, s1), m.scores)
+            m = Matches(unscale_points(m.kpts0, s0), unscale_points(m.kpts1, s1), m.scores, (1.0 / s0, 1.0 / s1))
         return m
 
     @abc.abstractmethod

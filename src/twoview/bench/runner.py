@@ -84,10 +84,11 @@ class BenchConfig(StrictConfig):
             raise ConfigError("out is required")
         if not self.methods:
             raise ConfigError("at least one method is required")
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"methods listed twice: {self.methods}")
+        twice = sorted({m for m in self.methods if self.methods.count(m) > 1})
+        if twice:
+            raise ConfigError(f"methods given twice: {', '.join(twice)}")
         if self.workers < 1:
-            raise ConfigError("workers must be >= 1")
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
         for th in self.precision_thresholds:
             if not (isinstance(th, (list, tuple)) and len(th) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in th)):
                 raise ConfigError(f"precision_thresholds: each entry must be [metres, degrees] > 0, got {th!r}")

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 
+from twoview.cli.common import as_flag_error
+
+#: config keys whose errors are reported under the flag that sets them
+CONFIG_FLAGS = {"gaps": "--gap", "stride": "--stride", "max_pairs": "--max-pairs", "workers": "--workers",
+                "methods": "--method"}
+
 
 def _parse_option(text: str) -> tuple[str, object]:
     from twoview.errors import InputError
@@ -32,11 +38,6 @@ def build_config(args):
     from twoview.bench.runner import BenchConfig
     from twoview.errors import ConfigError, InputError
 
-    # counts checked here so that a bad value names the flag the user typed
-    for flag, value in (("--gap", min(args.gap) if args.gap else None), ("--stride", args.stride),
-                        ("--max-pairs", args.max_pairs), ("--workers", args.workers)):
-        if value is not None and value < 1:
-            raise InputError(flag, f"must be >= 1, got {value}")
     opts: dict = {}
     for text in args.option or []:
         k, v = _parse_option(text)
@@ -74,7 +75,8 @@ def build_config(args):
     try:
         return BenchConfig.from_dict(d)
     except ConfigError as e:
-        raise InputError("configuration", str(e)) from None
+        err = as_flag_error(e, CONFIG_FLAGS)
+        raise (err if isinstance(err, InputError) else InputError("configuration", str(e))) from None
 
 
 def run(args) -> int:
@@ -95,13 +97,14 @@ def run(args) -> int:
             raise InputError(f"--{flag}", "is required")
     if not args.method:
         raise InputError("--method", "give at least one method (twoview bench --list-methods)")
-    twice = sorted({m for m in args.method if args.method.count(m) > 1})
-    if twice:
-        raise InputError("--method", f"given twice: {', '.join(twice)}")
     from twoview.bench.runner import run_benchmark
+    from twoview.errors import ConfigError
 
     cfg = build_config(args)
-    summary = run_benchmark(cfg)
+    try:
+        summary = run_benchmark(cfg)
+    except ConfigError as e:  # the pair selection is checked by the dataset reader
+        raise as_flag_error(e, CONFIG_FLAGS) from None
     print((__import__("pathlib").Path(cfg.out) / "results.md").read_text())
     r = summary["run"]
     print(f"predicted {r['predicted']} (cached {r['from_cache']}) in {r['predict_s']:.1f} s; total {r['total_s']:.1f} s; "

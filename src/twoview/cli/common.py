@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twoview.errors import InputError
+from twoview.errors import ConfigError, InputError
 
 
 def parse_floats(text: str, name: str, count: tuple[int, ...]) -> list[float]:
@@ -157,6 +157,17 @@ def check_output_files(args, flags: dict[str, str]) -> None:
             raise InputError(flag, f"cannot create {path}: {existing} is a file, not a folder")
         if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
             raise InputError(flag, f"cannot write {path}: no write permission in {existing}")
+
+
+def as_flag_error(e: ConfigError, flags: dict[str, str]) -> Exception:
+    """``e`` re-worded under the flag the user typed when its message starts with one of
+    ``flags``' config keys (key -> flag); ``e`` itself otherwise. The config's own check
+    stays the one rule; the CLI only renames it."""
+    msg = str(e)
+    for key, flag in flags.items():
+        if msg.startswith(key + " "):
+            return InputError(flag, msg[len(key) + 1:])
+    return e
 
 
 @contextmanager

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from twoview.errors import InputError
+from twoview.cli.common import as_flag_error
+from twoview.errors import ConfigError, InputError
 
 
 def load_train_config(path: str | Path):
@@ -27,13 +28,6 @@ def load_train_config(path: str | Path):
 def run(args) -> int:
     from twoview.regress.train import train
 
-    # the overrides are checked here so that a bad value names the flag, not the config key
-    if args.steps is not None and args.steps < 1:
-        raise InputError("--steps", f"must be >= 1, got {args.steps}")
-    if args.max_minutes is not None and not args.max_minutes > 0:
-        raise InputError("--max-minutes", f"must be > 0, got {args.max_minutes}")
-    if args.seed is not None and args.seed < 0:
-        raise InputError("--seed", f"must be >= 0, got {args.seed}")
     cfg = load_train_config(args.config)
     overrides = {}
     if args.steps is not None:
@@ -43,7 +37,11 @@ def run(args) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     if overrides:
-        cfg = cfg.replace(optim=cfg.optim.replace(**overrides))
+        try:
+            cfg = cfg.replace(optim=cfg.optim.replace(**overrides))
+        except ConfigError as e:  # OptimConfig's own checks, under the flag that was typed
+            raise as_flag_error(e, {"optim.steps": "--steps", "optim.max_minutes": "--max-minutes",
+                                    "optim.seed": "--seed"}) from None
     if args.out_dir:
         cfg = cfg.replace(out_dir=str(Path(args.out_dir).resolve()))
     path = train(cfg, base_dir=Path(args.config).resolve().parent, resume=not args.restart, progress=not args.no_progress)

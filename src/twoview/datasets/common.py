@@ -79,12 +79,14 @@ class PairSelection(StrictConfig):
     max_pairs: int | None = None
 
     def validate(self):
-        if not self.gaps or any(g < 1 for g in self.gaps):
+        if not self.gaps:
             raise ConfigError("gaps must be a non-empty list of integers >= 1")
+        if min(self.gaps) < 1:
+            raise ConfigError(f"gaps must be >= 1, got {min(self.gaps)}")
         if self.stride < 1:
-            raise ConfigError("stride must be >= 1")
+            raise ConfigError(f"stride must be >= 1, got {self.stride}")
         if self.max_pairs is not None and self.max_pairs < 1:
-            raise ConfigError("max_pairs must be >= 1")
+            raise ConfigError(f"max_pairs must be >= 1, got {self.max_pairs}")
         if not (0 <= self.min_overlap <= self.max_overlap <= 1):
             raise ConfigError("overlap range must satisfy 0 <= min_overlap <= max_overlap <= 1")
 

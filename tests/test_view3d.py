@@ -396,3 +396,17 @@ def test_page_in_chromium_failed_estimate_and_touch(browser, tmp_path):
         ev('pointerup', 11, 550); ev('pointerup', 12, 750);
     }""")
     assert page.evaluate("twoviewScene.view.dist") < 0.8 * dist
+
+
+def test_show_names_a_missing_or_unknown_backend():
+    import importlib.util
+
+    from twoview.errors import BackendUnavailable
+
+    scene = view3d.build_scene(*synthetic_inputs(), metric_result())
+    with pytest.raises(InputError, match="backend"):
+        view3d.show(scene, backend="open3d")
+    for backend, module in (("viser", "viser"), ("rerun", "rerun")):
+        if importlib.util.find_spec(module) is None:
+            with pytest.raises(BackendUnavailable, match=module):
+                view3d.show(scene, backend=backend)

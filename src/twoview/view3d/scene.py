@@ -208,6 +208,11 @@ def _check_camera(cam, name: str) -> Camera:
     return cam
 
 
+def _check_size(a: np.ndarray, cam: Camera, name: str, what: str) -> None:
+    if a.shape[:2] != (cam.height, cam.width):
+        raise InputError(name, f"{what} is {a.shape[1]}x{a.shape[0]} but its camera is {cam.width}x{cam.height}")
+
+
 def _check_image(image, cam: Camera, name: str) -> np.ndarray | None:
     if image is None:
         return None
@@ -218,8 +223,7 @@ def _check_image(image, cam: Camera, name: str) -> np.ndarray | None:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
         raise InputError(name, f"expected an (H, W, 3) or (H, W) image, got shape {a.shape}")
-    if a.shape[:2] != (cam.height, cam.width):
-        raise InputError(name, f"image is {a.shape[1]}x{a.shape[0]} but its camera is {cam.width}x{cam.height}")
+    _check_size(a, cam, name, "image")
     return a
 
 
@@ -229,8 +233,7 @@ def _check_depth(depth, cam: Camera, name: str) -> np.ndarray | None:
     d = np.asarray(depth)
     if d.ndim != 2 or not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
         raise InputError(name, f"expected an (H, W) depth map in metres, got shape {d.shape} dtype {d.dtype}")
-    if d.shape != (cam.height, cam.width):
-        raise InputError(name, f"depth is {d.shape[1]}x{d.shape[0]} but its camera is {cam.width}x{cam.height}")
+    _check_size(d, cam, name, "depth")
     d = d.astype(np.float64)
     d[~(np.isfinite(d) & (d > 0))] = np.nan
     return d
@@ -481,7 +484,7 @@ def _info_rows(result: PoseResult, gt: Pose | None, clouds: list[str], matches: 
                 text += f", translation {e['trans_m'] * 100:.2f} cm"
             rows.append(("vs ground truth", text))
         else:
-            rows.append(("ground truth", f"baseline {np.linalg.norm(gt.t):.4f}, drawn in green"))
+            rows.append(("ground truth", f"camera 1 drawn in green, baseline {np.linalg.norm(gt.t):.4f}"))
     if clouds:
         rows.append(("points", "; ".join(clouds)))
     if matches is not None:

@@ -94,6 +94,19 @@ def _as_camera(cam, image, image_path, name: str) -> Camera:
     return c
 
 
+def load_pair(image0, image1, camera0=None, camera1=None, depth0=None, depth1=None, depth_scale=None):
+    """Images, cameras and depths as :func:`estimate_relative_pose` accepts them (paths or
+    arrays) -> ``(im0, im1, cam0, cam1, d0, d1)``: uint8 images (H, W, 3) or (H, W),
+    :class:`Camera` objects, depth (H, W) float64 metres with NaN invalid, or None."""
+    im0 = _as_image(image0, "image0")
+    im1 = _as_image(image1, "image1")
+    cam0 = _as_camera(camera0, im0, image0, "camera0")
+    cam1 = _as_camera(camera1, im1, image1, "camera1")
+    d0 = _as_depth(depth0, cam0.size, "depth0", depth_scale)
+    d1 = _as_depth(depth1, cam1.size, "depth1", depth_scale)
+    return im0, im1, cam0, cam1, d0, d1
+
+
 @blas_single_thread
 def estimate_relative_pose(
     image0,
@@ -136,12 +149,7 @@ def estimate_relative_pose(
     cfg = EstimatorConfig.coerce(config)
     timer = _Timer()
     with timer("load"):
-        im0 = _as_image(image0, "image0")
-        im1 = _as_image(image1, "image1")
-        cam0 = _as_camera(camera0, im0, image0, "camera0")
-        cam1 = _as_camera(camera1, im1, image1, "camera1")
-        d0 = _as_depth(depth0, cam0.size, "depth0", depth_scale)
-        d1 = _as_depth(depth1, cam1.size, "depth1", depth_scale)
+        im0, im1, cam0, cam1, d0, d1 = load_pair(image0, image1, camera0, camera1, depth0, depth1, depth_scale)
     if identical_images(im0, im1):
         return PoseResult.failure(IDENTICAL_IMAGES, timings_ms=timer.ms)
     source = {"depth_source": "none" if d0 is None and d1 is None else "file"}

@@ -140,11 +140,16 @@ def gmm_config(args, default_preset: str = "default"):
         raise InputError("--gmm-config" if args.gmm_config else "--gmm-preset", str(e)) from None
 
 
+#: output flags whose file type is fixed (flag -> accepted suffixes): a wrong suffix is a slip
+#: (``--view out.png``), refused rather than written in another format under that name
+OUTPUT_SUFFIXES = {"--view": ("an HTML page", (".html", ".htm")), "--html": ("an HTML page", (".html", ".htm"))}
+
+
 def check_output_files(args, flags: dict[str, str]) -> None:
     """Refuse, before any work is done, output files that cannot be written: an existing
-    folder, a parent path that is a file, a folder without write permission. ``flags``
-    maps argument attributes to the flags the user typed. Missing parent folders are fine
-    (they are created)."""
+    folder, a parent path that is a file, a folder without write permission, a suffix
+    :data:`OUTPUT_SUFFIXES` does not allow. ``flags`` maps argument attributes to the
+    flags the user typed. Missing parent folders are fine (they are created)."""
     for attr, flag in flags.items():
         value = getattr(args, attr, None)
         if not value:
@@ -157,6 +162,9 @@ def check_output_files(args, flags: dict[str, str]) -> None:
             raise InputError(flag, f"cannot create {path}: {existing} is a file, not a folder")
         if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
             raise InputError(flag, f"cannot write {path}: no write permission in {existing}")
+        kind, suffixes = OUTPUT_SUFFIXES.get(flag, (None, ()))
+        if kind and path.suffix.lower() not in suffixes:
+            raise InputError(flag, f"writes {kind}: give a file name ending in {' or '.join(suffixes)}, got {path.name}")
 
 
 def as_flag_error(e: ConfigError, flags: dict[str, str]) -> Exception:

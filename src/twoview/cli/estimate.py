@@ -107,7 +107,7 @@ def build_inputs(args) -> dict:
     return out
 
 
-OUTPUT_FLAGS = {"json": "--json", "viz": "--viz"}
+OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "view": "--view"}
 
 
 def write_outputs(args, result, inputs) -> None:
@@ -124,6 +124,11 @@ def write_outputs(args, result, inputs) -> None:
         with writing("--viz", args.viz):
             save_png(args.viz, draw_matches(load_image(inputs["image0"]), load_image(inputs["image1"]), result))
         print(f"wrote {args.viz}")
+    if args.view:
+        from twoview.view3d import write_view
+
+        write_view(args.view, inputs, result, name="--view")
+        print(f"wrote {args.view}")
 
 
 def cli_names(args) -> dict[str, str]:
@@ -218,6 +223,7 @@ def register(sub) -> None:
     g.add_argument("--depth-cache", metavar="DIR", help="cache of predicted depth (default ~/.cache/twoview/depth; '' disables)")
     p.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
     p.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches")
+    p.add_argument("--view", metavar="OUT.html", help="interactive 3D view: cameras, depth clouds, matches (one offline HTML file)")
     g = p.add_argument_group("refinement")
     g.add_argument("--refine", choices=["none", "gmm"], default="none",
                    help="refine the front end's metric pose by aligning Gaussian mixtures (needs both depths)")

@@ -9,7 +9,7 @@ from twoview.cli.estimate import add_estimator_args, build_inputs, cli_names
 from twoview.errors import InputError
 
 
-OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "html": "--html", "save_ply0": "--save-ply0", "save_ply1": "--save-ply1"}
+OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "html": "--html", "view": "--view", "save_ply0": "--save-ply0", "save_ply1": "--save-ply1"}
 
 
 def run(args) -> int:
@@ -63,6 +63,7 @@ def run(args) -> int:
     if front is not None:  # the front end's matches, as `estimate --refine gmm` reports them
         result.timings_ms = {**front.timings_ms, **result.timings_ms}
         result.num_matches, result.num_inliers = front.num_matches, front.num_inliers
+        result.matches, result.inliers = front.matches, front.inliers
     print(result.summary())
     if result.success:
         i = result.info
@@ -90,6 +91,11 @@ def run(args) -> int:
         with writing("--html", args.html):
             overlay_html(args.html, mix0, mix1, result.cam1_from_cam0 if result.success else init)
         print(f"wrote {args.html}")
+    if args.view:
+        from twoview.view3d import build_scene, write_html
+
+        write_html(args.view, build_scene(im0, im1, cam0, cam1, d0, d1, result, mixtures=(mix0, mix1)), name="--view")
+        print(f"wrote {args.view}")
     for flag, path, mix in (("--save-ply0", args.save_ply0, mix0), ("--save-ply1", args.save_ply1, mix1)):
         if path:
             from twoview.gmm.ply import write_ply
@@ -116,7 +122,8 @@ def register(sub) -> None:
     g = p.add_argument_group("outputs")
     g.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
     g.add_argument("--viz", metavar="OUT.png", help="both mixtures overlaid, before and after")
-    g.add_argument("--html", metavar="OUT.html", help="interactive 3D view of the aligned mixtures")
+    g.add_argument("--html", metavar="OUT.html", help="interactive 3D view of the aligned mixtures alone")
+    g.add_argument("--view", metavar="OUT.html", help="interactive 3D view: cameras, mixtures, depth clouds, matches")
     g.add_argument("--save-ply0", metavar="OUT.ply", help="mixture of image0 as a 3DGS PLY")
     g.add_argument("--save-ply1", metavar="OUT.ply", help="mixture of image1 as a 3DGS PLY")
     p.set_defaults(func=run)

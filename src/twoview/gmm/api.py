@@ -13,21 +13,16 @@ from twoview.result import PoseResult
 def load_inputs(image0, image1, camera0=None, camera1=None, depth0=None, depth1=None, depth_scale=None):
     """Images, cameras and depths as :func:`twoview.estimate_relative_pose` accepts them
     (paths or arrays) -> (im0, im1, cam0, cam1, d0, d1) arrays/Cameras. Depth is required."""
-    from twoview.estimator import _as_camera, _as_depth, _as_image
+    from twoview.estimator import load_pair
 
-    im0 = _as_image(image0, "image0")
-    im1 = _as_image(image1, "image1")
+    for name, d in (("depth0", depth0), ("depth1", depth1)):
+        if d is None:
+            raise InputError(name, "Gaussian-mixture refinement needs metric depth for both images")
+    im0, im1, cam0, cam1, d0, d1 = load_pair(image0, image1, camera0, camera1, depth0, depth1, depth_scale)
     if im0.ndim == 2:
         im0 = np.repeat(im0[..., None], 3, axis=2)
     if im1.ndim == 2:
         im1 = np.repeat(im1[..., None], 3, axis=2)
-    cam0 = _as_camera(camera0, im0, image0, "camera0")
-    cam1 = _as_camera(camera1, im1, image1, "camera1")
-    for name, d in (("depth0", depth0), ("depth1", depth1)):
-        if d is None:
-            raise InputError(name, "Gaussian-mixture refinement needs metric depth for both images")
-    d0 = _as_depth(depth0, cam0.size, "depth0", depth_scale)
-    d1 = _as_depth(depth1, cam1.size, "depth1", depth_scale)
     return im0, im1, cam0, cam1, d0, d1
 
 

@@ -1,22 +1,20 @@
 """Pictures of two mixtures overlaid before and after alignment.
 
 PNG (matplotlib, Agg): top (x-z) and side (z-y) views of both mixtures' means in camera 1's
-frame, view 0 in orange and view 1 in blue, for the initial and the refined pose. HTML: a
-self-contained page (no external scripts) drawing both coloured point sets, rotatable
-with the mouse.
+frame, view 0 in orange and view 1 in blue, for the initial and the refined pose. HTML: the
+interactive 3D view of :mod:`twoview.view3d` (cameras and both mixtures in camera 0's frame).
 """
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
 from twoview.geometry.pose import Pose
 from twoview.gmm.mixture import GaussianMixture
-from twoview.io.atomic import atomic_write_bytes, atomic_write_text
+from twoview.io.atomic import atomic_write_bytes
 
 
 def overlay_png(path: str | Path, mix0: GaussianMixture, mix1: GaussianMixture, poses: dict[str, Pose],
@@ -53,38 +51,19 @@ def overlay_png(path: str | Path, mix0: GaussianMixture, mix1: GaussianMixture, 
     return atomic_write_bytes(path, buf.getvalue())
 
 
-_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>twoview gmm</title>
-<style>body{margin:0;background:#111;color:#ddd;font:13px sans-serif}canvas{display:block}
-#t{position:absolute;left:8px;top:6px}</style></head><body><div id="t">__TITLE__ - drag to rotate, wheel to zoom,
-keys 0/1: toggle views</div><canvas id="c"></canvas><script>
-const D=__DATA__;const c=document.getElementById('c'),g=c.getContext('2d');let W,H;
-function rs(){W=c.width=innerWidth;H=c.height=innerHeight;draw()}
-let ya=0.6,pa=0.3,zm=1,show=[1,1],dr=null;const ctr=D.center,sc=D.scale;
-function draw(){g.fillStyle='#111';g.fillRect(0,0,W,H);const cy=Math.cos(ya),sy=Math.sin(ya),cp=Math.cos(pa),sp=Math.sin(pa);
-const f=Math.min(W,H)*0.45*zm/sc;for(let k=0;k<2;k++){if(!show[k])continue;const P=D.sets[k];
-for(let i=0;i<P.length;i+=6){const x=P[i]-ctr[0],y=P[i+1]-ctr[1],z=P[i+2]-ctr[2];
-const X=cy*x+sy*z,Z=-sy*x+cy*z,Y=cp*y-sp*Z;g.fillStyle='rgb('+P[i+3]+','+P[i+4]+','+P[i+5]+')';
-g.fillRect(W/2+f*X,H/2+f*Y,2,2)}}}
-c.onmousedown=e=>dr=[e.clientX,e.clientY];onmouseup=()=>dr=null;
-onmousemove=e=>{if(!dr)return;ya+=(e.clientX-dr[0])*0.01;pa+=(e.clientY-dr[1])*0.01;dr=[e.clientX,e.clientY];draw()};
-c.onwheel=e=>{zm*=e.deltaY<0?1.1:0.9;draw()};onkeydown=e=>{if(e.key=='0')show[0]^=1;if(e.key=='1')show[1]^=1;draw()};
-onresize=rs;rs();</script></body></html>"""
-
-
 def overlay_html(path: str | Path, mix0: GaussianMixture, mix1: GaussianMixture, pose: Pose,
                  title: str = "refined", max_points: int = 20000) -> Path:
-    """Write a self-contained HTML 3D view of both mixtures (view 0 moved by ``pose``),
-    each Gaussian drawn as a point in its own colour."""
-    rng = np.random.default_rng(0)
-    sets = []
-    for mix, T in ((mix0, pose), (mix1, Pose.identity())):
-        idx = rng.permutation(len(mix))[:max_points]
-        p = T.apply(mix.means[idx])
-        rgb = np.clip(mix.colors[idx] * 255, 0, 255).round()
-        sets.append(np.round(np.concatenate([p, rgb], 1), 4).reshape(-1).tolist())
-    allp = np.concatenate([pose.apply(mix0.means), mix1.means]) if len(mix0) + len(mix1) else np.zeros((1, 3))
-    center = np.median(allp, axis=0)
-    scale = float(np.percentile(np.linalg.norm(allp - center, axis=1), 90)) or 1.0
-    data = json.dumps({"sets": sets, "center": center.tolist(), "scale": scale})
-    html = _HTML.replace("__DATA__", data).replace("__TITLE__", title)
-    return atomic_write_text(path, html)
+    """Write the interactive 3D view (:mod:`twoview.view3d`, one offline HTML file) of
+    both mixtures in camera 0's frame, view 1's moved by ``pose`` (``cam1_from_cam0``),
+    with the two cameras; at most ``max_points`` Gaussians per mixture."""
+    from twoview.geometry.camera import Camera
+    from twoview.result import PoseResult
+    from twoview.view3d import build_scene, write_html
+
+    # a mixture read from a PLY has no camera: a generic frustum stands in
+    cams = [m.camera if m.camera is not None else Camera.from_fov(60.0, 640, 480) for m in (mix0, mix1)]
+    result = PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver=f"gmm ({title})")
+    scene = build_scene(None, None, cams[0], cams[1], None, None, result, mixtures=(mix0, mix1),
+                        title=f"twoview gmm: {title}", max_gaussians=max_points)
+    scene.color_by_view = True  # as the PNG: orange view 0, blue view 1
+    return write_html(path, scene)

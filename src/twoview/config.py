@@ -277,9 +277,11 @@ class SolverConfig(StrictConfig):
         _check(self.min_inliers >= 5, "solver.min_inliers must be >= 5")
 
 
-@dataclass
-class EstimatorConfig(StrictConfig):
-    """Everything :func:`twoview.estimate_relative_pose` needs besides the inputs."""
+def __getattr__(name):
+    # the configuration of the whole estimate is the pipeline's (twoview.pipeline.config);
+    # EstimatorConfig is its older name
+    if name == "EstimatorConfig":
+        from twoview.pipeline.config import PipelineConfig
 
-    matcher: MatcherConfig = field(default_factory=MatcherConfig)
-    solver: SolverConfig = field(default_factory=SolverConfig)
+        return PipelineConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -108,8 +108,11 @@ class _Level:
     one LM round (visibility, geometric pairs, self overlaps, the Gaussians' own
     appearance): ``F = wg (1 - E_AB / D) + wa (C_fwd + C_inv) / N``."""
 
-    def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig, feature_basis=None):
+    def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig, feature_basis=None,
+                 geometry: tuple[Prepared, Prepared] | None = None):
         self.a, self.b, self.var, self.cfg = a, b, var, cfg
+        # the geometric term's mixtures: the dense ones at the fine level, else a and b
+        self.ga, self.gb = geometry if geometry is not None else (a, b)
         self.wg, self.wa = cfg.geometry_weight, cfg.appearance_weight
         self._round_key = None  # the state start_round last fixed
         fa, fb = a.mix.appearance, b.mix.appearance
@@ -137,19 +140,20 @@ class _Level:
         key = (R.tobytes(), t.tobytes(), float(s), self.var)
         if self._round_key == key:
             return
-        a, b, cfg = self.a, self.b, self.cfg
-        self.vis_a, self.vis_b = _visibility(a, b, R, t, s, cfg)
+        a, b, ga, gb, cfg = self.a, self.b, self.ga, self.gb, self.cfg
+        self.vis_a, self.vis_b = _visibility(ga, gb, R, t, s, cfg)
 
         def geometry():  # on the worker thread, beside the self overlaps and colour fits
-            pairs = candidate_pairs(a, b, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
-            return pairs, freeze_covariances(a, b, R, s, self.var, pairs)
+            pairs = candidate_pairs(ga, gb, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
+            return pairs, freeze_covariances(ga, gb, R, s, self.var, pairs)
 
         job = _pool().submit(geometry)
-        eaa = self_overlap(a, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(a, self.var, self.vis_a, cfg, s)
-        self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(b, self.var, self.vis_b, cfg), 0.0))
-        self.idx_a, self.idx_b = np.flatnonzero(self.vis_a), np.flatnonzero(self.vis_b)
+        eaa = self_overlap(ga, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(ga, self.var, self.vis_a, cfg, s)
+        self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(gb, self.var, self.vis_b, cfg), 0.0))
+        app_vis = (self.vis_a, self.vis_b) if ga is a else _visibility(a, b, R, t, s, cfg)
+        self.idx_a, self.idx_b = np.flatnonzero(app_vis[0]), np.flatnonzero(app_vis[1])
         if self.wa > 0:
-            self.idx_a, self.idx_b = np.flatnonzero(self.vis_a & self.tex_a), np.flatnonzero(self.vis_b & self.tex_b)
+            self.idx_a, self.idx_b = np.flatnonzero(app_vis[0] & self.tex_a), np.flatnonzero(app_vis[1] & self.tex_b)
         self.N = max(len(self.idx_a) + len(self.idx_b), 1)
         self.means_a, self.means_b = a.means[self.idx_a], b.means[self.idx_b]
         if self.wa > 0:
@@ -184,7 +188,7 @@ class _Level:
         self.ncc, self.app, self.agree = 0.0, 0.0, 0.0
         geo = None
         if self.D > 0 and (self.wg > 0 or not deriv):  # on the worker thread, beside the appearance
-            geo = _pool().submit(evaluate, self.a, self.b, R, t, s, self.var, self.vis_a, self.vis_b, self.cfg,
+            geo = _pool().submit(evaluate, self.ga, self.gb, R, t, s, self.var, self.vis_a, self.vis_b, self.cfg,
                                  deriv and self.wg > 0, with_scale, self.pairs, self.frozen)
         if self.wa > 0:
             cam1, cam0 = self.b.mix.camera, self.a.mix.camera
@@ -288,7 +292,11 @@ def align_mixtures(
     depth_scale = 0.5 * (mix0.median_depth() + mix1.median_depth())
     R, t, s = init.R.copy(), init.t.copy(), 1.0
     fine_var = (cfg.inflation[-1] * depth_scale) ** 2
-    fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg, basis)
+    dense = None
+    if mix0.dense is not None and mix1.dense is not None and min(len(mix0.dense), len(mix1.dense)) >= tiny:
+        job = _pool().submit(Prepared.from_mixture, mix1.dense, cfg)
+        dense = (Prepared.from_mixture(mix0.dense, cfg), job.result())
+    fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg, basis, geometry=dense)
 
     s_init = _initial_scale(a, b, R, t, cfg) if cfg.estimate_scale else 1.0
     # With a relative scale s, the state maps mixture 0 onto mixture 1, so its translation
@@ -587,13 +595,26 @@ def refine_relative_pose(
 
 
 def _build_both(image0, image1, camera0, camera1, depth0, depth1, cfg):
+    """:func:`build_mixture_pair` with this process's shared feature backend."""
+    return build_mixture_pair(image0, image1, camera0, camera1, depth0, depth1, cfg, load_feature_backend(cfg))
+
+
+def build_mixture_pair(image0, image1, camera0, camera1, depth0, depth1, cfg, backend):
     """Both views' mixtures on two threads: the worker runs the feature network once for
     both (undistorted) images, then builds view 1; the caller's thread builds view 0
     meanwhile. Two networks running at once on two threads would oversubscribe the
-    cores (each forward pass spreads over all of them)."""
+    cores (each forward pass spreads over all of them).
+
+    Args:
+        image0, image1: (H, W, 3) uint8; depth0, depth1: (H, W) metres, NaN invalid;
+        camera0, camera1: :class:`Camera`; cfg: :class:`BuildConfig`;
+        backend: the descriptor backend (:func:`twoview.gmm.features.make_backend`), or
+            None when ``cfg.features`` is "none".
+    """
     from twoview.gmm.features import dense_fields
 
-    backend = load_feature_backend(cfg)
+    if backend is None and cfg.features != "none":
+        raise ValueError(f"build_mixture_pair: features {cfg.features!r} need a backend")
     if backend is None:
         job1 = _pool().submit(build_mixture, image1, depth1, camera1, cfg, "1")
         return build_mixture(image0, depth0, camera0, cfg, name="0"), job1.result()

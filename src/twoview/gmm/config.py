@@ -62,6 +62,9 @@ class BuildConfig(StrictConfig):
     feature_resize_max: int = 192
     dinov2_model: str = "facebook/dinov2-small"
     zbuffer_stride: int = 4
+    register_depth: bool = False
+    dense_cell_px: int = 0
+    dense_neighbourhood: int = 3
 
     def validate(self):
         _check(self.num_gaussians >= 16, f"gmm.build.num_gaussians must be >= 16, got {self.num_gaussians}")

@@ -1,0 +1,348 @@
+"""One pipeline: depth -> front end (matcher cascade + solver, or the regressor) ->
+refinement -> recovery -> motion labels -> confidence.
+
+``Pipeline(config)(view0, view1)`` is the whole estimate; the Python API
+(:func:`twoview.estimate_relative_pose`), every CLI command and every bench method call
+it and differ only in how they build the views and the configuration. The result says
+which stages ran and what they decided (``result.info["pipeline"]["stages"]``), and the
+configuration used (``result.info["pipeline"]["config"]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from twoview.errors import InputError
+from twoview.geometry.pose import Pose
+from twoview.pipeline.config import PipelineConfig
+from twoview.pipeline.models import ModelStore
+from twoview.result import IDENTICAL_IMAGES, Matches, PoseResult, identical_images
+from twoview.view import View
+
+
+class _Run:
+    """Bookkeeping of one estimate: stage times and decisions."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+        self.stages: list[dict] = []
+
+    @contextmanager
+    def time(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+
+    def note(self, stage: str, **what):
+        self.stages.append({"stage": stage, **what})
+
+
+class Pipeline:
+    """The estimate of ``cam1_from_cam0`` from two views, built from one configuration.
+
+    Args:
+        config: a :class:`PipelineConfig`, a dict of its fields (strict), or None for the
+            default: the most accurate pose measured within the time budget (see the
+            README's "What the default does").
+
+    The pipeline owns its models (:class:`~twoview.pipeline.models.ModelStore`): keep one
+    pipeline for many pairs, and networks load once.
+    """
+
+    def __init__(self, config: PipelineConfig | dict | None = None):
+        self.config = PipelineConfig.coerce(config)
+        self.models = ModelStore()
+
+    # --- the whole estimate ---------------------------------------------------------
+    def __call__(self, view0: View, view1: View, *, init: Pose | None = None,
+                 matches: Matches | None = None) -> PoseResult:
+        """Estimate ``cam1_from_cam0`` (``x1 = R x0 + t``).
+
+        Args:
+            view0, view1: :class:`~twoview.view.View` (see :func:`twoview.view.load_view`).
+            init: instead of running the front end, a pose to refine (a :class:`Pose` or
+                a 4x4 matrix; needs depth for both views), or another estimate's
+                :class:`PoseResult` to refine (its matches, inliers and timings are kept).
+            matches: precomputed matches (skips the matchers).
+
+        Returns:
+            :class:`PoseResult`; a failure (never a stand-in pose) when no pose is found
+            or its confidence is below ``confidence.min_confidence``.
+        """
+        from twoview._threads import single_threaded_blas
+
+        for name, v in (("view0", view0), ("view1", view1)):
+            if not isinstance(v, View):
+                raise InputError(name, f"expected a twoview.View (twoview.load_view), got {type(v).__name__}")
+        run = _Run()
+        load0 = self.models.load_ms
+        with single_threaded_blas():
+            result = self._estimate(view0, view1, init, matches, run)
+        if self.models.load_ms > load0:
+            run.ms["load_models"] = self.models.load_ms - load0
+        result.timings_ms = {**run.ms, **{k: v for k, v in result.timings_ms.items() if k not in run.ms}}
+        result.info["pipeline"] = {"stages": run.stages, "config": self.config.to_dict()}
+        return result
+
+    def _estimate(self, view0: View, view1: View, init, matches, run: _Run) -> PoseResult:
+        cfg = self.config
+        if identical_images(view0.image, view1.image):
+            return PoseResult.failure(IDENTICAL_IMAGES)
+        view0, view1 = self._depth(view0, view1, run)
+        mixtures: dict = {}
+        if init is not None:
+            front = self._from_init(init, view0, view1, run)
+        elif cfg.front_end == "regress":
+            front = self._regress(view0, view1, run)
+        else:
+            front = self._match_and_solve(view0, view1, matches, run)
+        result = self._refine(front, view0, view1, run, mixtures, explicit_init=init is not None and front.solver == "init")
+        if self._should_recover(result, view0, view1, init):
+            result = self._recover(result, view0, view1, run, mixtures)
+        from twoview.pipeline.motion import label_motion
+
+        result = label_motion(result, view0, view1, cfg.solver, run)
+        from twoview.pipeline.confidence import finalise_confidence
+
+        return finalise_confidence(result, cfg.confidence, run)
+
+    # --- depth ------------------------------------------------------------------------
+    def _depth(self, view0: View, view1: View, run: _Run) -> tuple[View, View]:
+        """Predict missing depth with the monocular model (if configured) and register
+        sensor depth to its colour image (if the view's contours say it is off)."""
+        cfg = self.config.depth
+        views = [view0, view1]
+        if cfg.model is not None:
+            if any(v.depth is not None for v in views):
+                raise InputError("depth.model", "give either depth maps or a depth model, not both")
+            with run.time("depth"):
+                est = self.models.depth_model(cfg.model)
+                preds = []
+                for v in views:
+                    d, info = est.predict_with_info(v.image, v.camera)
+                    from twoview.io.depth import prepare_depth
+
+                    preds.append((prepare_depth(d, v.size, f"depth{v.name} (predicted by {cfg.model.model})"), info))
+            views = [v.with_depth(d, "monocular", depth_model=info) for v, (d, info) in zip(views, preds)]
+            run.note("depth", source="model", model=cfg.model.model, cached=[i.get("cached") for _, i in preds])
+        elif cfg.register and any(v.depth_kind == "sensor" for v in views):
+            from twoview.depth.registration import estimate_registration, register_depth
+
+            out = []
+            with run.time("register"):
+                for v in views:
+                    if v.depth_kind != "sensor":
+                        out.append(v)
+                        continue
+                    # on the raw pixel grid, where both the image and the depth map lie
+                    reg = estimate_registration(v.image, v.depth, cfg.registration)
+                    if reg.applied:
+                        out.append(v.with_depth(register_depth(v.depth, reg), "sensor", registration=reg.to_dict()))
+                    else:
+                        out.append(dataclasses.replace(v, info={**v.info, "registration": reg.to_dict()}))
+            views = out
+            run.note("depth", source="given", kinds=[v.depth_kind for v in views],
+                     registration=[v.info.get("registration", {}).get("applied") for v in views])
+        else:
+            run.note("depth", source="given" if any(v.depth is not None for v in views) else "none",
+                     kinds=[v.depth_kind for v in views])
+        return views[0], views[1]
+
+    # --- front ends -------------------------------------------------------------------
+    def _from_init(self, init, view0: View, view1: View, run: _Run) -> PoseResult:
+        from twoview.gmm.align import _as_init_pose
+
+        if view0.depth is None or view1.depth is None:
+            raise InputError("init", "refining a given pose builds metric Gaussian mixtures: give depth for both views")
+        if isinstance(init, PoseResult):
+            if not init.success:
+                raise InputError("init", f"the estimate to refine failed: {init.reason}")
+            if not init.metric:
+                raise InputError("init", "the estimate to refine is direction only: a metric pose is needed")
+            run.note("front_end", method="given", solver=init.solver)
+            return init
+        pose = _as_init_pose(init)
+        run.note("front_end", method="init")
+        return PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver="init", confidence=0.0,
+                          info={"init": True})
+
+    def _regress(self, view0: View, view1: View, run: _Run) -> PoseResult:
+        with run.time("regress"):
+            res = self.models.regressor(self.config.regressor.checkpoint).estimate(
+                view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)
+        run.note("front_end", method="regress", success=res.success)
+        return res
+
+    def _match_and_solve(self, view0: View, view1: View, matches, run: _Run) -> PoseResult:
+        cfg = self.config
+        if matches is not None:
+            res = self._solve(matches, view0, view1, run, "given")
+            run.note("front_end", method="match", matcher="given", matches=len(matches), success=res.success)
+            return res
+        first = self._match_once(cfg.matcher, view0, view1, run)
+        fb = cfg.cascade.fallback
+        if fb is None:
+            return first
+        weak = (not first.success or first.num_inliers < cfg.cascade.min_inliers
+                or first.num_inliers < cfg.cascade.min_inlier_ratio * max(first.num_matches, 1))
+        if not weak:
+            return first
+        second = self._match_once(cfg.matcher.replace(name=fb), view0, view1, run, stage=f"match_{fb}",
+                                  why=f"{cfg.matcher.name} pose weak: {first.num_inliers} inliers of {first.num_matches}"
+                                  if first.success else f"{cfg.matcher.name} failed: {first.reason}")
+        if not second.success:
+            return first if first.success else second
+        if not first.success or second.num_inliers > first.num_inliers:
+            return second
+        return first
+
+    def _match_once(self, mcfg, view0: View, view1: View, run: _Run, stage: str = "match", why: str = "") -> PoseResult:
+        matcher = self.models.matcher(mcfg)
+        with run.time(stage):
+            m = matcher.match(view0.image, view1.image)
+        res = self._solve(m, view0, view1, run, mcfg.name)
+        run.note("front_end", method="match", matcher=mcfg.name, matches=len(m), success=res.success,
+                 inliers=res.num_inliers, **({"why": why} if why else {}))
+        res.info["matcher"] = mcfg.name
+        return res
+
+    def _solve(self, matches: Matches, view0: View, view1: View, run: _Run, matcher: str) -> PoseResult:
+        from twoview.estimator import estimate_from_matches
+
+        cam0, cam1, d0, d1 = view0.camera, view1.camera, view0.depth, view1.depth
+        if cam0.dist is not None or cam1.dist is not None:
+            # matched on the raw images, solved on the ideal pinhole model
+            with run.time("undistort"):
+                matches = dataclasses.replace(matches, kpts0=cam0.undistort_points(matches.kpts0),
+                                              kpts1=cam1.undistort_points(matches.kpts1))
+                d0 = cam0.undistort_depth(d0) if d0 is not None else None
+                d1 = cam1.undistort_depth(d1) if d1 is not None else None
+                cam0, cam1 = cam0.pinhole, cam1.pinhole
+        solver = self.config.solver
+        mono = view0.depth_kind == "monocular" or view1.depth_kind == "monocular"
+        timings: dict = {}
+        res = estimate_from_matches(matches, cam0, cam1, d0, d1, solver, timings,
+                                    monocular=mono)
+        for k, v in timings.items():
+            run.ms[k] = run.ms.get(k, 0.0) + v
+        res.timings_ms = {}
+        res.info["depth_source"] = ("model" if mono else "file") if (d0 is not None or d1 is not None) else "none"
+        return res
+
+    # --- refinement -------------------------------------------------------------------
+    def _gmm_config(self, view0: View, view1: View):
+        mono = view0.depth_kind == "monocular" or view1.depth_kind == "monocular"
+        return self.config.refine.gmm_monocular if mono else self.config.refine.gmm
+
+    def _mixtures(self, view0: View, view1: View, run: _Run, mixtures: dict):
+        """Both views' mixtures, built once per estimate (the refinement and the recovery share them)."""
+        if "pair" not in mixtures:
+            from twoview.gmm.align import build_mixture_pair
+
+            bcfg = self._gmm_config(view0, view1).build
+            backend = self.models.gmm_features(bcfg)
+            with run.time("build"):
+                mixtures["pair"] = build_mixture_pair(view0.image, view1.image, view0.camera, view1.camera,
+                                                      view0.depth, view1.depth, bcfg, backend)
+        return mixtures["pair"]
+
+    def _refine(self, front: PoseResult, view0: View, view1: View, run: _Run, mixtures: dict,
+                explicit_init: bool) -> PoseResult:
+        method = self.config.refine.method
+        both = view0.depth is not None and view1.depth is not None
+        if method == "none":
+            return front
+        if method == "gmm" and not both:
+            raise InputError("refine.method", "gmm refinement builds metric Gaussian mixtures: give depth for both views")
+        if not front.success:
+            return front
+        if not both:
+            run.note("refine", method="none", why="no depth for both views")
+            return front
+        if not front.metric:
+            if method == "gmm":
+                raise InputError("refine.method", "gmm refinement needs a metric initial pose: give depth for both views")
+            run.note("refine", method="none", why="the front end's pose is direction only")
+            return front
+        from twoview.gmm.align import align_mixtures
+
+        m0, m1 = self._mixtures(view0, view1, run, mixtures)
+        with run.time("optimize"):
+            res = align_mixtures(m0, m1, front.cam1_from_cam0, self._gmm_config(view0, view1).align)
+        run.note("refine", method="gmm", success=res.success, rejected=res.info.get("rejected"),
+                 score_before=res.info.get("score_before"), score_after=res.info.get("score_after"))
+        if explicit_init:
+            res.info["init"] = True
+            if res.success and res.info.get("rejected"):
+                # keeping a given pose that the data do not improve is no estimate
+                pass
+        if not res.success:
+            if explicit_init:
+                return res
+            # the mixtures gave no verdict (e.g. too little valid depth): the front end stands
+            front.info["refine"] = {"failed": res.reason}
+            return front
+        res.matches, res.inliers = front.matches, front.inliers
+        res.num_matches, res.num_inliers = front.num_matches, front.num_inliers
+        res.covariance = front.covariance if res.info.get("rejected") else None
+        res.info["front_end"] = {"solver": front.solver, "confidence": front.confidence,
+                                 "num_inliers": front.num_inliers, "num_matches": front.num_matches,
+                                 "cam1_from_cam0": front.cam1_from_cam0.matrix.tolist(),
+                                 **{k: front.info[k] for k in ("matcher", "depth_source") if k in front.info}}
+        res.info["build"] = {"view0": m0.info, "view1": m1.info}
+        return res
+
+    # --- recovery ---------------------------------------------------------------------
+    def _should_recover(self, result: PoseResult, view0: View, view1: View, init) -> bool:
+        rc = self.config.recovery
+        return (rc.enabled and init is None and view0.depth is not None and view1.depth is not None
+                and not result.success)
+
+    def _recover(self, failed: PoseResult, view0: View, view1: View, run: _Run, mixtures: dict) -> PoseResult:
+        """Registration without matches: align the mixtures from several starting poses
+        (identity, rotations about the camera axes, the regressor's pose) and keep the best
+        by the alignment objective, only when its confidence is good."""
+        from twoview.geometry.rotation import so3_exp
+        from twoview.gmm.align import align_mixtures
+
+        rc = self.config.recovery
+        hyps = [("identity", Pose.identity())]
+        for a in rc.rotations_deg:
+            for axis in (np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])):
+                hyps.append((f"rot{'y' if axis[1] else 'x'}{a:+g}", Pose(so3_exp(np.radians(a) * axis), np.zeros(3))))
+        if rc.regressor:
+            try:
+                reg = self.models.regressor(self.config.regressor.checkpoint).estimate(
+                    view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)
+                if reg.success and reg.metric:
+                    hyps.append(("regress", reg.cam1_from_cam0))
+            except Exception as e:  # noqa: BLE001 - a missing regressor only removes a hypothesis
+                run.note("recovery", hypothesis="regress", error=str(e))
+        m0, m1 = self._mixtures(view0, view1, run, mixtures)
+        acfg = self._gmm_config(view0, view1).align.replace(skip_coarse=False, reject_worse=False)
+        best, tried = None, []
+        with run.time("recover"):
+            for name, pose in hyps:
+                r = align_mixtures(m0, m1, pose, acfg)
+                obj = r.info.get("objective_after", np.inf) if r.success else np.inf
+                tried.append({"hypothesis": name, "success": r.success, "objective": obj,
+                              "confidence": r.confidence if r.success else None})
+                if r.success and (best is None or obj < best[1]):
+                    best = (name, obj, r)
+        run.note("recovery", tried=tried, chosen=best[0] if best else None)
+        if best is None or best[2].confidence < rc.min_confidence:
+            why = "no hypothesis aligned" if best is None else (
+                f"best hypothesis {best[0]} has confidence {best[2].confidence:.2f} < {rc.min_confidence}")
+            failed.info["recovery"] = {"tried": tried, "why": why}
+            return failed
+        res = best[2]
+        res.solver = "gmm-recovery"
+        res.info["recovery"] = {"tried": tried, "chosen": best[0], "front_end_failure": failed.reason}
+        res.matches, res.num_matches = failed.matches, failed.num_matches
+        return res

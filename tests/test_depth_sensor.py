@@ -189,6 +189,12 @@ def test_bench_feeds_every_method_the_sensor_depth_and_records_the_model(shared_
     # another noise model is another run: the folder's cache is not reused
     with pytest.raises(InputError, match="differs in: depth_degradation, depth_noise, depth_sensor"):
         run_benchmark(BenchConfig.from_dict({**cfg, "depth_noise": "monocular"}), log=lambda *a: None)
+    # distorted cameras are refused before anything runs
+    tum = {**cfg, "dataset": "tum", "root": str(shared_data / "tum" / "fr1_xyz"), "dataset_options": {"max_pairs": 2},
+           "out": str(tmp_path / "tum")}
+    with pytest.raises(InputError, match="--depth-noise kinect: the sensor model takes undistorted pinhole cameras"):
+        run_benchmark(BenchConfig.from_dict(tum), log=lambda *a: None)
+    assert not (tmp_path / "tum").exists()
     # the CLI: the flag alone keeps meaning the monocular model
     base = ["bench", "--dataset", "icl_nuim", "--root", "r", "--method", "sift", "--out", "o"]
     parse = build_parser().parse_args

@@ -339,7 +339,12 @@ def test_depth_noise_same_for_all_methods_and_seeded(shared_data, tmp_path, fake
     run_benchmark(_cfg(shared_data, tmp_path / "n", ["depth_probe"], depth_noise=True, dataset_options={"gaps": [1]}), log=_quiet)
     assert CALLS[0] == pytest.approx((float(np.nanmedian(a[0])), float(np.nanmedian(a[1]))))
     cfg = json.loads((tmp_path / "n" / "config.json").read_text())
-    assert cfg["depth_noise"] is True and cfg["depth_degradation"]["scale_range"] == 0.15
+    assert cfg["depth_noise"] == "monocular" and cfg["depth_degradation"]["scale_range"] == 0.15
+    assert "depth_sensor" not in cfg
+    # a folder written when the flag was a bool (depth_noise: true) is the same run
+    (tmp_path / "n" / "config.json").write_text(json.dumps({**cfg, "depth_noise": True}))
+    run_benchmark(_cfg(shared_data, tmp_path / "n", ["depth_probe"], depth_noise="monocular", dataset_options={"gaps": [1]}),
+                  log=_quiet)
 
 
 # --- methods registry ------------------------------------------------------------------------

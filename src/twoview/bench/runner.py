@@ -31,10 +31,14 @@ from typing import Literal
 
 from twoview.config import StrictConfig
 from twoview.depth.degrade import DepthDegradation
+from twoview.depth.sensor import SensorModel
 from twoview.errors import ConfigError, InputError
 from twoview.io.atomic import atomic_write_json
 
 CACHE_VERSION = 1
+DepthNoiseModel = Literal["monocular", "kinect"]
+#: the BenchConfig field holding each depth noise model's parameters
+_NOISE_PARAMS = {"monocular": "depth_degradation", "kinect": "depth_sensor"}
 _REPORT_FILES = ("summary.json", "results.md", "per_pair.csv", "report.html")
 #: config keys that do not change predictions (may differ between runs into one folder)
 _EXECUTION_KEYS = ("methods", "method_details", "workers", "engine", "address", "progress", "overwrite", "out")
@@ -54,9 +58,12 @@ class BenchConfig(StrictConfig):
         workers: local worker processes (1 runs in this process).
         engine: "local" (processes on this machine) or "ray".
         address: Ray cluster address (None starts a local Ray).
-        depth_noise: corrupt the depth every method receives with the simulated monocular
-            depth model, seeded per pair (the same corruption for all methods).
-        depth_degradation: parameters of that model.
+        depth_noise: corrupt the depth every method receives, seeded per pair and view (the
+            same corruption for all methods): "monocular" (or True) with the simulated
+            monocular depth model (:mod:`twoview.depth.degrade`), "kinect" with the simulated
+            unregistered Kinect-class sensor (:mod:`twoview.depth.sensor`); False: clean depth.
+        depth_degradation: parameters of the monocular model (recorded only when it is used).
+        depth_sensor: parameters of the sensor model (recorded only when it is used).
         precision_thresholds: ``[metres, degrees]`` pairs for the pose precision metrics.
         progress: show a progress bar.
     """
@@ -70,12 +77,15 @@ class BenchConfig(StrictConfig):
     workers: int = 1
     engine: Literal["local", "ray"] = "local"
     address: str | None = None
-    depth_noise: bool = False
+    depth_noise: DepthNoiseModel | bool = False
     depth_degradation: DepthDegradation = field(default_factory=DepthDegradation)
+    depth_sensor: SensorModel = field(default_factory=SensorModel)
     precision_thresholds: list = field(default_factory=lambda: [[0.25, 5.0]])
     progress: bool = True
 
     def validate(self):
+        if self.depth_noise is True:  # the flag's first meaning: the monocular model
+            self.depth_noise = "monocular"
         if not self.dataset:
             raise ConfigError("dataset is required")
         if not self.root:
@@ -120,8 +130,13 @@ def _get_method(name: str):
     return _METHODS[name]
 
 
-def load_method_depths(sample, uses_depth, depth_noise: bool, degradation: dict | None):
-    """The depth maps a method receives: loaded if used, degraded under depth noise.
+def load_method_depths(sample, uses_depth, depth_noise: bool | str, params: dict | None):
+    """The depth maps a method receives: loaded if used, corrupted under depth noise.
+
+    Args:
+        depth_noise: False (clean), "monocular" (or True) or "kinect" (see
+            :attr:`BenchConfig.depth_noise`).
+        params: that model's parameters (a dict of its config; None: the defaults).
 
     The noise seed is derived from ``pair_id`` (view 1 gets seed + 1), so every method
     sees the same corruption of a pair.
@@ -132,13 +147,22 @@ def load_method_depths(sample, uses_depth, depth_noise: bool, degradation: dict 
     d0 = d0 if uses_depth[0] else None
     d1 = d1 if uses_depth[1] else None
     if depth_noise:
+        seed = pair_seed(sample.pair_id)
+        d0 = None if d0 is None else _corrupt(d0, sample.camera0, depth_noise, params, seed)
+        d1 = None if d1 is None else _corrupt(d1, sample.camera1, depth_noise, params, seed + 1)
+    return d0, d1
+
+
+def _corrupt(depth, camera, depth_noise: bool | str, params: dict | None, seed: int):
+    if depth_noise in (True, "monocular"):
         from twoview.depth.degrade import degrade_depth
 
-        params = DepthDegradation.from_dict(degradation or {})
-        seed = pair_seed(sample.pair_id)
-        d0 = None if d0 is None else degrade_depth(d0, params, seed)[0]
-        d1 = None if d1 is None else degrade_depth(d1, params, seed + 1)[0]
-    return d0, d1
+        return degrade_depth(depth, DepthDegradation.from_dict(params or {}), seed)[0]
+    if depth_noise == "kinect":
+        from twoview.depth.sensor import simulate_sensor_depth
+
+        return simulate_sensor_depth(depth, camera, SensorModel.from_dict(params or {}), seed)[0]
+    raise InputError("depth_noise", f"must be False, True, {' or '.join(map(repr, _NOISE_PARAMS))}, got {depth_noise!r}")
 
 
 def _record_result(rec: dict):
@@ -168,11 +192,13 @@ def _read_record(path: str | Path) -> dict | None:
     return rec if isinstance(rec, dict) and rec.get("version") == CACHE_VERSION else None
 
 
-def predict_one(method_name: str, sample, path: str | None, depth_noise: bool, degradation: dict | None,
+def predict_one(method_name: str, sample, path: str | None, depth_noise: bool | str, noise_params: dict | None,
                 init: dict | None = None) -> dict:
     """Run one method on one pair; write its cache file (atomically) unless ``path`` is None.
 
     Args:
+        depth_noise, noise_params: the depth noise model and its parameters
+            (see :func:`load_method_depths`).
         init: for an ``A@B`` method, the predictions of its initialising methods that may
             be reused: ``{name: cache record or path of its cache file}`` (a missing or
             incomplete file is skipped: ``A`` then computes ``B`` itself).
@@ -199,7 +225,7 @@ def predict_one(method_name: str, sample, path: str | None, depth_noise: bool, d
     used: list[str] = []
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        d0, d1 = load_method_depths(sample, method.uses_depth, depth_noise, degradation)
+        d0, d1 = load_method_depths(sample, method.uses_depth, depth_noise, noise_params)
         t0, c0 = time.perf_counter(), time.process_time()  # time the method, not the dataset I/O
         with reuse_predictions(sample.pair_id, reuse) as used:
             res = method(sample, d0, d1)
@@ -247,7 +273,10 @@ def method_levels(methods: list[str]) -> dict[str, int]:
 
 # --- orchestration -------------------------------------------------------------------
 def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in _EXECUTION_KEYS}
+    out = {k: v for k, v in cfg.items() if k not in _EXECUTION_KEYS}
+    if out.get("depth_noise") is True:  # a run recorded before the flag named its model
+        out["depth_noise"] = "monocular"
+    return out
 
 
 def prepare_out(cfg: BenchConfig, resolved: dict) -> Path:
@@ -306,13 +335,19 @@ def resolve(cfg: BenchConfig):
             if missing:
                 raise InputError("--method", f"{name} needs the depth of view {view}, but {len(missing)} of {len(pairs)} pairs "
                                  f"have none (e.g. {missing[0]}); {cfg.dataset} at {cfg.root} provides no depth there")
+    if cfg.depth_noise == "kinect":
+        distorted = [p.pair_id for p in pairs if p.camera0.dist is not None or p.camera1.dist is not None]
+        if distorted:
+            raise InputError("--depth-noise kinect", f"the sensor model takes undistorted pinhole cameras, but {len(distorted)} "
+                             f"of {len(pairs)} pairs have lens distortion (e.g. {distorted[0]})")
     resolved = cfg.to_dict()
     resolved["dataset_resolved"] = ds.describe()
     resolved["pair_ids_sha256"] = hashlib.sha256("\n".join(ids).encode()).hexdigest()
     resolved["num_pairs"] = len(pairs)
     resolved["method_details"] = {m: meth.describe() for m, meth in methods.items()}
-    if not cfg.depth_noise:
-        resolved.pop("depth_degradation")
+    for model, key in _NOISE_PARAMS.items():  # only the parameters of the model in use
+        if cfg.depth_noise != model:
+            resolved.pop(key)
     _METHODS.update({m: meth for m, meth in methods.items()})
     return pairs, methods, resolved
 
@@ -339,6 +374,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     from twoview.bench.methods import init_chain
 
     levels = method_levels(cfg.methods)
+    noise_params = getattr(cfg, _NOISE_PARAMS[cfg.depth_noise]).to_dict() if cfg.depth_noise else None
     # waves: every method a wave depends on (A@B's B) is complete before it starts, so
     # A@B reuses B's cached prediction; within a wave, pair-major
     waves: list[list[tuple]] = [[] for _ in range(max(levels.values()) + 1)]
@@ -347,7 +383,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             path = cache_path(out, m, p.pair_id)
             if not _valid_cache(path):
                 init = {d: str(cache_path(out, d, p.pair_id)) for d in init_chain(m)}
-                waves[levels[m]].append((m, p, str(path), cfg.depth_noise, cfg.depth_degradation.to_dict(), init))
+                waves[levels[m]].append((m, p, str(path), cfg.depth_noise, noise_params, init))
     waves = [w for w in waves if w]
     n_tasks = sum(len(w) for w in waves)
     done = len(pairs) * len(cfg.methods) - n_tasks

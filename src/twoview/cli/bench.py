@@ -68,7 +68,7 @@ def build_config(args):
     d = {
         "dataset": args.dataset, "root": args.root, "dataset_options": opts, "methods": args.method or [],
         "out": args.out, "overwrite": args.overwrite, "workers": args.workers, "engine": args.engine,
-        "address": args.address, "depth_noise": args.depth_noise, "progress": not args.no_progress,
+        "address": args.address, "depth_noise": args.depth_noise or False, "progress": not args.no_progress,
     }
     if args.precision:
         d["precision_thresholds"] = [[0.25, 5.0]] + [list(p) for p in args.precision]
@@ -138,9 +138,13 @@ def register(sub) -> None:
                    "the same method twice with different options is allowed); A@B initialises A from B's pose")
     g.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
     g.add_argument("--list-datasets", action="store_true", help="print the dataset kinds and exit")
-    g.add_argument("--depth-noise", action="store_true",
-                   help="corrupt the depth methods receive with the simulated monocular depth model "
-                   "(global scale in [0.85, 1.15], smooth +-5%% field), seeded per pair, the same for all methods")
+    g.add_argument("--depth-noise", nargs="?", const="monocular", choices=["monocular", "kinect"],
+                   help="corrupt the depth methods receive, seeded per pair and view, the same for all methods: "
+                   "'monocular' (also the flag alone) simulates monocular depth (global scale in [0.85, 1.15], smooth +-5%% "
+                   "field); 'kinect' simulates a raw Kinect v1-class sensor whose depth is not registered to colour "
+                   "(IR camera 2.5 cm beside the colour camera, noise growing with depth squared, 1/8 px disparity "
+                   "quantisation, projector shadows, holes and flying pixels at depth edges, 0.5-5 m range; "
+                   "twoview.depth.sensor); recorded with its parameters in OUT/config.json")
     g.add_argument("--precision", type=float, nargs=2, action="append", metavar=("METRES", "DEGREES"),
                    help="extra pose-precision threshold (25 cm, 5 deg is always reported)")
     g = p.add_argument_group("output and execution")

@@ -1,0 +1,203 @@
+"""The simulated Kinect-class sensor: seeded, its noise, quantisation, registration offset
+and edge holes as documented, and its use by ``twoview bench --depth-noise kinect``."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from twoview.depth.sensor import SensorModel, simulate_sensor_depth
+from twoview.errors import ConfigError, InputError
+from twoview.geometry.camera import Camera
+from twoview.result import PoseResult
+
+CAM = Camera(525.0, 525.0, 319.5, 239.5, 640, 480)
+#: no random effect: only the geometry of the unregistered IR camera
+QUIET = dict(disparity_step_px=0.0, noise_a_m=0.0, noise_b_per_m=0.0, lateral_noise_px=0.0, edge_hole_prob=0.0,
+             flying_pixel_prob=0.0, dropout_fraction=0.0)
+#: no effect at all: the IR camera is the colour camera
+IDENTITY = dict(QUIET, ir_position_m=[0.0, 0.0, 0.0], projector_shadows=False, min_range_m=None, max_range_m=None)
+
+
+def _box(z_near, z_far=3.0):
+    """A 120x120 px square at ``z_near`` metres in front of a wall at ``z_far``."""
+    d = np.full((480, 640), z_far)
+    d[180:300, 260:380] = z_near
+    return d
+
+
+def _ramp():
+    """A plane turned about the image's vertical axis, 0.8 m on the left to 4.4 m on the right."""
+    return np.broadcast_to(np.linspace(0.8, 4.4, 640), (480, 640)).copy()
+
+
+def test_same_seed_same_measurement_other_seed_differs():
+    d = _ramp()
+    a, ia = simulate_sensor_depth(d, CAM, seed=5)
+    b, ib = simulate_sensor_depth(d, CAM, seed=5)
+    c, _ = simulate_sensor_depth(d, CAM, seed=6)
+    np.testing.assert_array_equal(a, b)
+    assert ia == ib and ia["seed"] == 5
+    assert not np.allclose(a, c, equal_nan=True)
+    assert np.isfinite(d).all() and np.array_equal(d, _ramp())  # the input is not changed
+
+
+def test_identity_model_reproduces_the_input_and_quantisation_stays_within_half_a_step(shared_data):
+    from twoview.datasets import get_dataset
+
+    p = get_dataset("icl_nuim", shared_data / "icl_nuim_livingroom1", trajectory="gt_trajectory_frames0-4.log",
+                    gaps=[1]).pairs()[0]
+    d = p.load_depths()[0]
+    out, info = simulate_sensor_depth(d, p.camera0, SensorModel(**IDENTITY), seed=1)
+    np.testing.assert_array_equal(out, d)  # NaN where the input has none, nothing filled or moved
+    assert info["offset_px_median"] == 0.0
+    model = SensorModel(**{**IDENTITY, "disparity_step_px": 0.125})
+    out, _ = simulate_sensor_depth(d, p.camera0, model, seed=1)
+    half_step = 0.5 * 0.125 * d**2 / (p.camera0.fx * model.projector_baseline_m)
+    assert np.array_equal(np.isnan(out), np.isnan(d))
+    assert np.nanmax(np.abs(out - d) / half_step) <= 1.01  # half a step, to first order
+
+
+@pytest.mark.parametrize("z", [1.0, 3.0])
+def test_plane_keeps_its_depth_and_the_noise_grows_with_depth_squared(z):
+    model = SensorModel(**{**QUIET, "noise_a_m": 0.0012, "noise_b_per_m": 0.0019})
+    out, info = simulate_sensor_depth(np.full((480, 640), z), CAM, model, seed=2)
+    v = out[np.isfinite(out)]
+    sigma = 0.0012 + 0.0019 * (z - 0.4) ** 2  # Nguyen et al. 2012
+    assert v.size > 0.95 * 480 * 640 * (1 - 525 * 0.025 / z / 640)  # only the strip the IR camera sees alone is empty
+    assert abs(v.mean() - z) < 5 * sigma / np.sqrt(v.size)
+    assert v.std() == pytest.approx(sigma, rel=0.03)
+    # the default model adds disparity quantisation: about step^2 / 12 more variance, no bias
+    out, _ = simulate_sensor_depth(np.full((480, 640), z), CAM, seed=2)
+    v = out[np.isfinite(out)]
+    step = z**2 * 0.125 / (525 * 0.075)
+    assert abs(np.median(v) - z) < 0.5 * step and v.std() == pytest.approx(np.hypot(sigma, step / np.sqrt(12)), rel=0.1)
+    # the IR camera 2.5 cm to the side: every depth pixel is f b / z pixels from its colour pixel
+    assert info["offset_px_median"] == pytest.approx(525 * 0.025 / z, rel=1e-6)
+
+
+def test_quantisation_steps_grow_with_depth_squared():
+    model = SensorModel(**{**QUIET, "disparity_step_px": 0.125})
+    sweep = np.linspace(0.8, 4.4, 480 * 640).reshape(480, 640)  # every depth, 12 um apart in raster order
+    out, _ = simulate_sensor_depth(sweep, CAM, model, seed=0)
+    levels = np.unique(out[np.isfinite(out)])
+    fb = 525 * model.projector_baseline_m
+    k = fb / levels / 0.125
+    np.testing.assert_allclose(k, np.rint(k), atol=1e-6)  # z = f b / d, d a multiple of 1/8 px
+    steps, mid = np.diff(levels), 0.5 * (levels[1:] + levels[:-1])
+    for z in (1.0, 3.0):
+        step = steps[np.argmin(np.abs(mid - z))]
+        assert step == pytest.approx(z**2 * 0.125 / fb, rel=0.03)
+
+
+@pytest.mark.parametrize("z_near", [1.0, 2.0])
+def test_a_near_surface_is_shifted_by_f_b_over_z_pixels(z_near):
+    out, _ = simulate_sensor_depth(_box(z_near), CAM, SensorModel(flying_pixel_prob=0.0), seed=3)
+    near = np.nonzero(out < 0.5 * (z_near + 3.0))
+    # the IR camera sits at +x: what it sees moves left in its image, near surfaces more
+    # (by whole pixels: each point lands on its nearest pixel)
+    assert near[1].mean() - 319.5 == pytest.approx(-525 * 0.025 / z_near, abs=0.6)
+    assert near[0].mean() == pytest.approx(239.5, abs=0.3)
+
+
+def test_holes_at_depth_edges_and_in_the_projector_shadow():
+    d = _box(1.0)
+    out, info = simulate_sensor_depth(d, CAM, seed=4)
+    hole = np.isnan(out)
+    left = 260 - round(525 * 0.025)  # the square's left edge in the IR image
+    right = 380 - round(525 * 0.025)  # one past its right edge
+    rows = slice(190, 290)
+    at_edge = hole[rows, left - 2:left + 2].mean()
+    inside = hole[rows, left + 10:right - 10].mean()
+    wall = hole[rows, 20:left - 10].mean()
+    assert at_edge > 0.3 and inside < 0.02 and wall < 0.02
+    # the projector, 7.5 cm on the other side of the IR camera, lights no wall for
+    # f b (1/z_near - 1/z_far) = 26 px right of the square (the IR camera's own view adds nothing there)
+    shadow = 525 * 0.075 * (1 / 1.0 - 1 / 3.0)
+    assert hole[rows, right + 2:right + int(shadow) - 2].mean() > 0.98
+    assert hole[rows, right + int(shadow) + 4:right + int(shadow) + 40].mean() < 0.05
+    assert 0.9 < info["valid_fraction"] < 0.98
+
+
+def test_range_limits_and_edge_probabilities():
+    out, _ = simulate_sensor_depth(_ramp(), CAM, SensorModel(min_range_m=1.0, max_range_m=4.0), seed=0)
+    assert np.nanmin(out) >= 1.0 and np.nanmax(out) <= 4.0
+    with pytest.raises(ConfigError, match="edge_hole_prob"):
+        SensorModel(edge_hole_prob=0.8, flying_pixel_prob=0.5)
+    with pytest.raises(ConfigError, match="ir_position_m"):
+        SensorModel(ir_position_m=[0.025, 0.0])
+    with pytest.raises(ConfigError, match="unknown key"):
+        SensorModel.from_dict({"baseline": 0.05})
+
+
+def test_bad_input_names_the_argument():
+    d = _ramp()
+    with pytest.raises(InputError, match="^depth: must be an \\(H, W\\) array"):
+        simulate_sensor_depth(d[..., None], CAM)
+    with pytest.raises(InputError, match="^depth: has no valid pixel"):
+        simulate_sensor_depth(np.full((480, 640), np.nan), CAM)
+    with pytest.raises(InputError, match="^camera: is 320x240 but depth is 640x480"):
+        simulate_sensor_depth(d, Camera(262.5, 262.5, 159.5, 119.5, 320, 240))
+    with pytest.raises(InputError, match="^camera: must be a twoview.Camera"):
+        simulate_sensor_depth(d, CAM.K)
+    with pytest.raises(InputError, match="^camera: has lens distortion"):
+        simulate_sensor_depth(d, Camera(525.0, 525.0, 319.5, 239.5, 640, 480, dist=(0.1, 0.0, 0.0, 0.0)))
+
+
+# --- twoview bench --depth-noise kinect ------------------------------------------------------
+SEEN: list = []
+
+
+def make_probe(options):
+    """Records the depth maps it receives."""
+    from twoview.bench.methods import BenchMethod
+
+    def run(sample, d0, d1):
+        SEEN.append((sample.pair_id, d0, d1))
+        return PoseResult.failure("probe")
+
+    return BenchMethod("probe", run, (True, True), True)
+
+
+def test_bench_feeds_every_method_the_sensor_depth_and_records_the_model(shared_data, tmp_path, monkeypatch):
+    from twoview.bench import methods as bench_methods
+    from twoview.bench.runner import BenchConfig, pair_seed, run_benchmark
+    from twoview.cli import build_parser
+    from twoview.cli.bench import build_config
+    from twoview.datasets import get_dataset
+
+    real = bench_methods.registry
+    monkeypatch.setattr(bench_methods, "registry", lambda: {**real(), "probe": f"{__name__}:make_probe"})
+    sys.modules.setdefault(__name__, sys.modules[__name__])
+    SEEN.clear()
+    root = shared_data / "icl_nuim_livingroom1"
+    opts = {"trajectory": "gt_trajectory_frames0-4.log", "gaps": [2]}
+    cfg = {"dataset": "icl_nuim", "root": str(root), "dataset_options": opts, "methods": ["probe"],
+           "out": str(tmp_path / "k"), "progress": False, "depth_noise": "kinect"}
+    run_benchmark(BenchConfig.from_dict(cfg), log=lambda *a: None)
+    pairs = get_dataset("icl_nuim", root, **opts).pairs()
+    assert [s[0] for s in SEEN] == [p.pair_id for p in pairs] and len(pairs) == 3
+    for (_, d0, d1), p in zip(SEEN, pairs):
+        clean0, clean1 = p.load_depths()
+        np.testing.assert_array_equal(d0, simulate_sensor_depth(clean0, p.camera0, seed=pair_seed(p.pair_id))[0])
+        np.testing.assert_array_equal(d1, simulate_sensor_depth(clean1, p.camera1, seed=pair_seed(p.pair_id) + 1)[0])
+        assert np.isnan(d0).sum() > np.isnan(clean0).sum() + 0.02 * d0.size
+    written = json.loads((tmp_path / "k" / "config.json").read_text())
+    assert written["depth_noise"] == "kinect" and written["depth_sensor"] == SensorModel().to_dict()
+    assert "depth_degradation" not in written
+    # another noise model is another run: the folder's cache is not reused
+    with pytest.raises(InputError, match="differs in: depth_degradation, depth_noise, depth_sensor"):
+        run_benchmark(BenchConfig.from_dict({**cfg, "depth_noise": "monocular"}), log=lambda *a: None)
+    # distorted cameras are refused before anything runs
+    tum = {**cfg, "dataset": "tum", "root": str(shared_data / "tum" / "fr1_xyz"), "dataset_options": {"max_pairs": 2},
+           "out": str(tmp_path / "tum")}
+    with pytest.raises(InputError, match="--depth-noise kinect: the sensor model takes undistorted pinhole cameras"):
+        run_benchmark(BenchConfig.from_dict(tum), log=lambda *a: None)
+    assert not (tmp_path / "tum").exists()
+    # the CLI: the flag alone keeps meaning the monocular model
+    base = ["bench", "--dataset", "icl_nuim", "--root", "r", "--method", "sift", "--out", "o"]
+    parse = build_parser().parse_args
+    assert build_config(parse(base + ["--depth-noise", "kinect"])).depth_noise == "kinect"
+    assert build_config(parse(base + ["--depth-noise"])).depth_noise == "monocular"
+    assert build_config(parse(base)).depth_noise is False

@@ -252,7 +252,13 @@ class SolverConfig(StrictConfig):
         min_inliers: fewer inliers than this is a failure.
         min_depth, max_depth: depth range (metres) trusted for 3D points.
         seed: RANSAC seed for the numpy solvers (PoseLib's RANSAC is seeded internally).
-        monodepth: options of the "monodepth" solver.
+        depth_noise: "estimate": after "rigid3d" / "pnp", refine with each inlier's depth
+            as a prior whose noise is estimated from the data
+            (:mod:`twoview.solvers.depth_noise`), so noisy or unregistered depth cannot
+            make the rotation worse than the images say; "exact": the solvers' 3D points
+            are the depth map's (their own refinement only).
+        monodepth: options of the "monodepth" solver (its joint refinement's options also
+            serve ``depth_noise="estimate"``).
     """
 
     mode: SolverMode = "auto"
@@ -266,6 +272,7 @@ class SolverConfig(StrictConfig):
     min_depth: float = 0.05
     max_depth: float = 80.0
     seed: int = 0
+    depth_noise: typing.Literal["estimate", "exact"] = "estimate"
     monodepth: MonodepthConfig = field(default_factory=MonodepthConfig)
 
     def validate(self):

@@ -236,6 +236,11 @@ def estimate_from_matches(
 
     pose, metric, info = out.pose, out.metric, dict(out.info)
     inl = out.inliers
+    if solver_name in ("rigid3d", "pnp") and cfg.depth_noise == "estimate":
+        from twoview.solvers.depth_noise import refine_with_depth_noise
+
+        with timer("depth_noise"):
+            pose, info["depth_noise"] = refine_with_depth_noise(pose, k0[inl], k1[inl], cam0, cam1, depth0, depth1, cfg)
     depth_scale = None
     if not metric and (depth0 is not None or depth1 is not None):
         with timer("scale"):

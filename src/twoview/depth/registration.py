@@ -13,16 +13,23 @@ edge of the colour image. :func:`estimate_registration` finds the displacement t
 the depth map's occluding contours (near side of a relative depth jump) onto the colour
 image's gradients, with the model of a second camera beside the colour one
 
-    u_colour = u_depth + shift + parallax / z,
+    u_colour = u_depth + shift + (zoom - 1) (u_depth - c) + parallax / z,
 
 ``shift`` (px) a constant displacement (a small rotation between the cameras, or the
-motion between the two exposures) and ``parallax`` (px m: focal length times the
-baseline) the displacement that falls with depth. It is accepted only when the contours
-say so clearly (enough of them, a clear gain over no correction, and two disjoint halves
-of the contours agreeing); otherwise the view is left as it is. :func:`register_depth`
-then resamples the depth map onto the colour image's pixels.
+motion between the two exposures), ``zoom`` the ratio of the two cameras' focal lengths
+about the principal point ``c`` (7-Scenes: colour 525 px against depth 585 px, one K given
+for both), and ``parallax`` (px m: focal length times the baseline) the displacement that
+falls with depth. It is accepted only when the contours say so clearly (enough of them, a
+clear gain over no correction, and two disjoint halves of the contours agreeing);
+otherwise the view is left as it is.
 
-Cost: about 5-10 ms for a 640x480 view.
+Which of the two to move follows from the kind of displacement. A zoom or a parallax is
+two cameras, and the K given is the depth camera's (the colour image cannot match it):
+the depth map's geometry is kept and the colour image is resampled onto it
+(:func:`register_colour`, ``reference="depth"``). A constant shift is the motion between
+the two exposures (or a small rotation of a factory-registered pair): the colour image
+is kept and the depth map is resampled onto it (:func:`register_depth`,
+``reference="colour"``). Either way image, depth and K agree afterwards.
 """
 
 from __future__ import annotations
@@ -41,38 +48,50 @@ class RegistrationConfig(StrictConfig):
     """Options of :func:`estimate_registration`.
 
     Attributes:
-        max_shift_frac: search range of the displacement, as a fraction of the image
-            width (0.025: 16 px on a 640 px image; a Kinect's IR-to-colour parallax at
-            0.6 m is about 20 px, most of which the factory or the user registration
-            removes).
+        max_shift_frac: search range of the constant displacement, as a fraction of the
+            image width (0.025: 16 px on a 640 px image).
+        max_zoom: search range of ``zoom - 1`` (0.15: focal lengths up to 15 % apart;
+            7-Scenes' colour and depth cameras are 11 % apart).
         min_jump: relative depth jump that makes an occluding contour (5 %).
         min_edges: fewer contour pixels than this: no evidence, the view is kept.
         max_edges: contour pixels used (evenly subsampled above this).
         min_gain: the best displacement must raise the mean colour-gradient score on the
             contours by at least this fraction of its value without correction.
-        max_half_disagreement_px: the two halves of the contours must agree on the
-            displacement at the median contour depth within this many pixels.
-        fit_parallax: also fit the depth-dependent part (needs contours at different
-            depths: the nearest and farthest tenth more than 1.5x apart).
+        max_half_disagreement_px: two halves of the contours (whole contours each) must
+            agree on the displacement (median over the contours) within this many pixels.
+        min_explained: after the displacement, at least this fraction of the contour
+            pixels must lie on a colour edge (strength above 0.25): a displacement that
+            lines up only some contours with some edges is chance, not registration.
+        fit_zoom: fit the focal-length ratio.
+        fit_parallax: fit the depth-dependent part (needs contours at different depths:
+            the nearest and farthest tenth more than 1.5x apart).
+        two_camera_px: a zoom or parallax moving the contours by more than this (median,
+            relative to a constant shift) means two cameras: the depth is the reference.
     """
 
     max_shift_frac: float = 0.025
+    max_zoom: float = 0.15
     min_jump: float = 0.05
     min_edges: int = 150
-    max_edges: int = 3000
+    max_edges: int = 1500
     min_gain: float = 0.08
-    max_half_disagreement_px: float = 1.5
+    max_half_disagreement_px: float = 2.0
+    min_explained: float = 0.45
+    fit_zoom: bool = True
     fit_parallax: bool = True
+    two_camera_px: float = 4.0
 
     def validate(self):
         if not 0 < self.max_shift_frac < 0.2:
             raise ConfigError(f"registration.max_shift_frac must be in (0, 0.2), got {self.max_shift_frac}")
+        if not 0 < self.max_zoom < 0.5:
+            raise ConfigError(f"registration.max_zoom must be in (0, 0.5), got {self.max_zoom}")
         if not 0 < self.min_jump < 1:
             raise ConfigError(f"registration.min_jump must be in (0, 1), got {self.min_jump}")
         if self.min_edges < 10 or self.max_edges < self.min_edges:
             raise ConfigError("registration: need 10 <= min_edges <= max_edges")
-        if self.min_gain < 0 or self.max_half_disagreement_px <= 0:
-            raise ConfigError("registration: min_gain must be >= 0 and max_half_disagreement_px > 0")
+        if self.min_gain < 0 or self.max_half_disagreement_px <= 0 or self.two_camera_px <= 0:
+            raise ConfigError("registration: min_gain must be >= 0, max_half_disagreement_px and two_camera_px > 0")
 
 
 @dataclass
@@ -81,37 +100,44 @@ class DepthRegistration:
 
     Attributes:
         shift: (2,) pixels (x, y).
-        parallax: (2,) pixel metres; the displacement of a depth pixel at depth z is
-            ``shift + parallax / z``.
+        zoom: colour focal length over depth focal length (about ``centre``).
+        parallax: (2,) pixel metres; a depth pixel u at depth z lies in the colour image at
+            ``u + shift + (zoom - 1) (u - centre) + parallax / z``.
+        centre: (2,) the principal point the zoom is about.
         applied: whether the evidence was clear enough to correct the view.
+        reference: "depth" (two cameras: the colour is moved onto the depth) or "colour"
+            (a shift: the depth is moved onto the colour); see the module docstring.
         num_edges: occluding-contour pixels the estimate used.
         score_identity, score: mean colour-gradient score (0..1) on the contours without
             and with the displacement.
-        sharpness: how much the contours' score stands above the displacements around
-            it, ``(score - median over the searched displacements) / score`` in [0, 1]:
-            about 0.5 for a sharp, registered RGB-D frame, lower for blur or
-            disagreement.
+        sharpness: ``(score - median over the searched displacements) / score`` in
+            [0, 1]: how clearly the contours pick one displacement (about 0.5 for a sharp,
+            registered RGB-D frame; lower with blur or disagreement).
         reason: why it was (not) applied.
     """
 
     shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    zoom: float = 1.0
     parallax: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    centre: np.ndarray = field(default_factory=lambda: np.zeros(2))
     applied: bool = False
+    reference: str = "colour"
     num_edges: int = 0
     score_identity: float = float("nan")
     score: float = float("nan")
     sharpness: float = float("nan")
     reason: str = ""
 
-    def displacement_at(self, z: float) -> np.ndarray:
-        """(2,) pixel displacement of a depth pixel at depth ``z`` metres."""
-        return self.shift + self.parallax / z
+    def displacement(self, u: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """(N, 2) displacement onto the colour image of depth pixels u (N, 2) at depths z (N,)."""
+        u = np.asarray(u, float).reshape(-1, 2)
+        return self.shift + (self.zoom - 1.0) * (u - self.centre) + self.parallax / np.asarray(z, float).reshape(-1, 1)
 
     def to_dict(self) -> dict:
-        return {"applied": self.applied, "shift_px": [float(v) for v in self.shift],
-                "parallax_px_m": [float(v) for v in self.parallax], "num_edges": self.num_edges,
-                "score_identity": self.score_identity, "score": self.score, "sharpness": self.sharpness,
-                "reason": self.reason}
+        return {"applied": self.applied, "reference": self.reference, "shift_px": [float(v) for v in self.shift],
+                "zoom": float(self.zoom), "parallax_px_m": [float(v) for v in self.parallax],
+                "num_edges": self.num_edges, "score_identity": self.score_identity, "score": self.score,
+                "sharpness": self.sharpness, "reason": self.reason}
 
 
 def colour_edge_map(image: np.ndarray) -> np.ndarray:
@@ -150,77 +176,107 @@ def occluding_contours(depth: np.ndarray, min_jump: float, margin: int) -> tuple
     return x, y, z[y, x]
 
 
-def _scores(edge_map: np.ndarray, x, y, dx, dy) -> np.ndarray:
-    """Mean edge strength at (x + dx, y + dy) for each integer displacement (k,) -> (k,)."""
-    H, W = edge_map.shape
-    out = np.empty(len(dx))
-    for k in range(len(dx)):
-        out[k] = edge_map[np.clip(y + dy[k], 0, H - 1), np.clip(x + dx[k], 0, W - 1)].mean()
-    return out
+def contour_segments(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(n,) label of the connected contour (8-neighbours) each pixel belongs to."""
+    mask = np.zeros(shape, np.uint8)
+    mask[y, x] = 1
+    _, labels = cv2.connectedComponents(mask, connectivity=8)
+    return labels[y, x]
 
 
-def _bilinear_mean(edge_map: np.ndarray, u: np.ndarray, v: np.ndarray) -> float:
-    return float(cv2.remap(edge_map, u.astype(np.float32)[None], v.astype(np.float32)[None], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE).mean())
+def _sample(emap: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a (H, W) float32 map at float coordinates (n,) (border replicated)."""
+    return cv2.remap(emap, u.astype(np.float32)[None], v.astype(np.float32)[None], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)[0]
 
 
-def _best_shift(edge_map, x, y, R: int) -> tuple[np.ndarray, float, float]:
-    """Integer displacement with the highest mean score: a grid of step 2 over
-    [-R, R]^2, then every displacement within 2 px of its best. Returns (shift, score,
-    median score of the coarse grid)."""
-    g = np.arange(-R, R + 1, 2)
-    dx, dy = (a.ravel() for a in np.meshgrid(g, g))
-    coarse = _scores(edge_map, x, y, dx, dy)
-    k = int(np.argmax(coarse))
-    f = np.arange(-2, 3)
-    fx, fy = (a.ravel() for a in np.meshgrid(f + dx[k], f + dy[k]))
-    fine = _scores(edge_map, x, y, fx, fy)
-    j = int(np.argmax(fine))
-    return np.array([fx[j], fy[j]], float), float(fine[j]), float(np.median(coarse))
+def _displacement(p: np.ndarray, du: np.ndarray, dv: np.ndarray, inv_z: np.ndarray):
+    """Displacement (n,), (n,) of contour pixels at offsets (du, dv) from the centre and
+    inverse depth ``inv_z`` under parameters ``p = (shift_x, shift_y, zoom - 1,
+    parallax_x, parallax_y)``."""
+    return p[0] + p[2] * du + p[3] * inv_z, p[1] + p[2] * dv + p[4] * inv_z
 
 
-def _refine(edge_map, x, y, z, shift, with_parallax: bool, R: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Continuous (shift, parallax) maximising the bilinear mean score, from ``shift``:
-    Nelder-Mead on 2 or 4 parameters, the displacement kept within the search range."""
+def _coarse_search(emap, x, y, du, dv, R: int, zooms: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Best (shift, zoom) on a grid: zooms x shifts in [-R, R]^2 (step 2), on a blurred map
+    (a wide basin). Returns (parameters (5,), score, median score over the grid)."""
+    g = np.arange(-R, R + 1, 2, dtype=np.float32)
+    best, best_s, all_s = None, -1.0, []
+    H, W = emap.shape
+    for k in zooms:
+        bx = (x + k * du).astype(np.float32)
+        by = (y + k * dv).astype(np.float32)
+        for sy in g:
+            # one remap call per row of shifts: the contour points, moved by each shift in x
+            U = bx[None, :] + g[:, None]
+            V = np.broadcast_to(by[None, :] + sy, U.shape)
+            sc = cv2.remap(emap, np.ascontiguousarray(U), np.ascontiguousarray(V), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).mean(axis=1)
+            all_s.append(sc)
+            j = int(np.argmax(sc))
+            if sc[j] > best_s:
+                best_s, best = float(sc[j]), np.array([g[j], sy, k, 0.0, 0.0])
+    return best, best_s, float(np.median(np.concatenate(all_s)))
+
+
+def _refine(emap, gx, gy, x, y, du, dv, inv_z, p0: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
+    """Maximise the mean edge score over the parameters marked ``free`` (L-BFGS with the
+    map's analytic gradient), from ``p0``. Returns (parameters, score)."""
     from scipy.optimize import minimize
 
     xf, yf = x.astype(np.float64), y.astype(np.float64)
+    J = np.stack([np.ones_like(du), np.zeros_like(du), du, inv_z, np.zeros_like(du)], 1)  # d(disp_x)/dp
+    Jy = np.stack([np.zeros_like(dv), np.ones_like(dv), dv, np.zeros_like(dv), inv_z], 1)  # d(disp_y)/dp
+    # parameters scaled so a unit step moves a typical contour pixel by about a pixel
+    scale = np.array([1.0, 1.0, 1.0 / max(np.sqrt(np.mean(du**2 + dv**2)), 1.0), 1.0 / max(np.mean(inv_z), 1e-6),
+                      1.0 / max(np.mean(inv_z), 1e-6)])
+    idx = np.flatnonzero(free)
+
+    def f(q):
+        p = p0.copy()
+        p[idx] = q * scale[idx]
+        ddx, ddy = _displacement(p, du, dv, inv_z)
+        u, v = xf + ddx, yf + ddy
+        val = _sample(emap, u, v)
+        g = _sample(gx, u, v)[:, None] * J + _sample(gy, u, v)[:, None] * Jy
+        return -float(val.mean()), -(g.mean(axis=0)[idx] * scale[idx])
+
+    res = minimize(f, p0[idx] / scale[idx], jac=True, method="L-BFGS-B", options={"maxiter": 40})
+    p = p0.copy()
+    p[idx] = res.x * scale[idx]
+    return p, -float(res.fun)
+
+
+def _fit(emap, emap_wide, gx, gy, x, y, z, centre, cfg: "RegistrationConfig", R: int, start=None):
+    """(parameters, score, median grid score) of one set of contour pixels: a coarse grid
+    then a local refinement, or only the refinement from ``start``."""
+    du, dv = x - centre[0], y - centre[1]
     inv_z = 1.0 / z
-    zmed = float(np.median(z))
-
-    def unpack(p):
-        if with_parallax:
-            # parametrised by the displacement at the median depth and the parallax, so the
-            # two parameters are nearly independent
-            par = p[2:4]
-            return p[:2] - par / zmed, par
-        return p[:2], np.zeros(2)
-
-    def cost(p):
-        s, par = unpack(p)
-        du = s[0] + par[0] * inv_z
-        dv = s[1] + par[1] * inv_z
-        if np.max(np.abs(du)) > R + 2 or np.max(np.abs(dv)) > R + 2:
-            return 1.0
-        return -_bilinear_mean(edge_map, xf + du, yf + dv)
-
-    p0 = np.concatenate([shift, np.zeros(2)]) if with_parallax else shift.astype(float)
-    simplex = [p0] + [p0 + e for e in np.eye(len(p0)) * (1.0 if not with_parallax else np.array([1, 1, 2 * zmed, 2 * zmed]))]
-    res = minimize(cost, p0, method="Nelder-Mead",
-                   options={"initial_simplex": np.array(simplex), "xatol": 0.05, "fatol": 1e-5, "maxiter": 200})
-    s, par = unpack(res.x)
-    return s, par, -float(res.fun)
+    if start is None:
+        # zoom steps that move a contour pixel at a typical radius by about 2 px
+        step = 2.5 / max(float(np.median(np.hypot(du, dv))), 50.0)
+        zooms = np.arange(-cfg.max_zoom, cfg.max_zoom + 1e-9, step) if cfg.fit_zoom else np.zeros(1)
+        # a few hundred contour pixels find the basin; all of them refine it
+        sub = np.linspace(0, len(x) - 1, min(len(x), 400)).astype(int)
+        p, _, med = _coarse_search(emap_wide, x[sub], y[sub], du[sub], dv[sub], R, zooms)
+    else:
+        p, med = start.copy(), float("nan")
+    zs = np.sort(z)
+    spread = zs[int(0.9 * (len(zs) - 1))] > 1.5 * zs[int(0.1 * (len(zs) - 1))]
+    free = np.array([True, True, cfg.fit_zoom, cfg.fit_parallax and spread, cfg.fit_parallax and spread])
+    p, score = _refine(emap, gx, gy, x, y, du, dv, inv_z, p, free)
+    return p, score, med
 
 
-def estimate_registration(image: np.ndarray, depth: np.ndarray, config: RegistrationConfig | None = None,
-                          edge_map: np.ndarray | None = None) -> DepthRegistration:
+def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "RegistrationConfig | None" = None,
+                          centre: tuple[float, float] | None = None) -> DepthRegistration:
     """Estimate where the depth map lies on its colour image (see the module docstring).
 
     Args:
         image: (H, W, 3) uint8 RGB (or (H, W) grey), the colour image.
         depth: (H, W) float64 metres, NaN invalid, on the same pixel grid.
         config: options.
-        edge_map: :func:`colour_edge_map` of ``image`` if already computed.
+        centre: (cx, cy) the principal point the zoom is about (default: the image centre).
 
     Returns:
         :class:`DepthRegistration`; ``applied`` is False (zero displacement) unless the
@@ -228,54 +284,76 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: Registra
     """
     cfg = config or RegistrationConfig()
     H, W = depth.shape
+    c = np.array(centre if centre is not None else ((W - 1) / 2.0, (H - 1) / 2.0), float)
     R = max(2, int(round(cfg.max_shift_frac * W)))
-    x, y, z = occluding_contours(depth, cfg.min_jump, R + 2)
+    x, y, z = occluding_contours(depth, cfg.min_jump, 2)
     out = DepthRegistration(num_edges=int(len(x)))
     if len(x) < cfg.min_edges:
         out.reason = f"{len(x)} occluding-contour pixels (need {cfg.min_edges}): no evidence, kept as it is"
         return out
+    seg = contour_segments(x, y, depth.shape)
     if len(x) > cfg.max_edges:
         keep = np.linspace(0, len(x) - 1, cfg.max_edges).astype(int)
-        x, y, z = x[keep], y[keep], z[keep]
-    emap = colour_edge_map(image) if edge_map is None else edge_map
+        x, y, z, seg = x[keep], y[keep], z[keep], seg[keep]
+    emap = colour_edge_map(image)
+    emap_wide = cv2.GaussianBlur(emap, (0, 0), 2.0)
+    gx = cv2.Sobel(emap, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(emap, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     out.score_identity = float(emap[y, x].mean())
-    shift, best, med = _best_shift(emap, x, y, R)
-    zs = np.sort(z)
-    with_par = cfg.fit_parallax and zs[int(0.9 * (len(zs) - 1))] > 1.5 * zs[int(0.1 * (len(zs) - 1))]
-    shift, parallax, score = _refine(emap, x, y, z, shift, with_par, R)
-    out.shift, out.parallax, out.score = shift, parallax, score
+    p, score, med = _fit(emap, emap_wide, gx, gy, x, y, z, c, cfg, R)
+    out.shift, out.zoom, out.parallax, out.score = p[:2].copy(), 1.0 + float(p[2]), p[3:5].copy(), score
+    out.centre = c
     out.sharpness = float(np.clip((score - med) / max(score, 1e-9), 0.0, 1.0))
-    gain = score - out.score_identity
     zmed = float(np.median(z))
-    if np.hypot(*out.displacement_at(zmed)) < 0.5:
+    # displacement over the contours: what the correction would move
+    ddx, ddy = _displacement(p, x - c[0], y - c[1], 1.0 / z)
+    moved = float(np.median(np.hypot(ddx, ddy)))
+    gain = score - out.score_identity
+    explained = float(np.mean(_sample(emap, x + ddx, y + ddy) > 0.25))
+    if moved < 0.5:
         out.reason = "registered: the contours lie on the colour edges"
         return out
     if gain < cfg.min_gain * max(out.score_identity, 1e-9):
         out.reason = f"the best displacement raises the contour score by only {gain:.3f} (from {out.score_identity:.3f})"
         return out
-    # two disjoint halves of the contours must tell the same displacement
+    if explained < cfg.min_explained:
+        out.reason = (f"the best displacement puts only {100 * explained:.0f} % of the contours on colour edges "
+                      f"(need {100 * cfg.min_explained:.0f} %): no clear evidence")
+        return out
+    # two halves of the contours, whole contours each (neighbouring pixels of one contour
+    # would agree whatever the truth), must tell the same displacement
+    ids = np.unique(seg)
+    if len(ids) < 4:
+        out.reason = f"{len(ids)} separate contours: too few to check the displacement against each other"
+        return out
+    half = np.isin(seg, np.random.default_rng(0).permutation(ids)[: len(ids) // 2])
     halves = []
-    for h in (0, 1):
-        sel = slice(h, None, 2)
-        s_h, _, _ = _best_shift(emap, x[sel], y[sel], R)
-        s_h, p_h, _ = _refine(emap, x[sel], y[sel], z[sel], s_h, with_par, R)
-        halves.append(s_h + p_h / zmed)
-    disagreement = float(np.hypot(*(halves[0] - halves[1])))
+    for sel in (half, ~half):
+        ph, _, _ = _fit(emap, emap_wide, gx, gy, x[sel], y[sel], z[sel], c, cfg, R, start=p)
+        halves.append(np.stack(_displacement(ph, x - c[0], y - c[1], 1.0 / z), 1))
+    disagreement = float(np.median(np.linalg.norm(halves[0] - halves[1], axis=1)))
     if disagreement > cfg.max_half_disagreement_px:
         out.reason = f"two halves of the contours disagree by {disagreement:.1f} px: no clear evidence"
         return out
     out.applied = True
-    d = out.displacement_at(zmed)
-    out.reason = f"depth displaced by ({d[0]:+.1f}, {d[1]:+.1f}) px at {zmed:.2f} m (contour score {out.score_identity:.3f} -> {score:.3f})"
+    # a zoom or a displacement that varies with depth is two cameras (the depth map is
+    # then the geometry to keep); a constant shift is a time offset or a small rotation
+    # (the colour image is the view to keep)
+    zoom_px = abs(out.zoom - 1.0) * float(np.median(np.hypot(x - c[0], y - c[1])))
+    par_px = float(np.hypot(*out.parallax)) * float(np.std(1.0 / z))
+    out.reference = "depth" if max(zoom_px, par_px) > cfg.two_camera_px else "colour"
+    out.reason = (f"depth displaced by {moved:.1f} px (median over the contours; zoom {out.zoom:.3f}, parallax "
+                  f"{out.parallax[0]:+.1f}/{out.parallax[1]:+.1f} px m; contour score {out.score_identity:.3f} -> {score:.3f}); "
+                  f"{'two cameras: the colour is moved onto the depth' if out.reference == 'depth' else 'a shift: the depth is moved onto the colour'}")
     return out
 
 
 def register_depth(depth: np.ndarray, registration: DepthRegistration) -> np.ndarray:
-    """The depth map resampled onto the colour image's pixels: pixel u of the result takes
-    the depth of the depth pixel that the registration displaces onto u (nearest
-    neighbour, so no depth is invented across a discontinuity; the displacement at u is
-    found by two fixed-point steps, exact for a constant shift). Unchanged (the same
-    array) when the registration was not applied.
+    """The depth map resampled onto the colour image's pixels (``reference="colour"``):
+    pixel u of the result takes the depth of the depth pixel displaced onto u (nearest
+    neighbour, so no depth is invented across a discontinuity; the source pixel is found
+    by two fixed-point steps, exact without parallax). Unchanged (the same array) when
+    the registration was not applied.
 
     Args:
         depth: (H, W) float64 metres, NaN invalid.
@@ -288,24 +366,29 @@ def register_depth(depth: np.ndarray, registration: DepthRegistration) -> np.nda
     H, W = depth.shape
     d32 = np.where(np.isfinite(depth), depth, np.nan).astype(np.float32)
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
-    sx, sy = (float(v) for v in registration.shift)
-    px, py = (float(v) for v in registration.parallax)
-    mx, my = gx - sx, gy - sy
+    (sx, sy), k = (float(v) for v in registration.shift), float(registration.zoom)
+    (px, py), (cx, cy) = (float(v) for v in registration.parallax), (float(v) for v in registration.centre)
+
+    def source(inv):  # u_d = c + (u_c - c - shift - parallax / z) / zoom
+        return (cx + (gx - cx - sx - px * inv) / k).astype(np.float32), (cy + (gy - cy - sy - py * inv) / k).astype(np.float32)
+
+    mx, my = source(0.0)
     if px or py:
         for _ in range(2):
             z = cv2.remap(d32, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
             inv = np.where(np.isfinite(z) & (z > 0), 1.0 / np.where(z > 0, z, 1.0), 0.0).astype(np.float32)
-            mx, my = gx - sx - px * inv, gy - sy - py * inv
+            mx, my = source(inv)
     out = cv2.remap(d32, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
     return out.astype(np.float64)
 
 
 def register_colour(image: np.ndarray, depth: np.ndarray, registration: DepthRegistration) -> np.ndarray:
-    """The colour image resampled onto the depth map's pixels: pixel u of the result takes
-    the colour at ``u + shift + parallax / z(u)`` (bilinear; where the depth is missing,
-    at the median depth). The depth map's geometry is kept as it is, and every depth
-    pixel gets the colour of the surface it measured. Unchanged (the same array) when the
-    registration was not applied.
+    """The colour image resampled onto the depth map's pixels (``reference="depth"``):
+    pixel u of the result takes the colour where the registration displaces it (bilinear;
+    where the depth is missing, at the median depth). The depth map's geometry is kept,
+    and every depth pixel gets the colour of the surface it measured; what the colour
+    camera did not see is black. Unchanged (the same array) when the registration was not
+    applied.
 
     Args:
         image: (H, W, 3) uint8.
@@ -321,6 +404,19 @@ def register_colour(image: np.ndarray, depth: np.ndarray, registration: DepthReg
     zmed = float(np.nanmedian(z)) if np.isfinite(z).any() else 1.0
     inv = (1.0 / np.where(np.isfinite(z), z, zmed)).astype(np.float32)
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
-    mx = gx + np.float32(registration.shift[0]) + np.float32(registration.parallax[0]) * inv
-    my = gy + np.float32(registration.shift[1]) + np.float32(registration.parallax[1]) * inv
-    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    k1 = np.float32(registration.zoom - 1.0)
+    cx, cy = (np.float32(v) for v in registration.centre)
+    mx = gx + np.float32(registration.shift[0]) + k1 * (gx - cx) + np.float32(registration.parallax[0]) * inv
+    my = gy + np.float32(registration.shift[1]) + k1 * (gy - cy) + np.float32(registration.parallax[1]) * inv
+    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def register_view(image: np.ndarray, depth: np.ndarray, registration: DepthRegistration) -> tuple[np.ndarray, np.ndarray]:
+    """(image, depth) made to agree by the registration: the colour moved onto the depth
+    (``reference="depth"``) or the depth moved onto the colour (``"colour"``); both
+    unchanged when it was not applied."""
+    if not registration.applied:
+        return image, depth
+    if registration.reference == "depth":
+        return register_colour(image, depth, registration), depth
+    return image, register_depth(depth, registration)

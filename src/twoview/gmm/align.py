@@ -161,8 +161,37 @@ class _Level:
                                            self.chan_b, b.mix.camera)
             self.src_b = self._compensated(self.own_b, self.idx_b, inverse_map(self.means_b, R, t, s, False, False)[0],
                                            self.chan_a, a.mix.camera)
+            if cfg.adapt_appearance_noise:
+                self._adapt_appearance_noise(R, t, s)
         self.pairs, self.frozen = job.result()
         self._round_key = key
+
+    def _adapt_appearance_noise(self, R, t, s):
+        """Each channel group's residual scale from the data, as the geometric kernels'
+        (``adapt_noise``): the robust spread (1.4826 MAD per channel) of the compared
+        Gaussians' residuals at this state, never below the configured sigma. Colour
+        that disagrees with the geometry (JPEG blocks, misregistration, exposure, a rough
+        pose) then weighs less, and as much more as it agrees."""
+        import dataclasses as _dc
+
+        qa = forward_map(self.means_a, R, t, s, False, False)[0]
+        qb = inverse_map(self.means_b, R, t, s, False, False)[0]
+        ia, uva = project_inside(qa, self.b.mix.camera)
+        ib, uvb = project_inside(qb, self.a.mix.camera)
+        if len(ia) + len(ib) < 30:
+            return
+        base = getattr(self, "_sigma_base", None)
+        if base is None:
+            base = self._sigma_base = [ch.sigma for ch in self.chan_a]
+        fa = sample_at_pixels(self.chan_b, uva)
+        fb = sample_at_pixels(self.chan_a, uvb)
+        sig = []
+        for k in range(len(self.chan_a)):
+            r = np.concatenate([(fa[k] - self.src_a[k][ia]).ravel(), (fb[k] - self.src_b[k][ib]).ravel()])
+            sig.append(max(base[k], 1.4826 * float(np.median(np.abs(r)))))
+        self.chan_a = [_dc.replace(ch, sigma=v) for ch, v in zip(self.chan_a, sig)]
+        self.chan_b = [_dc.replace(ch, sigma=v) for ch, v in zip(self.chan_b, sig)]
+        self.appearance_sigma = sig
 
     def _compensated(self, own, idx, q, target, camera):
         """The visible Gaussians' own appearance; colours mapped by the affine colour

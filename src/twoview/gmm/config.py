@@ -62,7 +62,6 @@ class BuildConfig(StrictConfig):
     feature_resize_max: int = 192
     dinov2_model: str = "facebook/dinov2-small"
     zbuffer_stride: int = 4
-    register_depth: bool = False
     dense_cell_px: int = 0
     dense_neighbourhood: int = 3
 
@@ -116,6 +115,11 @@ class AlignConfig(StrictConfig):
             geometric kernel by it, so inconsistent depth (sensor noise and timing,
             monocular errors) weighs less against the appearance term: at the initial
             pose, and again before the fine level when coarse levels ran.
+        adapt_appearance_noise: estimate each appearance channel group's residual scale
+            from the data at the start of every round (robust spread of the compared
+            Gaussians' residuals, never below ``colour_residual_sigma`` /
+            ``feature_residual_sigma``), so appearance that disagrees with the geometry
+            weighs less.
         skip_coarse: with ``adapt_noise``, skip a coarse level when the registration noise
             at the initial pose is below half its inflation (a good initial pose does not
             need the wide basin; a rough one gets it).
@@ -153,6 +157,7 @@ class AlignConfig(StrictConfig):
     appearance_fraction: float = 0.5
     compensate_exposure: bool = True
     adapt_noise: bool = True
+    adapt_appearance_noise: bool = False
     skip_coarse: bool = True
     knn: int = 5
     truncation_sigmas: float = 4.0

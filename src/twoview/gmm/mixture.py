@@ -257,12 +257,6 @@ def build_mixture(
     image, depth, camera = pinhole_view(image, depth, camera, name)
     if not np.any(np.isfinite(depth)):
         raise InputError(f"depth{name}", "depth map has no valid (finite, positive) value")
-    reg = None
-    if cfg.register_depth:
-        from twoview.depth.registration import estimate_registration, register_colour
-
-        reg = estimate_registration(image, depth)
-        image = register_colour(image, depth, reg)
     H, W = depth.shape
     valid, n_valid = _valid_mask(depth, cfg)
 
@@ -339,8 +333,6 @@ def build_mixture(
         "ms_features": (t_feat - t_geom) * 1e3,
         "median_depth": float(np.median(mean[:, 2])) if len(mean) else float("nan"),
     }
-    if reg is not None:
-        info["registration"] = reg.to_dict()
     if dense is not None:
         info["num_dense"] = len(dense)
         dense.camera, dense.zbuffer, dense.zbuffer_stride = camera, zbuf, s

@@ -132,7 +132,7 @@ class Pipeline:
             views = [v.with_depth(d, "monocular", depth_model=info) for v, (d, info) in zip(views, preds)]
             run.note("depth", source="model", model=cfg.model.model, cached=[i.get("cached") for _, i in preds])
         elif cfg.register and any(v.depth_kind == "sensor" for v in views):
-            from twoview.depth.registration import estimate_registration, register_depth
+            from twoview.depth.registration import estimate_registration, register_view
 
             out = []
             with run.time("register"):
@@ -140,15 +140,19 @@ class Pipeline:
                     if v.depth_kind != "sensor":
                         out.append(v)
                         continue
-                    # on the raw pixel grid, where both the image and the depth map lie
-                    reg = estimate_registration(v.image, v.depth, cfg.registration)
-                    if reg.applied:
-                        out.append(v.with_depth(register_depth(v.depth, reg), "sensor", registration=reg.to_dict()))
-                    else:
-                        out.append(dataclasses.replace(v, info={**v.info, "registration": reg.to_dict()}))
+                    if v.camera.dist is not None:
+                        # a displacement model holds on the pinhole grid (distortion bends it);
+                        # the view stays undistorted for every later stage
+                        cam = v.camera
+                        v = dataclasses.replace(v, image=cam.undistort_image(v.image), depth=cam.undistort_depth(v.depth),
+                                                camera=cam.pinhole, info={**v.info, "undistorted": True})
+                    reg = estimate_registration(v.image, v.depth, cfg.registration, centre=(v.camera.cx, v.camera.cy))
+                    image, depth = register_view(v.image, v.depth, reg)
+                    out.append(dataclasses.replace(v, image=image, depth=depth, info={**v.info, "registration": reg.to_dict()}))
             views = out
             run.note("depth", source="given", kinds=[v.depth_kind for v in views],
-                     registration=[v.info.get("registration", {}).get("applied") for v in views])
+                     registration=[{k: v.info["registration"][k] for k in ("applied", "reference")} if "registration" in v.info
+                                   else None for v in views])
         else:
             run.note("depth", source="given" if any(v.depth is not None for v in views) else "none",
                      kinds=[v.depth_kind for v in views])

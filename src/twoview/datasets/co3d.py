@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,10 @@ class CO3DDataset(SequenceDataset):
         try:
             with gzip.open(path, "rt") as fh:
                 entries = json.load(fh)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError, zlib.error) as e:  # a broken gzip stream, bad UTF-8 or JSON
             raise InputError(str(path), f"cannot read gzipped JSON: {e}") from None
+        except RecursionError:
+            raise InputError(str(path), "the JSON is nested too deeply to be frame annotations") from None
         if not isinstance(entries, list):
             raise InputError(str(path), "expected a JSON list of frame annotations")
         seqs = sorted({e.get("sequence_name") for e in entries if isinstance(e, dict)})

@@ -175,8 +175,8 @@ def _well_formed(rec) -> bool:
 
     from twoview.geometry.pose import Pose
 
-    def number(v, none_ok=True) -> bool:
-        return (v is None and none_ok) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    def number(v) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
 
     if not (isinstance(rec, dict) and rec.get("version") == CACHE_VERSION):
         return False

@@ -183,14 +183,14 @@ def check_output_files(args, flags: dict[str, str]) -> None:
         path = Path(value)
         if flag in PICTURE_FLAGS:
             image_format(path, flag)
+        existing = next((q for q in path.parents if _exists(q)), None)
+        _check_name_lengths(flag, path, existing or Path("."))  # first: a stat of a long name fails
         if path.is_dir():
             raise InputError(flag, f"is a folder, not a file: {path}")
         if path.exists() and not path.is_file():
             raise InputError(flag, f"is not a regular file (a device, a pipe, a socket): {path}")
-        existing = next((q for q in path.parents if q.exists()), None)
         if existing is not None and not existing.is_dir():
             raise InputError(flag, f"cannot create {path}: {existing} is a file, not a folder")
-        _check_name_lengths(flag, path, existing or Path("."))
         if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
             raise InputError(flag, f"cannot write {path}: no write permission in {existing}")
         for other_flag, other in inputs + seen:
@@ -216,6 +216,13 @@ def _check_name_lengths(flag: str, path: Path, existing: Path) -> None:
                                    f"the file system allows {name_max}")
     if len(os.fsencode(str(path.absolute()))) >= path_max:
         raise InputError(flag, f"the path is longer than the file system allows ({path_max} bytes)")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long: reported by the length check
+        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -148,10 +148,13 @@ class Dataset:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        if not self.root.exists():
-            raise InputError("--root", f"folder not found: {self.root}")
-        if not self.root.is_dir():
-            raise InputError("--root", f"not a folder: {self.root}")
+        try:
+            if not self.root.exists():
+                raise InputError("--root", f"folder not found: {self.root}")
+            if not self.root.is_dir():
+                raise InputError("--root", f"not a folder: {self.root}")
+        except OSError as e:  # a name too long, no permission
+            raise InputError("--root", f"cannot open {self.root}: {e.strerror or e}") from None
 
     def pairs(self) -> list[PairSample]:
         raise NotImplementedError

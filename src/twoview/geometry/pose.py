@@ -75,9 +75,10 @@ class Pose:
             raise ValueError(f"pose matrix: last row must be (0, 0, 0, 1), got {T[3].tolist()}")
         R = T[:3, :3]
         drift = float(np.abs(R @ R.T - np.eye(3)).max())
-        if not drift <= ROTATION_TOLERANCE or np.linalg.det(R) < 0:
-            raise ValueError(f"pose matrix: the 3x3 block is not a rotation (max |R R^T - I| = {drift:.3g} "
-                             f"> {ROTATION_TOLERANCE:g} or det = {np.linalg.det(R):.3g} < 0)")
+        det = float(np.linalg.det(R))
+        if not drift <= ROTATION_TOLERANCE or det < 0:
+            why = f"det = {det:.3g}" if det < 0 else f"max |R R^T - I| = {drift:.3g} > {ROTATION_TOLERANCE:g}"
+            raise ValueError(f"pose matrix: the 3x3 block is not a rotation ({why})")
         return cls(project_to_so3(R), T[:3, 3])
 
     @classmethod

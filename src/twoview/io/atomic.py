@@ -1,7 +1,7 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename.
 
 A reader never sees a half-written file, and an interrupted run leaves the old file.
-The temporary name is short (``.tmp-XXXXXXXX``), so any name the file system accepts for
+The temporary name is short (``.tmp-XXXXXXXX.tmp``), so any name the file system accepts for
 the result also works for the temporary file.
 """
 
@@ -21,7 +21,7 @@ from twoview.errors import InputError
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -35,9 +35,9 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
             Required for PNG; floating-point formats are taken as metres unless given.
         name: argument name used in error messages.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(name, f"file not found: {path}")
+    from twoview.io.text import existing_file
+
+    path = existing_file(path, name)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":

@@ -91,11 +91,9 @@ def load_image(path: str | Path, name: str = "image") -> np.ndarray:
         InputError: the file is missing, not a file, not a decodable image, or of a size
             :func:`check_image_size` refuses (checked from the header before decoding).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(name, f"file not found: {path}")
-    if not path.is_file():
-        raise InputError(name, f"not a file: {path}")
+    from twoview.io.text import existing_file
+
+    path = existing_file(path, name)
     header_size(path, name)
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
@@ -181,9 +179,9 @@ def to_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
 def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
     """(width, height) of an image file as :func:`load_image` returns it (upright by its
     EXIF orientation), reading only its header, checked by :func:`check_image_size`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(where or str(path), f"image not found: {path}")
+    from twoview.io.text import existing_file
+
+    path = existing_file(path, where, "image")
     name = where or str(path)
     try:
         w, h, orientation = _read_header(path, name)

@@ -14,6 +14,27 @@ from pathlib import Path
 from twoview.errors import InputError
 
 
+def existing_file(path: str | Path, what: str | None = None, kind: str = "file") -> Path:
+    """``path`` as a Path, checked to be an existing regular file (or one a device gives,
+    e.g. ``/dev/stdin``), without an OSError escaping (a name longer than the file system
+    allows is an ``OSError`` of ``Path.exists``).
+
+    Raises:
+        InputError: naming ``what`` (default: the path): missing, a folder, a name too long,
+            a path through something that is not a folder, no permission.
+    """
+    path = Path(path)
+    what = what or str(path)
+    try:
+        if not path.exists():
+            raise InputError(what, f"{kind} not found: {path}")
+        if path.is_dir():
+            raise InputError(what, f"not a file but a folder: {path}")
+    except OSError as e:
+        raise InputError(what, f"cannot open {path}: {e.strerror or e}") from None
+    return path
+
+
 def read_text(path: str | Path, what: str | None = None) -> str:
     """The UTF-8 text of ``path``.
 
@@ -24,12 +45,8 @@ def read_text(path: str | Path, what: str | None = None) -> str:
         InputError: missing, a folder, unreadable, or not UTF-8 text (the message gives
             the byte offset of the first bad byte).
     """
-    path = Path(path)
+    path = existing_file(path, what)
     what = what or str(path)
-    if not path.exists():
-        raise InputError(what, f"file not found: {path}")
-    if not path.is_file():
-        raise InputError(what, f"not a file: {path}")
     try:
         data = path.read_bytes()
     except OSError as e:

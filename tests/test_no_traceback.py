@@ -299,7 +299,7 @@ def test_json_to_stdout_and_jpeg_viz(pair, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("out, needle", [
-    ("{L}", "--json: {L} is an input of this command image0"),
+    ("{L}", "--json: {L} is the input image0 of this command: choose another output file"),
     ("{TMP}/" + "n" * 256 + ".json", "--json: the name nnnn"),
     ("/dev/null", "--json: is not a regular file"),
     ("-", None),
@@ -406,6 +406,16 @@ def test_torn_last_log_line_is_dropped_with_a_warning(tmp_path):
     log.write_bytes(b'{"step": 1}\nnot json\n{"step": 3}\n')
     with pytest.raises(InputError, match="line 2 is not a JSON record"):
         read_log(log)
+
+
+
+def test_input_names_longer_than_the_file_system_allows_are_bad_input(pair, capsys, tmp_path):
+    d, k0, *_ = pair
+    long = tmp_path / ("i" * 300 + ".png")
+    code, _, err = run_cli(capsys, "estimate", long, d / "right.png", "--K0", k0)
+    assert code == 2 and "image0: cannot open" in one_error_line(err) and "File name too long" in err
+    code, _, err = run_cli(capsys, "bench", "--dataset", "tum", "--root", long, "--method", "sift", "--out", tmp_path / "o")
+    assert code == 2 and "--root: cannot open" in one_error_line(err)
 
 
 if sys.platform != "linux":

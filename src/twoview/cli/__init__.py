@@ -6,7 +6,8 @@ Each subcommand lives in its own module of this package and exposes
 Exit status (every command): 0 a pose was found (or the command did its work), 1 no pose
 (the reason is printed), 2 bad input (one line naming the argument or file: a
 :class:`~twoview.errors.TwoViewError`), 3 an internal error, i.e. a bug (one line; set
-``TWOVIEW_DEBUG=1`` for the traceback), 130 interrupted (Ctrl-C).
+``TWOVIEW_DEBUG=1`` for the traceback), 130 interrupted (Ctrl-C), 141 the reader of its
+output went away (``twoview ... | head -1``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ COMMANDS = ["estimate", "refine", "demo", "bench", "train"]
 
 #: exit statuses (see the module docstring)
 EXIT_OK, EXIT_NO_POSE, EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: the reader of standard output went away (as the shell reports a process ended by SIGPIPE)
+EXIT_BROKEN_PIPE = 141
 #: the sentence the descriptions of the commands that estimate a pose end with
 EXIT_STATUS_HELP = "Exit status: 0 pose found, 1 no pose, 2 bad input, 3 internal error (a bug), 130 interrupted."
 #: the same for the commands that do not (bench, train)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of our output went away (`| head`): nothing left to say
         _silence_stdout()
-        return EXIT_OK
+        return EXIT_BROKEN_PIPE
     except Exception as e:  # the last resort: a bug, reported in one line, never a traceback
         if os.environ.get("TWOVIEW_DEBUG", "") not in ("", "0"):
             raise

@@ -195,8 +195,9 @@ def check_output_files(args, flags: dict[str, str]) -> None:
             raise InputError(flag, f"cannot write {path}: no write permission in {existing}")
         for other_flag, other in inputs + seen:
             if _same_file(path, other):
-                what = "an input of this command" if (other_flag, other) in inputs else "also the output of"
-                raise InputError(flag, f"{path} is {what} {other_flag}: choose another output file")
+                what = f"the input {other_flag} of this command" if (other_flag, other) in inputs else \
+                    f"also the output of {other_flag}"
+                raise InputError(flag, f"{path} is {what}: choose another output file")
         seen.append((flag, path))
 
 

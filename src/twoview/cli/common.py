@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from twoview.errors import ConfigError, InputError
-from twoview.io.atomic import writing  # noqa: F401  (the commands import it from here)
+from twoview.io.atomic import writing
 from twoview.io.text import parse_json, read_text, read_json
 
 
@@ -185,10 +185,13 @@ def check_output_files(args, flags: dict[str, str]) -> None:
             image_format(path, flag)
         existing = next((q for q in path.parents if _exists(q)), None)
         _check_name_lengths(flag, path, existing or Path("."))  # first: a stat of a long name fails
-        if path.is_dir():
-            raise InputError(flag, f"is a folder, not a file: {path}")
-        if path.exists() and not path.is_file():
-            raise InputError(flag, f"is not a regular file (a device, a pipe, a socket): {path}")
+        try:
+            if path.is_dir():
+                raise InputError(flag, f"is a folder, not a file: {path}")
+            if path.exists() and not path.is_file():
+                raise InputError(flag, f"is not a regular file (a device, a pipe, a socket): {path}")
+        except OSError as e:  # no permission to look into a folder on the way
+            raise InputError(flag, f"cannot write {path}: {e.strerror or e}") from None
         if existing is not None and not existing.is_dir():
             raise InputError(flag, f"cannot create {path}: {existing} is a file, not a folder")
         if existing is not None and not os.access(existing, os.W_OK | os.X_OK):

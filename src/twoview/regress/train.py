@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from twoview.errors import InputError
+from twoview.io.atomic import writing
 from twoview.regress.config import TrainConfig
 
 CKPT_FORMAT = "twoview-regress"
@@ -351,11 +352,20 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
         log_path.unlink()
     budget = cfg.optim.max_minutes * 60
     bar = tqdm(total=cfg.optim.steps, initial=tr.step_num, disable=not progress, desc="train", dynamic_ncols=True)
-    with open(log_path, "a") as log:
-        def write(rec):
+
+    def save(path: Path, **kw) -> Path:
+        with writing("out_dir", path):  # a full disk: one line naming the output folder
+            return tr.save(path, **kw)
+
+    with writing("out_dir", log_path):
+        log = open(log_path, "a")
+
+    def write(rec):
+        with writing("out_dir", log_path):
             log.write(json.dumps({k: v for k, v in rec.items() if not (isinstance(v, float) and not math.isfinite(v))}) + "\n")
             log.flush()
 
+    with log:
         while tr.step_num < cfg.optim.steps and tr.elapsed < budget:
             rec = tr.step()
             bar.update(1)
@@ -365,11 +375,12 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
             if tr.step_num % cfg.eval_every == 0:
                 write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
             if tr.step_num % cfg.ckpt_every == 0:
-                tr.save(last)
+                save(last)
         if tr.step_num % cfg.eval_every:
             write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
     bar.close()
-    tr.save(last)
-    model_path = tr.save(out / "model.pt", weights_only=True)
-    plot_curves(log_path, out / "curves.png")
+    save(last)
+    model_path = save(out / "model.pt", weights_only=True)
+    with writing("out_dir", out / "curves.png"):
+        plot_curves(log_path, out / "curves.png")
     return model_path

@@ -266,7 +266,6 @@ def ply_header_edit(data: bytes, r: random.Random) -> tuple[bytes, str]:
     end = data.find(b"end_header\n")
     head, body = data[: end + len(b"end_header\n")].decode("ascii"), data[end + len(b"end_header\n") :]
     lines = head.split("\n")
-    i = r.randrange(len(lines))
     edit = r.choice(["count", "count", "count", "noname", "dropprop", "rename", "type", "list", "format", "noeol",
                      "element", "dupprop", "tail"])
     if edit == "count":

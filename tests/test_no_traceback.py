@@ -379,6 +379,19 @@ def test_pair_list_with_shared_file_names_gets_unique_ids(tmp_path):
     assert [s.pair_id for s in get_dataset("superglue_pairs", tmp_path, pairs_file=str(tmp_path / "one.txt")).pairs()] == ["0000__0001"]
 
 
+def test_scannet1500_pair_ids_are_unique(shared_data):
+    """ScanNet-1500's list names scene/sens/frame-N.color.jpg: 1500 pairs but 1248 distinct stem
+    pairs; the ids are its relative paths. YFCC-4000's stems are unique: its ids stay stems."""
+    from twoview.datasets.pairlist import _pair_id
+
+    for name, stems in (("scannet_test_pairs_with_gt.txt", False), ("yfcc_test_pairs_with_gt.txt", True)):
+        lines = (shared_data / "scannet_pairs" / "metadata_only_no_images" / name).read_text().splitlines()
+        names = {tuple(ln.split()[:2]) for ln in lines if ln.strip()}
+        assert len({_pair_id(a, b, stems=True) for a, b in names}) == len(names) if stems else \
+            len({_pair_id(a, b, stems=True) for a, b in names}) < len(names)
+        assert len({_pair_id(a, b, stems=False) for a, b in names}) == len(names)
+
+
 def test_train_out_dir_that_is_a_file_fails_before_setup(tmp_path, monkeypatch):
     from twoview.regress import train as train_mod
     from twoview.regress.config import TrainConfig

@@ -498,3 +498,93 @@ def test_same_method_with_different_options_in_one_run(shared_data, tmp_path, mo
     assert "offset:deg=2" in (tmp_path / "o" / "results.md").read_text()
     with pytest.raises(InputError, match="unknown"):
         bench_methods.make_method("offset:bogus=1")
+
+
+# --- hand-edited, broken or full: one line, or a warning and a recomputation -------------------
+def test_root_that_is_a_file_is_one_line(shared_data, tmp_path, fakes, capsys):
+    from twoview.cli import main
+
+    (tmp_path / "f").write_text("x")
+    assert main(["bench", "--dataset", "7scenes", "--root", str(tmp_path / "f"), "--method", "gt",
+                 "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"--root: not a folder: {tmp_path / 'f'}") and len(err.splitlines()) == 1
+
+
+def test_edited_cache_record_is_recomputed_with_a_warning(shared_data, tmp_path, fakes):
+    from twoview.bench.runner import cache_path
+
+    out = tmp_path / "r"
+    first = run_benchmark(_cfg(shared_data, out, ["gt"]), log=_quiet)
+    path = sorted(cache_path(out, "gt", "x").parent.glob("*.json"))[0]
+    rec = json.loads(path.read_text())
+    (path.parent / "torn.json").write_text("{")  # not a pair of the run: ignored
+    path.write_text(json.dumps({**rec, "num_inliers": "many", "cam1_from_cam0": [[1, 2], [3]]}))
+    CALLS.clear()
+    lines: list[str] = []
+    again = run_benchmark(_cfg(shared_data, out, ["gt"]), log=lines.append)
+    assert CALLS == [("gt", rec["pair_id"])]  # only the edited record was predicted again
+    assert any("1 cached prediction(s) unreadable, edited or of another version" in ln and str(path) in ln for ln in lines)
+    assert again["methods"]["gt"]["auc5"] == first["methods"]["gt"]["auc5"] == pytest.approx(1.0)
+
+
+def test_edited_config_json_is_one_line_and_overwrite_replaces_it(shared_data, tmp_path, fakes):
+    out = tmp_path / "r"
+    run_benchmark(_cfg(shared_data, out, ["gt"]), log=_quiet)
+    for data in (b"[1, 2]", b'{"methods": "gt"}', b"{" * 50_000, b"\xff"):
+        (out / "config.json").write_bytes(data)
+        with pytest.raises(InputError, match="config.json is unreadable or not a twoview bench configuration.*--overwrite"):
+            run_benchmark(_cfg(shared_data, out, ["gt"]), log=_quiet)
+    s = run_benchmark(_cfg(shared_data, out, ["gt"], overwrite=True), log=_quiet)
+    assert s["num_pairs"] == 7 and json.loads((out / "config.json").read_text())["methods"] == ["gt"]
+
+
+def test_full_disk_is_one_line_naming_out(shared_data, tmp_path, fakes, monkeypatch):
+    import twoview.bench.runner as runner
+
+    def full_disk(path, obj):
+        if "cache" in str(path):
+            raise OSError(28, "No space left on device")
+        return real(path, obj)
+
+    real = runner.atomic_write_json
+    monkeypatch.setattr(runner, "atomic_write_json", full_disk)
+    with pytest.raises(InputError, match=r"--out: cannot write .*cache.*: No space left on device"):
+        run_benchmark(_cfg(shared_data, tmp_path / "r", ["gt"]), log=_quiet)
+
+
+def test_report_has_a_per_pair_table_and_the_versions(shared_data, tmp_path, fakes):
+    out = tmp_path / "r"
+    s = run_benchmark(_cfg(shared_data, out, ["gt", "fail"]), log=_quiet)
+    versions = json.loads((out / "summary.json").read_text())["versions"]
+    assert versions["python"] == ".".join(map(str, sys.version_info[:3])) and versions["numpy"] == np.__version__
+    assert {"twoview", "opencv", "torch", "poselib", "git_commit"} <= set(versions) and s["versions"] == versions
+    html = (out / "report.html").read_text()
+    table = html[html.index('<table id="pairs"'):]
+    assert table.count("<tr>") == 1 + 7 and "failed: always fails" in table and "gt: t err (m)" in table
+    assert "sortBy(this)" in table and "<h2>Versions</h2>" in html
+
+
+@pytest.mark.parametrize("gaps", [[1], [1, 2]])
+def test_plots_take_their_axes_from_the_data(shared_data, tmp_path, fakes, gaps):
+    """A single frame gap draws no gap panel; errors spanning a small range get a linear axis
+    with several ticks (no one-tick log axis); the metric axis ends near the largest error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from twoview.bench.report import _error_axis, _upper_limit
+
+    out = tmp_path / "r"
+    run_benchmark(_cfg(shared_data, out, ["noisy"], dataset_options={"gaps": gaps}), log=_quiet)
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out / "plots" / "error_vs_baseline.png")
+    assert (img.shape[1] > 1000) == (len(gaps) > 1)  # one panel for a single gap, two for more
+    assert _upper_limit([0.01, 0.02, 0.03, float("inf")], default=0.5) == pytest.approx(1.2 * 0.029, rel=0.05)
+    fig, ax = matplotlib.pyplot.subplots()
+    _error_axis(ax, [1.0, 2.0, 9.0], 90.0)
+    assert ax.get_yscale() == "linear" and len(ax.get_yticks()) >= 3
+    _error_axis(ax, [0.05, 0.3, 90.0], 90.0)
+    assert ax.get_yscale() == "symlog"
+    ticks = [t for t in ax.get_yticks() if 0 <= t <= ax.get_ylim()[1]]
+    assert len(ticks) >= 4

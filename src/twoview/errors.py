@@ -25,6 +25,9 @@ class InputError(TwoViewError, ValueError):
         self.problem = problem
         super().__init__(f"{what}: {problem}")
 
+    def __reduce__(self):  # survives pickling (an error raised in a worker process reaches the caller)
+        return type(self), (self.what, self.problem)
+
 
 class ConfigError(TwoViewError, ValueError):
     """A configuration has an unknown key or a value of the wrong type or range."""

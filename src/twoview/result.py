@@ -160,6 +160,16 @@ class PoseResult:
             "info": _jsonable(self.info),
         }
 
+    def __repr__(self) -> str:
+        """One short line (the dataclass default would print every match: 29,000 characters)."""
+        if not self.success:
+            return f"PoseResult(success=False, solver={self.solver!r}, reason={self.reason!r})"
+        T = self.cam1_from_cam0
+        t = ", ".join(f"{v:.4f}" for v in T.t)
+        return (f"PoseResult(success=True, solver={self.solver!r}, rotation={np.degrees(np.linalg.norm(T.rotvec())):.3f} deg, "
+                f"t=[{t}] {'m' if self.metric else '(direction)'}, metric={self.metric}, confidence={self.confidence:.2f}, "
+                f"inliers={self.num_inliers}/{self.num_matches})")
+
     def summary(self) -> str:
         """Human-readable multi-line summary."""
         if not self.success:

@@ -1,18 +1,38 @@
-"""Pictures: inlier matches side by side."""
+"""Pictures: inlier matches side by side; pictures written in the format their name asks for."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from twoview.errors import InputError
 from twoview.io.atomic import atomic_write_bytes
 from twoview.result import PoseResult
+
+#: picture file extensions -> format (OpenCV's encoder extension and matplotlib's format name)
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+#: JPEG quality of written pictures
+JPEG_QUALITY = 92
+
+
+def image_format(path: str | Path, what: str | None = None) -> str:
+    """"png" or "jpeg" from the extension of ``path``.
+
+    Raises:
+        InputError: another extension (naming ``what``, default the path).
+    """
+    fmt = IMAGE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InputError(what or str(path), f"unsupported picture format {Path(path).suffix or '(no extension)'!r}: "
+                                            f"use {', '.join(IMAGE_FORMATS)}")
+    return fmt
 
 
 def draw_matches(image0: np.ndarray, image1: np.ndarray, result: PoseResult, max_lines: int = 500) -> np.ndarray:
     """Side-by-side RGB picture (H, W0 + W1, 3) uint8: inliers green, outliers faint red."""
+    import cv2
+
     im0 = image0 if image0.ndim == 3 else np.repeat(image0[..., None], 3, axis=2)
     im1 = image1 if image1.ndim == 3 else np.repeat(image1[..., None], 3, axis=2)
     h = max(im0.shape[0], im1.shape[0])
@@ -42,8 +62,14 @@ def draw_matches(image0: np.ndarray, image1: np.ndarray, result: PoseResult, max
     return canvas
 
 
-def save_png(path: str | Path, image_rgb: np.ndarray) -> Path:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+def save_image(path: str | Path, image_rgb: np.ndarray) -> Path:
+    """Write an RGB picture (H, W, 3) uint8 atomically as PNG or JPEG, by the extension of ``path``."""
+    import cv2
+
+    fmt = image_format(path)
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if fmt == "jpeg" else []
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise OSError(f"cannot encode PNG for {path}")
+        raise OSError(f"cannot encode {fmt.upper()} for {path}")
     return atomic_write_bytes(path, buf.tobytes())
+

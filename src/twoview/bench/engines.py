@@ -85,7 +85,7 @@ def _run_ray(waves: list[list], workers: int, address: str | None, progress: boo
         started = True
     try:
         from twoview.bench.runner import _read_record
-        from twoview.io.atomic import atomic_write_json
+        from twoview.io.atomic import atomic_write_json, writing
 
         # workers return records and the driver writes the cache: no shared disk needed
         # (the driver also reads the initialising predictions a task may reuse)
@@ -101,7 +101,8 @@ def _run_ray(waves: list[list], workers: int, address: str | None, progress: boo
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1)
                     for ref in done:
-                        atomic_write_json(refs[ref], ray.get(ref))
+                        with writing("--out", refs[ref]):
+                            atomic_write_json(refs[ref], ray.get(ref))
                     bar.update(len(done))
         finally:
             bar.close()

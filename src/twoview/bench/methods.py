@@ -169,6 +169,8 @@ def parse_method_spec(spec: str) -> tuple[str, dict, str | None]:
                 options[key] = json.loads(value)
             except ValueError:
                 options[key] = value
+            except RecursionError:
+                raise InputError("--method", f"{spec!r}: option {key!r} is nested too deeply") from None
     return base, options, (init if sep else None)
 
 

@@ -114,8 +114,10 @@ def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> byte
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    xs = np.linspace(0, 30, 301)
-    xm = np.linspace(0, 0.5, 301)
+    # the range of the AUCs (30 deg) at most, less when every error is smaller (5 deg at least)
+    xs = np.linspace(0, min(30.0, max(5.0, _upper_limit([r["max_deg"] for r in rows], default=30.0))), 301)
+    metric_errors = [r["trans_m"] for r in rows if summary["methods"][r["method"]]["metric"]]
+    xm = np.linspace(0, _upper_limit(metric_errors, default=0.5), 301)
     for m in methods:
         e = np.array([r["max_deg"] for r in rows if r["method"] == m], dtype=float)
         e = np.where(np.isfinite(e), e, np.inf)
@@ -126,8 +128,10 @@ def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> byte
             axes[1].plot(xm, [(t <= x).mean() for x in xm], label=m, color=_colour(methods, m))
     if not any(summary["methods"][m]["metric"] for m in methods):
         axes[1].text(0.5, 0.5, "no metric method in this run", ha="center", va="center", transform=axes[1].transAxes)
-    axes[0].set(xlabel="max(rotation, translation angle) error (°)", ylabel="fraction of pairs", ylim=(0, 1.02), title="pose error")
-    axes[1].set(xlabel="translation error (m)", ylabel="fraction of pairs", ylim=(0, 1.02), title="metric translation error (metric methods)")
+    axes[0].set(xlabel="max(rotation, translation angle) error (°)", ylabel="fraction of pairs", ylim=(0, 1.02),
+                xlim=(0, xs[-1]), title="pose error")
+    axes[1].set(xlabel="translation error (m)", ylabel="fraction of pairs", ylim=(0, 1.02), xlim=(0, xm[-1]),
+                title="metric translation error (metric methods)")
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -135,34 +139,67 @@ def plot_cumulative(rows: list[dict], methods: list[str], summary: dict) -> byte
     return _png(fig)
 
 
+def _upper_limit(values, default: float) -> float:
+    """An axis end that shows the bulk of ``values`` (1.2 x their 95th percentile, finite ones
+    only), ``default`` when none is finite and positive."""
+    v = np.asarray([x for x in values if isinstance(x, (int, float)) and math.isfinite(x)], dtype=float)
+    v = v[v > 0]
+    if not v.size:
+        return default
+    return float(1.2 * np.quantile(v, 0.95))
+
+
+def _error_axis(ax, values, cap: float) -> None:
+    """Linear when ``values`` span less than a factor 30, else symmetric-log with its linear part
+    below the smallest error and ticks at 1, 2 and 5 of every decade (never a one-tick axis)."""
+    import matplotlib.ticker as mticker
+
+    v = np.asarray([min(x, cap) for x in values if math.isfinite(x)], dtype=float)
+    v = v[v > 0]
+    if v.size < 2 or v.max() / v.min() < 30:
+        ax.set_ylim(0, (v.max() if v.size else cap) * 1.1)
+        return
+    lin = float(10 ** np.floor(np.log10(v.min())))
+    ax.set_yscale("symlog", linthresh=lin)
+    ax.set_ylim(0, v.max() * 1.5)
+    ax.yaxis.set_major_locator(mticker.SymmetricalLogLocator(base=10, linthresh=lin, subs=[1.0, 2.0, 5.0]))
+    ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+
+
 def plot_vs_baseline(rows: list[dict], methods: list[str]) -> bytes:
-    """Median pose error per frame gap (if the pairs have one) and error vs GT baseline."""
+    """Median pose error per frame gap (when the pairs have two gaps or more) and the error of
+    every pair against its ground-truth baseline; failures drawn at the cap."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     gaps = sorted({r["frame_gap"] for r in rows if isinstance(r["frame_gap"], int)})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    with_gaps = len(gaps) >= 2  # one gap is one point per method: no curve to read
+    fig, axes = plt.subplots(1, 2 if with_gaps else 1, figsize=(11 if with_gaps else 6, 4), squeeze=False)
+    axes = axes[0]
     cap = 90.0
+    errors = [r["max_deg"] if math.isfinite(r["max_deg"]) else cap for r in rows]
+    medians = []
     for m in methods:
         mr = [r for r in rows if r["method"] == m]
-        if gaps:
+        if with_gaps:
             med = []
             for g in gaps:
                 e = np.array([r["max_deg"] for r in mr if r["frame_gap"] == g], dtype=float)
                 med.append(np.median(np.where(np.isfinite(e), e, np.inf)) if e.size else np.nan)
-            axes[0].plot(gaps, np.minimum(med, cap), marker="o", label=m, color=_colour(methods, m))
+            med = np.minimum(med, cap)
+            medians.extend(med)
+            axes[0].plot(gaps, med, marker="o", label=m, color=_colour(methods, m))
         b = np.array([r["gt_baseline_m"] for r in mr], dtype=float)
         e = np.array([r["max_deg"] for r in mr], dtype=float)
-        axes[1].scatter(b, np.minimum(np.where(np.isfinite(e), e, cap), cap), s=10, alpha=0.6, label=m, color=_colour(methods, m))
-    if gaps:
+        axes[-1].scatter(b, np.minimum(np.where(np.isfinite(e), e, cap), cap), s=10, alpha=0.6, label=m, color=_colour(methods, m))
+    if with_gaps:
         axes[0].set(xlabel="frame gap", ylabel=f"median max error (°, failures = {cap:.0f})", title="error vs frame gap")
-        axes[0].set_yscale("symlog", linthresh=0.1)
-    else:
-        axes[0].text(0.5, 0.5, "no frame gaps (pair list)", ha="center", va="center", transform=axes[0].transAxes)
-    axes[1].set(xlabel="ground-truth baseline (m)", ylabel=f"max error (°, failures at {cap:.0f})", title="error vs baseline")
-    axes[1].set_yscale("symlog", linthresh=0.1)
+        axes[0].set_xticks(gaps if len(gaps) <= 12 else gaps[:: int(np.ceil(len(gaps) / 12))])
+        _error_axis(axes[0], medians, cap)
+    axes[-1].set(xlabel="ground-truth baseline (m)", ylabel=f"max error (°, failures at {cap:.0f})", title="error vs baseline")
+    _error_axis(axes[-1], errors, cap)
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -170,7 +207,91 @@ def plot_vs_baseline(rows: list[dict], methods: list[str]) -> bytes:
     return _png(fig)
 
 
-def html_report(resolved: dict, summary: dict, methods: list[str], images: dict[str, bytes], md_table: str) -> str:
+def per_pair_table(rows: list[dict], methods: list[str], summary: dict) -> str:
+    """HTML table, one row per pair: its ground truth, then per method the max angular error,
+    the metric translation error (metric methods) and the outcome (the failure reason).
+    Clicking a column header sorts by it."""
+    by_pair: dict[str, dict] = {}
+    for r in rows:
+        by_pair.setdefault(r["pair_id"], {"row": r})[r["method"]] = r
+    head = ["pair", "frame 0", "frame 1", "gap", "GT baseline (m)", "GT rotation (°)"]
+    for m in methods:
+        head += [f"{m}: max err (°)"] + ([f"{m}: t err (m)"] if summary["methods"][m]["metric"] else []) + [f"{m}: outcome"]
+
+    def num(v, digits):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return "<td></td>"
+        if not math.isfinite(v):
+            return f'<td data-v="{1e300 if v > 0 else -1e300}">{"∞" if v > 0 else "–"}</td>'
+        return f'<td data-v="{v:.9g}">{v:.{digits}g}</td>'
+
+    body = []
+    for pid, cells in by_pair.items():
+        r0 = cells["row"]
+        tds = [f"<td>{html.escape(str(pid))}</td>", f"<td>{html.escape(str(r0['frame0']))}</td>",
+               f"<td>{html.escape(str(r0['frame1']))}</td>", num(r0["frame_gap"] if r0["frame_gap"] != "" else None, 6),
+               num(r0["gt_baseline_m"], 3), num(r0["gt_rotation_deg"], 3)]
+        for m in methods:
+            r = cells.get(m)
+            if r is None:
+                tds += ["<td></td>"] * (3 if summary["methods"][m]["metric"] else 2)
+                continue
+            tds.append(num(r["max_deg"], 3))
+            if summary["methods"][m]["metric"]:
+                tds.append(num(r["trans_m"], 3))
+            outcome = "ok" if r["success"] else f"failed: {r['reason']}"
+            tds.append(f'<td class="{"ok" if r["success"] else "fail"}">{html.escape(outcome)}</td>')
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    ths = "".join(f'<th onclick="sortBy(this)">{html.escape(h)}</th>' for h in head)
+    return (f'<table id="pairs" class="pairs"><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            + _SORT_SCRIPT)
+
+
+_SORT_SCRIPT = """<script>
+function sortBy(th){const t=th.closest('table'),i=[...th.parentNode.children].indexOf(th),b=t.tBodies[0];
+const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
+const key=r=>{const c=r.children[i];return c.dataset.v!==undefined?parseFloat(c.dataset.v):c.textContent;};
+[...b.rows].sort((x,y)=>{const a=key(x),c=key(y);const d=(typeof a==='number'&&typeof c==='number')?a-c:
+String(a).localeCompare(String(c));return asc?d:-d;}).forEach(r=>b.appendChild(r));}
+</script>"""
+
+
+def environment_versions() -> dict:
+    """Versions of twoview, Python and the libraries behind the numbers (None when absent), and
+    the git commit of twoview's source when it runs from a checkout."""
+    import importlib.metadata
+    import platform
+    import subprocess
+
+    import cv2
+
+    from twoview import __version__
+
+    def dist(name: str):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    out = {"twoview": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "opencv": cv2.__version__, "torch": dist("torch"), "poselib": dist("poselib"), "platform": platform.platform(),
+           "git_commit": None}
+    src = Path(__file__).resolve().parents[1]
+    try:
+        r = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if r.returncode == 0:
+            out["git_commit"] = r.stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no", "."],
+                                   capture_output=True, text=True, timeout=5)
+            if dirty.returncode == 0 and dirty.stdout.strip():
+                out["git_commit"] += " (modified)"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def html_report(resolved: dict, summary: dict, methods: list[str], images: dict[str, bytes], md_table: str,
+                pairs_html: str = "") -> str:
     tables_html, rows_html, header = [], [], True
     for line in md_table.strip().splitlines() + [""]:
         if not line.startswith("|"):
@@ -197,6 +318,7 @@ def html_report(resolved: dict, summary: dict, methods: list[str], images: dict[
 <html><head><meta charset="utf-8"><title>twoview bench: {html.escape(str(ds.get('kind', '')))}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+table.pairs th{{cursor:pointer;position:sticky;top:0;background:#eee}}td.fail{{color:#a00;text-align:left}}td.ok{{color:#070}}
 img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>twoview bench — {html.escape(str(ds.get('kind', '')))} ({summary['num_pairs']} pairs)</h1>
 <p>AUC@5/10/20: SuperGlue/LoFTR trapezoid AUC of max(rotation, translation angle) error, failures as infinite error.
@@ -204,6 +326,9 @@ AUC@30 (hist.): the Reloc3r/VGGT mean accuracy over integer thresholds 1..30° (
 Direction-only methods have no metric translation error ("–").</p>
 {''.join(tables_html)}
 {imgs}
+<h2>Per pair</h2><p>Click a column to sort by it. Errors in degrees are max(rotation, translation angle); ∞ a failure.</p>
+{pairs_html}
+<h2>Versions</h2><pre>{html.escape(json.dumps(summary.get("versions", {}), indent=2))}</pre>
 <h2>Configuration</h2><pre>{html.escape(json.dumps(resolved, indent=2))}</pre>
 </body></html>
 """
@@ -224,6 +349,8 @@ def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, me
         "run.loadavg_1min_start/end": "1-minute load average when prediction started / ended (timings are unreliable "
                                       "on a loaded machine)",
     }
+    summary.setdefault("versions", environment_versions())
+    legend["versions"] = "twoview, Python and library versions of the run that wrote this file; git_commit of twoview's source"
     atomic_write_json(out / "summary.json", {**_json_safe(summary), "legend": legend})
     table = markdown_table(summary, methods)
     ds = resolved.get("dataset_resolved", {})
@@ -244,4 +371,5 @@ def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, me
     }
     atomic_write_bytes(out / "plots" / "cumulative_error.png", images["Cumulative error curves"])
     atomic_write_bytes(out / "plots" / "error_vs_baseline.png", images["Error vs frame gap and baseline"])
-    atomic_write_text(out / "report.html", html_report(resolved, summary, methods, images, table))
+    atomic_write_text(out / "report.html", html_report(resolved, summary, methods, images, table,
+                                                       per_pair_table(rows, methods, summary)))

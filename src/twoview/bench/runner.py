@@ -33,7 +33,7 @@ from twoview.config import StrictConfig
 from twoview.depth.degrade import DepthDegradation
 from twoview.depth.sensor import SensorModel
 from twoview.errors import ConfigError, InputError
-from twoview.io.atomic import atomic_write_json
+from twoview.io.atomic import atomic_write_json, writing
 
 CACHE_VERSION = 1
 DepthNoiseModel = Literal["monocular", "kinect"]
@@ -184,12 +184,40 @@ def _record_result(rec: dict):
 
 
 def _read_record(path: str | Path) -> dict | None:
-    """A complete cache record of the current version, or None."""
+    """A complete, well-formed cache record of the current version, or None (missing, torn,
+    hand-edited into other types, of another version: then it is recomputed)."""
     try:
-        rec = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        rec = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    return rec if isinstance(rec, dict) and rec.get("version") == CACHE_VERSION else None
+    return rec if _well_formed(rec) else None
+
+
+def _well_formed(rec) -> bool:
+    """Whether a cache record has the keys and types scoring and reuse read."""
+    import numpy as np
+
+    from twoview.geometry.pose import Pose
+
+    def number(v) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+    if not (isinstance(rec, dict) and rec.get("version") == CACHE_VERSION):
+        return False
+    if not (isinstance(rec.get("method"), str) and isinstance(rec.get("pair_id"), str)
+            and isinstance(rec.get("success"), bool) and isinstance(rec.get("metric", False), bool)
+            and isinstance(rec.get("solver", ""), str) and isinstance(rec.get("reason", ""), str)):
+        return False
+    if not all(number(rec.get(k)) for k in ("ms", "cpu_ms", "confidence", "num_matches", "num_inliers")):
+        return False
+    if not all(isinstance(rec.get(k) or {}, dict) for k in ("timings_ms", "info", "init_reused")):
+        return False
+    if rec["success"]:
+        try:
+            Pose.from_matrix(np.asarray(rec.get("cam1_from_cam0"), dtype=np.float64))
+        except (ValueError, TypeError):
+            return False
+    return True
 
 
 def predict_one(method_name: str, sample, path: str | None, depth_noise: bool | str, noise_params: dict | None,
@@ -249,7 +277,8 @@ def predict_one(method_name: str, sample, path: str | None, depth_noise: bool | 
     rec["cpu_ms"] = cpu_ms if np.isfinite(cpu_ms) else None
     rec.pop("quaternion_wxyz", None)
     if path is not None:
-        atomic_write_json(path, rec)
+        with writing("--out", path):  # a full disk: one line naming the output folder
+            atomic_write_json(path, rec)
     return rec
 
 
@@ -285,10 +314,16 @@ def prepare_out(cfg: BenchConfig, resolved: dict) -> Path:
     if out.exists() and not out.is_dir():
         raise InputError("--out", f"not a folder: {out}")
     cfg_path = out / "config.json"
-    if cfg_path.is_file():
+    if cfg_path.exists():
         try:
-            old = json.loads(cfg_path.read_text())
-        except ValueError:
+            old = json.loads(cfg_path.read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError):
+            old = None
+        if not (isinstance(old, dict) and isinstance(old.get("methods", []), list)
+                and isinstance(old.get("method_details", {}), dict)):
+            if not cfg.overwrite:
+                raise InputError("--out", f"{cfg_path} is unreadable or not a twoview bench configuration "
+                                 "(edited by hand?); pass --overwrite to replace the run in it")
             old = None
         if old is None or _comparable(old) != _comparable(resolved):
             if not cfg.overwrite:
@@ -311,7 +346,8 @@ def prepare_out(cfg: BenchConfig, resolved: dict) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a parent that is a file, a read-only or virtual file system
         raise InputError("--out", f"cannot create the folder {out}: {e.strerror or e}") from None
-    atomic_write_json(cfg_path, resolved)
+    with writing("--out", cfg_path):
+        atomic_write_json(cfg_path, resolved)
     return out
 
 
@@ -378,13 +414,19 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     # waves: every method a wave depends on (A@B's B) is complete before it starts, so
     # A@B reuses B's cached prediction; within a wave, pair-major
     waves: list[list[tuple]] = [[] for _ in range(max(levels.values()) + 1)]
+    corrupt = []
     for p in pairs:
         for m in cfg.methods:
             path = cache_path(out, m, p.pair_id)
+            if path.exists() and not _valid_cache(path):
+                corrupt.append(path)
             if not _valid_cache(path):
                 init = {d: str(cache_path(out, d, p.pair_id)) for d in init_chain(m)}
                 waves[levels[m]].append((m, p, str(path), cfg.depth_noise, noise_params, init))
     waves = [w for w in waves if w]
+    if corrupt:
+        log(f"twoview bench: warning: {len(corrupt)} cached prediction(s) unreadable, edited or of another version "
+            f"(e.g. {corrupt[0]}): recomputed")
     n_tasks = sum(len(w) for w in waves)
     done = len(pairs) * len(cfg.methods) - n_tasks
     log(f"twoview bench: {len(pairs)} pairs x {len(cfg.methods)} methods; {done} cached, {n_tasks} to predict "
@@ -403,7 +445,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         "driver_cpu_s": round(c_pred, 2), "predicted": n_tasks, "from_cache": done,
         "loadavg_1min_start": load0, "loadavg_1min_end": _loadavg(),
     }
-    write_reports(out, resolved, per_pair, summary, cfg.methods)
+    with writing("--out", out):
+        write_reports(out, resolved, per_pair, summary, cfg.methods)
     for name, ms in summary["methods"].items():
         if ms.get("num_errors"):
             log(f"twoview bench: warning: {name} raised an exception on {ms['num_errors']} of {ms['num_pairs']} pairs "

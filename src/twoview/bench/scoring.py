@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from twoview.bench.runner import cache_path
+from twoview.bench.runner import _read_record, cache_path
 from twoview.errors import InputError
 from twoview.geometry.pose import Pose
 from twoview.metrics import pose_errors, summarize_errors
@@ -73,10 +72,9 @@ def score_run(out: Path, pairs, methods: dict, precision_thresholds) -> tuple[li
         mrows = []
         for p in pairs:
             path = cache_path(out, name, p.pair_id)
-            try:
-                rec = json.loads(path.read_text())
-            except (OSError, ValueError) as e:
-                raise InputError(str(path), f"missing or unreadable prediction ({e}); re-run to complete the cache") from None
+            rec = _read_record(path)
+            if rec is None:
+                raise InputError(str(path), "missing or unreadable prediction; re-run to complete the cache")
             mrows.append(score_record(rec, p, method.metric))
         metric = bool(method.metric and all(p.meta.get("metric_gt", True) for p in pairs))
         s = summarize_errors(mrows, metric, tuple(tuple(t) for t in precision_thresholds))

@@ -21,6 +21,8 @@ def _parse_option(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except ValueError:
         return key, value  # a bare string, e.g. trajectory=traj.log
+    except RecursionError:
+        raise InputError("--option", f"{key}: the value is nested too deeply") from None
 
 
 def _range(values, name):
@@ -113,11 +115,14 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
+    from twoview.cli import EXIT_STATUS_HELP_NO_POSE
+
     p = sub.add_parser(
         "bench",
         help="benchmark methods side by side on a dataset (cached, resumable)",
         description="Run methods on the pairs of a dataset, cache each prediction in OUT/cache so an "
-        "interrupted run resumes, and score into OUT/summary.json, results.md, per_pair.csv, plots/ and report.html.",
+        "interrupted run resumes, and score into OUT/summary.json, results.md, per_pair.csv, plots/ and report.html. "
+        + EXIT_STATUS_HELP_NO_POSE,
     )
     p.add_argument("--dataset", metavar="KIND", help="tum, 7scenes, icl_nuim, redwood, kitti, superglue_pairs, megadepth1500, realestate10k, co3d")
     p.add_argument("--root", metavar="DIR", help="dataset folder")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 
 from twoview.errors import ConfigError, InputError
+from twoview.io.atomic import writing
+from twoview.io.text import parse_json, read_text, read_json
 
 
 def parse_floats(text: str, name: str, count: tuple[int, ...]) -> list[float]:
@@ -33,15 +35,20 @@ def parse_intrinsics(text: str | None, name: str):
 
 
 def load_intrinsics_file(path: str, name: str = "--intrinsics"):
-    """JSON ``{"K0": ..., "K1": ...}`` (each 3x3 nested list or [fx, fy, cx, cy]) or a text
-    file with one or two lines of 3 (f, cx, cy), 4 or 9 numbers. Returns (K0, K1)."""
+    """Intrinsics of both views from a file. Returns (K0, K1), each a 3x3 K or the
+    numbers ``[fx, fy, cx, cy]`` / ``[f, cx, cy]``.
+
+    Forms: JSON ``{"K0": ..., "K1": ...}`` (or ``{"K": ...}`` for both; each 3x3 nested
+    list, 9 numbers or [fx, fy, cx, cy]); or a text file with one or two lines of 3 (f, cx,
+    cy), 4 or 9 numbers (one line: both views), or a 3x3 K as three lines of three numbers
+    (as 7-Scenes and most datasets ship it; six such lines: K0 then K1). ``#`` starts a
+    comment line; commas count as spaces."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(name, f"file not found: {p}")
-    text = p.read_text()
+    text = read_text(p, name)
+    if p.suffix.lower() == ".json":
+        d = parse_json(text, name, str(p))
     try:
         if p.suffix.lower() == ".json":
-            d = json.loads(text)
             if not isinstance(d, dict):
                 raise ValueError("expected an object with K0 and K1 (or K)")
             unknown = sorted(set(d) - {"K", "K0", "K1"})
@@ -52,10 +59,15 @@ def load_intrinsics_file(path: str, name: str = "--intrinsics"):
             if k0 is None:
                 raise ValueError("no 'K0' or 'K' key")
             return _as_k(k0), _as_k(k1)
-        rows = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-        Ks = [_as_k([float(v) for v in ln.replace(",", " ").split()]) for ln in rows]
-        if len(Ks) not in (1, 2):
-            raise ValueError(f"expected 1 or 2 non-empty lines, got {len(Ks)}")
+        rows = [[float(v) for v in ln.replace(",", " ").split()]
+                for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if len(rows) in (3, 6) and all(len(r) == 3 for r in rows):  # one or two 3x3 matrices
+            Ks = [_as_k(rows[i:i + 3]) for i in range(0, len(rows), 3)]
+        elif len(rows) in (1, 2):
+            Ks = [_as_k(r) for r in rows]
+        else:
+            raise ValueError(f"expected 1 or 2 lines of 3, 4 or 9 numbers, or 3 or 6 lines of 3 numbers "
+                             f"(one 3x3 K per view), got {len(rows)} lines")
         return Ks[0], Ks[-1]
     except (ValueError, TypeError) as e:
         raise InputError(name, f"cannot parse intrinsics in {p}: {e}") from None
@@ -122,12 +134,7 @@ def gmm_config(args, default_preset: str = "default"):
     over: dict = {}
     if args.gmm_config:
         p = Path(args.gmm_config)
-        if not p.is_file():
-            raise InputError("--gmm-config", f"file not found: {p}")
-        try:
-            over = json.loads(p.read_text())
-        except ValueError as e:
-            raise InputError("--gmm-config", f"{p} is not valid JSON: {e}") from None
+        over = read_json(p, "--gmm-config")
         if not isinstance(over, dict):
             raise InputError("--gmm-config", f"{p}: expected a JSON object with 'build' and/or 'align'")
     flags = {"build": {k: v for k, v in (("num_gaussians", args.num_gaussians), ("features", args.features),
@@ -143,21 +150,52 @@ def gmm_config(args, default_preset: str = "default"):
 #: output flags whose file type is fixed (flag -> accepted suffixes): a wrong suffix is a slip
 #: (``--view out.png``), refused rather than written in another format under that name
 OUTPUT_SUFFIXES = {"--view": ("an HTML page", (".html", ".htm")), "--html": ("an HTML page", (".html", ".htm"))}
+#: the value of an output flag that means standard output (only for the flags in STDOUT_FLAGS)
+STDOUT = "-"
+#: output flags that may write to standard output
+STDOUT_FLAGS = ("--json",)
+#: output flags that write a picture; its format follows the extension (see twoview.viz.IMAGE_FORMATS)
+PICTURE_FLAGS = ("--viz",)
+#: argument attributes that name input files (attribute -> flag), which no output may overwrite
+INPUT_FLAGS = {"image0": "image0", "image1": "image1", "depth0": "--depth0", "depth1": "--depth1",
+               "intrinsics": "--intrinsics", "init": "--init", "gmm_config": "--gmm-config", "config": "--config",
+               "checkpoint": "--checkpoint"}
 
 
 def check_output_files(args, flags: dict[str, str]) -> None:
-    """Refuse, before any work is done, output files that cannot be written: an existing
-    folder, a parent path that is a file, a folder without write permission, a suffix
+    """Refuse, before any work is done, output files that cannot or must not be written:
+    a folder, something that is not a regular file (``/dev/null`` would be replaced), a
+    name longer than the file system allows, a parent path that is a file, a folder
+    without write permission, one of the command's input files (``INPUT_FLAGS``), the
+    same file for two outputs, a picture extension other than .png/.jpg/.jpeg, a suffix
     :data:`OUTPUT_SUFFIXES` does not allow. ``flags`` maps argument attributes to the
-    flags the user typed. Missing parent folders are fine (they are created)."""
+    flags the user typed. Missing parent folders are fine (they are created); ``-`` is
+    standard output for ``STDOUT_FLAGS``."""
+    from twoview.viz import image_format
+
+    inputs = [(flag, Path(v)) for attr, flag in INPUT_FLAGS.items()
+              if isinstance(v := getattr(args, attr, None), str) and v and v != "identity"]
+    seen: list[tuple[str, Path]] = []
     for attr, flag in flags.items():
         value = getattr(args, attr, None)
         if not value:
             continue
+        if value == STDOUT:
+            if flag not in STDOUT_FLAGS:
+                raise InputError(flag, f"'-' (standard output) is only supported for {', '.join(STDOUT_FLAGS)}")
+            continue
         path = Path(value)
-        if path.is_dir():
-            raise InputError(flag, f"is a folder, not a file: {path}")
-        existing = next((q for q in path.parents if q.exists()), None)
+        if flag in PICTURE_FLAGS:
+            image_format(path, flag)
+        existing = next((q for q in path.parents if _exists(q)), None)
+        _check_name_lengths(flag, path, existing or Path("."))  # first: a stat of a long name fails
+        try:
+            if path.is_dir():
+                raise InputError(flag, f"is a folder, not a file: {path}")
+            if path.exists() and not path.is_file():
+                raise InputError(flag, f"is not a regular file (a device, a pipe, a socket): {path}")
+        except OSError as e:  # no permission to look into a folder on the way
+            raise InputError(flag, f"cannot write {path}: {e.strerror or e}") from None
         if existing is not None and not existing.is_dir():
             raise InputError(flag, f"cannot create {path}: {existing} is a file, not a folder")
         if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
@@ -165,7 +203,86 @@ def check_output_files(args, flags: dict[str, str]) -> None:
         kind, suffixes = OUTPUT_SUFFIXES.get(flag, (None, ()))
         if kind and path.suffix.lower() not in suffixes:
             raise InputError(flag, f"writes {kind}: give a file name ending in {' or '.join(suffixes)}, got {path.name}")
+        for other_flag, other in inputs + seen:
+            if _same_file(path, other):
+                what = f"the input {other_flag} of this command" if (other_flag, other) in inputs else \
+                    f"also the output of {other_flag}"
+                raise InputError(flag, f"{path} is {what}: choose another output file")
+        seen.append((flag, path))
 
+
+def _check_name_lengths(flag: str, path: Path, existing: Path) -> None:
+    """Each name of ``path`` within the file system's NAME_MAX and the whole within PATH_MAX
+    (asked of the folder that exists; 255 and 4096 where it cannot tell)."""
+    def limit(key: str, default: int) -> int:
+        try:
+            return int(os.pathconf(existing, key))
+        except (OSError, ValueError, AttributeError):
+            return default
+
+    name_max, path_max = limit("PC_NAME_MAX", 255), limit("PC_PATH_MAX", 4096)
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise InputError(flag, f"the name {part[:40]}... is {len(os.fsencode(part))} bytes long; "
+                                   f"the file system allows {name_max}")
+    if len(os.fsencode(str(path.absolute()))) >= path_max:
+        raise InputError(flag, f"the path is longer than the file system allows ({path_max} bytes)")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long: reported by the length check
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+@contextmanager
+def json_to_stdout(args):
+    """While a command runs with ``--json -``, its human-readable lines go to standard
+    error and standard output carries the JSON alone (``twoview estimate ... --json - | jq``)."""
+    if getattr(args, "json", None) != STDOUT:
+        yield
+        return
+    args.json_stream = sys.stdout
+    with redirect_stdout(sys.stderr):
+        yield
+
+
+def write_json_output(args, flag: str, obj, path=None) -> None:
+    """Write ``obj`` as JSON to the file of ``flag`` (``path``, default ``args.json``),
+    atomically, or to standard output for ``-``; OS errors are one line naming ``flag``."""
+    from twoview.io.atomic import atomic_write_json, to_json_text
+
+    path = args.json if path is None else path
+    if path == STDOUT:
+        stream = getattr(args, "json_stream", None) or sys.stdout
+        stream.write(to_json_text(obj))
+        stream.flush()
+        return
+    write_output(flag, path, lambda p: atomic_write_json(p, obj))
+
+
+def write_picture_output(flag: str, path, image_rgb) -> None:
+    """Write an RGB picture (H, W, 3) uint8 in the format of the extension of ``path``."""
+    from twoview.viz import save_image
+
+    write_output(flag, path, lambda p: save_image(p, image_rgb))
+
+
+def write_output(flag: str, path, write) -> None:
+    """``write(path)``, an OS error there reported as bad input naming ``flag``; then says so."""
+    with writing(flag, path):
+        write(path)
+    print(f"wrote {path}")
 
 def as_flag_error(e: ConfigError, flags: dict[str, str]) -> Exception:
     """``e`` re-worded under the flag the user typed when its message starts with one of
@@ -176,12 +293,3 @@ def as_flag_error(e: ConfigError, flags: dict[str, str]) -> Exception:
         if msg.startswith(key + " "):
             return InputError(flag, msg[len(key) + 1:])
     return e
-
-
-@contextmanager
-def writing(flag: str, path):
-    """Report an OS error while writing ``path`` as bad input naming ``flag``."""
-    try:
-        yield
-    except OSError as e:
-        raise InputError(flag, f"cannot write {path}: {e.strerror or e}") from None

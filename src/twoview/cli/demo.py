@@ -30,6 +30,10 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run on a real stereo pair with ground truth that ships with scikit-image")
+    from twoview.cli import EXIT_STATUS_HELP
+
+    p = sub.add_parser("demo", help="run on a real stereo pair with ground truth that ships with scikit-image",
+                       description="Estimate the pose of the Middlebury Motorcycle pair shipped with scikit-image "
+                       "and compare it with the ground truth. " + EXIT_STATUS_HELP)
     p.add_argument("--matcher", default="sift", choices=["sift", "xfeat", "aliked", "disk"])
     p.set_defaults(func=run)

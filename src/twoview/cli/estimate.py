@@ -7,7 +7,7 @@ import typing
 
 from twoview.cli.common import (
     GMM_FLAGS, add_gmm_args, check_output_files, gmm_config, load_intrinsics_file, parse_floats, parse_intrinsics,
-    positive_float, refuse_unused, writing,
+    positive_float, refuse_unused, write_json_output, write_output, write_picture_output,
 )
 from twoview.config import EstimatorConfig, MatcherConfig, MatcherPrecision, SolverConfig
 from twoview.errors import InputError
@@ -112,23 +112,16 @@ OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "view": "--view"}
 
 def write_outputs(args, result, inputs) -> None:
     if args.json:
-        from twoview.io.atomic import atomic_write_json
-
-        with writing("--json", args.json):
-            atomic_write_json(args.json, result.to_dict())
-        print(f"wrote {args.json}")
+        write_json_output(args, "--json", result.to_dict())
     if args.viz:
         from twoview.io.images import load_image
-        from twoview.viz import draw_matches, save_png
+        from twoview.viz import draw_matches
 
-        with writing("--viz", args.viz):
-            save_png(args.viz, draw_matches(load_image(inputs["image0"]), load_image(inputs["image1"]), result))
-        print(f"wrote {args.viz}")
+        write_picture_output("--viz", args.viz, draw_matches(load_image(inputs["image0"]), load_image(inputs["image1"]), result))
     if args.view:
         from twoview.view3d import write_view
 
-        write_view(args.view, inputs, result, name="--view")
-        print(f"wrote {args.view}")
+        write_output("--view", args.view, lambda p: write_view(p, inputs, result, name="--view"))
 
 
 def cli_names(args) -> dict[str, str]:
@@ -201,11 +194,13 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
+    from twoview.cli import EXIT_STATUS_HELP
+
     p = sub.add_parser(
         "estimate",
         help="estimate the relative pose cam1_from_cam0 of two images",
         description="Estimate cam1_from_cam0 (x1 = R x0 + t, metres when depth is given). "
-        "Exit status 0 on success, 1 when no pose was found, 2 on bad input.",
+        + EXIT_STATUS_HELP,
     )
     add_estimator_args(p)
     g = p.add_argument_group("method")
@@ -221,8 +216,9 @@ def register(sub) -> None:
                    "hub id in the local cache (Depth Anything V2 metric, Depth Pro, ZoeDepth); needs twoview[depth]")
     g.add_argument("--depth-resolution", type=int, metavar="PX", help="network input size (shorter side; default: the model's)")
     g.add_argument("--depth-cache", metavar="DIR", help="cache of predicted depth (default ~/.cache/twoview/depth; '' disables)")
-    p.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
-    p.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically; '-': standard output, "
+                   "the human-readable lines then go to standard error)")
+    p.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches (.png, .jpg or .jpeg)")
     p.add_argument("--view", metavar="OUT.html", help="interactive 3D view: cameras, depth clouds, matches (one offline HTML file)")
     g = p.add_argument_group("refinement")
     g.add_argument("--refine", choices=["none", "gmm"], default="none",

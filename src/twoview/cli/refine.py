@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from twoview.cli.common import add_gmm_args, check_output_files, gmm_config, writing
+from twoview.cli.common import add_gmm_args, check_output_files, gmm_config, write_json_output, write_output
 from twoview.cli.estimate import add_estimator_args, build_inputs, cli_names
 from twoview.errors import InputError
 
@@ -71,48 +71,40 @@ def run(args) -> int:
               f"{i['score_before']:.4f} -> {i['score_after']:.4f}, {i['iterations']} iterations"
               + (" (refinement rejected: initial pose kept)" if i["rejected"] else ""))
     if args.json:
-        from twoview.io.atomic import atomic_write_json
-
-        with writing("--json", args.json):
-            atomic_write_json(args.json, result.to_dict())
-        print(f"wrote {args.json}")
+        write_json_output(args, "--json", result.to_dict())
     if args.viz:
         from twoview.gmm.viz import overlay_png
 
         poses = {"initial": init}
         if result.success:
             poses["refined"] = result.cam1_from_cam0
-        with writing("--viz", args.viz):
-            overlay_png(args.viz, mix0, mix1, poses)
-        print(f"wrote {args.viz}")
+        write_output("--viz", args.viz, lambda p: overlay_png(p, mix0, mix1, poses))
     if args.html:
         from twoview.gmm.viz import overlay_html
 
-        with writing("--html", args.html):
-            overlay_html(args.html, mix0, mix1, result.cam1_from_cam0 if result.success else init)
-        print(f"wrote {args.html}")
+        write_output("--html", args.html, lambda p: overlay_html(p, mix0, mix1, result.cam1_from_cam0 if result.success else init))
     if args.view:
         from twoview.view3d import build_scene, write_html
 
-        write_html(args.view, build_scene(im0, im1, cam0, cam1, d0, d1, result, mixtures=(mix0, mix1)), name="--view")
-        print(f"wrote {args.view}")
+        write_output("--view", args.view, lambda p: write_html(
+            p, build_scene(im0, im1, cam0, cam1, d0, d1, result, mixtures=(mix0, mix1)), name="--view"))
     for flag, path, mix in (("--save-ply0", args.save_ply0, mix0), ("--save-ply1", args.save_ply1, mix1)):
         if path:
             from twoview.gmm.ply import write_ply
 
-            with writing(flag, path):
-                write_ply(path, mix)
-            print(f"wrote {path}")
+            write_output(flag, path, lambda p, m=mix: write_ply(p, m))
     return 0 if result.success else 1
 
 
 def register(sub) -> None:
+    from twoview.cli import EXIT_STATUS_HELP
+
     p = sub.add_parser(
         "refine",
         help="refine cam1_from_cam0 by aligning single-view Gaussian mixtures (needs depth)",
         description="Build a metric 3D Gaussian mixture from each RGB-D view and align them, starting "
         "from --init (a `twoview estimate --json` file or a bare 4x4 list), 'identity', or, when "
-        "omitted, the estimate front end. Exit status 0 on success, 1 on failure, 2 on bad input.",
+        "omitted, the estimate front end. " + EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_estimator_args(p)
@@ -120,8 +112,9 @@ def register(sub) -> None:
     g.add_argument("--init", metavar="POSE.json", help="initial pose file, or 'identity' (default: run the front end)")
     add_gmm_args(g)
     g = p.add_argument_group("outputs")
-    g.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically)")
-    g.add_argument("--viz", metavar="OUT.png", help="both mixtures overlaid, before and after")
+    g.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically; '-': standard output, "
+                   "the human-readable lines then go to standard error)")
+    g.add_argument("--viz", metavar="OUT.png", help="both mixtures overlaid, before and after (.png, .jpg or .jpeg)")
     g.add_argument("--html", metavar="OUT.html", help="interactive 3D view of the aligned mixtures alone")
     g.add_argument("--view", metavar="OUT.html", help="interactive 3D view: cameras, mixtures, depth clouds, matches")
     g.add_argument("--save-ply0", metavar="OUT.ply", help="mixture of image0 as a 3DGS PLY")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from twoview.cli.common import as_flag_error
@@ -13,13 +12,10 @@ def load_train_config(path: str | Path):
     """JSON file -> :class:`~twoview.regress.config.TrainConfig` (unknown keys rejected)."""
     from twoview.regress.config import TrainConfig
 
+    from twoview.io.text import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError("--config", f"file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError("--config", f"{path} is not valid JSON: {e}") from None
+    data = read_json(path, "--config")
     if not isinstance(data, dict):
         raise InputError("--config", f"{path} must hold a JSON object")
     return TrainConfig.from_dict(data)
@@ -44,18 +40,26 @@ def run(args) -> int:
                                     "optim.seed": "--seed"}) from None
     if args.out_dir:
         cfg = cfg.replace(out_dir=str(Path(args.out_dir).resolve()))
-    path = train(cfg, base_dir=Path(args.config).resolve().parent, resume=not args.restart, progress=not args.no_progress)
+    try:
+        path = train(cfg, base_dir=Path(args.config).resolve().parent, resume=not args.restart, progress=not args.no_progress)
+    except InputError as e:
+        if e.what == "out_dir" and args.out_dir:
+            raise InputError("--out-dir", e.problem) from None
+        raise
     print(f"wrote {path}")
     print(f"log: {path.parent / 'log.jsonl'}; curves: {path.parent / 'curves.png'}")
     return 0
 
 
 def register(sub) -> None:
+    from twoview.cli import EXIT_STATUS_HELP_NO_POSE
+
     p = sub.add_parser(
         "train",
         help="train the two-view pose regressor (GeLoc3r-style GCR optional)",
         description="Train the pose regressor from a JSON TrainConfig (relative paths inside it are "
-        "resolved against the config file's folder). Resumes from OUT_DIR/last.pt unless --restart.",
+        "resolved against the config file's folder). Resumes from OUT_DIR/last.pt unless --restart. "
+        + EXIT_STATUS_HELP_NO_POSE,
     )
     p.add_argument("--config", required=True, metavar="FILE.json", help="training config (see configs/regress_*.json)")
     p.add_argument("--out-dir", metavar="DIR", help="override out_dir")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ _FLIP = np.diag([-1.0, -1.0, 1.0])
 
 def co3d_camera_and_pose(vp: dict, width: int, height: int, where: str) -> tuple[Camera, Pose]:
     """OpenCV intrinsics and cam_from_world of one CO3D ``viewpoint``."""
+    if not isinstance(vp, dict):
+        raise InputError(where, f"viewpoint must be an object, got {type(vp).__name__}")
     try:
         f = np.asarray(vp["focal_length"], float).reshape(2)
         p = np.asarray(vp["principal_point"], float).reshape(2)
@@ -63,11 +66,16 @@ class CO3DDataset(SequenceDataset):
         try:
             with gzip.open(path, "rt") as fh:
                 entries = json.load(fh)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError, zlib.error) as e:  # a broken gzip stream, bad UTF-8 or JSON
             raise InputError(str(path), f"cannot read gzipped JSON: {e}") from None
+        except RecursionError:
+            raise InputError(str(path), "the JSON is nested too deeply to be frame annotations") from None
         if not isinstance(entries, list):
             raise InputError(str(path), "expected a JSON list of frame annotations")
-        seqs = sorted({e.get("sequence_name") for e in entries if isinstance(e, dict)})
+        for k, e in enumerate(entries):
+            if not (isinstance(e, dict) and isinstance(e.get("sequence_name"), str)):
+                raise InputError(f"{path}:entry[{k}]", "expected an object with a string sequence_name")
+        seqs = sorted({e["sequence_name"] for e in entries})
         if sequence is None:
             if len(seqs) != 1:
                 raise InputError("sequence", f"{path} has {len(seqs)} sequences; choose one with sequence=NAME")
@@ -77,20 +85,24 @@ class CO3DDataset(SequenceDataset):
         self.scene, self.sequence = sequence, sequence
         base = Path(data_root) if data_root else self.root.parent
         for k, e in enumerate(entries):
-            if not isinstance(e, dict) or e.get("sequence_name") != sequence:
+            if e["sequence_name"] != sequence:
                 continue
             where = f"{path}:entry[{k}]"
             try:
                 h, w = (int(v) for v in e["image"]["size"])
                 rel = e["image"]["path"]
                 num = int(e["frame_number"])
-            except (KeyError, TypeError, ValueError) as ex:
+                if not isinstance(rel, str):
+                    raise TypeError(f"image path must be a string, got {rel!r}")
+            except (KeyError, TypeError, ValueError, OverflowError) as ex:
                 raise InputError(where, f"missing image path/size or frame_number ({ex})") from None
+            stamp = e.get("frame_timestamp")
+            stamp = float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None
             cam, cam_from_world = co3d_camera_and_pose(e.get("viewpoint") or {}, w, h, where)
             image = base / rel
             if not image.is_file():
                 raise InputError(where, f"image not found: {image}")
-            self.frames.append(Frame(str(num), image, cam, cam_from_world.inverse(), None, num, e.get("frame_timestamp")))
+            self.frames.append(Frame(str(num), image, cam, cam_from_world.inverse(), None, num, stamp))
         self.frames.sort(key=lambda f: f.index)
 
     def describe(self):

@@ -97,17 +97,16 @@ class PairSelection(StrictConfig):
 
 def read_text_lines(path: Path, what: str) -> list[tuple[int, str]]:
     """(line number, stripped text) of non-empty, non-comment lines."""
-    if not path.is_file():
-        raise InputError(what, f"file not found: {path}")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(str(path), f"cannot read: {e}") from None
+    from twoview.io.text import read_text
+
+    text = read_text(path, what)
     return [(i, ln.strip()) for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-def parse_numbers(text: str, path: Path, lineno: int, count: int | tuple[int, ...] | None = None) -> np.ndarray:
-    """Whitespace/comma separated floats of one line; InputError naming file:line."""
+def parse_numbers(text: str, path: Path, lineno: int, count: int | tuple[int, ...] | None = None,
+                  finite: bool = True) -> np.ndarray:
+    """Whitespace/comma separated floats of one line; InputError naming file:line (also for
+    NaN or infinite numbers unless ``finite`` is False: a reader that skips such rows)."""
     try:
         vals = np.array([float(v) for v in text.replace(",", " ").split()], dtype=np.float64)
     except ValueError:
@@ -115,18 +114,20 @@ def parse_numbers(text: str, path: Path, lineno: int, count: int | tuple[int, ..
     counts = (count,) if isinstance(count, int) else count
     if counts is not None and len(vals) not in counts:
         raise InputError(f"{path}:{lineno}", f"expected {' or '.join(map(str, counts))} numbers, got {len(vals)}")
-    if not np.all(np.isfinite(vals)):
+    if finite and not np.all(np.isfinite(vals)):
         raise InputError(f"{path}:{lineno}", "non-finite number")
     return vals
 
 
 def pose_from_matrix_checked(M: np.ndarray, where: str) -> Pose:
-    """A Pose from a 3x4/4x4 matrix, InputError if the rotation block is not a rotation."""
-    M = np.asarray(M, dtype=np.float64)
-    R = M[:3, :3]
-    if abs(np.linalg.det(R) - 1.0) > 1e-2 or np.abs(R @ R.T - np.eye(3)).max() > 1e-2:
-        raise InputError(where, "the 3x3 block is not a rotation matrix")
-    return Pose.from_matrix(M[:3, :4])
+    """A Pose from a 3x4/4x4 matrix read at ``where`` (file:line). The rotation block is
+    re-orthonormalised within :data:`twoview.geometry.pose.ROTATION_TOLERANCE` (the one
+    tolerance, in :meth:`Pose.from_matrix`); further from a rotation it is an InputError
+    naming ``where``."""
+    try:
+        return Pose.from_matrix(np.asarray(M, dtype=np.float64))
+    except ValueError as e:
+        raise InputError(where, str(e).replace("pose matrix: ", "")) from None
 
 
 def relative_pose(f0: Frame, f1: Frame) -> Pose:
@@ -147,8 +148,13 @@ class Dataset:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        if not self.root.exists():
-            raise InputError("--root", f"folder not found: {self.root}")
+        try:
+            if not self.root.exists():
+                raise InputError("--root", f"folder not found: {self.root}")
+            if not self.root.is_dir():
+                raise InputError("--root", f"not a folder: {self.root}")
+        except OSError as e:  # a name too long, no permission
+            raise InputError("--root", f"cannot open {self.root}: {e.strerror or e}") from None
 
     def pairs(self) -> list[PairSample]:
         raise NotImplementedError

@@ -23,10 +23,10 @@ from twoview.geometry.camera import Camera
 
 def read_kitti_poses(path: Path) -> list[np.ndarray]:
     """One (3, 4) camera-to-world per line; blank lines are not allowed (they shift ids)."""
-    if not path.is_file():
-        raise InputError("poses", f"file not found: {path}")
+    from twoview.io.text import read_text
+
     out = []
-    for lineno, ln in enumerate(path.read_text().splitlines(), 1):
+    for lineno, ln in enumerate(read_text(path, "poses").splitlines(), 1):
         M = parse_numbers(ln, path, lineno, 12).reshape(3, 4)
         pose_from_matrix_checked(M, f"{path}:{lineno}")
         out.append(M)

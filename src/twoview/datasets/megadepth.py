@@ -43,11 +43,19 @@ class MegaDepthSceneInfoDataset(Dataset):
     def _load(self, path: Path):
         if not path.is_file():
             raise InputError("scene_info", f"file not found: {path}")
+        what = "not a LoFTR scene-info npz (image_paths (N,), intrinsics (N, 3, 3), poses (N, 4, 4), pair_infos)"
         try:
             d = np.load(path, allow_pickle=True)
-            return d["image_paths"], d["intrinsics"], d["poses"], d["pair_infos"]
-        except (OSError, ValueError, KeyError) as e:
-            raise InputError(str(path), f"not a LoFTR scene-info npz (image_paths, intrinsics, poses, pair_infos): {e}") from None
+            names, Ks, poses, infos = d["image_paths"], d["intrinsics"], d["poses"], d["pair_infos"]
+        except Exception as e:  # noqa: BLE001 -- a pickle can fail in any way (its module, its data)
+            raise InputError(str(path), f"{what}: {type(e).__name__}: {e}") from None
+        try:
+            names, infos = np.asarray(names, dtype=object).reshape(-1), list(infos)
+            Ks = np.asarray(Ks, dtype=np.float64).reshape(len(names), 3, 3)
+            poses = np.asarray(poses, dtype=np.float64).reshape(len(names), 4, 4)
+        except (TypeError, ValueError) as e:
+            raise InputError(str(path), f"{what}: {e}") from None
+        return names, Ks, poses, infos
 
     def pairs(self) -> list[PairSample]:
         out = []

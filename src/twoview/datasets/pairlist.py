@@ -52,9 +52,15 @@ class SuperGluePairsDataset(Dataset):
         raise InputError(where, f"image {name!r} not found under {self.root} (or {self.root / 'images'})")
 
     def pairs(self) -> list[PairSample]:
+        lines = read_text_lines(self.pairs_file, "--pairs")
+        # pair ids from the file stems (the ids of lists whose stems are unique stay as they were);
+        # a list whose images share stems across folders (ScanNet-1500's scene/color/15.jpg) is
+        # named by the relative paths instead, decided on the whole file
+        names = {tuple(ln.split()[:2]) for _, ln in lines if len(ln.split()) >= 2}
+        stems = len({_pair_id(a, b, stems=True) for a, b in names}) == len(names)
         out = []
         self.skipped_rotated = 0
-        for lineno, ln in read_text_lines(self.pairs_file, "--pairs"):
+        for lineno, ln in lines:
             where = f"{self.pairs_file}:{lineno}"
             parts = ln.split()
             if len(parts) != 38:
@@ -72,7 +78,7 @@ class SuperGluePairsDataset(Dataset):
             rel = pose_from_matrix_checked(T, where)
             out.append(
                 PairSample(
-                    pair_id=_sanitize(f"{Path(parts[0]).stem}__{Path(parts[1]).stem}"),
+                    pair_id=_pair_id(parts[0], parts[1], stems),
                     image0=im0, image1=im1, camera0=cams[0], camera1=cams[1], cam1_from_cam0=rel,
                     meta={"dataset": self.kind, "line": lineno, "frame0": parts[0], "frame1": parts[1],
                           "baseline_m": float(np.linalg.norm(rel.t)), "rotation_deg": rotation_angle_deg(rel.R),
@@ -86,3 +92,13 @@ class SuperGluePairsDataset(Dataset):
     def describe(self):
         return {**super().describe(), "pairs_file": str(self.pairs_file.resolve()), "metric_gt": self.metric_gt,
                 "max_pairs": self.max_pairs, "exif_rotation": self.exif_rotation, "skipped_rotated": self.skipped_rotated}
+
+
+def _pair_id(name0: str, name1: str, stems: bool) -> str:
+    """``stem0__stem1``, or with ``stems`` False the relative paths without extension
+    (``scene0707_00_color_15__scene0707_00_color_645``)."""
+    def part(name: str) -> str:
+        p = Path(name)
+        return p.stem if stems else str(p.with_suffix("")).lstrip("./")
+
+    return _sanitize(f"{part(name0)}__{part(name1)}")

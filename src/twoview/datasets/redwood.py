@@ -12,7 +12,6 @@ PrimeSense default (fx = fy = 525, cx = 319.5, cy = 239.5) is used.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +45,10 @@ def read_log_trajectory(path: Path) -> dict[int, np.ndarray]:
 
 
 def read_open3d_intrinsics(path: Path) -> tuple[tuple[float, float, float, float], int, int]:
+    from twoview.io.text import read_json
+
+    d = read_json(path)
     try:
-        d = json.loads(path.read_text())
         K = np.asarray(d["intrinsic_matrix"], dtype=np.float64).reshape(3, 3).T  # column-major
         return (K[0, 0], K[1, 1], K[0, 2], K[1, 2]), int(d["width"]), int(d["height"])
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -29,12 +29,14 @@ _FRAME = re.compile(r"^frame-(\d+)\.pose\.txt$")
 _SEQ = re.compile(r"^seq-?(\d+)$")
 
 
-def read_matrix_file(path: Path, rows: int = 4) -> np.ndarray:
-    """A whitespace-separated ``rows`` x 4 matrix file -> (rows, 4)."""
+def read_matrix_file(path: Path, rows: int = 4) -> tuple[np.ndarray, str]:
+    """A whitespace-separated ``rows`` x 4 matrix file -> ((rows, 4), "file:first-last line").
+    NaN and infinite entries are kept (7-Scenes marks lost tracking so): the caller decides."""
     lines = read_text_lines(path, str(path))
     if len(lines) < rows:
         raise InputError(str(path), f"expected {rows} rows of 4 numbers, got {len(lines)} lines")
-    return np.stack([parse_numbers(ln, path, lineno, 4) for lineno, ln in lines[:rows]])
+    M = np.stack([parse_numbers(ln, path, lineno, 4, finite=False) for lineno, ln in lines[:rows]])
+    return M, f"{path}:{lines[0][0]}-{lines[rows - 1][0]}"
 
 
 class SevenScenesDataset(SequenceDataset):
@@ -61,10 +63,10 @@ class SevenScenesDataset(SequenceDataset):
                 if image is None:
                     continue
                 depth = seq / f"{stem}.depth.png"
-                M = read_matrix_file(pose_file)
+                M, where = read_matrix_file(pose_file)
                 if not np.all(np.isfinite(M)) or np.abs(M).max() > 1e6:
-                    continue  # 7-Scenes marks lost tracking with inf/huge values
-                pose = pose_from_matrix_checked(M, str(pose_file))
+                    continue  # 7-Scenes marks lost tracking with NaN/inf/huge values: no ground truth
+                pose = pose_from_matrix_checked(M, where)
                 w, h = sizes(image)
                 cam = Camera(SEVEN_SCENES_FOCAL, SEVEN_SCENES_FOCAL, w / 2.0, h / 2.0, w, h)
                 self.frames.append(

@@ -25,7 +25,7 @@ from twoview.datasets._util import SizeCache
 from twoview.datasets.common import Frame, SequenceDataset, parse_numbers, read_text_lines
 from twoview.errors import InputError
 from twoview.geometry.camera import Camera
-from twoview.geometry.pose import Pose
+from twoview.geometry.pose import ROTATION_TOLERANCE, Pose
 from twoview.geometry.rotation import quaternion_to_rotation
 
 #: TUM's published colour calibrations (fx, fy, cx, cy) per Freiburg sensor.
@@ -48,7 +48,12 @@ def read_tum_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     for lineno, ln in read_text_lines(path, "groundtruth"):
         if not rows and not _is_number(ln.split()[0]):
             continue  # a header line without '#' before the data
-        rows.append(parse_numbers(ln, path, lineno, 8))
+        row = parse_numbers(ln, path, lineno, 8)
+        norm = float(np.linalg.norm(row[4:8]))
+        if not abs(norm - 1.0) <= ROTATION_TOLERANCE:
+            raise InputError(f"{path}:{lineno}", f"the quaternion qx qy qz qw has norm {norm:.6g}, not 1")
+        row[4:8] /= norm
+        rows.append(row)
     if not rows:
         raise InputError(str(path), "no poses in the trajectory file")
     a = np.array(rows)

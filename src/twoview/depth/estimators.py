@@ -429,10 +429,9 @@ def _load_processor_config(src: str, local_only: bool) -> dict:
     """The model's ``preprocessor_config.json`` as a dict ({} when absent)."""
     p = Path(src) / "preprocessor_config.json"
     if p.is_file():
-        try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(str(p), f"cannot read the image-processor config: {e}") from None
+        from twoview.io.text import read_json
+
+        return read_json(p)
     try:
         from huggingface_hub import hf_hub_download
 

@@ -97,6 +97,56 @@ def quaternion_to_rotation(q: np.ndarray, order: str = "wxyz") -> np.ndarray:
     )
 
 
+def quaternions_to_rotations(q: np.ndarray, order: str = "wxyz") -> np.ndarray:
+    """Quaternions (N, 4) in ``order`` -> rotation matrices (N, 3, 3); each is normalised
+    (3DGS stores them unnormalised). The batch form of :func:`quaternion_to_rotation`.
+
+    Raises:
+        ValueError: a non-finite or zero quaternion (its index is named).
+    """
+    _check_order(order)
+    q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
+    n = np.linalg.norm(q, axis=1)
+    bad = np.flatnonzero(~(np.isfinite(n) & (n >= 1e-12)))
+    if bad.size:
+        raise ValueError(f"quaternion {int(bad[0])} is {'zero' if np.isfinite(n[bad[0]]) else 'not finite'}: "
+                         f"{q[bad[0]].tolist()}")
+    q = q / n[:, None]
+    w, x, y, z = (q if order == "wxyz" else np.roll(q, 1, axis=1)).T
+    R = np.empty((len(q), 3, 3))
+    R[:, 0, 0], R[:, 0, 1], R[:, 0, 2] = 1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)
+    R[:, 1, 0], R[:, 1, 1], R[:, 1, 2] = 2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)
+    R[:, 2, 0], R[:, 2, 1], R[:, 2, 2] = 2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)
+    return R
+
+
+def rotations_to_quaternions(R: np.ndarray, order: str = "wxyz") -> np.ndarray:
+    """Rotation matrices (N, 3, 3) -> unit quaternions (N, 4), scalar part >= 0: the batch
+    form of :func:`rotation_to_quaternion` (the same Shepperd branches, chosen per row)."""
+    _check_order(order)
+    R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
+    d0, d1, d2 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
+    tr = d0 + d1 + d2
+    # the branch of rotation_to_quaternion: trace > 0, else the largest diagonal entry
+    branch = np.where(tr > 0, 0, np.where((d0 > d1) & (d0 > d2), 1, np.where(d1 > d2, 2, 3)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = 2.0 * np.sqrt(np.maximum(np.stack([tr + 1.0, 1.0 + d0 - d1 - d2, 1.0 + d1 - d0 - d2, 1.0 + d2 - d0 - d1]), 0.0))
+    s = s[branch, np.arange(len(R))]
+    s = np.where(s > 0, s, 1.0)
+    a, b, c = R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]
+    e, f, g = R[:, 0, 1] + R[:, 1, 0], R[:, 0, 2] + R[:, 2, 0], R[:, 1, 2] + R[:, 2, 1]
+    cand = np.stack([
+        np.stack([0.25 * s, a / s, b / s, c / s], 1),
+        np.stack([a / s, 0.25 * s, e / s, f / s], 1),
+        np.stack([b / s, e / s, 0.25 * s, g / s], 1),
+        np.stack([c / s, f / s, g / s, 0.25 * s], 1),
+    ])
+    q = cand[branch, np.arange(len(R))]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q[q[:, 0] < 0] *= -1
+    return q if order == "wxyz" else np.roll(q, -1, axis=1)
+
+
 def project_to_so3(M: np.ndarray) -> np.ndarray:
     """Closest rotation (Frobenius norm) to a 3x3 matrix."""
     U, _, Vt = np.linalg.svd(np.asarray(M, dtype=np.float64))

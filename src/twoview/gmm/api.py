@@ -63,16 +63,12 @@ def refine_estimate(inputs: dict, front: PoseResult, config: GMMConfig | None = 
 def read_pose_json(path, name: str = "--init") -> Pose:
     """A pose file: ``twoview estimate --json`` output (key ``cam1_from_cam0``, 4x4), or a
     bare 4x4 / 3x4 nested list."""
-    import json
     from pathlib import Path
 
+    from twoview.io.text import read_json
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(name, f"file not found: {p}")
-    try:
-        d = json.loads(p.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(name, f"{p} is not valid JSON: {e}") from None
+    d = read_json(p, name)
     if isinstance(d, dict):
         if "cam1_from_cam0" not in d:
             raise InputError(name, f"{p} has no 'cam1_from_cam0' key")

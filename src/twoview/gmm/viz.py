@@ -19,12 +19,16 @@ from twoview.io.atomic import atomic_write_bytes
 
 def overlay_png(path: str | Path, mix0: GaussianMixture, mix1: GaussianMixture, poses: dict[str, Pose],
                 max_points: int = 4000) -> Path:
-    """Write a PNG with one row per pose in ``poses`` (e.g. {"initial": T0, "refined": T1})."""
+    """Write a picture with one row per pose in ``poses`` (e.g. {"initial": T0, "refined": T1}),
+    PNG or JPEG by the extension of ``path`` (:func:`twoview.viz.image_format`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from twoview.viz import image_format
+
+    fmt = image_format(path)
     rng = np.random.default_rng(0)
     i0 = rng.permutation(len(mix0))[:max_points]
     i1 = rng.permutation(len(mix1))[:max_points]
@@ -46,7 +50,7 @@ def overlay_png(path: str | Path, mix0: GaussianMixture, mix1: GaussianMixture, 
                 ax.legend(loc="upper right", markerscale=6)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format=fmt, dpi=90)
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 

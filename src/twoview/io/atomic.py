@@ -1,6 +1,8 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename.
 
 A reader never sees a half-written file, and an interrupted run leaves the old file.
+The temporary name is short (``.tmp-XXXXXXXX.tmp``), so any name the file system accepts for
+the result also works for the temporary file.
 """
 
 from __future__ import annotations
@@ -8,15 +10,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from twoview.errors import InputError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -60,3 +65,13 @@ def to_json_text(obj) -> str:
 
 def atomic_write_json(path: str | Path, obj) -> Path:
     return atomic_write_text(path, to_json_text(obj))
+
+
+@contextmanager
+def writing(what: str, path):
+    """Report an OS error while writing ``path`` (a full disk, a read-only file system, a
+    name too long, no permission) as bad input naming ``what`` (the flag or file), in one line."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(what, f"cannot write {path}: {e.strerror or e}") from None

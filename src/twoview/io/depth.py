@@ -35,18 +35,21 @@ def load_depth(path: str | Path, scale: float | None = None, name: str = "depth"
             Required for PNG; floating-point formats are taken as metres unless given.
         name: argument name used in error messages.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(name, f"file not found: {path}")
+    from twoview.io.text import existing_file
+
+    path = existing_file(path, name)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            raw = np.load(path, allow_pickle=False)
+            raw = _read_npy(path, name)
         elif suffix == ".pfm":
-            raw = _read_pfm(path)
+            raw = _read_pfm(path, name)
         elif suffix == ".exr":
             raw = _read_exr(path, name)
         elif suffix in (".png", ".tif", ".tiff"):
+            from twoview.io.images import header_size
+
+            header_size(path, name)  # a header claiming a huge map is refused before decoding
             raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
             if raw is None:
                 raise ValueError("cannot decode")
@@ -114,6 +117,8 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
         raise InputError(name, f"depth must be an (H, W) array, got shape {d.shape}")
     if not np.issubdtype(d.dtype, np.number):
         raise InputError(name, f"depth must be numeric, got dtype {d.dtype}")
+    if d.size == 0:
+        raise InputError(name, f"depth map is empty ({d.shape[1]}x{d.shape[0]} pixels)")
     d = _mask_invalid(d.astype(np.float64), copy=False)  # astype already copied
     w, h = image_size
     if d.shape != (h, w):
@@ -159,6 +164,9 @@ def _read_exr(path: Path, name: str) -> np.ndarray:
         raise InputError(
             name, f"reading .exr needs the openexr package (`pip install 'twoview[exr]'`): {path}"
         ) from None
+    with OpenEXR.File(str(path), header_only=True) as f:
+        lo, hi = (np.asarray(v).reshape(-1) for v in f.header()["dataWindow"])
+    _check_map_size(int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1), name, path)
     with OpenEXR.File(str(path)) as f:
         channels = f.channels()
         if not channels:
@@ -177,17 +185,48 @@ def write_exr(path: str | Path, depth: np.ndarray) -> None:
         f.write(str(path))
 
 
-def _read_pfm(path: Path) -> np.ndarray:
+def _check_map_size(width: int, height: int, name: str, path: Path) -> None:
+    """A depth map's size from its header: not empty, within the images' pixel limit."""
+    from twoview.io.images import MAX_IMAGE_PIXELS
+
+    if width < 1 or height < 1:
+        raise InputError(name, f"depth map is empty ({width}x{height} pixels): {path}")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(name, f"depth map of {width}x{height} pixels is larger than the limit of "
+                               f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels (twoview.io.images.MAX_IMAGE_PIXELS): {path}")
+
+
+def _read_npy(path: Path, name: str) -> np.ndarray:
+    # memory-mapped first: the header's shape is checked against the file's size and the
+    # limit before anything is allocated (a tiny file may claim a huge array)
+    mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    if mm.ndim != 2:
+        raise InputError(name, f"depth map must be 2-D, got shape {mm.shape} in {path}")
+    _check_map_size(mm.shape[1], mm.shape[0], name, path)
+    return np.array(mm)
+
+
+def _read_pfm(path: Path, name: str) -> np.ndarray:
     with open(path, "rb") as f:
-        header = f.readline().decode("ascii").strip()
+        header = f.readline(16).decode("ascii").strip()
         if header not in ("Pf", "PF"):
             raise ValueError("not a PFM file")
-        w, h = (int(v) for v in f.readline().decode("ascii").split())
-        scale = float(f.readline().decode("ascii").strip())
+        size = f.readline(64).decode("ascii").split()
+        if len(size) != 2:
+            raise ValueError(f"expected 'width height' on the second line, got {' '.join(size)!r}")
+        w, h = (int(v) for v in size)
+        _check_map_size(w, h, name, path)
+        scale = float(f.readline(64).decode("ascii").strip())
+        if not (np.isfinite(scale) and scale != 0):
+            raise ValueError(f"the scale line must be a non-zero number, got {scale}")
         dtype = "<f4" if scale < 0 else ">f4"
         channels = 3 if header == "PF" else 1
-        data = np.frombuffer(f.read(), dtype=dtype, count=w * h * channels)
-    data = data.reshape(h, w, channels)[..., 0]
+        count = w * h * channels
+        body = f.read(4 * count)
+    data = np.frombuffer(body[: len(body) // 4 * 4], dtype=dtype)
+    if data.size < count:
+        raise ValueError(f"truncated: {w}x{h}x{channels} floats expected, {data.size} found")
+    data = data[:count].reshape(h, w, channels)[..., 0]
     return np.flipud(data).astype(np.float64)  # PFM stores rows bottom to top
 
 

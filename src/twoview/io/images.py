@@ -15,25 +15,99 @@ import numpy as np
 
 from twoview.errors import InputError
 
+#: Largest image read from a file, in pixels (width x height): a 100 MP photo decodes to 300
+#: MB of RGB; a larger one is refused from its header, before decoding (a 1 MB PNG can claim
+#: 30000x30000 pixels, 2.7 GB once decoded).
+MAX_IMAGE_PIXELS = 100_000_000
+#: Smallest image side, in pixels, that matching and the intrinsics checks work with.
+MIN_IMAGE_SIDE = 16
+#: Largest ratio of the long to the short image side (a 100000x1 strip is no photo: resized
+#: for matching it would have no rows left).
+MAX_ASPECT_RATIO = 20.0
+
+
+def check_image_size(width: int, height: int, name: str, path=None) -> None:
+    """Refuse an image size no estimate can use: more than :data:`MAX_IMAGE_PIXELS`, a side
+    under :data:`MIN_IMAGE_SIDE`, or sides further apart than :data:`MAX_ASPECT_RATIO`.
+
+    Raises:
+        InputError: naming ``name`` (and ``path``, the file, when given).
+    """
+    of = f" ({path})" if path is not None else ""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(name, f"image of {width}x{height} pixels{of} is larger than the limit of "
+                               f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels (twoview.io.images.MAX_IMAGE_PIXELS); scale it down")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise InputError(name, f"image is too small ({width}x{height}){of}: each side needs at least {MIN_IMAGE_SIDE} pixels")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InputError(name, f"image of {width}x{height} pixels{of} is too elongated: the long side may be at most "
+                               f"{MAX_ASPECT_RATIO:g} times the short one")
+
+
+def _read_header(path: Path, name: str) -> tuple[int, int, int]:
+    """(width, height as stored, EXIF orientation) from the header (PIL reads no pixels).
+
+    Raises:
+        InputError: over PIL's decompression-bomb limit (twice its 89 MP, far over ours).
+        Exception: whatever PIL raises for a file it cannot parse.
+    """
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # PIL's own bomb warning (89 MP) is below our limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size[0], im.size[1], _orientation_of(im)
+    except Image.DecompressionBombError as e:
+        raise InputError(name, f"{path} is larger than the limit of {MAX_IMAGE_PIXELS / 1e6:g} megapixels "
+                               f"(twoview.io.images.MAX_IMAGE_PIXELS): {e}") from None
+
+
+def header_size(path: Path, name: str) -> tuple[int, int] | None:
+    """(width, height) as stored, from the header of an image file, checked by
+    :func:`check_image_size`; None when PIL cannot parse the file (the decoder decides then,
+    and the decoded image is checked).
+
+    Raises:
+        InputError: the header claims a size :func:`check_image_size` refuses.
+    """
+    try:
+        width, height, _ = _read_header(path, name)
+    except InputError:
+        raise
+    except Exception:  # a format PIL does not parse, or a broken header
+        return None
+    check_image_size(width, height, name, path)
+    return width, height
+
 
 def load_image(path: str | Path, name: str = "image") -> np.ndarray:
     """Read an image as RGB uint8, (H, W, 3); 16-bit files are scaled by the bit depth
     their values use (see :func:`to_uint8`), so 12-bit data is not left nearly black.
 
     Raises:
-        InputError: the file is missing, not a file, or not a decodable image.
+        InputError: the file is missing, not a file, not a decodable image, or of a size
+            :func:`check_image_size` refuses (checked from the header before decoding).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(name, f"file not found: {path}")
-    if not path.is_file():
-        raise InputError(name, f"not a file: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
+    from twoview.io.text import existing_file
+
+    path = existing_file(path, name)
+    header_size(path, name)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise InputError(name, f"cannot read {path}: {e.strerror or e}") from None
     # OpenCV would apply the orientation for some formats only; it is applied here for all.
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(data, flags) if data.size else None
+    try:
+        img = cv2.imdecode(data, flags) if data.size else None
+    except cv2.error:  # OpenCV's own limits (e.g. a header over its pixel cap in a format PIL cannot read)
+        img = None
     if img is None:
         raise InputError(name, f"cannot decode image (corrupt or unsupported format): {path}")
+    check_image_size(img.shape[1], img.shape[0], name, path)
     img = upright(img, _exif_orientation(path))
     return cv2.cvtColor(to_uint8(img, name), cv2.COLOR_BGR2RGB)
 
@@ -104,17 +178,18 @@ def to_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 def image_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
     """(width, height) of an image file as :func:`load_image` returns it (upright by its
-    EXIF orientation), reading only its header."""
-    from PIL import Image
+    EXIF orientation), reading only its header, checked by :func:`check_image_size`."""
+    from twoview.io.text import existing_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(where or str(path), f"image not found: {path}")
+    path = existing_file(path, where, "image")
+    name = where or str(path)
     try:
-        with Image.open(path) as im:
-            (w, h), orientation = im.size, _orientation_of(im)
+        w, h, orientation = _read_header(path, name)
+    except InputError:
+        raise
     except Exception as e:  # PIL raises many types for broken files
-        raise InputError(where or str(path), f"cannot read image {path}: {e}") from None
+        raise InputError(name, f"cannot read image {path}: {e}") from None
+    check_image_size(w, h, name, path)
     return (h, w) if orientation >= 5 else (w, h)
 
 
@@ -136,13 +211,12 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def check_image_array(image: np.ndarray, name: str) -> np.ndarray:
-    """Validate an in-memory image, (H, W), (H, W, 3) or (H, W, 4) (alpha dropped), at least
-    16x16 pixels, and return it as uint8 (:func:`to_uint8`)."""
+    """Validate an in-memory image, (H, W), (H, W, 3) or (H, W, 4) (alpha dropped), of a size
+    :func:`check_image_size` accepts, and return it as uint8 (:func:`to_uint8`)."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise InputError(name, f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
-    if image.shape[0] < 16 or image.shape[1] < 16:
-        raise InputError(name, f"image is too small ({image.shape[1]}x{image.shape[0]})")
+    check_image_size(image.shape[1], image.shape[0], name)
     image = to_uint8(image, name)
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[..., :3]

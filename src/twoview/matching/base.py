@@ -70,7 +70,8 @@ def _resize(image: np.ndarray, resize_max: int | None) -> tuple[np.ndarray, floa
 def scale_image(image: np.ndarray, s: float) -> np.ndarray:
     """``image`` shrunk by ``s`` < 1 (area interpolation); map points back with :func:`unscale_points`."""
     h, w = image.shape[:2]
-    return cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    # at least one pixel a side (the images' aspect ratio is bounded where they are loaded)
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def unscale_points(xy: np.ndarray, s: float) -> np.ndarray:

@@ -23,10 +23,10 @@ from twoview.errors import InputError
 
 def read_redwood_log(path: str | Path) -> dict[int, np.ndarray]:
     """Frame id -> (4, 4) camera-to-world matrix from an Open3D/Redwood ``.log`` file."""
+    from twoview.io.text import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "trajectory file not found")
-    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    lines = [ln.split() for ln in read_text(path).splitlines() if ln.strip()]
     if len(lines) % 5:
         raise InputError(str(path), f"expected blocks of 5 lines (header + 4x4), got {len(lines)} lines")
     out = {}
@@ -438,15 +438,19 @@ def tum_pairs(seq_dir: str | Path) -> list[dict]:
     """
     seq_dir = Path(seq_dir)
     f = seq_dir / "pairs_gt.txt"
-    if not f.is_file():
-        raise InputError(str(f), "pairs file not found")
+    from twoview.io.text import read_text
+
     out = []
-    for ln in f.read_text().splitlines():
+    for lineno, ln in enumerate(read_text(f).splitlines(), 1):
         if not ln.strip() or ln.startswith("#"):
             continue
         p = ln.split()
         if len(p) != 20:
-            raise InputError(str(f), f"expected 20 fields per line, got {len(p)}")
+            raise InputError(f"{f}:{lineno}", f"expected 20 fields per line, got {len(p)}")
+        try:
+            T = np.array(p[4:], dtype=np.float64).reshape(4, 4)
+        except ValueError:
+            raise InputError(f"{f}:{lineno}", f"expected 16 numbers of T_0to1, got {' '.join(p[4:])[:80]!r}") from None
         out.append({"image0": seq_dir / p[0], "image1": seq_dir / p[1], "depth0": seq_dir / p[2],
-                    "depth1": seq_dir / p[3], "T": np.array(p[4:], dtype=np.float64).reshape(4, 4)})
+                    "depth1": seq_dir / p[3], "T": T})
     return out

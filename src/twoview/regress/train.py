@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from twoview.errors import InputError
+from twoview.io.atomic import writing
 from twoview.regress.config import TrainConfig
 
 CKPT_FORMAT = "twoview-regress"
@@ -246,6 +248,51 @@ def summarize(R, t, R_gt, t_gt, metric: bool, prefix: str = "") -> dict:
     return {prefix + k: v for k, v in out.items()}
 
 
+def read_log(log_path: Path, repair: bool = False) -> list[dict]:
+    """The records of ``log.jsonl``. A run killed while writing leaves a torn last line: it is
+    dropped with a warning (and, with ``repair``, cut from the file, so that a resumed run
+    appends after the last whole record); any other line that is not a JSON object is an error."""
+    import warnings
+
+    path = Path(log_path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    rows, offset = [], 0
+    for i, raw in enumerate(lines):
+        try:
+            rec = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except (ValueError, RecursionError):
+            rec = ...
+        if rec is ... or (rec is not None and not isinstance(rec, dict)):
+            if any(ln.strip() for ln in lines[i + 1:]):
+                raise InputError(str(path), f"line {i + 1} is not a JSON record; pass --restart to start over")
+            warnings.warn(f"{path}: line {i + 1} is torn (the run was stopped while writing it): dropped", stacklevel=2)
+            if repair:
+                from twoview.io.atomic import atomic_write_bytes
+
+                atomic_write_bytes(path, data[:offset])
+            break
+        if rec is not None:
+            rows.append(rec)
+        offset += len(raw) + 1
+    return rows
+
+
+def check_out_dir(out: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be (a file in the way, no
+    permission), before any data or model is loaded."""
+    if out.exists() and not out.is_dir():
+        raise InputError("out_dir", f"not a folder: {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError("out_dir", f"cannot create the folder {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError("out_dir", f"no write permission in {out}")
+
+
 def plot_curves(log_path: Path, png_path: Path) -> None:
     """Loss and validation curves from ``log.jsonl`` to a PNG (atomic write)."""
     import matplotlib
@@ -255,7 +302,7 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
 
     from twoview.io.atomic import atomic_write_bytes
 
-    rows = [json.loads(ln) for ln in Path(log_path).read_text().splitlines() if ln.strip()]
+    rows = read_log(log_path)
     tr = [r for r in rows if "loss" in r]
     va = [r for r in rows if "val_auc10" in r]
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
@@ -294,21 +341,31 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
     """
     from tqdm import tqdm
 
+    check_out_dir(resolve(cfg.out_dir, Path(base_dir)))  # seconds before the data and model are ready
     tr = Trainer(cfg, base_dir, seqs=seqs)
     out = tr.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     last, log_path = out / "last.pt", out / "log.jsonl"
     if resume and last.exists():
         tr.resume(last)
+        read_log(log_path, repair=True)
     elif log_path.exists():
         log_path.unlink()
     budget = cfg.optim.max_minutes * 60
     bar = tqdm(total=cfg.optim.steps, initial=tr.step_num, disable=not progress, desc="train", dynamic_ncols=True)
-    with open(log_path, "a") as log:
-        def write(rec):
+
+    def save(path: Path, **kw) -> Path:
+        with writing("out_dir", path):  # a full disk: one line naming the output folder
+            return tr.save(path, **kw)
+
+    with writing("out_dir", log_path):
+        log = open(log_path, "a")
+
+    def write(rec):
+        with writing("out_dir", log_path):
             log.write(json.dumps({k: v for k, v in rec.items() if not (isinstance(v, float) and not math.isfinite(v))}) + "\n")
             log.flush()
 
+    with log:
         while tr.step_num < cfg.optim.steps and tr.elapsed < budget:
             rec = tr.step()
             bar.update(1)
@@ -318,11 +375,12 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
             if tr.step_num % cfg.eval_every == 0:
                 write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
             if tr.step_num % cfg.ckpt_every == 0:
-                tr.save(last)
+                save(last)
         if tr.step_num % cfg.eval_every:
             write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
     bar.close()
-    tr.save(last)
-    model_path = tr.save(out / "model.pt", weights_only=True)
-    plot_curves(log_path, out / "curves.png")
+    save(last)
+    model_path = save(out / "model.pt", weights_only=True)
+    with writing("out_dir", out / "curves.png"):
+        plot_curves(log_path, out / "curves.png")
     return model_path

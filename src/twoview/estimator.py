@@ -200,7 +200,7 @@ def estimate_from_matches(
         return PoseResult.failure(
             f"the matched points do not move between the images (median flow {flow:.2f} px < 0.5 px): "
             "identical or near-identical views, no camera motion to estimate",
-            solver=mode, **common,
+            solver=mode, info={"no_motion": True}, **common,
         )
     k0, k1 = matches.kpts0, matches.kpts1
     tried = []

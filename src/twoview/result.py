@@ -94,6 +94,10 @@ class PoseResult:
             "pure_rotation", "planar", or "unknown" without matches.
         translation_observable: False when the translation cannot be determined from the
             inputs (a pure rotation without depth): ``t`` is then a meaningless direction.
+        artifacts: what the pipeline built, kept only when asked
+            (``Pipeline(...)(..., keep_artifacts=True)``): ``views`` (the two views as the
+            stages saw them, e.g. registered), ``mixtures`` (the Gaussian mixtures). Never
+            serialised.
     """
 
     success: bool
@@ -111,6 +115,7 @@ class PoseResult:
     info: dict = field(default_factory=dict)
     motion: str = "unknown"
     translation_observable: bool = True
+    artifacts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.success and self.cam1_from_cam0 is None:

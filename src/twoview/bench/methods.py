@@ -229,8 +229,12 @@ def pipeline_method(name: str, config, uses_depth: tuple[bool, bool], metric: bo
         raise ConfigError(f"{name}: initial pose method {init!r} is direction-only; a metric method is needed")
 
     def run(sample, depth0=None, depth1=None):
+        from twoview.result import PoseResult
         from twoview.view import load_views
 
+        missing = [k for k, (used, d) in enumerate(zip(uses_depth, (depth0, depth1))) if used and d is None]
+        if missing:
+            return PoseResult.failure(f"{name} needs the depth of view {missing[0]}")
         views = load_views(sample.image0, sample.image1, sample.camera0, sample.camera1,
                            depth0 if uses_depth[0] else None, depth1 if uses_depth[1] else None, depth_kind=depth_kind)
         if init_method is None:

@@ -23,7 +23,6 @@ __all__ = [
     "PRESETS",
     "align_mixtures",
     "build_mixture",
-    "refine_estimate",
     "preset_config",
     "refine_relative_pose",
     "read_ply",
@@ -33,7 +32,7 @@ __all__ = [
 _LAZY = {
     "align_mixtures": "twoview.gmm.align", "refine_relative_pose": "twoview.gmm.align",
     "GaussianMixture": "twoview.gmm.mixture", "build_mixture": "twoview.gmm.mixture",
-    "read_ply": "twoview.gmm.ply", "write_ply": "twoview.gmm.ply", "refine_estimate": "twoview.gmm.api",
+    "read_ply": "twoview.gmm.ply", "write_ply": "twoview.gmm.ply",
 }
 
 

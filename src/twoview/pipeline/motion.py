@@ -26,6 +26,8 @@ from twoview.result import PoseResult
 EXPLAINED_FRACTION = 0.9
 #: a rotation below this explaining the matches is no motion (degrees)
 NO_MOTION_DEG = 0.05
+#: ... and with metric depth, a translation below this (metres)
+NO_MOTION_M = 0.001
 
 
 def classify(kpts0: np.ndarray, kpts1: np.ndarray, cam0, cam1, R: np.ndarray, threshold_px: float) -> dict:
@@ -76,6 +78,15 @@ def label_motion(result: PoseResult, view0, view1, solver: SolverConfig, run=Non
     matches; a failure for no motion. Results without matches are "unknown"."""
     if not result.success:
         return result
+    T = result.cam1_from_cam0
+    angle = float(np.degrees(np.linalg.norm(T.rotvec())))
+    if result.metric and angle < NO_MOTION_DEG and float(np.linalg.norm(T.t)) < NO_MOTION_M:
+        # a metric pose of no motion (e.g. a registration without matches of the same view
+        # twice) is never reported as an estimate
+        return PoseResult.failure(
+            f"no camera motion: the {result.solver} pose moves {1000 * float(np.linalg.norm(T.t)):.2f} mm and turns "
+            f"{angle:.3f} deg (the same view twice)", solver=result.solver, num_matches=result.num_matches,
+            matches=result.matches, inliers=result.inliers, info={**result.info, "no_motion": True})
     m, inl = result.matches, result.inliers
     if m is None or inl is None or int(np.sum(inl)) < 8:
         result.motion = "unknown"

@@ -30,6 +30,8 @@ class _Run:
     def __init__(self):
         self.ms: dict[str, float] = {}
         self.stages: list[dict] = []
+        self.depth_source = "none"  # "file" (given), "model" (predicted) or "none"
+        self.depth_model: dict | None = None  # the depth model and its predictions' cache hits
 
     @contextmanager
     def time(self, stage: str):
@@ -61,7 +63,7 @@ class Pipeline:
 
     # --- the whole estimate ---------------------------------------------------------
     def __call__(self, view0: View, view1: View, *, init: Pose | None = None,
-                 matches: Matches | None = None) -> PoseResult:
+                 matches: Matches | None = None, keep_artifacts: bool = False) -> PoseResult:
         """Estimate ``cam1_from_cam0`` (``x1 = R x0 + t``).
 
         Args:
@@ -70,6 +72,8 @@ class Pipeline:
                 a 4x4 matrix; needs depth for both views), or another estimate's
                 :class:`PoseResult` to refine (its matches, inliers and timings are kept).
             matches: precomputed matches (skips the matchers).
+            keep_artifacts: keep the views as the stages saw them and the mixtures in
+                ``result.artifacts`` (for drawing; they hold images).
 
         Returns:
             :class:`PoseResult`; a failure (never a stand-in pose) when no pose is found
@@ -82,20 +86,28 @@ class Pipeline:
                 raise InputError(name, f"expected a twoview.View (twoview.load_view), got {type(v).__name__}")
         run = _Run()
         load0 = self.models.load_ms
+        artifacts: dict = {}
         with single_threaded_blas():
-            result = self._estimate(view0, view1, init, matches, run)
+            result = self._estimate(view0, view1, init, matches, run, artifacts)
+        if keep_artifacts:
+            result.artifacts = artifacts
         if self.models.load_ms > load0:
             run.ms["load_models"] = self.models.load_ms - load0
         result.timings_ms = {**run.ms, **{k: v for k, v in result.timings_ms.items() if k not in run.ms}}
         result.info["pipeline"] = {"stages": run.stages, "config": self.config.to_dict()}
+        result.info.setdefault("depth_source", run.depth_source)
+        if run.depth_model is not None:
+            result.info.setdefault("depth_model", run.depth_model)
         return result
 
-    def _estimate(self, view0: View, view1: View, init, matches, run: _Run) -> PoseResult:
+    def _estimate(self, view0: View, view1: View, init, matches, run: _Run, artifacts: dict) -> PoseResult:
         cfg = self.config
+        artifacts["views"] = (view0, view1)
         if identical_images(view0.image, view1.image):
             return PoseResult.failure(IDENTICAL_IMAGES)
         view0, view1 = self._depth(view0, view1, run)
-        mixtures: dict = {}
+        artifacts["views"] = (view0, view1)
+        mixtures: dict = artifacts
         if init is not None:
             front = self._from_init(init, view0, view1, run)
         elif cfg.front_end == "regress":
@@ -131,7 +143,14 @@ class Pipeline:
                     preds.append((prepare_depth(d, v.size, f"depth{v.name} (predicted by {cfg.model.model})"), info))
             views = [v.with_depth(d, "monocular", depth_model=info) for v, (d, info) in zip(views, preds)]
             run.note("depth", source="model", model=cfg.model.model, cached=[i.get("cached") for _, i in preds])
-        elif cfg.register and any(v.depth_kind == "sensor" for v in views):
+            run.depth_source = "model"
+            run.depth_model = {"model": cfg.model.model, "model_type": preds[0][1].get("model_type"),
+                               **{f"view{k}": {kk: vv for kk, vv in i.items() if kk not in ("model", "model_type")}
+                                  for k, (_, i) in enumerate(preds)}}
+            return views[0], views[1]
+        if any(v.depth is not None for v in views):
+            run.depth_source = "file"
+        if cfg.register and any(v.depth_kind == "sensor" for v in views):
             from twoview.depth.registration import estimate_registration, register_view
 
             out = []
@@ -236,7 +255,6 @@ class Pipeline:
         for k, v in timings.items():
             run.ms[k] = run.ms.get(k, 0.0) + v
         res.timings_ms = {}
-        res.info["depth_source"] = ("model" if mono else "file") if (d0 is not None or d1 is not None) else "none"
         return res
 
     # --- refinement -------------------------------------------------------------------
@@ -246,15 +264,15 @@ class Pipeline:
 
     def _mixtures(self, view0: View, view1: View, run: _Run, mixtures: dict):
         """Both views' mixtures, built once per estimate (the refinement and the recovery share them)."""
-        if "pair" not in mixtures:
+        if "mixtures" not in mixtures:
             from twoview.gmm.align import build_mixture_pair
 
             bcfg = self._gmm_config(view0, view1).build
             backend = self.models.gmm_features(bcfg)
             with run.time("build"):
-                mixtures["pair"] = build_mixture_pair(view0.image, view1.image, view0.camera, view1.camera,
+                mixtures["mixtures"] = build_mixture_pair(view0.image, view1.image, view0.camera, view1.camera,
                                                       view0.depth, view1.depth, bcfg, backend)
-        return mixtures["pair"]
+        return mixtures["mixtures"]
 
     def _refine(self, front: PoseResult, view0: View, view1: View, run: _Run, mixtures: dict,
                 explicit_init: bool) -> PoseResult:
@@ -305,8 +323,9 @@ class Pipeline:
     # --- recovery ---------------------------------------------------------------------
     def _should_recover(self, result: PoseResult, view0: View, view1: View, init) -> bool:
         rc = self.config.recovery
+        # a front end that saw no motion has answered (the same view twice): nothing to recover
         return (rc.enabled and init is None and view0.depth is not None and view1.depth is not None
-                and not result.success)
+                and not result.success and not result.info.get("no_motion"))
 
     def _recover(self, failed: PoseResult, view0: View, view1: View, run: _Run, mixtures: dict) -> PoseResult:
         """Registration without matches: align the mixtures from several starting poses

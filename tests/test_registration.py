@@ -70,7 +70,9 @@ def test_a_registered_view_is_left_alone(rng):
 def test_a_shifted_depth_map_is_found_and_moved_onto_the_colour(rng, shift):
     image, depth = _scene(rng)
     moved = _displace(depth, shift)
-    reg = estimate_registration(image, moved, RegistrationConfig(fit_zoom=False))
+    # a constant shift is corrected only when asked ("always"); by default it is recorded
+    assert not estimate_registration(image, moved).applied
+    reg = estimate_registration(image, moved, RegistrationConfig(fit_zoom=False, correct="always"))
     assert reg.applied and reg.reference == "colour"
     np.testing.assert_allclose(reg.shift, shift, atol=0.7)
     fixed = register_depth(moved, reg)
@@ -122,7 +124,7 @@ def test_bad_options():
 def test_real_views(shared_data):
     """ICL-NUIM (rendered, registered) is left alone; a TUM fr1 frame, whose depth is
     factory-registered but taken at another time than its colour, is displaced by a
-    constant shift: the depth moves onto the colour."""
+    constant shift: found, recorded, and left as it is by default."""
     from twoview.datasets import get_dataset
     from twoview.io.images import load_image
 
@@ -131,6 +133,6 @@ def test_real_views(shared_data):
     assert not estimate_registration(load_image(p.image0), p.load_depths()[0]).applied
     tum = get_dataset("tum", shared_data / "tum" / "fr1_xyz")
     p = tum.pairs()[0]
-    reg = estimate_registration(load_image(p.image1), p.load_depths()[1])
+    reg = estimate_registration(load_image(p.image1), p.load_depths()[1], RegistrationConfig(correct="always"))
     assert reg.applied and reg.reference == "colour", reg.reason
     assert 0.5 < np.hypot(*reg.shift) < 12.0

@@ -34,6 +34,7 @@ is kept and the depth map is resampled onto it (:func:`register_depth`,
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 
 import cv2
@@ -67,6 +68,13 @@ class RegistrationConfig(StrictConfig):
             the nearest and farthest tenth more than 1.5x apart).
         two_camera_px: a zoom or parallax moving the contours by more than this (median,
             relative to a constant shift) means two cameras: the depth is the reference.
+        correct: "two_cameras" corrects only a view whose displacement shows two cameras
+            (the colour is moved onto the depth; the geometry stays as measured); a
+            constant shift (colour and depth taken at slightly different times) is
+            recorded and left to the refinement's robust appearance weighting, because
+            moving either image by it trades the error of one for the other's (measured
+            on TUM fr3_cabinet and fr1_rpy: moving the depth cost geometry accuracy).
+            "always" also moves the depth onto the colour for a constant shift.
     """
 
     max_shift_frac: float = 0.025
@@ -80,6 +88,7 @@ class RegistrationConfig(StrictConfig):
     fit_zoom: bool = True
     fit_parallax: bool = True
     two_camera_px: float = 4.0
+    correct: typing.Literal["two_cameras", "always"] = "two_cameras"
 
     def validate(self):
         if not 0 < self.max_shift_frac < 0.2:
@@ -190,6 +199,16 @@ def _sample(emap: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)[0]
 
 
+def _derivatives(emap: np.ndarray):
+    """(dE/dx, dE/dy, d2E/dx2, d2E/dxdy, d2E/dy2) of an edge map, float32 maps (central
+    differences of a map blurred by its own construction)."""
+    k1 = np.array([[-0.5, 0.0, 0.5]], np.float32)
+    k2 = np.array([[1.0, -2.0, 1.0]], np.float32)
+    f = lambda im, k: cv2.filter2D(im, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
+    gx, gy = f(emap, k1), f(emap, k1.T)
+    return gx, gy, f(emap, k2), f(gx, k1.T), f(emap, k2.T)
+
+
 def _displacement(p: np.ndarray, du: np.ndarray, dv: np.ndarray, inv_z: np.ndarray):
     """Displacement (n,), (n,) of contour pixels at offsets (du, dv) from the centre and
     inverse depth ``inv_z`` under parameters ``p = (shift_x, shift_y, zoom - 1,
@@ -201,53 +220,72 @@ def _coarse_search(emap, x, y, du, dv, R: int, zooms: np.ndarray) -> tuple[np.nd
     """Best (shift, zoom) on a grid: zooms x shifts in [-R, R]^2 (step 2), on a blurred map
     (a wide basin). Returns (parameters (5,), score, median score over the grid)."""
     g = np.arange(-R, R + 1, 2, dtype=np.float32)
+    sx, sy = (a.ravel() for a in np.meshgrid(g, g))
     best, best_s, all_s = None, -1.0, []
-    H, W = emap.shape
     for k in zooms:
-        bx = (x + k * du).astype(np.float32)
-        by = (y + k * dv).astype(np.float32)
-        for sy in g:
-            # one remap call per row of shifts: the contour points, moved by each shift in x
-            U = bx[None, :] + g[:, None]
-            V = np.broadcast_to(by[None, :] + sy, U.shape)
-            sc = cv2.remap(emap, np.ascontiguousarray(U), np.ascontiguousarray(V), cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE).mean(axis=1)
-            all_s.append(sc)
-            j = int(np.argmax(sc))
-            if sc[j] > best_s:
-                best_s, best = float(sc[j]), np.array([g[j], sy, k, 0.0, 0.0])
+        # one remap per zoom: every shift of every contour point
+        U = np.ascontiguousarray((x + k * du).astype(np.float32)[None, :] + sx[:, None])
+        V = np.ascontiguousarray((y + k * dv).astype(np.float32)[None, :] + sy[:, None])
+        sc = cv2.remap(emap, U, V, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).mean(axis=1)
+        all_s.append(sc)
+        j = int(np.argmax(sc))
+        if sc[j] > best_s:
+            best_s, best = float(sc[j]), np.array([sx[j], sy[j], k, 0.0, 0.0])
     return best, best_s, float(np.median(np.concatenate(all_s)))
 
 
-def _refine(emap, gx, gy, x, y, du, dv, inv_z, p0: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
-    """Maximise the mean edge score over the parameters marked ``free`` (L-BFGS with the
-    map's analytic gradient), from ``p0``. Returns (parameters, score)."""
-    from scipy.optimize import minimize
-
+def _refine(emap, grads, x, y, du, dv, inv_z, p0: np.ndarray, free: np.ndarray,
+            iterations: int = 30) -> tuple[np.ndarray, float]:
+    """Maximise the mean edge score over the parameters marked ``free`` from ``p0``: a
+    damped Newton ascent with the map's exact first and second derivatives (the
+    displacement is linear in the parameters). ``grads`` = (dE/dx, dE/dy, d2E/dx2,
+    d2E/dxdy, d2E/dy2) maps. Returns (parameters, score)."""
+    gx, gy, hxx, hxy, hyy = grads
     xf, yf = x.astype(np.float64), y.astype(np.float64)
-    J = np.stack([np.ones_like(du), np.zeros_like(du), du, inv_z, np.zeros_like(du)], 1)  # d(disp_x)/dp
+    Jx = np.stack([np.ones_like(du), np.zeros_like(du), du, inv_z, np.zeros_like(du)], 1)  # d(disp_x)/dp
     Jy = np.stack([np.zeros_like(dv), np.ones_like(dv), dv, np.zeros_like(dv), inv_z], 1)  # d(disp_y)/dp
-    # parameters scaled so a unit step moves a typical contour pixel by about a pixel
-    scale = np.array([1.0, 1.0, 1.0 / max(np.sqrt(np.mean(du**2 + dv**2)), 1.0), 1.0 / max(np.mean(inv_z), 1e-6),
-                      1.0 / max(np.mean(inv_z), 1e-6)])
     idx = np.flatnonzero(free)
+    Jx, Jy = Jx[:, idx], Jy[:, idx]
 
-    def f(q):
-        p = p0.copy()
-        p[idx] = q * scale[idx]
+    def at(p):
         ddx, ddy = _displacement(p, du, dv, inv_z)
-        u, v = xf + ddx, yf + ddy
-        val = _sample(emap, u, v)
-        g = _sample(gx, u, v)[:, None] * J + _sample(gy, u, v)[:, None] * Jy
-        return -float(val.mean()), -(g.mean(axis=0)[idx] * scale[idx])
+        return xf + ddx, yf + ddy
 
-    res = minimize(f, p0[idx] / scale[idx], jac=True, method="L-BFGS-B", options={"maxiter": 40})
-    p = p0.copy()
-    p[idx] = res.x * scale[idx]
-    return p, -float(res.fun)
+    p = p0.astype(np.float64).copy()
+    u, v = at(p)
+    score = float(_sample(emap, u, v).mean())
+    lam = 1e-2
+    for _ in range(iterations):
+        ex, ey = _sample(gx, u, v), _sample(gy, u, v)
+        exx, exy, eyy = _sample(hxx, u, v), _sample(hxy, u, v), _sample(hyy, u, v)
+        g = (Jx * ex[:, None] + Jy * ey[:, None]).mean(axis=0)
+        Hm = (Jx.T @ (Jx * exx[:, None]) + Jx.T @ (Jy * exy[:, None]) + Jy.T @ (Jx * exy[:, None])
+              + Jy.T @ (Jy * eyy[:, None])) / len(u)
+        A = -Hm  # ascent: -H is positive definite near a maximum
+        d = np.abs(np.diag(A)) + 1e-9
+        improved = False
+        for _ in range(8):
+            try:
+                step = np.linalg.solve(A + lam * np.diag(d) + 1e-9 * np.eye(len(idx)), g)
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            q = p.copy()
+            q[idx] += step
+            uq, vq = at(q)
+            sq = float(_sample(emap, uq, vq).mean())
+            if sq > score:
+                p, u, v, score = q, uq, vq, sq
+                lam = max(lam / 3, 1e-4)
+                improved = True
+                break
+            lam *= 10
+        if not improved or np.max(np.abs(np.concatenate([Jx @ step, Jy @ step]))) < 0.01:
+            break
+    return p, score
 
 
-def _fit(emap, emap_wide, gx, gy, x, y, z, centre, cfg: "RegistrationConfig", R: int, start=None):
+def _fit(emap, emap_wide, grads, x, y, z, centre, cfg: "RegistrationConfig", R: int, start=None):
     """(parameters, score, median grid score) of one set of contour pixels: a coarse grid
     then a local refinement, or only the refinement from ``start``."""
     du, dv = x - centre[0], y - centre[1]
@@ -264,7 +302,7 @@ def _fit(emap, emap_wide, gx, gy, x, y, z, centre, cfg: "RegistrationConfig", R:
     zs = np.sort(z)
     spread = zs[int(0.9 * (len(zs) - 1))] > 1.5 * zs[int(0.1 * (len(zs) - 1))]
     free = np.array([True, True, cfg.fit_zoom, cfg.fit_parallax and spread, cfg.fit_parallax and spread])
-    p, score = _refine(emap, gx, gy, x, y, du, dv, inv_z, p, free)
+    p, score = _refine(emap, grads, x, y, du, dv, inv_z, p, free)
     return p, score, med
 
 
@@ -297,10 +335,9 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "Registr
         x, y, z, seg = x[keep], y[keep], z[keep], seg[keep]
     emap = colour_edge_map(image)
     emap_wide = cv2.GaussianBlur(emap, (0, 0), 2.0)
-    gx = cv2.Sobel(emap, cv2.CV_32F, 1, 0, ksize=3) / 8.0
-    gy = cv2.Sobel(emap, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    grads = _derivatives(emap)
     out.score_identity = float(emap[y, x].mean())
-    p, score, med = _fit(emap, emap_wide, gx, gy, x, y, z, c, cfg, R)
+    p, score, med = _fit(emap, emap_wide, grads, x, y, z, c, cfg, R)
     out.shift, out.zoom, out.parallax, out.score = p[:2].copy(), 1.0 + float(p[2]), p[3:5].copy(), score
     out.centre = c
     out.sharpness = float(np.clip((score - med) / max(score, 1e-9), 0.0, 1.0))
@@ -329,22 +366,24 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "Registr
     half = np.isin(seg, np.random.default_rng(0).permutation(ids)[: len(ids) // 2])
     halves = []
     for sel in (half, ~half):
-        ph, _, _ = _fit(emap, emap_wide, gx, gy, x[sel], y[sel], z[sel], c, cfg, R, start=p)
+        ph, _, _ = _fit(emap, emap_wide, grads, x[sel], y[sel], z[sel], c, cfg, R, start=p)
         halves.append(np.stack(_displacement(ph, x - c[0], y - c[1], 1.0 / z), 1))
     disagreement = float(np.median(np.linalg.norm(halves[0] - halves[1], axis=1)))
     if disagreement > cfg.max_half_disagreement_px:
         out.reason = f"two halves of the contours disagree by {disagreement:.1f} px: no clear evidence"
         return out
-    out.applied = True
     # a zoom or a displacement that varies with depth is two cameras (the depth map is
     # then the geometry to keep); a constant shift is a time offset or a small rotation
     # (the colour image is the view to keep)
     zoom_px = abs(out.zoom - 1.0) * float(np.median(np.hypot(x - c[0], y - c[1])))
     par_px = float(np.hypot(*out.parallax)) * float(np.std(1.0 / z))
     out.reference = "depth" if max(zoom_px, par_px) > cfg.two_camera_px else "colour"
+    out.applied = out.reference == "depth" or cfg.correct == "always"
     out.reason = (f"depth displaced by {moved:.1f} px (median over the contours; zoom {out.zoom:.3f}, parallax "
                   f"{out.parallax[0]:+.1f}/{out.parallax[1]:+.1f} px m; contour score {out.score_identity:.3f} -> {score:.3f}); "
-                  f"{'two cameras: the colour is moved onto the depth' if out.reference == 'depth' else 'a shift: the depth is moved onto the colour'}")
+                  + ("two cameras: the colour is moved onto the depth" if out.reference == "depth" else
+                     "a shift: the depth is moved onto the colour" if out.applied else
+                     "a shift (colour and depth taken apart in time): left as it is"))
     return out
 
 

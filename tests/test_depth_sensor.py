@@ -1,5 +1,6 @@
-"""The simulated Kinect-class sensor: seeded, its noise, quantisation, registration offset
-and edge holes as documented, and its use by ``twoview bench --depth-noise kinect``."""
+"""The simulated Kinect-class sensor: seeded, its noise, quantisation, registration offset,
+edge holes, given intrinsics, depth-camera ground truth and exposure jitter as documented,
+and its use by ``twoview bench --depth-noise kinect`` / ``kinect7``."""
 
 import json
 import sys
@@ -7,9 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from twoview.depth.sensor import SensorModel, simulate_sensor_depth
+from twoview.depth.sensor import SENSOR_PRESETS, SensorModel, sensor_preset, simulate_sensor_depth
 from twoview.errors import ConfigError, InputError
 from twoview.geometry.camera import Camera
+from twoview.geometry.pose import Pose
+from twoview.geometry.rotation import so3_exp, so3_log
 from twoview.result import PoseResult
 
 CAM = Camera(525.0, 525.0, 319.5, 239.5, 640, 480)
@@ -145,6 +148,112 @@ def test_bad_input_names_the_argument():
         simulate_sensor_depth(d, Camera(525.0, 525.0, 319.5, 239.5, 640, 480, dist=(0.1, 0.0, 0.0, 0.0)))
 
 
+# --- what the methods are given and scored against ------------------------------------------
+SMALL = Camera(262.5, 262.5, 159.5, 119.5, 320, 240)
+#: a room 4 x 3 m seen from inside, 4 m deep (plane normal n, offset d: n . X = d, world frame)
+ROOM = [((1.0, 0.0, 0.0), 2.0), ((-1.0, 0.0, 0.0), 2.0), ((0.0, 1.0, 0.0), 1.5), ((0.0, -1.0, 0.0), 1.5),
+        ((0.0, 0.0, 1.0), 4.0)]
+
+
+def _room_depth(world_from_cam: np.ndarray, camera: Camera) -> np.ndarray:
+    """(H, W) depth of :data:`ROOM` seen by ``camera`` at ``world_from_cam`` (4, 4), ray cast."""
+    v, u = np.mgrid[0:camera.height, 0:camera.width]
+    rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy, np.ones(u.shape)], axis=-1)
+    dirs, origin = rays @ world_from_cam[:3, :3].T, world_from_cam[:3, 3]
+    depth = np.full(u.shape, np.inf)
+    for n, d in ROOM:
+        n = np.asarray(n)
+        with np.errstate(divide="ignore"):
+            s = (d - n @ origin) / (dirs @ n)
+        depth = np.where((s > 0) & (s < depth), s, depth)  # rays have z = 1: s is the depth
+    return depth
+
+
+def _room_views(turn_deg=8.0):
+    """World-from-colour poses (4, 4) of two views 0.3 m apart and turned ``turn_deg``."""
+    W0, W1 = np.eye(4), np.eye(4)
+    W0[:3, 3] = [-0.1, 0.05, 0.3]
+    W1[:3, :3] = so3_exp(np.radians([2.0, turn_deg, 1.0]))
+    W1[:3, 3] = [0.2, -0.05, 0.4]
+    return W0, W1
+
+
+def test_the_methods_get_the_ir_cameras_intrinsics_under_depth():
+    model = SensorModel(intrinsics_given="depth", ir_focal_scale=585 / 525, ir_principal_offset_px=[0.5, -0.5])
+    given = model.given_camera(CAM)
+    assert (given.fx, given.fy, given.cx, given.cy) == pytest.approx((585.0, 585.0, 320.0, 239.0)) and given.size == (640, 480)
+    assert given == model.ir_camera(CAM)
+    assert SensorModel(ir_focal_scale=585 / 525).given_camera(CAM) is CAM  # "colour": the dataset's
+    # the 7-Scenes preset: the depth camera's K, its poses, unsynchronised exposures
+    k7 = sensor_preset("kinect7")
+    assert k7.given_camera(CAM).fx == pytest.approx(585.0) and k7.ground_truth == "depth"
+    assert 0.1 <= k7.exposure_jitter_deg <= 0.5 and sensor_preset("kinect") == SensorModel()
+    from twoview.cli.bench import SENSOR_NAMES
+
+    assert set(SENSOR_NAMES) == set(SENSOR_PRESETS)
+    with pytest.raises(InputError, match="unknown name 'kinect9'; known: kinect, kinect7"):
+        sensor_preset("kinect9")
+    with pytest.raises(ConfigError, match="intrinsics_given: must be one of"):
+        SensorModel.from_dict({"intrinsics_given": "ir"})
+    with pytest.raises(ConfigError, match="exposure_jitter_deg"):
+        SensorModel(exposure_jitter_deg=-0.1)
+
+
+def test_exposure_jitter_is_seeded_and_of_the_documented_size():
+    model = SensorModel(exposure_jitter_deg=0.2, exposure_jitter_m=0.003)
+    np.testing.assert_array_equal(model.exposure_motion(7), model.exposure_motion(7))
+    assert not np.allclose(model.exposure_motion(7), model.exposure_motion(8))
+    motions = [model.exposure_motion(s) for s in range(3000)]
+    angles = np.degrees([np.linalg.norm(so3_log(T[:3, :3])) for T in motions])
+    lengths = [np.linalg.norm(T[:3, 3]) for T in motions]
+    assert np.sqrt(np.mean(angles**2)) == pytest.approx(0.2, rel=0.05)
+    assert np.sqrt(np.mean(np.square(lengths))) == pytest.approx(0.003, rel=0.05)
+    np.testing.assert_array_equal(model.ir_from_colour(7), model.ir_from_colour() @ model.exposure_motion(7))
+    # without jitter every view's IR camera is the calibrated one
+    np.testing.assert_array_equal(SensorModel().ir_from_colour(7), SensorModel().ir_from_colour())
+
+
+def test_depth_ground_truth_is_the_ir_cameras_pose_and_the_rendering_follows_the_jitter():
+    """Two views of a ray-cast room: the depth each view gets is the room seen from its IR
+    camera moved by that view's exposure jitter, and the "depth" ground truth is the relative
+    pose of those two IR cameras (the "colour" one that of the colour cameras)."""
+    model = SensorModel(**{**QUIET, "projector_shadows": False, "min_range_m": None, "max_range_m": None,
+                           "ir_focal_scale": 585 / 525, "ground_truth": "depth",
+                           "exposure_jitter_deg": 1.0, "exposure_jitter_m": 0.01})  # exaggerated: clear of the rendering's rounding
+    W = _room_views()
+    seeds = (11, 12)
+    colour_gt = np.linalg.inv(W[1]) @ W[0]
+    gt = model.relative_pose(colour_gt, *seeds)
+    ir_world = [Wk @ np.linalg.inv(model.ir_from_colour(s)) for Wk, s in zip(W, seeds)]
+    np.testing.assert_allclose(gt, np.linalg.inv(ir_world[1]) @ ir_world[0], atol=1e-12)
+    np.testing.assert_array_equal(model.replace(ground_truth="colour").relative_pose(colour_gt, *seeds), colour_gt)
+    ir = model.ir_camera(SMALL)
+    maps = []
+    for Wk, seed, ir_pose in zip(W, seeds, ir_world):
+        out, info = simulate_sensor_depth(_room_depth(Wk, SMALL), SMALL, model, seed=seed)
+        np.testing.assert_allclose(info["ir_from_colour"], model.ir_from_colour(seed))
+        seen = np.isfinite(out)
+        assert seen.mean() > 0.9
+        # the room as the jittered IR camera sees it, not as the calibrated one would
+        err = np.abs(out - _room_depth(ir_pose, ir))[seen]
+        nominal = np.abs(out - _room_depth(Wk @ np.linalg.inv(model.ir_from_colour()), ir))[seen]
+        assert np.median(err) < 0.003 and np.median(nominal) > 5 * np.median(err)
+        maps.append(out)
+    # depth alone agrees with the "depth" ground truth: view 0's points moved by it lie on view 1's surface
+    v, u = np.nonzero(np.isfinite(maps[0]))
+    z = maps[0][v, u]
+    pts = np.stack([(u - ir.cx) / ir.fx * z, (v - ir.cy) / ir.fy * z, z], axis=1)
+
+    def surface_gap(T):
+        q = pts @ T[:3, :3].T + T[:3, 3]
+        pu, pv = np.rint(ir.fx * q[:, 0] / q[:, 2] + ir.cx).astype(int), np.rint(ir.fy * q[:, 1] / q[:, 2] + ir.cy).astype(int)
+        inside = (pu >= 0) & (pu < ir.width) & (pv >= 0) & (pv < ir.height)
+        gap = np.abs(maps[1][pv[inside], pu[inside]] - q[inside, 2])
+        return np.median(gap[np.isfinite(gap)])
+
+    assert surface_gap(gt) < 0.004 and surface_gap(colour_gt) > 3 * surface_gap(gt)
+
+
 # --- twoview bench --depth-noise kinect ------------------------------------------------------
 SEEN: list = []
 
@@ -201,3 +310,69 @@ def test_bench_feeds_every_method_the_sensor_depth_and_records_the_model(shared_
     assert build_config(parse(base + ["--depth-noise", "kinect"])).depth_noise == "kinect"
     assert build_config(parse(base + ["--depth-noise"])).depth_noise == "monocular"
     assert build_config(parse(base)).depth_noise is False
+
+
+def make_gt_probe(options):
+    """Records the cameras it is given and answers with the pair's ground truth as it sees it."""
+    from twoview.bench.methods import BenchMethod
+
+    def run(sample, d0, d1):
+        SEEN.append((sample.pair_id, sample.camera0, sample.camera1, d0))
+        return PoseResult(success=True, cam1_from_cam0=sample.cam1_from_cam0, metric=True, solver="gt-probe")
+
+    return BenchMethod("gt_probe", run, (True, True), True)
+
+
+def test_bench_kinect7_gives_the_ir_intrinsics_and_scores_on_the_ir_cameras(shared_data, tmp_path, monkeypatch):
+    import csv
+
+    from twoview.bench import methods as bench_methods
+    from twoview.bench.runner import BenchConfig, pair_seed, run_benchmark
+    from twoview.cli import build_parser
+    from twoview.cli.bench import build_config
+    from twoview.datasets import get_dataset
+
+    real = bench_methods.registry
+    probes = {"probe": f"{__name__}:make_probe", "gt_probe": f"{__name__}:make_gt_probe"}
+    monkeypatch.setattr(bench_methods, "registry", lambda: {**real(), **probes})
+    sys.modules.setdefault(__name__, sys.modules[__name__])
+    SEEN.clear()
+    root = shared_data / "icl_nuim_livingroom1"
+    args = ["bench", "--dataset", "icl_nuim", "--root", str(root), "--option", "trajectory=gt_trajectory_frames0-4.log",
+            "--gap", "4", "--method", "gt_probe", "--method", "probe", "--out", str(tmp_path / "k7"), "--depth-noise", "kinect7",
+            "--no-progress"]
+    cfg = build_config(build_parser().parse_args(args))
+    model = sensor_preset("kinect7")
+    assert cfg.depth_noise == "kinect" and cfg.depth_sensor == model
+    summary = run_benchmark(cfg, log=lambda *a: None)
+    (p,) = get_dataset("icl_nuim", root, trajectory="gt_trajectory_frames0-4.log", gaps=[4]).pairs()
+    seed = pair_seed(p.pair_id)
+    (_, cam0, cam1, d0_gt_probe), (_, d0, d1) = SEEN
+    # every method: the IR camera's K for both views, the same simulated depth
+    assert cam0 == cam1 == model.ir_camera(p.camera0) and cam0.fx == pytest.approx(p.camera0.fx * 585 / 525)
+    np.testing.assert_array_equal(d0, d0_gt_probe)
+    np.testing.assert_array_equal(d0, simulate_sensor_depth(p.load_depths()[0], p.camera0, model, seed=seed)[0])
+    # scored against the IR cameras' pose (with each view's exposure jitter): the probe that
+    # answers with it has no error, and it is not the colour cameras' pose
+    expected = model.relative_pose(p.cam1_from_cam0.matrix, seed, seed + 1)
+    rows = {r["method"]: r for r in csv.DictReader((tmp_path / "k7" / "per_pair.csv").open())}
+    assert float(rows["gt_probe"]["rot_deg"]) < 1e-6 and float(rows["gt_probe"]["trans_m"]) < 1e-9
+    assert float(rows["gt_probe"]["gt_baseline_m"]) == pytest.approx(np.linalg.norm(expected[:3, 3]))
+    assert not Pose.from_matrix(expected).allclose(p.cam1_from_cam0, atol=1e-3)
+    assert summary["methods"]["gt_probe"]["auc5"] == pytest.approx(1.0)
+    written = json.loads((tmp_path / "k7" / "config.json").read_text())
+    assert written["depth_noise"] == "kinect" and written["depth_sensor"] == model.to_dict()
+    # a folder of a run recorded before the model had these parameters is the same run as
+    # today's "kinect" (their defaults): its cache is reused, nothing predicted again
+    base = {"dataset": "icl_nuim", "root": str(root), "dataset_options": {"trajectory": "gt_trajectory_frames0-4.log", "gaps": [4]},
+            "methods": ["probe"], "out": str(tmp_path / "old"), "progress": False, "depth_noise": "kinect"}
+    run_benchmark(BenchConfig.from_dict(base), log=lambda *a: None)
+    old = json.loads((tmp_path / "old" / "config.json").read_text())
+    for key in ("intrinsics_given", "ground_truth", "exposure_jitter_deg", "exposure_jitter_m"):
+        del old["depth_sensor"][key]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old))
+    again = run_benchmark(BenchConfig.from_dict(base), log=lambda *a: None)
+    assert again["run"]["predicted"] == 0 and again["run"]["from_cache"] == 1
+    # and a run with the 7-Scenes model into it is another run
+    with pytest.raises(InputError, match="differs in: depth_sensor"):
+        run_benchmark(BenchConfig.from_dict({**base, "depth_sensor": model.to_dict()}), log=lambda *a: None)

@@ -20,11 +20,14 @@ dataset configuration is allowed (each method caches separately).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -61,9 +64,12 @@ class BenchConfig(StrictConfig):
         depth_noise: corrupt the depth every method receives, seeded per pair and view (the
             same corruption for all methods): "monocular" (or True) with the simulated
             monocular depth model (:mod:`twoview.depth.degrade`), "kinect" with the simulated
-            unregistered Kinect-class sensor (:mod:`twoview.depth.sensor`); False: clean depth.
+            unregistered Kinect-class sensor (:mod:`twoview.depth.sensor`; its parameters
+            also choose the intrinsics the methods receive and the ground truth they are
+            scored against: :func:`sensed_pair`); False: clean depth.
         depth_degradation: parameters of the monocular model (recorded only when it is used).
-        depth_sensor: parameters of the sensor model (recorded only when it is used).
+        depth_sensor: parameters of the sensor model (recorded only when it is used;
+            :func:`twoview.depth.sensor.sensor_preset` gives the named ones).
         precision_thresholds: ``[metres, degrees]`` pairs for the pose precision metrics.
         progress: show a progress bar.
     """
@@ -130,16 +136,41 @@ def _get_method(name: str):
     return _METHODS[name]
 
 
+def sensed_pair(sample, depth_noise: bool | str, params: dict | None):
+    """The pair as a run's methods receive it and as they are scored.
+
+    Under the Kinect-class sensor model (``depth_noise == "kinect"``), a copy of ``sample``
+    with the cameras of :attr:`~twoview.depth.sensor.SensorModel.intrinsics_given` and the
+    ground truth of :attr:`~twoview.depth.sensor.SensorModel.ground_truth` (the views'
+    seeds as in :func:`load_method_depths`); otherwise ``sample`` itself. The depth maps
+    are simulated from the dataset's own ``sample`` (its colour cameras).
+    """
+    if depth_noise != "kinect":
+        return sample
+    model = SensorModel.from_dict(params or {})
+    if model.intrinsics_given == "colour" and model.ground_truth == "colour":
+        return sample
+    from twoview.geometry.pose import Pose
+
+    seed = pair_seed(sample.pair_id)
+    gt = model.relative_pose(sample.cam1_from_cam0.matrix, seed, seed + 1)
+    return dataclasses.replace(sample, camera0=model.given_camera(sample.camera0), camera1=model.given_camera(sample.camera1),
+                               cam1_from_cam0=Pose.from_matrix(gt))
+
+
 def load_method_depths(sample, uses_depth, depth_noise: bool | str, params: dict | None):
     """The depth maps a method receives: loaded if used, corrupted under depth noise.
 
     Args:
+        sample: the dataset's pair (not :func:`sensed_pair`'s).
         depth_noise: False (clean), "monocular" (or True) or "kinect" (see
             :attr:`BenchConfig.depth_noise`).
         params: that model's parameters (a dict of its config; None: the defaults).
 
     The noise seed is derived from ``pair_id`` (view 1 gets seed + 1), so every method
-    sees the same corruption of a pair.
+    sees the same corruption of a pair. The last few corrupted maps are kept in memory
+    (the methods of a pair run one after the other, and simulating a sensor costs about
+    as much as a method).
     """
     if not any(uses_depth) or (sample.depth0 is None and sample.depth1 is None):
         return None, None
@@ -148,9 +179,27 @@ def load_method_depths(sample, uses_depth, depth_noise: bool | str, params: dict
     d1 = d1 if uses_depth[1] else None
     if depth_noise:
         seed = pair_seed(sample.pair_id)
-        d0 = None if d0 is None else _corrupt(d0, sample.camera0, depth_noise, params, seed)
-        d1 = None if d1 is None else _corrupt(d1, sample.camera1, depth_noise, params, seed + 1)
+        d0 = None if d0 is None else _corrupt_kept(d0, sample.depth0, sample.camera0, depth_noise, params, seed)
+        d1 = None if d1 is None else _corrupt_kept(d1, sample.depth1, sample.camera1, depth_noise, params, seed + 1)
     return d0, d1
+
+
+#: corrupted depth maps of this process, the most recent last
+_CORRUPTED: OrderedDict = OrderedDict()
+_CORRUPTED_KEEP = 4
+
+
+def _corrupt_kept(depth, path, camera, depth_noise: bool | str, params: dict | None, seed: int):
+    """:func:`_corrupt`, or a copy of the map it gave for the same file, camera, model and seed."""
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size, repr(camera), depth_noise,
+           json.dumps(params, sort_keys=True), seed)
+    if key not in _CORRUPTED:
+        _CORRUPTED[key] = _corrupt(depth, camera, depth_noise, params, seed)
+        while len(_CORRUPTED) > _CORRUPTED_KEEP:
+            _CORRUPTED.popitem(last=False)
+    _CORRUPTED.move_to_end(key)
+    return _CORRUPTED[key].copy()  # a method may write into its input
 
 
 def _corrupt(depth, camera, depth_noise: bool | str, params: dict | None, seed: int):
@@ -225,6 +274,7 @@ def predict_one(method_name: str, sample, path: str | None, depth_noise: bool | 
     """Run one method on one pair; write its cache file (atomically) unless ``path`` is None.
 
     Args:
+        sample: the dataset's pair; the method receives :func:`sensed_pair`'s.
         depth_noise, noise_params: the depth noise model and its parameters
             (see :func:`load_method_depths`).
         init: for an ``A@B`` method, the predictions of its initialising methods that may
@@ -254,9 +304,10 @@ def predict_one(method_name: str, sample, path: str | None, depth_noise: bool | 
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         d0, d1 = load_method_depths(sample, method.uses_depth, depth_noise, noise_params)
+        seen = sensed_pair(sample, depth_noise, noise_params)
         t0, c0 = time.perf_counter(), time.process_time()  # time the method, not the dataset I/O
         with reuse_predictions(sample.pair_id, reuse) as used:
-            res = method(sample, d0, d1)
+            res = method(seen, d0, d1)
         ms, cpu_ms = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
         if not isinstance(res, PoseResult):
             raise TypeError(f"method {method_name} returned {type(res).__name__}, not PoseResult")
@@ -305,6 +356,11 @@ def _comparable(cfg: dict) -> dict:
     out = {k: v for k, v in cfg.items() if k not in _EXECUTION_KEYS}
     if out.get("depth_noise") is True:  # a run recorded before the flag named its model
         out["depth_noise"] = "monocular"
+    if isinstance(out.get("depth_sensor"), dict):  # recorded before a parameter existed: its default
+        try:
+            out["depth_sensor"] = SensorModel.from_dict(out["depth_sensor"]).to_dict()
+        except ConfigError:
+            pass  # not ours to repair: it differs
     return out
 
 
@@ -438,7 +494,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
 
         run_tasks(waves, cfg.engine, cfg.workers, cfg.address, cfg.progress)
     t_pred, c_pred = time.perf_counter() - t_pred, time.process_time() - c_pred
-    per_pair, summary = score_run(out, pairs, methods, [tuple(t) for t in cfg.precision_thresholds])
+    scored = [sensed_pair(p, cfg.depth_noise, noise_params) for p in pairs]
+    per_pair, summary = score_run(out, scored, methods, [tuple(t) for t in cfg.precision_thresholds])
     summary["run"] = {
         "predict_s": round(t_pred, 2), "total_s": round(time.perf_counter() - t_start, 2),
         # CPU time of this process only (worker processes and Ray are not included)

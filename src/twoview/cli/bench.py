@@ -6,6 +6,9 @@ import json
 
 from twoview.cli.common import as_flag_error
 
+#: --depth-noise choices naming a preset of twoview.depth.sensor.SENSOR_PRESETS (kept
+#: literal here so that --help does not import numpy)
+SENSOR_NAMES = ("kinect", "kinect7")
 #: config keys whose errors are reported under the flag that sets them
 CONFIG_FLAGS = {"gaps": "--gap", "stride": "--stride", "max_pairs": "--max-pairs", "workers": "--workers",
                 "methods": "--method"}
@@ -72,6 +75,10 @@ def build_config(args):
         "out": args.out, "overwrite": args.overwrite, "workers": args.workers, "engine": args.engine,
         "address": args.address, "depth_noise": args.depth_noise or False, "progress": not args.no_progress,
     }
+    if args.depth_noise in SENSOR_NAMES:  # a named sensor model: recorded as "kinect" and its parameters
+        from twoview.depth.sensor import sensor_preset
+
+        d["depth_noise"], d["depth_sensor"] = "kinect", sensor_preset(args.depth_noise).to_dict()
     if args.precision:
         d["precision_thresholds"] = [[0.25, 5.0]] + [list(p) for p in args.precision]
     try:
@@ -143,13 +150,18 @@ def register(sub) -> None:
                    "the same method twice with different options is allowed); A@B initialises A from B's pose")
     g.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
     g.add_argument("--list-datasets", action="store_true", help="print the dataset kinds and exit")
-    g.add_argument("--depth-noise", nargs="?", const="monocular", choices=["monocular", "kinect"],
+    g.add_argument("--depth-noise", nargs="?", const="monocular", choices=["monocular", *SENSOR_NAMES],
                    help="corrupt the depth methods receive, seeded per pair and view, the same for all methods: "
                    "'monocular' (also the flag alone) simulates monocular depth (global scale in [0.85, 1.15], smooth +-5%% "
                    "field); 'kinect' simulates a raw Kinect v1-class sensor whose depth is not registered to colour "
                    "(IR camera 2.5 cm beside the colour camera, noise growing with depth squared, 1/8 px disparity "
                    "quantisation, projector shadows, holes and flying pixels at depth edges, 0.5-5 m range; "
-                   "twoview.depth.sensor); recorded with its parameters in OUT/config.json")
+                   "twoview.depth.sensor), scored on the colour cameras' poses; 'kinect7' is that sensor as 7-Scenes "
+                   "users meet it: the methods get the depth camera's intrinsics (focal length 585/525 of the colour "
+                   "one) for colour and depth alike, the ground truth is the depth cameras' poses (as from a depth-only "
+                   "reconstruction such as KinectFusion), and colour and depth are exposed at different times (Kinect v1 "
+                   "streams are not synchronised: 0.2 deg, 3 mm RMS between them per view); recorded with its parameters "
+                   "in OUT/config.json")
     g.add_argument("--precision", type=float, nargs=2, action="append", metavar=("METRES", "DEGREES"),
                    help="extra pose-precision threshold (25 cm, 5 deg is always reported)")
     g = p.add_argument_group("output and execution")

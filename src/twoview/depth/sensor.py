@@ -11,9 +11,9 @@ colour, simulated from a dataset's clean depth that is. Five effects, each a par
    moved into the IR camera and z-buffer rendered into the IR image (forward splatting
    with a depth test; one-pixel cracks of the splatting are filled only between
    neighbours on the same surface). The map returned is this IR depth on the colour
-   image's pixel grid and size, *not registered*: used with the colour K, as users of
-   raw streams (and of 7-Scenes) do, the depth at a pixel belongs to a point seen about
-   ``f * b / z`` pixels away in the colour image, more for near surfaces. Surfaces the IR
+   image's pixel grid and size, *not registered*: the depth at a pixel belongs to a point
+   seen about ``f * b / z`` pixels away in the colour image, more for near surfaces (and,
+   with another IR focal length, farther from the image centre; see 6 for the K given). Surfaces the IR
    camera sees but the colour camera did not become holes.
 2. **Projector shadows.** The depth is triangulated against an IR projector
    ``projector_baseline_m`` beside the IR camera (on the colour camera's side, the
@@ -46,18 +46,55 @@ References:
     kinect_calibration/technical): IR camera-projector baseline about 7.5 cm, disparity in
     1/8 px, IR and colour cameras about 2.5 cm apart.
 
+Three more parameters make the data look like 7-Scenes to a method, as a user of such
+data meets it (preset ``kinect7``, ``twoview bench --depth-noise kinect7``):
+
+6. **Which intrinsics the methods receive** (:attr:`SensorModel.intrinsics_given`).
+   "colour": the colour camera's K, for the image and the depth map. "depth": the IR
+   camera's K (:meth:`SensorModel.ir_camera`) for both, as 7-Scenes users pass its
+   published ``fx = fy = 585, (cx, cy) = (320, 240)`` for the colour image too, whose true
+   focal length is about 525 px: the depth back-projects correctly, the image does not.
+7. **Which cameras' poses are the ground truth** (:attr:`SensorModel.ground_truth`).
+   "colour": the dataset's (colour) cameras. "depth": the IR cameras at the depth
+   exposures, ``ir1_from_ir0 = A1 @ colour1_from_colour0 @ inv(A0)`` with ``A_k`` view
+   k's :meth:`SensorModel.ir_from_colour` (:meth:`SensorModel.relative_pose`), as 7-Scenes'
+   ground truth comes from KinectFusion, a reconstruction from the depth alone.
+8. **Unsynchronised exposures** (:attr:`SensorModel.exposure_jitter_deg`,
+   :attr:`SensorModel.exposure_jitter_m`). A Kinect v1 streams colour and depth at about
+   30 Hz each from two sensors without a common trigger: a frame's two images are up to
+   half a frame time (17 ms) apart when paired by time stamp (TUM RGB-D's
+   Kinect v1 frames: 8-15 ms), while a hand-held camera turns at 10-40 deg/s and moves
+   at 0.2-0.5 m/s (TUM fr1 sequences). The IR camera at the depth exposure is then
+   displaced from its calibrated place beside the colour camera by a small rigid motion,
+   different in every frame: drawn per view from its seed, a Gaussian rotation vector of
+   RMS angle ``exposure_jitter_deg`` and a Gaussian translation of RMS length
+   ``exposure_jitter_m`` (about 0.2 deg and 3 mm for 10 ms RMS at 20 deg/s, 0.3 m/s). It
+   moves the rendered depth and, under ``ground_truth="depth"``, the ground truth with it.
+
 Cameras must be undistorted pinholes (``camera.dist`` None): undistort first.
 
 Ground truth: the relative pose of the colour cameras and that of the IR cameras have the
 same rotation (when the rig has none of its own) but translations differing by
 ``(I - R) c``, ``c`` the IR camera's position: up to 1.1 cm for 2.5 cm and 26 deg. A method
 using the depth alone recovers the IR cameras' pose, so part of its translation error
-against colour-camera ground truth is this offset, not the method's.
+against colour-camera ground truth is this offset, not the method's; ``ground_truth="depth"``
+scores against the IR cameras' pose instead (and with exposure jitter, only the depth
+agrees with it exactly).
+
+References for 6-8: J. Shotton et al., Scene coordinate regression forests for camera
+relocalization in RGB-D images, CVPR 2013 (7-Scenes: Kinect v1 at 640x480, ground truth by
+KinectFusion; the dataset's page gives the depth camera's ``585, 585, 320, 240``); E.
+Brachmann et al., On the limits of pseudo ground truth in visual camera re-localisation,
+ICCV 2021, and its code (github.com/tsattler/visloc_pseudo_gt_limitations: 7-Scenes' colour
+and depth are not registered; the colour camera's focal length is 525 px, the depth's 585);
+J. Sturm et al., A benchmark for the evaluation of RGB-D SLAM systems, IROS 2012 (Kinect v1
+colour and depth are not synchronised).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -65,6 +102,9 @@ import numpy as np
 from twoview.config import StrictConfig
 from twoview.errors import InputError
 from twoview.geometry.camera import Camera
+
+#: which camera of the sensor: the colour camera or the IR (depth) camera
+SensorCamera = Literal["colour", "depth"]
 
 
 @dataclass
@@ -80,7 +120,9 @@ class SensorModel(StrictConfig):
         ir_focal_scale: IR focal lengths = colour focal lengths times this. 1 (default):
             the depth has the colour camera's intrinsics but not its viewpoint. A raw
             Kinect v1 IR image has about 1.13x the colour focal length (588 vs 521 px in
-            published calibrations): with the colour K, that also bends the geometry.
+            published calibrations): with the colour K, that also bends the geometry
+            (with :attr:`intrinsics_given` "depth" the methods get the IR K: the depth is
+            right, the colour image's K is not).
         ir_principal_offset_px: IR principal point minus the colour one ``(dx, dy)``, pixels.
         projector_baseline_m: distance between the IR camera and the IR projector
             (about 7.5 cm on a Kinect v1); sets the disparity of :attr:`disparity_step_px`
@@ -103,6 +145,15 @@ class SensorModel(StrictConfig):
             uniformly between the nearest and farthest depth around it.
         dropout_fraction: fraction of all pixels made invalid at random.
         min_range_m, max_range_m: depth outside this range is invalid (None: no limit).
+        intrinsics_given: the intrinsics methods receive for the colour image and the
+            depth map: "colour" (the dataset's camera) or "depth" (:meth:`ir_camera`).
+        ground_truth: whose relative pose the methods are scored against: "colour" (the
+            dataset's cameras) or "depth" (the IR cameras at the depth exposures,
+            :meth:`relative_pose`).
+        exposure_jitter_deg: RMS angle of the rig's turn between a view's colour and
+            depth exposures (unsynchronised streams), degrees; drawn per view from its
+            seed (0: simultaneous exposures).
+        exposure_jitter_m: RMS length of the rig's move between the two exposures, metres.
     """
 
     ir_position_m: list[float] = field(default_factory=lambda: [0.025, 0.0, 0.0])
@@ -123,6 +174,10 @@ class SensorModel(StrictConfig):
     dropout_fraction: float = 0.005
     min_range_m: float | None = 0.5
     max_range_m: float | None = 5.0
+    intrinsics_given: SensorCamera = "colour"
+    ground_truth: SensorCamera = "colour"
+    exposure_jitter_deg: float = 0.0
+    exposure_jitter_m: float = 0.0
 
     def validate(self):
         from twoview.errors import ConfigError
@@ -145,6 +200,8 @@ class SensorModel(StrictConfig):
         check(0 <= self.edge_hole_prob and 0 <= self.flying_pixel_prob and self.edge_hole_prob + self.flying_pixel_prob <= 1,
               "edge_hole_prob and flying_pixel_prob must be >= 0 with a sum <= 1")
         check(0 <= self.dropout_fraction < 1, f"dropout_fraction must be in [0, 1), got {self.dropout_fraction}")
+        check(0 <= self.exposure_jitter_deg <= 5, f"exposure_jitter_deg must be in [0, 5], got {self.exposure_jitter_deg}")
+        check(0 <= self.exposure_jitter_m <= 0.1, f"exposure_jitter_m must be in [0, 0.1], got {self.exposure_jitter_m}")
         lo, hi = self.min_range_m, self.max_range_m
         check((lo is None or lo >= 0) and (hi is None or hi > 0) and (lo is None or hi is None or lo < hi),
               f"need 0 <= min_range_m < max_range_m, got {lo}, {hi}")
@@ -153,21 +210,84 @@ class SensorModel(StrictConfig):
         """Axial noise standard deviation (metres) at depths ``z`` (metres), any shape."""
         return self.noise_a_m + self.noise_b_per_m * (np.asarray(z, dtype=np.float64) - self.noise_z0_m) ** 2
 
-    def ir_from_colour(self) -> np.ndarray:
-        """(4, 4) rigid transform from the colour camera's frame to the IR camera's."""
+    def ir_from_colour(self, seed: int | None = None) -> np.ndarray:
+        """(4, 4) rigid transform from the colour camera's frame to the IR camera's.
+
+        Args:
+            seed: a view's seed: the IR camera at that view's depth exposure, the rig's
+                calibration composed with the view's :meth:`exposure_motion`. None: the
+                calibration alone.
+        """
         from twoview.geometry.rotation import so3_exp
 
         R = so3_exp(np.radians(np.asarray(self.ir_rotation_deg, dtype=np.float64)))
         T = np.eye(4)
         T[:3, :3] = R
         T[:3, 3] = -R @ np.asarray(self.ir_position_m, dtype=np.float64)
+        return T if seed is None else T @ self.exposure_motion(seed)
+
+    def exposure_motion(self, seed: int) -> np.ndarray:
+        """(4, 4) motion of the rig between a view's colour and depth exposures: the colour
+        camera's frame at the depth exposure from its frame at the colour exposure.
+
+        Drawn from ``seed`` with a generator of its own (the noise of a seed is the same
+        with or without jitter): a rotation vector with independent Gaussian components
+        of RMS angle :attr:`exposure_jitter_deg` and a translation of RMS length
+        :attr:`exposure_jitter_m`. The identity when both are 0.
+        """
+        from twoview.geometry.rotation import so3_exp
+
+        T = np.eye(4)
+        if self.exposure_jitter_deg > 0 or self.exposure_jitter_m > 0:
+            draw = np.random.default_rng([seed, 1]).standard_normal(6) / np.sqrt(3)
+            T[:3, :3] = so3_exp(np.radians(self.exposure_jitter_deg) * draw[:3])
+            T[:3, 3] = self.exposure_jitter_m * draw[3:]
         return T
+
+    def relative_pose(self, colour1_from_colour0: np.ndarray, seed0: int, seed1: int) -> np.ndarray:
+        """(4, 4) ground truth of :attr:`ground_truth`: under "colour" the colour cameras'
+        ``colour1_from_colour0`` (4, 4) itself, under "depth" the IR cameras' pose at the
+        depth exposures of the views seeded ``seed0`` and ``seed1``,
+        ``ir_from_colour(seed1) @ colour1_from_colour0 @ inv(ir_from_colour(seed0))``."""
+        T = np.asarray(colour1_from_colour0, dtype=np.float64)
+        if self.ground_truth == "colour":
+            return T.copy()
+        return self.ir_from_colour(seed1) @ T @ np.linalg.inv(self.ir_from_colour(seed0))
+
+    def given_camera(self, colour: Camera) -> Camera:
+        """The intrinsics methods receive for a view whose colour camera is ``colour``
+        (:attr:`intrinsics_given`)."""
+        return colour if self.intrinsics_given == "colour" else self.ir_camera(colour)
 
     def ir_camera(self, colour: Camera) -> Camera:
         """The IR camera's intrinsics, on the colour image's size."""
         dx, dy = self.ir_principal_offset_px
         s = self.ir_focal_scale
         return Camera(colour.fx * s, colour.fy * s, colour.cx + dx, colour.cy + dy, colour.width, colour.height)
+
+
+#: named sensor models (``twoview bench --depth-noise NAME``): changes to the defaults.
+#: "kinect": a raw Kinect v1 stream, scored on the colour cameras, the colour K given.
+#: "kinect7": the same sensor as 7-Scenes delivers it to a user: the IR camera's K (585 px
+#: for a 525 px colour camera) given for colour and depth, the ground truth the IR cameras'
+#: (a depth-only reconstruction's), colour and depth exposed about 10 ms apart (RMS) by a
+#: hand-held camera (0.2 deg, 3 mm RMS).
+SENSOR_PRESETS: dict[str, dict] = {
+    "kinect": {},
+    "kinect7": {"intrinsics_given": "depth", "ir_focal_scale": 585.0 / 525.0, "ground_truth": "depth",
+                "exposure_jitter_deg": 0.2, "exposure_jitter_m": 0.003},
+}
+
+
+def sensor_preset(name: str) -> SensorModel:
+    """The :class:`SensorModel` of a name of :data:`SENSOR_PRESETS`.
+
+    Raises:
+        InputError: an unknown name (naming the known ones).
+    """
+    if name not in SENSOR_PRESETS:
+        raise InputError("sensor preset", f"unknown name {name!r}; known: {', '.join(SENSOR_PRESETS)}")
+    return SensorModel.from_dict(SENSOR_PRESETS[name])
 
 
 def simulate_sensor_depth(depth: np.ndarray, camera: Camera, params: SensorModel | None = None,
@@ -179,11 +299,13 @@ def simulate_sensor_depth(depth: np.ndarray, camera: Camera, params: SensorModel
             invalid.
         camera: the colour camera (an undistorted pinhole of size W x H).
         params: the sensor model; defaults to :class:`SensorModel()` (a Kinect v1).
-        seed: random seed; the same seed gives the same measurement.
+        seed: random seed; the same seed gives the same measurement (and the same
+            :meth:`SensorModel.exposure_motion`).
 
     Returns:
         (depth (H, W) metres, NaN invalid: the IR camera's measurement on the colour image's
-        grid, unregistered; info dict: ``seed``, ``ir_from_colour`` (4x4 list),
+        grid, unregistered; info dict: ``seed``, ``ir_from_colour`` (4x4 list, the exposure
+        motion included),
         ``valid_fraction``, and ``offset_px_median`` / ``offset_px_p90``: the distance in
         the colour image between a valid depth pixel and where the point it measured
         is seen, pixels; None when no pixel is valid).
@@ -197,7 +319,7 @@ def simulate_sensor_depth(depth: np.ndarray, camera: Camera, params: SensorModel
     H, W = d.shape
     rng = np.random.default_rng(seed)
     ir = p.ir_camera(camera)
-    T = p.ir_from_colour()
+    T = p.ir_from_colour(seed)
 
     # 1. the IR camera's view of the colour camera's points
     pts_colour, source = _back_project(d, camera)

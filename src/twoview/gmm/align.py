@@ -381,7 +381,6 @@ def align_mixtures(
             break
         total_iters += it
         levels.append({"inflation": infl, "blur_px": blur, "iterations": it, "objective": F})
-
     obj1, score1, nva1, nvb1 = fine.score(R, t, s)
     conf1 = fine.confidence()
     info = {

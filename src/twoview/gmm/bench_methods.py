@@ -10,7 +10,9 @@ applied on top of the method's preset), ``pipeline`` (a partial pipeline dict).
 
 Methods: ``gmm`` (default settings), ``gmm-mono`` (the ``monocular`` preset, for
 monocular or ``--depth-noise`` depth) and the ablation ladder ``gmm-geom``,
-``gmm-geom+cov``, ``gmm-geom+cov+col`` (see :data:`twoview.gmm.config.PRESETS`).
+``gmm-geom+cov``, ``gmm-geom+cov+col``, ``gmm-geom+cov+col+feat`` (see
+:data:`twoview.gmm.config.PRESETS`); the depth registration's share is measured with
+``gmm:pipeline={"depth":{"register":false}}``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ BENCH_METHODS = {
     "gmm-geom": "twoview.gmm.bench_methods:make_gmm_geom",
     "gmm-geom+cov": "twoview.gmm.bench_methods:make_gmm_geom_cov",
     "gmm-geom+cov+col": "twoview.gmm.bench_methods:make_gmm_geom_cov_col",
+    "gmm-geom+cov+col+feat": "twoview.gmm.bench_methods:make_gmm_geom_cov_col_feat",
 }
 
 
@@ -65,5 +68,10 @@ def make_gmm_geom_cov(options: dict | None = None):
 
 
 def make_gmm_geom_cov_col(options: dict | None = None):
-    """Ablation: geometry, covariances and colour (no features)."""
+    """Ablation: geometry, covariances and colour at full appearance weight (no features)."""
     return _make("geometry+covariance+colour", "gmm-geom+cov+col", options)
+
+
+def make_gmm_geom_cov_col_feat(options: dict | None = None):
+    """Ablation: + XFeat descriptors (the first round's default)."""
+    return _make("geometry+covariance+colour+features", "gmm-geom+cov+col+feat", options)

@@ -108,11 +108,8 @@ class _Level:
     one LM round (visibility, geometric pairs, self overlaps, the Gaussians' own
     appearance): ``F = wg (1 - E_AB / D) + wa (C_fwd + C_inv) / N``."""
 
-    def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig, feature_basis=None,
-                 geometry: tuple[Prepared, Prepared] | None = None):
+    def __init__(self, a: Prepared, b: Prepared, var: float, blur: float, cfg: AlignConfig, feature_basis=None):
         self.a, self.b, self.var, self.cfg = a, b, var, cfg
-        # the geometric term's mixtures: the dense ones at the fine level, else a and b
-        self.ga, self.gb = geometry if geometry is not None else (a, b)
         self.wg, self.wa = cfg.geometry_weight, cfg.appearance_weight
         self._round_key = None  # the state start_round last fixed
         fa, fb = a.mix.appearance, b.mix.appearance
@@ -140,20 +137,19 @@ class _Level:
         key = (R.tobytes(), t.tobytes(), float(s), self.var)
         if self._round_key == key:
             return
-        a, b, ga, gb, cfg = self.a, self.b, self.ga, self.gb, self.cfg
-        self.vis_a, self.vis_b = _visibility(ga, gb, R, t, s, cfg)
+        a, b, cfg = self.a, self.b, self.cfg
+        self.vis_a, self.vis_b = _visibility(a, b, R, t, s, cfg)
 
         def geometry():  # on the worker thread, beside the self overlaps and colour fits
-            pairs = candidate_pairs(ga, gb, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
-            return pairs, freeze_covariances(ga, gb, R, s, self.var, pairs)
+            pairs = candidate_pairs(a, b, R, t, s, self.var, self.vis_a, self.vis_b, cfg)
+            return pairs, freeze_covariances(a, b, R, s, self.var, pairs)
 
         job = _pool().submit(geometry)
-        eaa = self_overlap(ga, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(ga, self.var, self.vis_a, cfg, s)
-        self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(gb, self.var, self.vis_b, cfg), 0.0))
-        app_vis = (self.vis_a, self.vis_b) if ga is a else _visibility(a, b, R, t, s, cfg)
-        self.idx_a, self.idx_b = np.flatnonzero(app_vis[0]), np.flatnonzero(app_vis[1])
+        eaa = self_overlap(a, self.var, self.vis_a, cfg) if s == 1.0 else self_overlap_scaled(a, self.var, self.vis_a, cfg, s)
+        self.D = np.sqrt(max(eaa, 0.0) * max(self_overlap(b, self.var, self.vis_b, cfg), 0.0))
+        self.idx_a, self.idx_b = np.flatnonzero(self.vis_a), np.flatnonzero(self.vis_b)
         if self.wa > 0:
-            self.idx_a, self.idx_b = np.flatnonzero(app_vis[0] & self.tex_a), np.flatnonzero(app_vis[1] & self.tex_b)
+            self.idx_a, self.idx_b = np.flatnonzero(self.vis_a & self.tex_a), np.flatnonzero(self.vis_b & self.tex_b)
         self.N = max(len(self.idx_a) + len(self.idx_b), 1)
         self.means_a, self.means_b = a.means[self.idx_a], b.means[self.idx_b]
         if self.wa > 0:
@@ -217,7 +213,7 @@ class _Level:
         self.ncc, self.app, self.agree = 0.0, 0.0, 0.0
         geo = None
         if self.D > 0 and (self.wg > 0 or not deriv):  # on the worker thread, beside the appearance
-            geo = _pool().submit(evaluate, self.ga, self.gb, R, t, s, self.var, self.vis_a, self.vis_b, self.cfg,
+            geo = _pool().submit(evaluate, self.a, self.b, R, t, s, self.var, self.vis_a, self.vis_b, self.cfg,
                                  deriv and self.wg > 0, with_scale, self.pairs, self.frozen)
         if self.wa > 0:
             cam1, cam0 = self.b.mix.camera, self.a.mix.camera
@@ -321,11 +317,7 @@ def align_mixtures(
     depth_scale = 0.5 * (mix0.median_depth() + mix1.median_depth())
     R, t, s = init.R.copy(), init.t.copy(), 1.0
     fine_var = (cfg.inflation[-1] * depth_scale) ** 2
-    dense = None
-    if mix0.dense is not None and mix1.dense is not None and min(len(mix0.dense), len(mix1.dense)) >= tiny:
-        job = _pool().submit(Prepared.from_mixture, mix1.dense, cfg)
-        dense = (Prepared.from_mixture(mix0.dense, cfg), job.result())
-    fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg, basis, geometry=dense)
+    fine = _Level(a, b, fine_var, cfg.blur_px[-1], cfg, basis)
 
     s_init = _initial_scale(a, b, R, t, cfg) if cfg.estimate_scale else 1.0
     # With a relative scale s, the state maps mixture 0 onto mixture 1, so its translation
@@ -381,6 +373,7 @@ def align_mixtures(
             break
         total_iters += it
         levels.append({"inflation": infl, "blur_px": blur, "iterations": it, "objective": F})
+
     obj1, score1, nva1, nvb1 = fine.score(R, t, s)
     conf1 = fine.confidence()
     info = {
@@ -410,6 +403,25 @@ def align_mixtures(
             return PoseResult.failure("the refinement did not improve on the identity initial pose and there is "
                                       "no other pose to keep", solver=SOLVER, info=info)
         pose, s, info["scale"] = init, 1.0, 1.0
+    if cfg.polish and not cfg.estimate_scale and mix0.dense is not None and mix1.dense is not None:
+        from scipy.spatial import cKDTree
+
+        from twoview.gmm.polish import polish
+
+        R2, t2, pinfo = polish(mix0.dense, mix1.dense, cKDTree(mix1.dense.means), pose.R, pose.t, cfg,
+                               cfg.polish_radius * depth_scale)
+        info["polish"] = pinfo
+        if np.all(np.isfinite(R2)) and np.all(np.isfinite(t2)):
+            if fine.wa > 0:
+                # the polish is geometry alone: where the colour says the move is wrong (depth
+                # and colour taken apart in time, the photos' pose is the colour's) it is undone
+                fine.score(pose.R, pose.t, 1.0)
+                app_before = fine.app
+                fine.score(R2, t2, 1.0)
+                pinfo["appearance_before"], pinfo["appearance_after"] = float(app_before), float(fine.app)
+                pinfo["vetoed"] = bool(fine.app > app_before * (1.0 + cfg.polish_appearance_tolerance))
+            if not pinfo.get("vetoed"):
+                pose = Pose(R2, t2)
     return PoseResult(
         success=True,
         cam1_from_cam0=pose,

@@ -394,6 +394,7 @@ def align_mixtures(
         "rejected": False,
     }
     pose = Pose(R, t / np.sqrt(s))
+    covariance = None
     if not np.all(np.isfinite(pose.matrix)):
         return PoseResult.failure("the optimisation diverged (non-finite pose)", solver=SOLVER, info=info)
     if cfg.reject_worse and not (obj1 <= obj0 and conf1 >= conf0):  # worse by either measure
@@ -422,12 +423,15 @@ def align_mixtures(
                 pinfo["vetoed"] = bool(fine.app > app_before * (1.0 + cfg.polish_appearance_tolerance))
             if not pinfo.get("vetoed"):
                 pose = Pose(R2, t2)
+                covariance = pinfo.pop("covariance", None)
+        pinfo.pop("covariance", None)
     return PoseResult(
         success=True,
         cam1_from_cam0=pose,
         metric=True,
         solver=SOLVER,
         confidence=conf0 if info["rejected"] else conf1,
+        covariance=covariance,
         info=info,
     )
 

@@ -46,7 +46,10 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
 
     Returns:
         (R, t, info) with ``pairs`` (at the end), ``iterations``, ``cost_before/after``
-        (mean robust cost per pair).
+        (mean robust cost per pair) and ``covariance`` (6, 6): the inverse Gauss-Newton
+        matrix of the pairs at the end, in :class:`~twoview.result.PoseResult`'s
+        convention; neighbouring components are not independent, so it is a lower bound
+        (the pipeline scales it by a factor fitted on real data).
     """
     from twoview.gmm._kernels import d2d_gauss_newton
 
@@ -108,4 +111,19 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
             i, j, Sinv = found
         c0, g, H = d2d_gauss_newton(a_means, R, t, b_means, i, j, Sinv, NU, True)
     info.update(pairs=int(len(i)), cost_after=float(c0))
+    try:
+        info["covariance"] = pose_covariance(np.linalg.inv(H * len(i)), t)
+    except np.linalg.LinAlgError:
+        pass
     return R, t, info
+
+
+def pose_covariance(cov_increment: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The (6, 6) covariance of the left increment ``(omega, v)`` (``R' = exp(omega) R``,
+    ``t' = exp(omega) t + v``) in :class:`~twoview.result.PoseResult`'s convention
+    ``(w, dt)`` with ``R = Exp(w) R_hat``, ``t = t_hat + dt``: ``dt = omega x t + v``."""
+    from twoview.geometry.rotation import hat
+
+    M = np.eye(6)
+    M[3:, :3] = -hat(np.asarray(t, float))
+    return M @ cov_increment @ M.T

@@ -350,7 +350,8 @@ class Pipeline:
             return front
         res.matches, res.inliers = front.matches, front.inliers
         res.num_matches, res.num_inliers = front.num_matches, front.num_inliers
-        res.covariance = front.covariance if res.info.get("rejected") else None
+        if res.covariance is None and res.info.get("rejected"):
+            res.covariance = front.covariance
         res.info["front_end"] = {"solver": front.solver, "confidence": front.confidence,
                                  "num_inliers": front.num_inliers, "num_matches": front.num_matches,
                                  "cam1_from_cam0": front.cam1_from_cam0.matrix.tolist(),

@@ -107,9 +107,26 @@ def calibrated_probability(features: dict[str, float], metric: bool) -> float | 
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
+def sigma_kind(result: PoseResult) -> str:
+    """Which fitted sigma scale a result's covariance takes: the refinement's ("gmm") or
+    the front end's solver ("rigid3d", "pnp", "essential", ...)."""
+    s = str(result.solver)
+    return "gmm" if s.startswith("gmm") and not result.info.get("rejected") else \
+        str(result.info.get("front_end", {}).get("solver", s)).split("+")[0]
+
+
+def sigma_scale(result: PoseResult) -> float | None:
+    """The factor the shipped model fitted for this kind of result's sigmas so that about
+    68 % of real rotation errors fall within one sigma (None: no fit for it)."""
+    model = _model()
+    scales = (model or {}).get("sigma_scale", {})
+    return scales.get(sigma_kind(result))
+
+
 def finalise_confidence(result: PoseResult, cfg, run=None) -> PoseResult:
     """Replace the stage's raw confidence by the calibrated probability (when
-    ``cfg.calibrated``) and turn a pose below ``cfg.min_confidence`` into a failure."""
+    ``cfg.calibrated``), scale the covariance by the fitted factor so that its sigmas cover
+    the real errors, and turn a pose below ``cfg.min_confidence`` into a failure."""
     if not result.success:
         return result
     f = evidence(result)
@@ -119,6 +136,10 @@ def finalise_confidence(result: PoseResult, cfg, run=None) -> PoseResult:
         if p is not None:
             result.confidence = p
             result.info["confidence_calibrated"] = True
+        k = sigma_scale(result) if result.covariance is not None else None
+        if k is not None:
+            result.covariance = result.covariance * k**2
+            result.info["covariance_scale"] = k
     if run is not None:
         run.note("confidence", raw=f["raw"], confidence=result.confidence, min_confidence=cfg.min_confidence)
     if result.confidence < cfg.min_confidence:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from twoview.config import StrictConfig
@@ -153,6 +152,8 @@ def colour_edge_map(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 colour-gradient strength in [0, 1]: Sobel magnitude of the grey
     image, blurred by 1 px and divided by its 99th percentile (the score of a contour
     pixel is how strongly the colour image changes there)."""
+    import cv2
+
     grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
     g = grey.astype(np.float32)
     mag = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
@@ -187,6 +188,8 @@ def occluding_contours(depth: np.ndarray, min_jump: float, margin: int) -> tuple
 
 def contour_segments(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(n,) label of the connected contour (8-neighbours) each pixel belongs to."""
+    import cv2
+
     mask = np.zeros(shape, np.uint8)
     mask[y, x] = 1
     _, labels = cv2.connectedComponents(mask, connectivity=8)
@@ -195,6 +198,8 @@ def contour_segments(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np
 
 def _sample(emap: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bilinear samples of a (H, W) float32 map at float coordinates (n,) (border replicated)."""
+    import cv2
+
     return cv2.remap(emap, u.astype(np.float32)[None], v.astype(np.float32)[None], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)[0]
 
@@ -202,6 +207,8 @@ def _sample(emap: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def _derivatives(emap: np.ndarray):
     """(dE/dx, dE/dy, d2E/dx2, d2E/dxdy, d2E/dy2) of an edge map, float32 maps (central
     differences of a map blurred by its own construction)."""
+    import cv2
+
     k1 = np.array([[-0.5, 0.0, 0.5]], np.float32)
     k2 = np.array([[1.0, -2.0, 1.0]], np.float32)
     f = lambda im, k: cv2.filter2D(im, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
@@ -219,6 +226,8 @@ def _displacement(p: np.ndarray, du: np.ndarray, dv: np.ndarray, inv_z: np.ndarr
 def _coarse_search(emap, x, y, du, dv, R: int, zooms: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Best (shift, zoom) on a grid: zooms x shifts in [-R, R]^2 (step 2), on a blurred map
     (a wide basin). Returns (parameters (5,), score, median score over the grid)."""
+    import cv2
+
     g = np.arange(-R, R + 1, 2, dtype=np.float32)
     sx, sy = (a.ravel() for a in np.meshgrid(g, g))
     best, best_s, all_s = None, -1.0, []
@@ -320,6 +329,8 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "Registr
         :class:`DepthRegistration`; ``applied`` is False (zero displacement) unless the
         contours say clearly where the depth belongs.
     """
+    import cv2
+
     cfg = config or RegistrationConfig()
     H, W = depth.shape
     c = np.array(centre if centre is not None else ((W - 1) / 2.0, (H - 1) / 2.0), float)
@@ -400,6 +411,8 @@ def register_depth(depth: np.ndarray, registration: DepthRegistration) -> np.nda
     Returns:
         (H, W) float64 metres, NaN invalid.
     """
+    import cv2
+
     if not registration.applied:
         return depth
     H, W = depth.shape
@@ -436,6 +449,8 @@ def register_colour(image: np.ndarray, depth: np.ndarray, registration: DepthReg
     Returns:
         (H, W, 3) uint8.
     """
+    import cv2
+
     if not registration.applied:
         return image
     H, W = depth.shape

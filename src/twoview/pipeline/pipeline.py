@@ -254,9 +254,15 @@ class Pipeline:
                 or first.num_inliers < cfg.cascade.min_inlier_ratio * max(first.num_matches, 1))
         if not weak:
             return first
-        second = self._match_once(cfg.matcher.replace(name=fb), view0, view1, run, stage=f"match_{fb}",
-                                  why=f"{cfg.matcher.name} pose weak: {first.num_inliers} inliers of {first.num_matches}"
-                                  if first.success else f"{cfg.matcher.name} failed: {first.reason}")
+        from twoview.errors import BackendUnavailable
+
+        try:
+            second = self._match_once(cfg.matcher.replace(name=fb), view0, view1, run, stage=f"match_{fb}",
+                                      why=f"{cfg.matcher.name} pose weak: {first.num_inliers} inliers of {first.num_matches}"
+                                      if first.success else f"{cfg.matcher.name} failed: {first.reason}")
+        except BackendUnavailable as e:  # a core install without torch: the cascade has no second matcher
+            run.note("front_end", method="match", matcher=fb, skipped=str(e))
+            return first
         if not second.success:
             return first if first.success else second
         if not first.success or second.num_inliers > first.num_inliers:
@@ -378,7 +384,7 @@ class Pipeline:
         for a in rc.rotations_deg:
             for axis in (np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])):
                 hyps.append((f"rot{'y' if axis[1] else 'x'}{a:+g}", Pose(so3_exp(np.radians(a) * axis), np.zeros(3))))
-        if rc.regressor:
+        if rc.regressor and self.config.front_end != "regress":
             try:
                 reg = self.models.regressor(self.config.regressor.checkpoint).estimate(
                     view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)

@@ -123,16 +123,27 @@ def test_each_input_file_is_decoded_once(icl_pair, monkeypatch):
     assert sorted(calls["depth"]) == sorted([str(p.depth0), str(p.depth1)])
 
 
-def test_api_and_bench_method_give_the_same_pose(icl_pair):
+def test_api_cli_and_bench_method_give_the_same_pose(icl_pair, tmp_path):
+    import json
+
     from twoview.bench.methods import make_method
+    from twoview.cli import main
 
     p = icl_pair
     d0, d1 = p.load_depths()
-    api = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, d0, d1)
+    api = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, p.depth0, p.depth1,
+                                         depth_scale=p.depth_scale)
     bench = make_method("default")(p, d0, d1)
-    assert api.success and bench.success
+    c = p.camera0
+    assert main(["estimate", str(p.image0), str(p.image1), "--K0", f"{c.fx},{c.fy},{c.cx},{c.cy}",
+                 "--depth0", str(p.depth0), "--depth1", str(p.depth1), "--depth-scale", str(p.depth_scale),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    cli = json.loads((tmp_path / "r.json").read_text())
+    assert api.success and bench.success and cli["success"]
     np.testing.assert_allclose(api.cam1_from_cam0.matrix, bench.cam1_from_cam0.matrix, atol=1e-9)
+    np.testing.assert_allclose(api.cam1_from_cam0.matrix, cli["cam1_from_cam0"], atol=1e-9)
     assert api.info["pipeline"]["stages"] == bench.info["pipeline"]["stages"]
+    assert cli["info"]["pipeline"]["config"] == api.info["pipeline"]["config"]
 
 
 def test_recovery_without_matches(icl_pair):

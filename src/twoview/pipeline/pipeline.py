@@ -191,22 +191,24 @@ class Pipeline:
         if cfg.register and any(v.depth_kind == "sensor" for v in views):
             from twoview.depth.registration import estimate_registration, register_view
 
-            out = []
+            def register(v: View) -> View:
+                if v.depth_kind != "sensor":
+                    return v
+                if v.camera.dist is not None:
+                    # a displacement model holds on the pinhole grid (distortion bends it);
+                    # the view stays undistorted for every later stage
+                    cam = v.camera
+                    v = dataclasses.replace(v, image=cam.undistort_image(v.image), depth=cam.undistort_depth(v.depth),
+                                            camera=cam.pinhole, info={**v.info, "undistorted": True})
+                reg = estimate_registration(v.image, v.depth, cfg.registration, centre=(v.camera.cx, v.camera.cy))
+                image, depth = register_view(v.image, v.depth, reg)
+                return dataclasses.replace(v, image=image, depth=depth, info={**v.info, "registration": reg.to_dict()})
+
+            from twoview.gmm.align import _pool
+
             with run.time("register"):
-                for v in views:
-                    if v.depth_kind != "sensor":
-                        out.append(v)
-                        continue
-                    if v.camera.dist is not None:
-                        # a displacement model holds on the pinhole grid (distortion bends it);
-                        # the view stays undistorted for every later stage
-                        cam = v.camera
-                        v = dataclasses.replace(v, image=cam.undistort_image(v.image), depth=cam.undistort_depth(v.depth),
-                                                camera=cam.pinhole, info={**v.info, "undistorted": True})
-                    reg = estimate_registration(v.image, v.depth, cfg.registration, centre=(v.camera.cx, v.camera.cy))
-                    image, depth = register_view(v.image, v.depth, reg)
-                    out.append(dataclasses.replace(v, image=image, depth=depth, info={**v.info, "registration": reg.to_dict()}))
-            views = out
+                job = _pool().submit(register, views[1])  # the two views on the two cores
+                views = [register(views[0]), job.result()]
             run.note("depth", source="given", kinds=[v.depth_kind for v in views],
                      registration=[{k: v.info["registration"][k] for k in ("applied", "reference")} if "registration" in v.info
                                    else None for v in views])

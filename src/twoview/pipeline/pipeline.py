@@ -296,8 +296,7 @@ class Pipeline:
         solver = self.config.solver
         mono = view0.depth_kind == "monocular" or view1.depth_kind == "monocular"
         timings: dict = {}
-        res = estimate_from_matches(matches, cam0, cam1, d0, d1, solver, timings,
-                                    monocular=mono)
+        res = estimate_from_matches(matches, cam0, cam1, d0, d1, solver, timings, monocular=mono)
         for k, v in timings.items():
             run.ms[k] = run.ms.get(k, 0.0) + v
         res.timings_ms = {}
@@ -317,7 +316,7 @@ class Pipeline:
             backend = self.models.gmm_features(bcfg)
             with run.time("build"):
                 mixtures["mixtures"] = build_mixture_pair(view0.image, view1.image, view0.camera, view1.camera,
-                                                      view0.depth, view1.depth, bcfg, backend)
+                                                          view0.depth, view1.depth, bcfg, backend)
         return mixtures["mixtures"]
 
     def _refine(self, front: PoseResult, view0: View, view1: View, run: _Run, mixtures: dict,
@@ -347,9 +346,6 @@ class Pipeline:
                  score_before=res.info.get("score_before"), score_after=res.info.get("score_after"))
         if explicit_init:
             res.info["init"] = True
-            if res.success and res.info.get("rejected"):
-                # keeping a given pose that the data do not improve is no estimate
-                pass
         if not res.success:
             if explicit_init:
                 return res

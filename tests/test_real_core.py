@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from twoview import estimator
-from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
+from twoview.config import EstimatorConfig, MatcherConfig
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.io.depth import load_depth

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -18,6 +19,9 @@ from twoview.result import Matches, PoseResult, confidence_from_inliers
 from twoview._threads import blas_single_thread
 from twoview.solvers import scale_from_depth, solve_essential, solve_pnp, solve_rigid3d
 from twoview.solvers.covariance import pose_covariance
+
+if typing.TYPE_CHECKING:
+    from twoview.pipeline import Pipeline
 
 ImageLike = "str | Path | np.ndarray"
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from twoview.errors import ConfigError, InputError
 from twoview.io.atomic import writing
-from twoview.io.text import parse_json, read_text, read_json
+from twoview.io.text import parse_json, read_text
 
 
 def parse_floats(text: str, name: str, count: tuple[int, ...]) -> list[float]:

@@ -352,7 +352,6 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "Registr
     out.shift, out.zoom, out.parallax, out.score = p[:2].copy(), 1.0 + float(p[2]), p[3:5].copy(), score
     out.centre = c
     out.sharpness = float(np.clip((score - med) / max(score, 1e-9), 0.0, 1.0))
-    zmed = float(np.median(z))
     # displacement over the contours: what the correction would move
     ddx, ddy = _displacement(p, x - c[0], y - c[1], 1.0 / z)
     moved = float(np.median(np.hypot(ddx, ddy)))

@@ -124,13 +124,22 @@ MatcherPrecision = typing.Literal["float32", "bfloat16"]
 SolverMode = typing.Literal["auto", "essential", "pnp", "rigid3d", "monodepth"]
 
 
+def default_matcher_name() -> str:
+    """XFeat + LighterGlue where its packages are installed, else SIFT: on the real RGB-D
+    suites XFeat's poses are the better ones (docs/results.md); SIFT needs no torch."""
+    from twoview.matching.base import installed_matchers
+
+    return "xfeat" if "xfeat" in installed_matchers() else "sift"
+
+
 @dataclass
 class MatcherConfig(StrictConfig):
     """Feature matching front end.
 
     Attributes:
         name: "sift" (OpenCV, no torch), "xfeat" (XFeat + LighterGlue), "aliked" or
-            "disk" (+ LightGlue).
+            "disk" (+ LightGlue). Default: "xfeat" where it is installed
+            (``twoview[learned]``), else "sift" (:func:`default_matcher_name`).
         max_keypoints: keypoints detected per image.
         resize_max: longer image side fed to the matcher (pixels); keypoints are mapped
             back to full resolution. Default 1600 (hloc's SIFT setting): a 12 MP photo at full
@@ -151,7 +160,7 @@ class MatcherConfig(StrictConfig):
             AVX512-BF16 or AMX (peak memory 1.3 GB instead of 0.6), slower without them.
     """
 
-    name: MatcherName = "sift"
+    name: MatcherName = field(default_factory=lambda: default_matcher_name())
     max_keypoints: int = 2048
     resize_max: int | None = 1600
     ratio: float = 0.85

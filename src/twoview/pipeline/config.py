@@ -142,7 +142,7 @@ class PipelineConfig(StrictConfig):
     Attributes:
         front_end: "match" (features + robust solver) or "regress" (the pose regressor,
             one forward pass, no matching).
-        matcher: the (first) matcher.
+        matcher: the (first) matcher; default XFeat + LighterGlue where installed, else SIFT.
         cascade: a stronger matcher when the first one's pose is weak.
         solver: the robust solvers.
         regressor: the pose regressor.

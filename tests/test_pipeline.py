@@ -84,7 +84,7 @@ def test_config_is_strict_and_coerced():
     with pytest.raises(ConfigError):
         PipelineConfig.from_dict({"refine": {"methd": "gmm"}})
     with pytest.raises(ConfigError):
-        PipelineConfig.from_dict({"cascade": {"fallback": "sift"}})  # the first matcher again
+        PipelineConfig.from_dict({"cascade": {"fallback": "orb"}})
     with pytest.raises(TypeError):
         Pipeline(3)
     assert twoview.EstimatorConfig is PipelineConfig

@@ -250,7 +250,7 @@ class Pipeline:
             return res
         first = self._match_once(cfg.matcher, view0, view1, run)
         fb = cfg.cascade.fallback
-        if fb is None:
+        if fb is None or fb == cfg.matcher.name:
             return first
         weak = (not first.success or first.num_inliers < cfg.cascade.min_inliers
                 or first.num_inliers < cfg.cascade.min_inlier_ratio * max(first.num_matches, 1))

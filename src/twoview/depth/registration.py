@@ -315,6 +315,40 @@ def _fit(emap, emap_wide, grads, x, y, z, centre, cfg: "RegistrationConfig", R: 
     return p, score, med
 
 
+def register_with_rig(image: np.ndarray, depth: np.ndarray, rig: DepthRegistration,
+                      config: "RegistrationConfig | None" = None) -> DepthRegistration:
+    """A view's registration given its camera pair's rig: the zoom and parallax of the two
+    cameras (fixed extrinsics and intrinsics, as another view of the same pair showed
+    them), only the constant shift (exposure timing) fitted, from the rig's; applied
+    whatever the contours say, since the rig is known. Two views of one pair must be
+    registered alike: one corrected and the other not would disagree by the rig itself.
+    """
+    import cv2
+
+    cfg = config or RegistrationConfig()
+    out = DepthRegistration(shift=rig.shift.copy(), zoom=rig.zoom, parallax=rig.parallax.copy(),
+                            centre=rig.centre.copy(), applied=True, reference="depth")
+    H, W = depth.shape
+    x, y, z = occluding_contours(depth, cfg.min_jump, 2)
+    out.num_edges = int(len(x))
+    if len(x) >= cfg.min_edges:
+        if len(x) > cfg.max_edges:
+            keep = np.linspace(0, len(x) - 1, cfg.max_edges).astype(int)
+            x, y, z = x[keep], y[keep], z[keep]
+        emap = colour_edge_map(image)
+        c = rig.centre
+        du, dv, inv_z = x - c[0], y - c[1], 1.0 / z
+        p0 = np.array([rig.shift[0], rig.shift[1], rig.zoom - 1.0, rig.parallax[0], rig.parallax[1]])
+        out.score_identity = float(emap[y, x].mean())
+        p, out.score = _refine(emap, _derivatives(emap), x, y, du, dv, inv_z, p0,
+                               np.array([True, True, False, False, False]))
+        if np.hypot(*(p[:2] - rig.shift)) <= cfg.max_shift_frac * W:
+            out.shift = p[:2].copy()
+    out.reason = (f"the pair's other view shows two cameras (zoom {out.zoom:.3f}, parallax {out.parallax[0]:+.1f}/"
+                  f"{out.parallax[1]:+.1f} px m): the same rig, shift ({out.shift[0]:+.1f}, {out.shift[1]:+.1f}) px")
+    return out
+
+
 def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "RegistrationConfig | None" = None,
                           centre: tuple[float, float] | None = None) -> DepthRegistration:
     """Estimate where the depth map lies on its colour image (see the module docstring).

@@ -89,9 +89,16 @@ def available_matchers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _found(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as absent
+        return False
+
+
 def installed_matchers() -> list[str]:
     """The matchers whose packages are installed (found, not imported: no torch start-up)."""
-    return [m for m in _REGISTRY if all(importlib.util.find_spec(p) is not None for p in _REQUIRES[m])]
+    return [m for m in _REGISTRY if all(_found(p) for p in _REQUIRES[m])]
 
 
 def build_matcher(cfg: MatcherConfig | dict | str, xfeat_network=None) -> Matcher:

@@ -191,24 +191,37 @@ class Pipeline:
         if cfg.register and any(v.depth_kind == "sensor" for v in views):
             from twoview.depth.registration import estimate_registration, register_view
 
-            def register(v: View) -> View:
+            def estimate(v: View):
                 if v.depth_kind != "sensor":
-                    return v
+                    return v, None
                 if v.camera.dist is not None:
                     # a displacement model holds on the pinhole grid (distortion bends it);
                     # the view stays undistorted for every later stage
                     cam = v.camera
                     v = dataclasses.replace(v, image=cam.undistort_image(v.image), depth=cam.undistort_depth(v.depth),
                                             camera=cam.pinhole, info={**v.info, "undistorted": True})
-                reg = estimate_registration(v.image, v.depth, cfg.registration, centre=(v.camera.cx, v.camera.cy))
-                image, depth = register_view(v.image, v.depth, reg)
-                return dataclasses.replace(v, image=image, depth=depth, info={**v.info, "registration": reg.to_dict()})
+                return v, estimate_registration(v.image, v.depth, cfg.registration, centre=(v.camera.cx, v.camera.cy))
 
+            from twoview.depth.registration import register_with_rig
             from twoview.gmm.align import _pool
 
             with run.time("register"):
-                job = _pool().submit(register, views[1])  # the two views on the two cores
-                views = [register(views[0]), job.result()]
+                job = _pool().submit(estimate, views[1])  # the two views on the two cores
+                found = [estimate(views[0]), job.result()]
+                # one camera pair, one rig: where a view shows two cameras, the other view is
+                # registered with the same zoom and parallax (only its exposure shift its own)
+                rigs = [r for _, r in found if r is not None and r.applied and r.reference == "depth"]
+                if rigs:
+                    rig = max(rigs, key=lambda r: r.score)
+                    found = [(v, r if r is None or (r.applied and r.reference == "depth")
+                              else register_with_rig(v.image, v.depth, rig, cfg.registration)) for v, r in found]
+                out = []
+                for v, reg in found:
+                    if reg is not None:
+                        image, depth = register_view(v.image, v.depth, reg)
+                        v = dataclasses.replace(v, image=image, depth=depth, info={**v.info, "registration": reg.to_dict()})
+                    out.append(v)
+                views = out
             run.note("depth", source="given", kinds=[v.depth_kind for v in views],
                      registration=[{k: v.info["registration"][k] for k in ("applied", "reference")} if "registration" in v.info
                                    else None for v in views])

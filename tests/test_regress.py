@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from twoview.errors import ConfigError, InputError  # noqa: E402
 from twoview.geometry.rotation import so3_exp  # noqa: E402
 from twoview.regress.config import GCRConfig, RegressorConfig, TrainConfig, preset  # noqa: E402
-from twoview.regress.data import RGBDSequence  # noqa: E402
+from twoview.regress.data import RGBDSequence, ViewBank  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -28,21 +28,17 @@ def mini_config(**kw) -> RegressorConfig:
 def synthetic_sequence(n=6, W=64, H=48, seed=0) -> RGBDSequence:
     """A textured tilted plane seen by a camera moving sideways (no files)."""
     rng = np.random.default_rng(seed)
-    seq = object.__new__(RGBDSequence)
     K = np.array([[50.0, 0, (W - 1) / 2], [0, 50.0, (H - 1) / 2], [0, 0, 1]])
     v, u = np.mgrid[0:H, 0:W]
-    seq.ids = np.arange(n) * 5
-    seq.images = rng.integers(0, 255, size=(n, H, W, 3), dtype=np.uint8)
-    seq.depths = np.stack([(2.0 + 0.005 * u + 0.002 * v).astype(np.float32) for _ in range(n)])
+    images = rng.integers(0, 255, size=(n, H, W, 3), dtype=np.uint8)
+    depths = np.stack([(2.0 + 0.005 * u + 0.002 * v).astype(np.float32) for _ in range(n)])
     poses = []
     for i in range(n):
         T = np.eye(4)
         T[:3, :3] = so3_exp(np.array([0.0, 0.02 * i, 0.01 * i]))
         T[:3, 3] = [0.05 * i, 0.01 * i, 0.02 * i]
         poses.append(T)
-    seq.world_from_cam = np.stack(poses)
-    seq.K = K
-    return seq
+    return RGBDSequence(images, depths, np.stack(poses), K, np.arange(n) * 5)
 
 
 def random_pose(rng, deg=10.0, dist=0.5):
@@ -107,7 +103,7 @@ def test_consistency_loss_gradients_reach_fusion_weights_and_regressor():
 
     torch.manual_seed(0)
     seq = synthetic_sequence()
-    b = seq.batch(np.array([[0, 2], [1, 4]]))
+    b = ViewBank(seq).batch(np.array([[0, 2], [1, 4]]))
     cfg = GCRConfig(corr_source="noisy_gt", num_corr=64, outlier_ratio=0.2, near_outlier_ratio=0.1)
     model = RelPoseRegressor(mini_config())
     fusion = FusionTransformer(32, cfg)
@@ -131,7 +127,7 @@ def test_predicted_correspondences_carry_gradients_to_matching_features():
 
     torch.manual_seed(0)
     seq = synthetic_sequence()
-    b = seq.batch(np.array([[0, 2], [1, 4]]))
+    b = ViewBank(seq).batch(np.array([[0, 2], [1, 4]]))
     # untrained matches are poor: accept any geometric pose so the consistency path runs
     cfg = GCRConfig(corr_source="predicted", num_corr=64, ransac_px=60.0, max_geo_err_deg=180.0, max_geo_tdir_deg=180.0,
                     max_geo_scale_ratio=1e6)
@@ -218,7 +214,7 @@ def test_few_training_steps_decrease_the_loss(tmp_path):
 
     seq = synthetic_sequence()
     tr = Trainer(_train_config(tmp_path), seqs=(seq, None))
-    tr.train_pairs = np.array([[0, 3]])  # fit one pair
+    tr.set_pairs(np.array([[0, 3]]))  # fit one pair
     losses = [tr.step()["loss"] for _ in range(20)]
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
 
@@ -285,7 +281,7 @@ def test_cli_train_bad_config(tmp_path, capsys):
     assert main(["train", "--config", str(p)]) == 2
     assert "optim.stepz" in capsys.readouterr().err
     # overrides name the flag; a missing or corrupt init checkpoint names the key, before any data is read
-    p.write_text(json.dumps({"data": {"root": str(tmp_path / "no_data")}}))
+    p.write_text(json.dumps({"data": {"split": str(tmp_path / "no_split.json")}}))
     assert main(["train", "--config", str(p), "--steps", "0"]) == 2
     assert "--steps: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["train", "--config", str(p), "--max-minutes", "-1"]) == 2
@@ -296,7 +292,7 @@ def test_cli_train_bad_config(tmp_path, capsys):
         TrainConfig.from_dict({"optim": {"seed": -3}})
     for init, msg in ((tmp_path / "absent.pt", "checkpoint file not found"), (tmp_path / "junk.pt", "cannot read")):
         (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-        p.write_text(json.dumps({"init_checkpoint": str(init), "data": {"root": str(tmp_path / "no_data")}}))
+        p.write_text(json.dumps({"init_checkpoint": str(init), "data": {"split": str(tmp_path / "no_split.json")}}))
         assert main(["train", "--config", str(p)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("twoview train: error: init_checkpoint: " + msg) and len(err.splitlines()) == 1, err
@@ -306,7 +302,7 @@ def test_frames_without_a_training_pair_are_refused(tmp_path):
     from twoview.errors import InputError
     from twoview.regress.train import Trainer
 
-    with pytest.raises(InputError, match="no training pair.*data.min_gap"):  # a single frame
+    with pytest.raises(InputError, match="no training pair.*data.min_overlap"):  # a single frame
         Trainer(_train_config(tmp_path, gcr=False), seqs=(synthetic_sequence(n=1), None))
 
 
@@ -340,7 +336,9 @@ def test_estimate_and_batch_agree(mini_checkpoint, rng):
     single = [estimate(imgs[i], imgs[i + 1], checkpoint=mini_checkpoint) for i in range(3)]
     batch = estimate_batch([(imgs[i], imgs[i + 1]) for i in range(3)], checkpoint=mini_checkpoint, batch_size=2)
     for s, b in zip(single, batch):
-        assert s.success and s.solver == "regress" and s.metric
+        # no depth and no descriptor stem: a unit direction, never a made-up metric length
+        assert s.success and s.solver == "regress" and not s.metric
+        assert abs(np.linalg.norm(s.cam1_from_cam0.t) - 1) < 1e-9
         assert s.cam1_from_cam0.allclose(b.cam1_from_cam0, atol=1e-5)
 
 

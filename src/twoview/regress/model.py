@@ -161,17 +161,23 @@ def _soft_argmax(logits: torch.Tensor, Hd: int, Wd: int):
     return torch.stack((u, v), -1), conf, best
 
 
+#: Scales of the flow-token inputs: offsets and positions (in image units) brought to order one,
+#: so the first layer sees them as strongly as the sine-cosine positions from the start.
+FLOW_OFFSET_SCALE, FLOW_POSITION_SCALE = 8.0, 2.0
+
+
 def cell_flow_tokens(m: dict, direction: str, Hd: int, Wd: int, s: int) -> torch.Tensor:
     """Flow-token input from :func:`cell_matches`: per token (``s`` x ``s`` stem cells), each
     cell's offset to its match (du, dv), confidence and mutual flag, and the token's own
-    position -> (B, h * w, 4 s^2 + 2), tokens row-major."""
+    position -> (B, h * w, 4 s^2 + 2), tokens row-major (offsets and positions scaled by
+    :data:`FLOW_OFFSET_SCALE`, :data:`FLOW_POSITION_SCALE`)."""
     uv, conf, mutual = m[f"uv_{direction}"], m[f"conf_{direction}"], m[f"mutual_{direction}"]
     B = uv.shape[0]
-    off = uv - m["grid"]
+    off = (uv - m["grid"]) * FLOW_OFFSET_SCALE
     f = torch.cat((off, conf[..., None], mutual[..., None]), -1)  # B, N, 4
     h, w = Hd // s, Wd // s
     f = f.reshape(B, h, s, w, s, 4).permute(0, 1, 3, 2, 4, 5).reshape(B, h * w, 4 * s * s)
-    g = m["grid"].reshape(h, s, w, s, 2).mean((1, 3)).reshape(1, h * w, 2).expand(B, -1, -1)
+    g = m["grid"].reshape(h, s, w, s, 2).mean((1, 3)).reshape(1, h * w, 2).expand(B, -1, -1) * FLOW_POSITION_SCALE
     return torch.cat((f, g), -1)
 
 
@@ -339,6 +345,46 @@ class PoseHead(nn.Module):
         return R, t, None
 
 
+def rotation_residual_flow(m: dict, direction: str, R: torch.Tensor, focal: float, width: int, height: int) -> dict:
+    """The cell matches of :func:`cell_matches` minus where a pure camera rotation ``R``
+    (B, 3, 3; cam_b_from_cam_a for direction "ab") would put each cell, in the same
+    centred image units: what the rotation leaves unexplained (translation parallax and
+    the rotation's own error). Cells that ``R`` turns behind the camera get mutual 0."""
+    g = m["grid"]  # N, 2 centred units
+    px = (g[:, 0] + 0.5) * width - 0.5 - (width - 1) / 2
+    py = (g[:, 1] + 0.5) * height - 0.5 - (height - 1) / 2
+    rays = torch.stack((px / focal, py / focal, torch.ones_like(px)), -1)  # N, 3
+    r = rays @ R.transpose(1, 2)  # B, N, 3
+    z = r[..., 2]
+    front = z > 0.1
+    z = torch.where(front, z, torch.ones_like(z))
+    pred = torch.stack(((focal * r[..., 0] / z + (width - 1) / 2 + 0.5) / width - 0.5,
+                        (focal * r[..., 1] / z + (height - 1) / 2 + 0.5) / height - 0.5), -1)
+    out = {"grid": g, f"uv_{direction}": m[f"uv_{direction}"] - pred + g, f"conf_{direction}": m[f"conf_{direction}"],
+           f"mutual_{direction}": m[f"mutual_{direction}"] * front.to(pred.dtype)}
+    return out
+
+
+class RefineStage(nn.Module):
+    """A second regression from the flow left over by the first stage's rotation.
+
+    The cell matches are compensated by the coarse rotation
+    (:func:`rotation_residual_flow`: a fixed warp, no solver), embedded, added to the
+    decoder's tokens and passed through ``cfg.refine_depth`` more decoder blocks; its pose
+    head gives a rotation correction (applied on the left) and a new translation.
+    """
+
+    def __init__(self, cfg: RegressorConfig, rope: RoPE2D):
+        super().__init__()
+        self.cfg = cfg
+        n_in = 4 * (cfg.patch_size // 8) ** 2 + 2
+        self.embed = nn.Sequential(nn.Linear(n_in, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
+        self.blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, rope)
+                                     for _ in range(cfg.refine_depth)])
+        self.norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
+        self.head = PoseHead(cfg)
+
+
 class RelPoseRegressor(nn.Module):
     """Shared ViT encoder + cross-attention decoder + pose head.
 
@@ -377,6 +423,7 @@ class RelPoseRegressor(nn.Module):
         self.dec_blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.dec_depth)])
         self.dec_norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
         self.pose_head = PoseHead(cfg)
+        self.refine = RefineStage(cfg, self.rope) if cfg.refine_iters else None
         self.apply(self._init)
         if cfg.appearance:
             w = self.patch_embed.proj.weight.data
@@ -385,7 +432,11 @@ class RelPoseRegressor(nn.Module):
 
     def _init_pose_outputs(self):
         """Start near the identity rotation and a small translation (stable early training)."""
-        h = self.pose_head
+        self._init_head(self.pose_head)
+        if self.refine is not None:
+            self._init_head(self.refine.head)
+
+    def _init_head(self, h: PoseHead):
         with torch.no_grad():
             h.fc_rot.weight.mul_(0.01)
             eye = [1.0, 0, 0, 0, 1.0, 0] if self.cfg.rot_repr == "6d" else [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
@@ -451,13 +502,25 @@ class RelPoseRegressor(nn.Module):
             f0, f1 = blk(torch.cat((f0, f1), 0), torch.cat((f1, f0), 0), pxy, pyx).chunk(2, 0)
         f0, f1 = self.dec_norm(f0), self.dec_norm(f1)
         out = {"hw": (h, w)}
-        if both:
-            R, t, s = self.pose_head(torch.cat((f0, f1), 0), (h, w))
-            out["R01"], out["R10"] = R.chunk(2, 0)
-            out["t01"], out["t10"] = t.chunk(2, 0)
-            out["log_norm01"], out["log_norm10"] = s.chunk(2, 0) if s is not None else (None, None)
-        else:
-            out["R01"], out["t01"], out["log_norm01"] = self.pose_head(f0, (h, w))
+        self._heads(out, self.pose_head, f0, f1, both or self.refine is not None)
+        if self.refine is not None:
+            Hd, Wd = s0.shape[-2:]
+            for _ in range(self.cfg.refine_iters):
+                for k in ("R01", "t01", "log_norm01", "R10", "t10", "log_norm10"):
+                    out.setdefault(k + "_coarse", out.get(k))
+                R1 = out["R01"].detach()  # as RAFT's updates: each stage learns its own correction
+                g0 = cell_flow_tokens(rotation_residual_flow(matches, "ab", R1, *self._canonical(Hd, Wd)), "ab", Hd, Wd, f)
+                g1 = cell_flow_tokens(rotation_residual_flow(matches, "ba", R1.transpose(1, 2), *self._canonical(Hd, Wd)),
+                                      "ba", Hd, Wd, f)
+                r0, r1 = f0 + self.refine.embed(g0), f1 + self.refine.embed(g1)
+                for blk in self.refine.blocks:
+                    r0, r1 = blk(torch.cat((r0, r1), 0), torch.cat((r1, r0), 0), pxy, pyx).chunk(2, 0)
+                r0, r1 = self.refine.norm(r0), self.refine.norm(r1)
+                d = {}
+                self._heads(d, self.refine.head, r0, r1, both)
+                out["R01"], out["t01"], out["log_norm01"] = d["R01"] @ R1, d["t01"], d["log_norm01"]
+                if both:
+                    out["R10"], out["t10"], out["log_norm10"] = d["R10"] @ R1.transpose(1, 2), d["t10"], d["log_norm10"]
         D = f0.shape[-1]
         out["feat0"] = f0.reshape(B, h, w, D)
         out["feat1"] = f1.reshape(B, h, w, D)
@@ -465,6 +528,21 @@ class RelPoseRegressor(nn.Module):
         out["stem0"], out["stem1"] = (s0, s1) if self.stem is not None else (None, None)
         out["matches"] = matches  # cell_matches of the flow tokens (or None)
         return out
+
+    def _heads(self, out: dict, head: PoseHead, f0: torch.Tensor, f1: torch.Tensor, both: bool) -> None:
+        """Pose head on view 0's tokens (cam1_from_cam0) and, with ``both``, view 1's."""
+        if both:
+            R, t, s = head(torch.cat((f0, f1), 0), None)
+            out["R01"], out["R10"] = R.chunk(2, 0)
+            out["t01"], out["t10"] = t.chunk(2, 0)
+            out["log_norm01"], out["log_norm10"] = s.chunk(2, 0) if s is not None else (None, None)
+        else:
+            out["R01"], out["t01"], out["log_norm01"] = head(f0, None)
+
+    def _canonical(self, Hd: int, Wd: int) -> tuple[float, int, int]:
+        """(focal, width, height) of the input image in pixels (the canonical camera)."""
+        stride = self.cfg.patch_size // self.token_stride
+        return float(self.cfg.canonical_focal), Wd * stride, Hd * stride
 
     def _position_tokens(self, B: int, h: int, w: int, device, dtype):
         """Decoder tokens that carry only their grid position (sine-cosine), and the positions."""

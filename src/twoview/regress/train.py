@@ -105,7 +105,36 @@ class Trainer:
         self.pair_prob = pair_probabilities(names, self.cfg.data.sequence_weight_power)
 
     def _build_bank(self):
-        """The augmented training views (deterministic per seed: rebuilt identically on resume)."""
+        """The augmented training views (deterministic per seed: rebuilt identically on resume),
+        read from / written to ``augment.cache_dir`` when set (keyed by everything they depend on)."""
+        import hashlib
+
+        import torch
+
+        from twoview.regress.data import ViewBank
+
+        a = self.cfg.augment
+        cache = None
+        if a.cache_dir:
+            m = self.mcfg
+            key = {"augment": {k: v for k, v in a.to_dict().items() if k != "cache_dir"}, "seed": self.cfg.optim.seed,
+                   "input": [m.stem, m.img_width, m.img_height, m.resize_mode, m.canonical_focal],
+                   "frames": hashlib.sha256(self.train_seq.images.tobytes()).hexdigest(),
+                   "poses": hashlib.sha256(self.train_seq.world_from_cam.tobytes()).hexdigest()}
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+            cache = resolve(a.cache_dir, self.base) / f"viewbank_{digest}.pt"
+            if cache.is_file():
+                return ViewBank.from_state(self.train_seq, torch.load(cache, weights_only=False))
+        bank = self._new_bank()
+        if cache is not None:
+            from twoview.io.atomic import atomic_write_bytes
+
+            buf = io.BytesIO()
+            torch.save(bank.state(), buf)
+            atomic_write_bytes(cache, buf.getvalue())
+        return bank
+
+    def _new_bank(self):
         import torch
 
         from twoview.regress.data import ViewBank
@@ -202,7 +231,12 @@ class Trainer:
         ti = -(Ri @ t[..., None])[..., 0]
         l10, _ = pose_loss(out["R10"], out["t10"], Ri, ti, metric=metric, **lw)
         loss = l01.mean() + c.loss.w_symmetric * l10.mean()
+        if out.get("R01_coarse") is not None:  # deep supervision of the first stage
+            c01, cparts = pose_loss(out["R01_coarse"], out["t01_coarse"], R, t, metric=metric, **lw)
+            c10, _ = pose_loss(out["R10_coarse"], out["t10_coarse"], Ri, ti, metric=metric, **lw)
+            loss = loss + c.loss.w_coarse * (c01.mean() + c.loss.w_symmetric * c10.mean())
         logs = {"pose_loss": l01.mean().item(), "rot_deg": torch.rad2deg(parts["rot"]).mean().item(),
+                **({"coarse_rot_deg": torch.rad2deg(cparts["rot"]).mean().item()} if out.get("R01_coarse") is not None else {}),
                 "tdir_deg": torch.rad2deg(2 * torch.asin((parts["tdir"].detach() / 2).clamp(0, 1))).mean().item()}
         if with_gcr and self.fusion is not None:
             corr = make_correspondences(batch.depth0, batch.depth1, batch.K, batch.R, batch.t, c.gcr, self.gcr_rng)

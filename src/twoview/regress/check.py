@@ -36,6 +36,7 @@ class Agreement:
 
     Attributes:
         num_cells: stem cells of view 0. num_matches: mutual, confident matches used.
+        coherent: those whose offset agrees with a neighbouring match's (see :func:`matched_pixels`).
         epipolar: share of them within each of :data:`EPIPOLAR_PX` of their epipolar line.
         depth_matches: matches with valid depth where the scale was measured (0: none).
         aligned: share of those aligned within ``ALIGN_M + ALIGN_REL z`` (None without depth).
@@ -46,6 +47,7 @@ class Agreement:
     num_cells: int
     num_matches: int
     epipolar: tuple[float, ...]
+    coherent: int = 0
     depth_matches: int = 0
     aligned: float | None = None
     scale: float | None = None
@@ -61,15 +63,37 @@ class Agreement:
         return d
 
 
+#: Two neighbouring cells' matches are coherent when their offsets differ by less than this
+#: many cells (a smooth flow field: the same surface seen from another place).
+COHERENT_CELLS = 1.5
+
+
 def matched_pixels(m: dict, index: int, width: int, height: int, min_conf: float = MIN_MATCH_CONF):
     """Mutual, confident cell matches of pair ``index`` of a batch's :func:`cell_matches`
-    output (torch tensors) -> (p0 (N, 2), p1 (N, 2)) pixels of the network input, and the
-    number of cells."""
+    output (torch tensors) -> (p0 (N, 2), p1 (N, 2)) pixels of the network input, the
+    number of cells, and the number of matches coherent with a neighbour's (a mutual match
+    in the 8 neighbouring cells whose offset differs by less than :data:`COHERENT_CELLS`
+    cells). Images of unrelated places match at random positions: their matches are
+    rarely coherent, whatever pose is claimed."""
     grid = m["grid"].detach().cpu().double().numpy()
     uv = m["uv_ab"][index].detach().cpu().double().numpy()
     keep = (m["mutual_ab"][index] > 0.5).cpu().numpy() & (m["conf_ab"][index] >= min_conf).cpu().numpy()
     to_px = lambda a: (a + 0.5) * [width, height] - 0.5  # noqa: E731  centred units -> pixels
-    return to_px(grid[keep]), to_px(uv[keep]), len(grid)
+    # the grid's shape from its (row-major) cell centres
+    Wd = int(np.sum(np.isclose(grid[:, 1], grid[0, 1])))
+    Hd = len(grid) // Wd
+    off = ((uv - grid) * [Wd, Hd]).reshape(Hd, Wd, 2)  # in cells
+    k = keep.reshape(Hd, Wd)
+    coherent = np.zeros((Hd, Wd), bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dx == dy == 0:
+                continue
+            ys, yd = slice(max(0, dy), Hd + min(0, dy)), slice(max(0, -dy), Hd + min(0, -dy))
+            xs, xd = slice(max(0, dx), Wd + min(0, dx)), slice(max(0, -dx), Wd + min(0, -dx))
+            close = np.linalg.norm(off[ys, xs] - off[yd, xd], axis=-1) < COHERENT_CELLS
+            coherent[yd, xd] |= close & k[ys, xs] & k[yd, xd]
+    return to_px(grid[keep]), to_px(uv[keep]), len(grid), int(coherent.sum())
 
 
 def _skew(v):
@@ -153,7 +177,7 @@ def depth_scale(R, tdir, p0, p1, K, depth0=None, depth1=None):
 
 
 def agreement(R: np.ndarray, t: np.ndarray, p0: np.ndarray, p1: np.ndarray, K: np.ndarray, num_cells: int,
-              depth0: np.ndarray | None = None, depth1: np.ndarray | None = None) -> Agreement:
+              depth0: np.ndarray | None = None, depth1: np.ndarray | None = None, coherent: int = 0) -> Agreement:
     """Check the pose (R, t) (t: any length, its direction is used) against matches
     p0 -> p1 (pixels of the network input, intrinsics ``K``) and depth at the network
     input (or None). A negative depth scale (the regressed direction points backwards)
@@ -162,9 +186,9 @@ def agreement(R: np.ndarray, t: np.ndarray, p0: np.ndarray, p1: np.ndarray, K: n
     nt = np.linalg.norm(t)
     tdir = t / nt if nt > 0 else np.array([0.0, 0.0, 1.0])
     if n == 0:
-        return Agreement(num_cells, 0, tuple(0.0 for _ in EPIPOLAR_PX))
+        return Agreement(num_cells, 0, tuple(0.0 for _ in EPIPOLAR_PX), coherent)
     d = sampson_px(R, tdir, p0, p1, K)
     epi = tuple(float(np.mean(d < px)) for px in EPIPOLAR_PX)
     s, source, nd, res, z = depth_scale(R, tdir, p0, p1, K, depth0, depth1)
     aligned = float(np.mean(res < ALIGN_M + ALIGN_REL * z)) if res is not None else None
-    return Agreement(num_cells, n, epi, nd, aligned, s, source)
+    return Agreement(num_cells, n, epi, coherent, nd, aligned, s, source)

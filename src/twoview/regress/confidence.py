@@ -9,9 +9,10 @@ that neither trained the network nor judge it (the split's calibration pairs, se
 *good*: rotation error < 5 deg and translation error < 10 cm (metric) or translation
 direction error < 10 deg (direction only).
 
-A pair is a failure when its matches do not support *any* overlap: fewer than
-``min_matches`` mutual matches, or fewer than ``min_epipolar`` of them within 12 px of the
-regressed pose's epipolar lines (unrelated images match at random positions).
+A pair is a failure when its matches do not support *any* overlap, whatever the pose:
+fewer than ``min_coherent`` mutual matches that move like a neighbouring match (unrelated
+images match at random positions; the same surface seen again gives a smooth flow). A
+wrong pose of overlapping images is not a failure but a low confidence.
 """
 
 from __future__ import annotations
@@ -40,15 +41,13 @@ class Calibration(StrictConfig):
 
     weights: list[float] = field(default_factory=lambda: [-3.0, 2.0, 4.0, 1.0])
     weights_depth: list[float] = field(default_factory=lambda: [-3.5, 1.0, 3.0, 1.0, 3.0])
-    min_matches: int = 12
-    min_epipolar: float = 0.15
+    min_coherent: int = 8
     fitted_on: str = "prior (not fitted)"
 
     def validate(self):
         _check(len(self.weights) == len(FEATURES), f"calibration.weights needs {len(FEATURES)} values")
         _check(len(self.weights_depth) == len(FEATURES_DEPTH), f"calibration.weights_depth needs {len(FEATURES_DEPTH)} values")
-        _check(self.min_matches >= 0 and 0 <= self.min_epipolar < 1, "calibration.min_matches >= 0 and "
-               "min_epipolar in [0, 1) required")
+        _check(self.min_coherent >= 0, "calibration.min_coherent must be >= 0")
 
 
 def features(a: Agreement, depth: bool) -> np.ndarray:
@@ -72,13 +71,9 @@ def confidence(a: Agreement, cal: Calibration) -> float:
 
 def no_overlap_reason(a: Agreement, cal: Calibration) -> str | None:
     """Why the pair shows no common view, or None when the matches support one."""
-    if a.num_matches < cal.min_matches:
-        return (f"the two images do not appear to overlap: {a.num_matches} of {a.num_cells} image cells have a "
-                f"mutual descriptor match (at least {cal.min_matches} needed)")
-    if a.epipolar[1] < cal.min_epipolar:
-        return (f"the two images do not appear to overlap: only {100 * a.epipolar[1]:.0f} % of {a.num_matches} "
-                f"mutual descriptor matches agree with the regressed pose (at least {100 * cal.min_epipolar:.0f} % "
-                "needed)")
+    if a.coherent < cal.min_coherent:
+        return (f"the two images do not appear to overlap: {a.coherent} of {a.num_cells} image cells have a mutual "
+                f"descriptor match that moves like its neighbours' (at least {cal.min_coherent} needed)")
     return None
 
 

@@ -60,6 +60,11 @@ class RegressorConfig(StrictConfig):
             what is left (:class:`twoview.regress.model.RefineStage`; one network forward
             pass, no solver). Needs cell flow tokens and the canonical camera.
         refine_depth: decoder blocks of the refinement stage.
+        depth_tokens: the cell flow tokens also carry each cell's inverse depth and the
+            other view's at its match, when depth is given (zeros and a flag otherwise):
+            what separates a camera rotation from a translation, which a narrow field of
+            view confuses from the flow alone. Trained with depth dropped at random
+            (``augment.depth_input_dropout``) so images alone still work.
         enc_dim, enc_depth, enc_heads: shared ViT encoder (RoPE-2D positions).
         dec_dim, dec_depth, dec_heads: decoder with self-attention and cross-attention
             to the other image's tokens.
@@ -84,6 +89,7 @@ class RegressorConfig(StrictConfig):
     appearance: bool = True
     refine_iters: int = 0
     refine_depth: int = 2
+    depth_tokens: bool = False
     enc_dim: int = 128
     enc_depth: int = 4
     enc_heads: int = 4
@@ -109,6 +115,8 @@ class RegressorConfig(StrictConfig):
             _check(getattr(self, f"{name}_depth") >= 1, f"model.{name}_depth must be >= 1")
         _check(not self.flow_tokens or self.stem == "xfeat", "model.flow_tokens needs model.stem 'xfeat' (descriptors)")
         _check(self.appearance or self.flow_tokens, "model.appearance false needs model.flow_tokens (the only input left)")
+        _check(not self.depth_tokens or (self.flow_tokens and self.flow_features == "cells"),
+               "model.depth_tokens needs flow_tokens with flow_features 'cells'")
         _check(self.refine_iters >= 0 and self.refine_depth >= 1, "model.refine_iters >= 0 and refine_depth >= 1 required")
         _check(not self.refine_iters or (self.flow_tokens and self.flow_features == "cells" and self.resize_mode == "canonical"),
                "model.refine_iters needs flow_tokens with flow_features 'cells' and resize_mode 'canonical'")
@@ -217,6 +225,8 @@ class AugmentConfig(StrictConfig):
             or None.
         depth_noise: probability that a view of a synthetic sequence gets Kinect-class
             depth (noise ~ z^2, quantisation, holes, edge dropout) for GCR's 3D points.
+        depth_input_dropout: for models with ``depth_tokens``, the probability that a
+            view's depth is withheld from the network (as for an image-only pair).
         cache_dir: folder where the built views (and their stem features) are kept
             between runs with the same data, augmentation, input and seed (None: rebuilt
             every run). Relative to the config file.
@@ -235,9 +245,11 @@ class AugmentConfig(StrictConfig):
     photometric: PhotometricConfig | None = None
     depth_noise: float = 0.0
     cache_dir: str | None = None
+    depth_input_dropout: float = 0.3
 
     def validate(self):
-        _check(0 <= self.depth_noise <= 1, "augment.depth_noise must be in [0, 1]")
+        _check(0 <= self.depth_noise <= 1 and 0 <= self.depth_input_dropout <= 1,
+               "augment.depth_noise and augment.depth_input_dropout must be in [0, 1]")
         _check(0 <= self.color_jitter < 1, "augment.color_jitter must be in [0, 1)")
         _check(0 <= self.swap_prob <= 1, "augment.swap_prob must be in [0, 1]")
         _check(self.views_per_frame >= 1, "augment.views_per_frame must be >= 1")
@@ -281,6 +293,8 @@ class GCRConfig(StrictConfig):
         near_outlier_ratio, near_outlier_px: share of near outliers and their offset range.
         ransac_px: RANSAC inlier threshold (network-resolution pixels).
         gn_iters: Gauss-Newton iterations from the regressed pose.
+        fusion_weights: "learned": the fusion transformer weighs each correspondence;
+            "uniform" (ablation): all weigh the same, only RANSAC selects.
         fusion_dim, fusion_layers, fusion_heads: the fusion transformer.
         w_consistency: weight of ``d(regressed, geometric)`` (gradients reach both).
         w_geometric: weight of ``d(geometric, GT)`` (trains the fusion weights).
@@ -310,6 +324,7 @@ class GCRConfig(StrictConfig):
     near_outlier_px: list[float] = field(default_factory=lambda: [1.5, 4.0])
     ransac_px: float = 4.0
     gn_iters: int = 3
+    fusion_weights: Literal["learned", "uniform"] = "learned"
     fusion_dim: int = 64
     fusion_layers: int = 2
     fusion_heads: int = 4

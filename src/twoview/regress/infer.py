@@ -119,12 +119,15 @@ def load_weights_into(model, path: str | Path, state: dict | None = None) -> Non
         warnings.warn(f"init_checkpoint {path}: {rep.summary()}", stacklevel=2)
 
 
-def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 32, with_matches: bool = False):
+def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 32, with_matches: bool = False,
+                   depth0: np.ndarray | None = None, depth1: np.ndarray | None = None):
     """Poses for network-size images.
 
     Args:
         img0, img1: (B, H, W, 3) uint8 at the model's input size.
         with_matches: also return the descriptor cell matches of each batch chunk.
+        depth0, depth1: (B, H, W) metres at the input size (NaN invalid) or None; read by
+            models with ``depth_tokens`` only.
 
     Returns:
         R (B, 3, 3) and t (B, 3) float64, cam1_from_cam0 (and, with ``with_matches``, a
@@ -140,8 +143,10 @@ def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 
     with torch.inference_mode():
         for s in range(0, len(img0), batch_size):
             dev = next(model.parameters()).device
+            dd = [None if d is None else torch.as_tensor(np.asarray(d[s:s + batch_size], dtype=np.float32), device=dev)
+                  for d in (depth0, depth1)]
             out = model(to_tensor_images(img0[s:s + batch_size]).to(dev), to_tensor_images(img1[s:s + batch_size]).to(dev),
-                        both=False)
+                        False, *dd)
             Rs.append(out["R01"].double().cpu().numpy())
             ts.append(out["t01"].double().cpu().numpy())
             if with_matches:
@@ -269,8 +274,14 @@ class PoseRegressor:
         if not prepared:
             return []
         t1 = time.perf_counter()
+        depths = [None, None]
+        for v in (0, 1):  # missing maps as all-invalid ones (the network reads NaN as "no depth")
+            if any(p[f"depth{v}"] is not None for p in prepared):
+                H, W = prepared[0]["net0"].shape[:2]
+                depths[v] = np.stack([p[f"depth{v}"] if p[f"depth{v}"] is not None else np.full((H, W), np.nan, np.float32)
+                                      for p in prepared])
         R, t, chunks = regress_arrays(self.model, np.stack([p["net0"] for p in prepared]),
-                                      np.stack([p["net1"] for p in prepared]), batch_size, with_matches=True)
+                                      np.stack([p["net1"] for p in prepared]), batch_size, True, *depths)
         t2 = time.perf_counter()
         out = []
         for k, p in enumerate(prepared):
@@ -302,8 +313,8 @@ class PoseRegressor:
             return PoseResult(success=True, cam1_from_cam0=Pose(project_to_so3(R), T), metric=metric, solver="regress",
                               confidence=0.5, info={**info, "confidence": "no descriptor matches to check against"})
         H, W = p["net0"].shape[:2]
-        p0, p1, cells = matched_pixels(matches, index, W, H)
-        a = agreement(R, t, p0, p1, p["K"], cells, p["depth0"], p["depth1"])
+        p0, p1, cells, coherent = matched_pixels(matches, index, W, H)
+        a = agreement(R, t, p0, p1, p["K"], cells, p["depth0"], p["depth1"], coherent)
         info["agreement"] = a.to_dict()
         reason = no_overlap_reason(a, self.calibration)
         if reason:

@@ -166,17 +166,49 @@ def _soft_argmax(logits: torch.Tensor, Hd: int, Wd: int):
 FLOW_OFFSET_SCALE, FLOW_POSITION_SCALE = 8.0, 2.0
 
 
-def cell_flow_tokens(m: dict, direction: str, Hd: int, Wd: int, s: int) -> torch.Tensor:
+def cell_inverse_depth(depth: torch.Tensor, Hd: int, Wd: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W) depth in metres (NaN / <= 0 invalid) -> per stem cell the mean inverse depth
+    (1/m) of its valid pixels and whether a quarter of them are valid, (B, Hd, Wd) each."""
+    ok = torch.isfinite(depth) & (depth > 0)
+    inv = torch.where(ok, 1.0 / torch.where(ok, depth, torch.ones_like(depth)), torch.zeros_like(depth))
+    k = depth.shape[-1] // Wd
+    num = F.avg_pool2d(inv[:, None], k)[:, 0]
+    den = F.avg_pool2d(ok[:, None].to(inv.dtype), k)[:, 0]
+    valid = den > 0.25
+    return torch.where(valid, num / den.clamp_min(1e-6), torch.zeros_like(num)), valid
+
+
+def depth_at_matches(m: dict, direction: str, inv_a, valid_a, inv_b, valid_b) -> torch.Tensor:
+    """Per cell of the first image of ``direction``: its inverse depth, the other image's
+    inverse depth where it matches (nearest cell), and whether both are known -> (B, N, 3).
+    Missing depth (None) gives zeros."""
+    uv = m[f"uv_{direction}"]
+    B, N, _ = uv.shape
+    out = uv.new_zeros(B, N, 3)
+    if inv_a is None or inv_b is None:
+        if inv_a is not None:
+            out[..., 0] = (inv_a * valid_a).flatten(1)
+        return out
+    grid = (uv * 2)[:, :, None, :]  # centred image units -> [-1, 1]
+    at = lambda x: F.grid_sample(x[:, None].to(uv.dtype), grid, mode="nearest", align_corners=False)[:, 0, :, 0]  # noqa: E731
+    vb = at(valid_b) > 0.5
+    va = valid_a.flatten(1)
+    return torch.stack(((inv_a * valid_a).flatten(1), at(inv_b) * vb, (va & vb).to(uv.dtype)), -1)
+
+
+def cell_flow_tokens(m: dict, direction: str, Hd: int, Wd: int, s: int, depth: torch.Tensor | None = None) -> torch.Tensor:
     """Flow-token input from :func:`cell_matches`: per token (``s`` x ``s`` stem cells), each
-    cell's offset to its match (du, dv), confidence and mutual flag, and the token's own
-    position -> (B, h * w, 4 s^2 + 2), tokens row-major (offsets and positions scaled by
+    cell's offset to its match (du, dv), confidence and mutual flag (and, with ``depth``
+    (B, N, 3) from :func:`depth_at_matches`, its inverse depths), and the token's own
+    position -> (B, h * w, c s^2 + 2), tokens row-major (offsets and positions scaled by
     :data:`FLOW_OFFSET_SCALE`, :data:`FLOW_POSITION_SCALE`)."""
     uv, conf, mutual = m[f"uv_{direction}"], m[f"conf_{direction}"], m[f"mutual_{direction}"]
     B = uv.shape[0]
     off = (uv - m["grid"]) * FLOW_OFFSET_SCALE
-    f = torch.cat((off, conf[..., None], mutual[..., None]), -1)  # B, N, 4
+    f = torch.cat((off, conf[..., None], mutual[..., None]) + ((depth,) if depth is not None else ()), -1)
+    c = f.shape[-1]
     h, w = Hd // s, Wd // s
-    f = f.reshape(B, h, s, w, s, 4).permute(0, 1, 3, 2, 4, 5).reshape(B, h * w, 4 * s * s)
+    f = f.reshape(B, h, s, w, s, c).permute(0, 1, 3, 2, 4, 5).reshape(B, h * w, c * s * s)
     g = m["grid"].reshape(h, s, w, s, 2).mean((1, 3)).reshape(1, h * w, 2).expand(B, -1, -1) * FLOW_POSITION_SCALE
     return torch.cat((f, g), -1)
 
@@ -365,6 +397,11 @@ def rotation_residual_flow(m: dict, direction: str, R: torch.Tensor, focal: floa
     return out
 
 
+def flow_token_width(cfg: RegressorConfig) -> int:
+    """Inputs per token of :func:`cell_flow_tokens` for a config."""
+    return (7 if cfg.depth_tokens else 4) * (cfg.patch_size // 8) ** 2 + 2
+
+
 class RefineStage(nn.Module):
     """A second regression from the flow left over by the first stage's rotation.
 
@@ -377,7 +414,7 @@ class RefineStage(nn.Module):
     def __init__(self, cfg: RegressorConfig, rope: RoPE2D):
         super().__init__()
         self.cfg = cfg
-        n_in = 4 * (cfg.patch_size // 8) ** 2 + 2
+        n_in = flow_token_width(cfg)
         self.embed = nn.Sequential(nn.Linear(n_in, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
         self.blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, rope)
                                      for _ in range(cfg.refine_depth)])
@@ -418,7 +455,7 @@ class RelPoseRegressor(nn.Module):
             self.enc_norm = nn.LayerNorm(cfg.enc_dim, eps=1e-6)
             self.decoder_embed = nn.Linear(cfg.enc_dim, cfg.dec_dim)
         if cfg.flow_tokens:
-            n_in = 5 if cfg.flow_features == "pooled" else 4 * (cfg.patch_size // 8) ** 2 + 2
+            n_in = 5 if cfg.flow_features == "pooled" else flow_token_width(cfg)
             self.flow_embed = nn.Sequential(nn.Linear(n_in, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
         self.dec_blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.dec_depth)])
         self.dec_norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
@@ -469,12 +506,15 @@ class RelPoseRegressor(nn.Module):
             x = blk(x, pos)
         return self.enc_norm(x), pos
 
-    def forward(self, img0: torch.Tensor, img1: torch.Tensor, both: bool = True) -> dict:
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, both: bool = True, depth0=None, depth1=None) -> dict:
         s0, s1 = self.stem_features(torch.cat((img0, img1), 0)).chunk(2, 0)
-        return self.forward_features(s0, s1, both)
+        return self.forward_features(s0, s1, both, depth0, depth1)
 
-    def forward_features(self, s0: torch.Tensor, s1: torch.Tensor, both: bool = True) -> dict:
-        """``forward`` from :meth:`stem_features` outputs (B, C, H', W') of both images."""
+    def forward_features(self, s0: torch.Tensor, s1: torch.Tensor, both: bool = True, depth0=None, depth1=None) -> dict:
+        """``forward`` from :meth:`stem_features` outputs (B, C, H', W') of both images.
+
+        ``depth0``, ``depth1``: (B, H, W) metres at the input size (NaN invalid) or None,
+        read by models with ``depth_tokens`` (ignored otherwise)."""
         B = s0.shape[0]
         f = self.token_stride
         h, w = s0.shape[-2] // f, s0.shape[-1] // f
@@ -494,8 +534,14 @@ class RelPoseRegressor(nn.Module):
             else:
                 matches = cell_matches(s0, s1)
                 Hd, Wd = s0.shape[-2:]
-                f0 = f0 + self.flow_embed(cell_flow_tokens(matches, "ab", Hd, Wd, f))
-                f1 = f1 + self.flow_embed(cell_flow_tokens(matches, "ba", Hd, Wd, f))
+                dab = dba = None
+                if self.cfg.depth_tokens:
+                    i0, v0 = cell_inverse_depth(depth0, Hd, Wd) if depth0 is not None else (None, None)
+                    i1, v1 = cell_inverse_depth(depth1, Hd, Wd) if depth1 is not None else (None, None)
+                    dab = depth_at_matches(matches, "ab", i0, v0, i1, v1)
+                    dba = depth_at_matches(matches, "ba", i1, v1, i0, v0)
+                f0 = f0 + self.flow_embed(cell_flow_tokens(matches, "ab", Hd, Wd, f, dab))
+                f1 = f1 + self.flow_embed(cell_flow_tokens(matches, "ba", Hd, Wd, f, dba))
         # both images' tokens in one batch (the blocks are shared): x attends to y, y to x
         pxy, pyx = torch.cat((p0, p1), 0), torch.cat((p1, p0), 0)
         for blk in self.dec_blocks:
@@ -509,9 +555,10 @@ class RelPoseRegressor(nn.Module):
                 for k in ("R01", "t01", "log_norm01", "R10", "t10", "log_norm10"):
                     out.setdefault(k + "_coarse", out.get(k))
                 R1 = out["R01"].detach()  # as RAFT's updates: each stage learns its own correction
-                g0 = cell_flow_tokens(rotation_residual_flow(matches, "ab", R1, *self._canonical(Hd, Wd)), "ab", Hd, Wd, f)
+                g0 = cell_flow_tokens(rotation_residual_flow(matches, "ab", R1, *self._canonical(Hd, Wd)), "ab", Hd, Wd, f,
+                                      dab)
                 g1 = cell_flow_tokens(rotation_residual_flow(matches, "ba", R1.transpose(1, 2), *self._canonical(Hd, Wd)),
-                                      "ba", Hd, Wd, f)
+                                      "ba", Hd, Wd, f, dba)
                 r0, r1 = f0 + self.refine.embed(g0), f1 + self.refine.embed(g1)
                 for blk in self.refine.blocks:
                     r0, r1 = blk(torch.cat((r0, r1), 0), torch.cat((r1, r0), 0), pxy, pyx).chunk(2, 0)

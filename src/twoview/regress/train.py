@@ -220,10 +220,15 @@ class Trainer:
         lw = {"w_rot": c.loss.w_rot, "w_tdir": c.loss.w_tdir, "w_scale": c.loss.w_scale}
         metric = self.mcfg.metric_scale
         dev = self.device
+        d0 = d1 = None
+        if self.mcfg.depth_tokens:  # each view's depth withheld at random: the model also serves image-only pairs
+            keep = self.rng.random((2, len(batch.R))) >= c.augment.depth_input_dropout
+            d0, d1 = (torch.as_tensor(np.where(k[:, None, None], d, np.nan), dtype=torch.float32, device=dev)
+                      for k, d in zip(keep, (batch.depth0, batch.depth1)))
         if batch.feat0 is not None:  # cached frozen-stem features
-            out = self.model.forward_features(batch.feat0.to(dev).float(), batch.feat1.to(dev).float())
+            out = self.model.forward_features(batch.feat0.to(dev).float(), batch.feat1.to(dev).float(), True, d0, d1)
         else:
-            out = self.model(to_tensor_images(batch.img0).to(dev), to_tensor_images(batch.img1).to(dev))
+            out = self.model(to_tensor_images(batch.img0).to(dev), to_tensor_images(batch.img1).to(dev), True, d0, d1)
         R = torch.as_tensor(batch.R, dtype=torch.float32, device=dev)
         t = torch.as_tensor(batch.t, dtype=torch.float32, device=dev)
         l01, parts = pose_loss(out["R01"], out["t01"], R, t, metric=metric, **lw)
@@ -275,7 +280,9 @@ class Trainer:
             return {}
         from twoview.regress.infer import regress_arrays
 
-        R, t = regress_arrays(self.model, self.val_seq.images[self.val_pairs[:, 0]], self.val_seq.images[self.val_pairs[:, 1]])
+        a, b = self.val_pairs[:, 0], self.val_pairs[:, 1]
+        R, t = regress_arrays(self.model, self.val_seq.images[a], self.val_seq.images[b],
+                              depth0=self.val_seq.depths[a], depth1=self.val_seq.depths[b])
         gts = [self.val_seq.relative(a, b) for a, b in self.val_pairs]
         return summarize(R, t, [g[0] for g in gts], [g[1] for g in gts], self.mcfg.metric_scale, prefix="val_")
 

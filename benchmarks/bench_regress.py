@@ -4,7 +4,7 @@ beside the matching front ends, confidence quality, calibration and inference sp
     python benchmarks/bench_regress.py --pairs                       # (re)write the held-out pair lists
     python benchmarks/bench_regress.py --calibrate CKPT              # fit CKPT's confidence (calibration pairs)
     python benchmarks/bench_regress.py --compare gcr_s0=runs/.../model.pt plain_s0=... \\
-        --extra-method sift-rigid3d --extra-method xfeat-rigid3d --extra-method gmm@regress
+        --extra sift-rigid3d sift-rigid3d --extra gmm@regress gmm@regress:checkpoint=... --confidence gcr_s0
     python benchmarks/bench_regress.py --speed [--checkpoint CKPT]
 
 Held-out sets (from configs/regress_split.json; pair lists in benchmarks/pairs/, frames
@@ -492,8 +492,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", action="store_true", help="(re)write the held-out pair lists in benchmarks/pairs/")
     ap.add_argument("--compare", nargs="+", metavar="NAME=PATH", help="checkpoints; NAME <group>_s<seed> forms seed groups")
     ap.add_argument("--sets", nargs="+", default=list(HELDOUT), choices=list(HELDOUT), help="held-out sets to run")
-    ap.add_argument("--extra-method", action="append", default=[], metavar="SPEC",
-                    help="another bench method in the same runs (sift-rigid3d, gmm@regress:checkpoint=..., ...)")
+    ap.add_argument("--extra", nargs=2, action="append", default=[], metavar=("NAME", "SPEC"),
+                    help="another bench method in the same runs, labelled NAME (e.g. gmm@regress "
+                         "gmm@regress:checkpoint=..., sift-rigid3d sift-rigid3d)")
     ap.add_argument("--diff", nargs=2, metavar=("GROUP_A", "GROUP_B"), default=("gcr", "plain"),
                     help="seed groups whose difference gets an interval")
     ap.add_argument("--confidence", nargs="*", default=[], metavar="LABEL", help="labels whose confidence is assessed")
@@ -519,7 +520,7 @@ def main(argv=None) -> int:
     if args.compare:
         models = dict(a.split("=", 1) for a in args.compare)
         specs = {name: f"regress:checkpoint={path}" for name, path in models.items()}
-        specs.update({m: m for m in args.extra_method})
+        specs.update({name: spec for name, spec in args.extra})
         res.setdefault("compare", {})
         groups: dict[str, list[str]] = {}
         for name in models:

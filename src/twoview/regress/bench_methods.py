@@ -10,7 +10,7 @@ from __future__ import annotations
 
 BENCH_METHODS = {"regress": "twoview.regress.bench_methods:make_regress"}
 
-_OPTIONS = ("checkpoint", "depth")
+_OPTIONS = ("checkpoint", "depth", "translation")
 
 
 def make_regress(options: dict | None = None):
@@ -19,6 +19,8 @@ def make_regress(options: dict | None = None):
     Options:
         checkpoint: twoview or Reloc3r checkpoint path (default: the shipped model).
         depth: use both depth maps for the metric scale (default true).
+        translation: "regressed" or "depth" (see :data:`twoview.regress.infer.TRANSLATION_MODES`;
+            default: the checkpoint's choice).
 
     Raises:
         InputError: an unknown option or an unreadable checkpoint (loaded eagerly so a bad
@@ -35,7 +37,7 @@ def make_regress(options: dict | None = None):
     use_depth = options.get("depth", True)
     if not isinstance(use_depth, bool):
         raise InputError("regress options", f"depth must be true or false, got {use_depth!r}")
-    reg = PoseRegressor.from_checkpoint(options.get("checkpoint"))
+    reg = PoseRegressor.from_checkpoint(options.get("checkpoint"), options.get("translation"))
 
     def run(sample, depth0=None, depth1=None):
         im0, im1 = load_image(sample.image0, "image0"), load_image(sample.image1, "image1")

@@ -7,13 +7,15 @@ cost:
 - the metric scale of the regressed translation direction from depth
   (:func:`depth_scale`), as the other solvers take it: with both depths, the length that
   best aligns the matched 3D points; with one, the length that best puts view 0's points
-  (or view 1's) on the other view's rays;
+  (or view 1's) on the other view's rays; or, as an option, the whole translation that
+  best aligns the matched depth points given the regressed rotation
+  (:func:`aligned_translation`);
 - the pose's agreement with the matches (:func:`agreement`): the share of mutual
   matches on their epipolar lines (Sampson distance) and, with depth, of matched 3D
   points that the pose aligns -- features of the calibrated confidence
   (:mod:`twoview.regress.confidence`) and of the "no overlap" failure.
 
-The pose itself is never changed here: it is the regressor's.
+The rotation is never changed here: it is the regressor's.
 """
 
 from __future__ import annotations
@@ -174,6 +176,29 @@ def depth_scale(R, tdir, p0, p1, K, depth0=None, depth1=None):
         s = _weighted_median(s_i, w)
         return s, name, int(ok.sum()), None, None
     return None, "", 0, None, None
+
+
+def aligned_translation(R, p0, p1, K, depth0, depth1, min_points: int = 10) -> np.ndarray | None:
+    """The translation that best aligns the matched depth points of both views given the
+    rotation ``R`` (robust mean of ``X1 - R X0`` over the points it aligns), or None with
+    fewer than ``min_points`` matches with depth at both ends."""
+    if depth0 is None or depth1 is None or len(p0) < min_points:
+        return None
+    Kinv = np.linalg.inv(K)
+    z0, z1 = _depth_at(depth0, p0), _depth_at(depth1, p1)
+    ok = np.isfinite(z0) & np.isfinite(z1) & (z0 > 0) & (z1 > 0)
+    if ok.sum() < min_points:
+        return None
+    X0 = (np.c_[p0[ok], np.ones(ok.sum())] @ Kinv.T) * z0[ok, None]
+    X1 = (np.c_[p1[ok], np.ones(ok.sum())] @ Kinv.T) * z1[ok, None]
+    d = X1 - X0 @ R.T
+    t = np.median(d, axis=0)
+    for _ in range(3):
+        inl = np.linalg.norm(d - t, axis=1) < ALIGN_M + ALIGN_REL * z1[ok]
+        if inl.sum() < 3:
+            break
+        t = d[inl].mean(axis=0)
+    return t
 
 
 def agreement(R: np.ndarray, t: np.ndarray, p0: np.ndarray, p1: np.ndarray, K: np.ndarray, num_cells: int,

@@ -41,7 +41,7 @@ class Calibration(StrictConfig):
 
     weights: list[float] = field(default_factory=lambda: [-3.0, 2.0, 4.0, 1.0])
     weights_depth: list[float] = field(default_factory=lambda: [-3.5, 1.0, 3.0, 1.0, 3.0])
-    min_coherent: int = 8
+    min_coherent: int = 12
     fitted_on: str = "prior (not fitted)"
 
     def validate(self):
@@ -111,7 +111,11 @@ def fit_calibration(agreements: list[Agreement], good: list[bool], fitted_on: st
     out = base.to_dict()
     for depth, key in ((False, "weights"), (True, "weights_depth")):
         rows = [(features(a, depth), g) for a, g in zip(agreements, good) if uses_depth_features(a) == depth]
-        if len(rows) >= 20 and 0 < sum(g for _, g in rows) < len(rows):
+        n, n_good = len(rows), sum(g for _, g in rows)
+        if n >= 20 and 0 < n_good < n:
             out[key] = fit_logistic(np.array([r[0] for r in rows]), np.array([r[1] for r in rows])).tolist()
+        elif n >= 20:  # all bad (or all good): a constant, the rule of succession's rate
+            p = (n_good + 1) / (n + 2)
+            out[key] = [float(np.log(p / (1 - p)))] + [0.0] * (len(rows[0][0]) - 1)
     out["fitted_on"] = fitted_on
     return Calibration.from_dict(out)

@@ -162,6 +162,13 @@ def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 
     return (R, t, chunks) if with_matches else (R, t)
 
 
+#: How the translation is obtained: "regressed" -- the network's direction, its length
+#: from depth (:func:`twoview.regress.check.depth_scale`); "depth" -- with both depth maps,
+#: the translation that best aligns the matched depth points given the regressed rotation
+#: (:func:`twoview.regress.check.aligned_translation`), else as "regressed".
+TRANSLATION_MODES = ("regressed", "depth")
+
+
 class PoseRegressor:
     """A two-view pose regressor that owns its network.
 
@@ -178,9 +185,13 @@ class PoseRegressor:
         checkpoint: the file the model came from.
     """
 
-    def __init__(self, model, checkpoint: Path, calibration=None, metric_without_depth: bool = False):
+    def __init__(self, model, checkpoint: Path, calibration=None, metric_without_depth: bool = False,
+                 translation: str = "regressed"):
         from twoview.regress.confidence import Calibration
 
+        if translation not in TRANSLATION_MODES:
+            raise InputError("translation", f"expected one of {list(TRANSLATION_MODES)}, got {translation!r}")
+        self.translation = translation
         self.model = model
         self.cfg = model.cfg
         self.checkpoint = Path(checkpoint)
@@ -189,8 +200,11 @@ class PoseRegressor:
         self._views: dict = {}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None) -> PoseRegressor:
+    def from_checkpoint(cls, path: str | Path | None = None, translation: str | None = None) -> PoseRegressor:
         """Load a twoview checkpoint (with its calibration) or a Reloc3r one; None = the shipped model.
+
+        ``translation`` (see :data:`TRANSLATION_MODES`; None: the checkpoint's choice,
+        else "regressed").
 
         Raises:
             InputError: naming ``--checkpoint``, a missing or unreadable file.
@@ -198,7 +212,8 @@ class PoseRegressor:
         """
         model, st, p = _read_checkpoint(path)
         st = st or {}
-        return cls(model, p, st.get("calibration"), st.get("metric_without_depth", False))
+        return cls(model, p, st.get("calibration"), st.get("metric_without_depth", False),
+                   translation or st.get("translation", "regressed"))
 
     # --- inputs --------------------------------------------------------------------
     def _view(self, camera, name: str):
@@ -297,7 +312,7 @@ class PoseRegressor:
     def _result(self, p: dict, R: np.ndarray, t: np.ndarray, matches, index: int) -> PoseResult:
         from twoview.geometry.pose import Pose
         from twoview.geometry.rotation import project_to_so3
-        from twoview.regress.check import agreement, matched_pixels
+        from twoview.regress.check import agreement, aligned_translation, matched_pixels
         from twoview.regress.confidence import confidence, no_overlap_reason
 
         if p["same"]:
@@ -314,6 +329,11 @@ class PoseRegressor:
                               confidence=0.5, info={**info, "confidence": "no descriptor matches to check against"})
         H, W = p["net0"].shape[:2]
         p0, p1, cells, coherent = matched_pixels(matches, index, W, H)
+        info["translation"] = "regressed direction"
+        if self.translation == "depth":
+            t_aligned = aligned_translation(R, p0, p1, p["K"], p["depth0"], p["depth1"])
+            if t_aligned is not None and np.linalg.norm(t_aligned) > 1e-6:
+                t, info["translation"] = t_aligned, "aligned from depth given the regressed rotation"
         a = agreement(R, t, p0, p1, p["K"], cells, p["depth0"], p["depth1"], coherent)
         info["agreement"] = a.to_dict()
         reason = no_overlap_reason(a, self.calibration)

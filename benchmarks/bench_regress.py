@@ -307,7 +307,7 @@ def calibrate(checkpoint: str) -> dict:
     reg = PoseRegressor.from_checkpoint(checkpoint)
     reg.calibration = Calibration(min_coherent=0)  # measure every pair
     samples, negatives = calibration_samples()
-    agreements, good, neg_agreements = [], [], []
+    agreements, good, neg_agreements, log_ratio = [], [], [], []
     for s in samples + negatives:
         d0 = prepare_depth(load_depth(s.depth0, s.depth_scale), s.camera0.size)
         d1 = prepare_depth(load_depth(s.depth1, s.meta.get("depth_scale1", s.depth_scale)), s.camera1.size)
@@ -324,6 +324,8 @@ def calibrate(checkpoint: str) -> dict:
                 continue
             e = pose_errors(res.cam1_from_cam0, s.cam1_from_cam0, metric=res.metric)
             good.append(is_good(e["rot_deg"], e["trans_m"] if res.metric else None, e["trans_deg"]))
+            if not depth and reg.cfg.metric_scale and np.linalg.norm(s.cam1_from_cam0.t) > 0.02:
+                log_ratio.append(network_log_scale_ratio(reg, im0, im1, s))
     pos = [a for a, g in zip(agreements, good) if g]
     # the no-overlap rule: above what unrelated images reach (their maximum), keeping >= 98 % of the good poses
     neg_coh = np.array([a.coherent for a in neg_agreements]) if neg_agreements else np.array([0])
@@ -333,8 +335,12 @@ def calibrate(checkpoint: str) -> dict:
                           f"({', '.join(f'{k} gaps {v}' for k, v in CALIBRATION.items())}) and {len(negatives)} "
                           "cross-sequence negatives, with and without depth",
                           base=Calibration(min_coherent=min_coherent))
+    # the network's own translation length without depth: reported as metric only if it is this good
+    lr = np.abs(np.array(log_ratio)) if log_ratio else np.array([np.inf])
+    trusted = bool(np.median(lr) < np.log(1.2) and np.mean(lr < np.log(1.25)) > 0.7)
     st = torch.load(checkpoint, map_location="cpu", weights_only=False)
     st["calibration"] = cal.to_dict()
+    st["metric_without_depth"] = trusted
     import io
 
     buf = io.BytesIO()
@@ -342,7 +348,19 @@ def calibrate(checkpoint: str) -> dict:
     atomic_write_bytes(checkpoint, buf.getvalue())
     return {"calibration": cal.to_dict(), "pairs": len(samples), "negatives": len(negatives),
             "good_rate": float(np.mean(good)), "negative_coherent_max": int(neg_coh.max()),
-            "negative_coherent_median": float(np.median(neg_coh)), "good_coherent_p2": float(np.percentile(pos_coh, 2))}
+            "negative_coherent_median": float(np.median(neg_coh)), "good_coherent_p2": float(np.percentile(pos_coh, 2)),
+            "network_scale_without_depth": {"pairs": len(log_ratio), "median_abs_log_ratio": float(np.median(lr)),
+                                            "within_25_percent": float(np.mean(lr < np.log(1.25))),
+                                            "metric_without_depth": trusted}}
+
+
+def network_log_scale_ratio(reg, im0, im1, sample) -> float:
+    """log(|t| regressed by the network from the images alone / |t| true)."""
+    from twoview.regress.infer import regress_arrays
+
+    p = reg._prepare(im0, im1, sample.camera0, sample.camera1, None, None)
+    _, t = regress_arrays(reg.model, p["net0"][None], p["net1"][None])
+    return float(np.log(np.linalg.norm(t[0]) / np.linalg.norm(sample.cam1_from_cam0.t)))
 
 
 # --- speed ------------------------------------------------------------------------------------

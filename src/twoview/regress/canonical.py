@@ -23,7 +23,7 @@ from twoview.errors import InputError
 from twoview.geometry.camera import Camera
 
 #: Least fraction of the canonical view that the input camera must see.
-MIN_COVERAGE = 0.6
+MIN_COVERAGE = 0.5
 #: Largest upsampling factor from the input image to the canonical one.
 MAX_UPSAMPLING = 2.5
 #: Grey level of canonical pixels outside the input image.

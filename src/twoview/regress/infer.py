@@ -224,15 +224,15 @@ class PoseRegressor:
             self._views[key] = network_view(camera, self.cfg, name)
         return self._views[key]
 
-    def _prepare(self, image0, image1, camera0, camera1, depth0, depth1, tag: str = "") -> dict:
+    def _prepare(self, image0, image1, camera0, camera1, depth0, depth1, tag: str = "", depth_scale=None) -> dict:
         """Checked inputs at network resolution."""
         from twoview.io.depth import as_depth_map
 
         im0, im1 = _as_image(image0, f"image0{tag}"), _as_image(image1, f"image1{tag}")
         cams = []
-        for im, cam, name in ((im0, camera0, "camera0"), (im1, camera1, "camera1")):
+        for im, src, cam, name in ((im0, image0, camera0, "camera0"), (im1, image1, camera1, "camera1")):
             if cam is None:
-                cam = _guess_camera(im, name)
+                cam = _guess_camera(im, src, name)
             if (cam.width, cam.height) != (im.shape[1], im.shape[0]):
                 raise InputError(f"{name}{tag}", f"is for a {cam.width}x{cam.height} image, the image is "
                                  f"{im.shape[1]}x{im.shape[0]}")
@@ -246,21 +246,22 @@ class PoseRegressor:
             if d is None:
                 ds.append(None)
                 continue
-            ds.append(v.depth(as_depth_map(d, cam.size, None, f"{name}{tag}"), f"{name}{tag}"))
+            ds.append(v.depth(as_depth_map(d, cam.size, depth_scale, f"{name}{tag}"), f"{name}{tag}"))
         return {"net0": v0.image(im0, f"image0{tag}"), "net1": v1.image(im1, f"image1{tag}"), "K": v0.target.K,
                 "depth0": ds[0], "depth1": ds[1], "same": identical_images(im0, im1),
                 "coverage": [v0.coverage, v1.coverage]}
 
     # --- estimation ------------------------------------------------------------------
-    def estimate(self, image0, image1, camera0=None, camera1=None, depth0=None, depth1=None) -> PoseResult:
+    def estimate(self, image0, image1, camera0=None, camera1=None, depth0=None, depth1=None,
+                 depth_scale: float | None = None) -> PoseResult:
         """Relative pose cam1_from_cam0 by regression (one forward pass, no matching solver).
 
         Args:
             image0, image1: RGB uint8 (H, W, 3) arrays (or paths).
             camera0, camera1: :class:`twoview.Camera` of each image (None: guessed from a
                 typical 65 deg field of view, with a warning).
-            depth0, depth1: (H, W) depth in metres, NaN invalid (or a depth file path in
-                metres-readable form), or None.
+            depth0, depth1: (H, W) depth in metres, NaN invalid, or None; or integer maps /
+                depth files with ``depth_scale`` units per metre (1000 for millimetres).
 
         Returns:
             :class:`PoseResult` (solver "regress"). With depth, the translation's length is
@@ -276,7 +277,7 @@ class PoseRegressor:
             outside what the model supports.
         """
         return self.estimate_many([dict(image0=image0, image1=image1, camera0=camera0, camera1=camera1,
-                                        depth0=depth0, depth1=depth1)], batch_size=1)[0]
+                                        depth0=depth0, depth1=depth1, depth_scale=depth_scale)], batch_size=1)[0]
 
     def estimate_many(self, items, batch_size: int = 16) -> list[PoseResult]:
         """:meth:`estimate` for many pairs: ``items`` are dicts of its arguments."""
@@ -285,7 +286,7 @@ class PoseRegressor:
         for i, it in enumerate(items):
             tag = f" (pair {i})" if len(items) > 1 else ""
             prepared.append(self._prepare(it.get("image0"), it.get("image1"), it.get("camera0"), it.get("camera1"),
-                                          it.get("depth0"), it.get("depth1"), tag))
+                                          it.get("depth0"), it.get("depth1"), tag, it.get("depth_scale")))
         if not prepared:
             return []
         t1 = time.perf_counter()
@@ -365,9 +366,12 @@ def _as_image(x, name: str) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
-def _guess_camera(img: np.ndarray, name: str):
+def _guess_camera(img: np.ndarray, source, name: str):
+    """EXIF focal length of an image file, else a typical field of view, with a warning."""
     from twoview.geometry.camera import DEFAULT_HFOV_DEG, Camera
 
+    if isinstance(source, (str, Path)):
+        return Camera.from_exif_or_guess(source, img.shape[1], img.shape[0])
     warnings.warn(f"{name}: no intrinsics given; assuming a {DEFAULT_HFOV_DEG:.0f} deg horizontal field of view "
                   "(pass the camera for a meaningful regressed pose)", stacklevel=4)
     return Camera.from_fov(DEFAULT_HFOV_DEG, img.shape[1], img.shape[0], source="fov-guess")
@@ -385,7 +389,8 @@ def estimate_batch(pairs, checkpoint: str | Path | None = None, batch_size: int 
 
 
 def estimate(image0, image1, checkpoint: str | Path | None = None, camera0=None, camera1=None, depth0=None,
-             depth1=None) -> PoseResult:
+             depth1=None, depth_scale: float | None = None) -> PoseResult:
     """One pair with a freshly loaded :class:`PoseRegressor` (see :meth:`PoseRegressor.estimate`;
     build the regressor once for many pairs)."""
-    return PoseRegressor.from_checkpoint(checkpoint).estimate(image0, image1, camera0, camera1, depth0, depth1)
+    return PoseRegressor.from_checkpoint(checkpoint).estimate(image0, image1, camera0, camera1, depth0, depth1,
+                                                              depth_scale)

@@ -155,6 +155,9 @@ def test_recovery_without_matches(icl_pair):
     empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
     res = Pipeline()(v0, v1, matches=empty)
     assert res.success and res.solver == "gmm-recovery", res.reason
+    tried = [s for s in res.info["pipeline"]["stages"] if s["stage"] == "recovery" and "tried" in s][0]["tried"]
+    names = [t["hypothesis"] for t in tried]
+    assert names[0] == "identity" and "regress" in names  # the regressor's pose is one more start
     G = p.cam1_from_cam0
     rot = np.degrees(np.linalg.norm(Pose.from_matrix(res.cam1_from_cam0.matrix @ np.linalg.inv(G.matrix)).rotvec()))
     assert rot < 2.0

@@ -387,17 +387,41 @@ def test_bench_method(mini_checkpoint, tmp_path):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((48, 64, 3), 40 * i + 50, np.uint8))
     cam = Camera(50, 50, 31.5, 23.5, 64, 48)
     s = PairSample("p", tmp_path / "0.png", tmp_path / "1.png", cam, cam, Pose.identity())
-    res = make_regress({"checkpoint": str(mini_checkpoint)})(s, None, None)
+    res = make_regress({"checkpoint": str(mini_checkpoint), "depth": False})(s, None, None)
     assert res.success and res.solver == "regress"
+    # with depth by default: its absence is a failure that says so, not a pose without scale
+    missing = make_regress({"checkpoint": str(mini_checkpoint)})(s, None, None)
+    assert not missing.success and "depth" in missing.reason
     # through the bench registry, options in the method spec (as `twoview bench --method` gets them)
     from twoview.bench.methods import make_method
 
-    m = make_method(f"regress:checkpoint={mini_checkpoint}")
-    assert m.options == {"checkpoint": str(mini_checkpoint)} and m.metric
+    assert make_method(f"regress:checkpoint={mini_checkpoint}").metric
+    m = make_method(f"regress:checkpoint={mini_checkpoint},depth=false")
+    assert m.options == {"checkpoint": str(mini_checkpoint), "depth": False} and not m.metric
     r2 = m(s)
     assert r2.success and np.allclose(r2.cam1_from_cam0.R, res.cam1_from_cam0.R)
-    with pytest.raises(InputError):
+    with pytest.raises(ConfigError, match="checkpont"):
         make_regress({"checkpont": "x"})
+
+
+def test_regress_gmm_bench_method_is_the_matcher_free_pipeline(mini_checkpoint, shared_data):
+    """``regress-gmm``: the regressed pose refined by the mixtures, no matcher, on a real RGB-D pair
+    (the shipped model: a random one finds no scale in the depth, and a direction is not refined)."""
+    from twoview.bench.methods import make_method
+    from twoview.datasets import get_dataset
+    from twoview.metrics import rotation_error_deg
+
+    sample = get_dataset("tum", shared_data / "tum" / "fr1_xyz", gaps=[2]).pairs()[0]
+    m = make_method("regress-gmm")
+    assert m.metric and m.uses_depth == (True, True)
+    res = m(sample, *sample.load_depths())
+    stages = res.info["pipeline"]["stages"]
+    assert [s for s in stages if s["stage"] == "front_end"][0]["method"] == "regress"
+    assert [s for s in stages if s["stage"] == "refine"][0]["method"] == "gmm", stages
+    assert res.success and res.metric and rotation_error_deg(res.cam1_from_cam0.R, sample.cam1_from_cam0.R) < 5
+    assert res.info["pipeline"]["config"]["refine"]["method"] == "gmm"
+    with pytest.raises(ConfigError, match="depth"):
+        make_method(f"regress-gmm:checkpoint={mini_checkpoint},depth=false")
 
 
 def test_shipped_default_checkpoint():

@@ -205,7 +205,7 @@ def make_method(name: str, options: dict | None = None) -> BenchMethod:
 
 
 def pipeline_method(name: str, config, uses_depth: tuple[bool, bool], metric: bool, init: str | None = None,
-                    depth_kind: str = "sensor", options: dict | None = None) -> BenchMethod:
+                    depth_kind: str = "sensor", options: dict | None = None, pipeline=None) -> BenchMethod:
     """A bench method that is a named pipeline configuration.
 
     Args:
@@ -218,10 +218,12 @@ def pipeline_method(name: str, config, uses_depth: tuple[bool, bool], metric: bo
         depth_kind: what the harness's depth maps are to this method ("sensor", or
             "monocular" for the simulated monocular depth of ``--depth-noise``).
         options: the factory options (recorded with the run).
+        pipeline: the :class:`~twoview.pipeline.Pipeline` of ``config`` when the factory
+            built it already (e.g. to load its models eagerly).
     """
     from twoview.pipeline import Pipeline
 
-    pipe = Pipeline(config)
+    pipe = pipeline if pipeline is not None else Pipeline(config)
     init_method = make_method(init) if init else None
     if init_method is not None and not init_method.metric:
         from twoview.errors import ConfigError

@@ -73,9 +73,17 @@ class RegressorRunConfig(StrictConfig):
 
     Attributes:
         checkpoint: a ``twoview train`` model.pt or a Reloc3r checkpoint; None: the shipped model.
+        translation: "regressed" (the network's direction, its length from depth) or "depth"
+            (the translation aligning the depth points given the regressed rotation); None: the
+            checkpoint's choice (:data:`twoview.regress.infer.TRANSLATION_MODES`).
     """
 
     checkpoint: str | None = None
+    translation: str | None = None
+
+    def __post_init__(self):
+        _check(self.translation in (None, "regressed", "depth"),
+               f"regressor.translation must be 'regressed', 'depth' or null, got {self.translation!r}")
 
 
 @dataclass
@@ -104,13 +112,14 @@ class RecoveryConfig(StrictConfig):
         enabled: try registrations that need no matches (both views need depth).
         rotations_deg: rotation hypotheses (about the camera's y and x axes, degrees) tried
             from the identity, besides the identity itself.
-        regressor: also try the pose regressor's pose as a hypothesis.
+        regressor: also try the pose regressor's pose (``regressor``'s checkpoint) as a
+            hypothesis; skipped, with a note, where the regressor cannot load (no torch).
         min_confidence: a recovered pose is accepted only with at least this confidence.
     """
 
     enabled: bool = True
     rotations_deg: list[float] = field(default_factory=lambda: [-20.0, 20.0])
-    regressor: bool = False
+    regressor: bool = True
     min_confidence: float = 0.5
 
     def validate(self):

@@ -63,8 +63,9 @@ class ModelStore:
 
         return self._get(("depth", repr(cfg)), lambda: build_depth_estimator(cfg, "depth.model"))
 
-    def regressor(self, checkpoint: str | None):
-        """The pose regressor of a checkpoint (None: the shipped one)."""
+    def regressor(self, checkpoint: str | None, translation: str | None = None):
+        """The pose regressor of a checkpoint (None: the shipped one) and translation mode."""
         from twoview.regress.infer import PoseRegressor
 
-        return self._get(("regressor", checkpoint), lambda: PoseRegressor.from_checkpoint(checkpoint))
+        return self._get(("regressor", checkpoint, translation),
+                         lambda: PoseRegressor.from_checkpoint(checkpoint, translation))

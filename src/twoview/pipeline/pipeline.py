@@ -250,7 +250,7 @@ class Pipeline:
 
     def _regress(self, view0: View, view1: View, run: _Run) -> PoseResult:
         with run.time("regress"):
-            res = self.models.regressor(self.config.regressor.checkpoint).estimate(
+            res = self.models.regressor(self.config.regressor.checkpoint, self.config.regressor.translation).estimate(
                 view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)
         run.note("front_end", method="regress", success=res.success)
         return res
@@ -345,9 +345,7 @@ class Pipeline:
         if not both:
             run.note("refine", method="none", why="no depth for both views")
             return front
-        if not front.metric:
-            if method == "gmm":
-                raise InputError("refine.method", "gmm refinement needs a metric initial pose: give depth for both views")
+        if not front.metric:  # e.g. the regressor found no scale in the depth: nothing metric to start from
             run.note("refine", method="none", why="the front end's pose is direction only")
             return front
         from twoview.gmm.align import align_mixtures
@@ -397,7 +395,7 @@ class Pipeline:
                 hyps.append((f"rot{'y' if axis[1] else 'x'}{a:+g}", Pose(so3_exp(np.radians(a) * axis), np.zeros(3))))
         if rc.regressor and self.config.front_end != "regress":
             try:
-                reg = self.models.regressor(self.config.regressor.checkpoint).estimate(
+                reg = self.models.regressor(self.config.regressor.checkpoint, self.config.regressor.translation).estimate(
                     view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)
                 if reg.success and reg.metric:
                     hyps.append(("regress", reg.cam1_from_cam0))

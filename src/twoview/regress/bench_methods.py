@@ -1,49 +1,58 @@
-"""Benchmark methods of this package, discovered by the bench harness.
+"""Benchmark methods of this package, discovered by the bench harness: named pipeline
+configurations with the regressor as the front end (:class:`twoview.PipelineConfig`
+``front_end="regress"``).
 
-``BENCH_METHODS`` maps a method name to ``"module:factory"``; ``factory(options)``
-returns ``run(sample, depth0, depth1) -> PoseResult``. The regressor sees both images in
-its canonical camera (the sample's intrinsics) and, by default, both depth maps for the
-translation's metric length (``regress:depth=false``: images only).
+- ``regress``: the regressor alone (one forward pass; with depth, the translation's length
+  from the depth maps).
+- ``regress-gmm``: the matcher-free pipeline, the regressed pose refined by the Gaussian
+  mixture alignment (what ``twoview estimate --method regress`` runs when both depths are given).
+
+Options: ``checkpoint`` (a ``twoview train`` model.pt or a Reloc3r checkpoint; default the
+shipped model), ``translation`` ("regressed" or "depth"; default the checkpoint's choice),
+``depth`` (false: images only, direction or the network's own length; default true).
 """
 
 from __future__ import annotations
 
-BENCH_METHODS = {"regress": "twoview.regress.bench_methods:make_regress"}
+from twoview.errors import ConfigError
+
+BENCH_METHODS = {"regress": f"{__name__}:make_regress", "regress-gmm": f"{__name__}:make_regress_gmm"}
 
 _OPTIONS = ("checkpoint", "depth", "translation")
 
 
-def make_regress(options: dict | None = None):
-    """Factory of the "regress" method.
+def _make(name: str, refine: str, options: dict | None):
+    from twoview.bench.builtin_methods import FRONT_END_ONLY, merge
+    from twoview.bench.methods import pipeline_method
+    from twoview.pipeline import Pipeline, PipelineConfig
 
-    Options:
-        checkpoint: twoview or Reloc3r checkpoint path (default: the shipped model).
-        depth: use both depth maps for the metric scale (default true).
-        translation: "regressed" or "depth" (see :data:`twoview.regress.infer.TRANSLATION_MODES`;
-            default: the checkpoint's choice).
-
-    Raises:
-        InputError: an unknown option or an unreadable checkpoint (loaded eagerly so a bad
-        path fails before the run starts).
-    """
-    from twoview.errors import InputError
-    from twoview.io.images import load_image
-    from twoview.regress.infer import PoseRegressor
-
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(_OPTIONS))
+    opts = dict(options or {})
+    if "init" in opts:
+        raise ConfigError(f"{name} takes no initial pose")
+    unknown = sorted(set(opts) - set(_OPTIONS))
     if unknown:
-        raise InputError("regress options", f"unknown option(s) {unknown}; valid: {list(_OPTIONS)}")
-    use_depth = options.get("depth", True)
+        raise ConfigError(f"unknown option(s) for {name}: {', '.join(unknown)}; valid: {', '.join(_OPTIONS)}")
+    use_depth = opts.get("depth", True)
     if not isinstance(use_depth, bool):
-        raise InputError("regress options", f"depth must be true or false, got {use_depth!r}")
-    reg = PoseRegressor.from_checkpoint(options.get("checkpoint"), options.get("translation"))
+        raise ConfigError(f"{name}: depth must be true or false, got {use_depth!r}")
+    if refine == "gmm" and not use_depth:
+        raise ConfigError(f"{name} refines with the depth of both views: depth=false does not apply")
+    cfg = merge(FRONT_END_ONLY, {"front_end": "regress", "refine": {"method": refine},
+                                 "regressor": {"checkpoint": opts.get("checkpoint"),
+                                               "translation": opts.get("translation")}})
+    cfg = PipelineConfig.from_dict(cfg)
+    # loaded now: a bad checkpoint fails before the run starts, and says whether it is metric without depth
+    pipe = Pipeline(cfg)
+    reg = pipe.models.regressor(cfg.regressor.checkpoint, cfg.regressor.translation)
+    metric = bool(use_depth or reg.metric_without_depth)
+    return pipeline_method(name, cfg, (use_depth, use_depth), metric, options=options, pipeline=pipe)
 
-    def run(sample, depth0=None, depth1=None):
-        im0, im1 = load_image(sample.image0, "image0"), load_image(sample.image1, "image1")
-        return reg.estimate(im0, im1, sample.camera0, sample.camera1, depth0 if use_depth else None,
-                            depth1 if use_depth else None)
 
-    run.uses_depth = (use_depth, use_depth)
-    run.metric = bool(use_depth or reg.metric_without_depth)
-    return run
+def make_regress(options: dict | None = None):
+    """Factory of ``regress``: the regressor alone (see the module docstring for the options)."""
+    return _make("regress", "none", options)
+
+
+def make_regress_gmm(options: dict | None = None):
+    """Factory of ``regress-gmm``: the regressed pose refined by the Gaussian mixtures."""
+    return _make("regress-gmm", "gmm", options)

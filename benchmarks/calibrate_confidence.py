@@ -98,8 +98,11 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0) -> dict:
         w -= step
         if np.abs(step).max() < 1e-8:
             break
+    # a feature that never varied in the fit (no recovered or regressed pose among the runs):
+    # results with another value are left to their stage's own score, not extrapolated
+    constant = {f: float(mean[i]) for i, f in enumerate(FEATURES) if X[:, i].std() < 1e-9}
     return {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(), "intercept": float(w[0]),
-            "coef": w[1:].tolist()}
+            "coef": w[1:].tolist(), "constant_in_fit": constant}
 
 
 def predict(model: dict, X: np.ndarray) -> np.ndarray:

@@ -163,3 +163,30 @@ def test_recovery_without_matches(icl_pair):
     assert rot < 2.0
     off = Pipeline({"recovery": {"enabled": False}})(v0, v1, matches=empty)
     assert not off.success and "too few matches" in off.reason
+
+
+def test_shipped_confidence_model_separates_right_from_wrong(icl_pair, shared_data):
+    """The calibrated confidence (``confidence_model.json``, fitted by
+    ``benchmarks/calibrate_confidence.py`` on real RGB-D runs): a well-matched real pair reads as
+    almost surely right; the same pair with its second image replaced by an unrelated view
+    (a wrong pose if any) reads low and, below ``min_confidence``, is a failure that says so."""
+    from twoview.pipeline.confidence import MODEL_PATH, calibrated_probability, evidence
+
+    assert MODEL_PATH.is_file()
+    p = icl_pair
+    d0, d1 = p.load_depths()
+    v0, v1 = twoview.load_views(p.image0, p.image1, p.camera0, p.camera1, d0, d1)
+    res = Pipeline()(v0, v1)
+    assert res.success and res.confidence > 0.8 and res.info["confidence_raw"] <= 1
+    f = evidence(res)
+    assert calibrated_probability(f, True) == pytest.approx(res.confidence, abs=1e-3)  # sigmas scaled since
+    # the same evidence with the refinement rejected and few inliers: a much lower probability
+    weak = {**f, "refine_rejected": 1.0, "refined": 0.0, "log_inliers": np.log(8.0), "inlier_ratio": 0.1, "raw": 0.05}
+    assert calibrated_probability(weak, True) < 0.9
+    # view 1 from another room (TUM fr1_xyz): no pose, or one whose confidence says not to trust it
+    from twoview.datasets import get_dataset
+
+    q = get_dataset("tum", shared_data / "tum" / "fr1_xyz", gaps=[1]).pairs()[0]
+    w0, w1 = twoview.load_views(p.image0, q.image1, p.camera0, q.camera1, d0, q.load_depths()[1])
+    bad = Pipeline({"recovery": {"enabled": False}, "confidence": {"min_confidence": 0.0}})(w0, w1)
+    assert not bad.success or bad.confidence < 0.5, bad

@@ -96,10 +96,15 @@ def _model() -> dict | None:
 
 def calibrated_probability(features: dict[str, float], metric: bool) -> float | None:
     """P(pose within 5 deg and 10 cm) (direction only: 5 deg and 5 deg) from the shipped
-    model, or None when no model is shipped for this kind of result."""
+    model, or None when no model is shipped for this kind of result, or when the model
+    never saw such a result (a feature it was fitted without variation in, e.g. a recovered
+    or regressed pose): the stage's own score stands then, not an extrapolation."""
     model = _model()
     m = None if model is None else model.get("metric" if metric else "direction")
     if m is None:
+        return None
+    unseen = m.get("constant_in_fit", {})
+    if any(k in features and features[k] != v for k, v in unseen.items()):
         return None
     x = np.array([features[k] for k in m["features"]], dtype=np.float64)
     x = (x - np.asarray(m["mean"])) / np.asarray(m["scale"])

@@ -132,6 +132,10 @@ def default_matcher_name() -> str:
     return "xfeat" if "xfeat" in installed_matchers() else "sift"
 
 
+#: keypoints per image when ``MatcherConfig.max_keypoints`` is None (measured: benchmarks/results/pipeline.md)
+DEFAULT_MAX_KEYPOINTS = {"xfeat": 1536, "sift": 2048, "aliked": 2048, "disk": 2048}
+
+
 @dataclass
 class MatcherConfig(StrictConfig):
     """Feature matching front end.
@@ -140,7 +144,10 @@ class MatcherConfig(StrictConfig):
         name: "sift" (OpenCV, no torch), "xfeat" (XFeat + LighterGlue), "aliked" or
             "disk" (+ LightGlue). Default: "xfeat" where it is installed
             (``twoview[learned]``), else "sift" (:func:`default_matcher_name`).
-        max_keypoints: keypoints detected per image.
+        max_keypoints: keypoints detected per image; None: the matcher's own default
+            (:data:`DEFAULT_MAX_KEYPOINTS`: 1536 for XFeat, whose LighterGlue cost grows with
+            the square of the count -- 2048 doubles its time for no measured gain on the real
+            RGB-D suites -- and 2048 for the others). :attr:`keypoint_budget` resolves it.
         resize_max: longer image side fed to the matcher (pixels); keypoints are mapped
             back to full resolution. Default 1600 (hloc's SIFT setting): a 12 MP photo at full
             size costs SIFT about 8 s and 4 GB, for no gain in pose accuracy; images up to
@@ -161,7 +168,7 @@ class MatcherConfig(StrictConfig):
     """
 
     name: MatcherName = field(default_factory=lambda: default_matcher_name())
-    max_keypoints: int = 2048
+    max_keypoints: int | None = None
     resize_max: int | None = 1600
     ratio: float = 0.85
     sift_first_octave: int = -1
@@ -170,8 +177,14 @@ class MatcherConfig(StrictConfig):
     device: str = "cpu"
     precision: MatcherPrecision = "float32"
 
+    @property
+    def keypoint_budget(self) -> int:
+        """``max_keypoints``, or the matcher's default when it is None."""
+        return self.max_keypoints if self.max_keypoints is not None else DEFAULT_MAX_KEYPOINTS.get(self.name, 2048)
+
     def validate(self):
-        _check(self.max_keypoints >= 8, f"matcher.max_keypoints must be >= 8, got {self.max_keypoints}")
+        _check(self.max_keypoints is None or self.max_keypoints >= 8,
+               f"matcher.max_keypoints must be >= 8 or null, got {self.max_keypoints}")
         _check(0 < self.ratio <= 1, f"matcher.ratio must be in (0, 1], got {self.ratio}")
         _check(self.sift_first_octave in (-1, 0), f"matcher.sift_first_octave must be -1 or 0, got {self.sift_first_octave}")
         _check(0 < self.sift_contrast_threshold < 1,

@@ -142,7 +142,7 @@ class XFeatMatcher(Matcher):
                 out.append((torch.zeros((0, 2)), torch.zeros((0, 64))))
                 continue
             scores = (self._nearest(heat[b : b + 1], pos, H, W) * self._bilinear(rel[b : b + 1], pos, H, W)).reshape(-1)
-            top = torch.topk(scores, min(self.cfg.max_keypoints, len(scores))).indices
+            top = torch.topk(scores, min(self.cfg.keypoint_budget, len(scores))).indices
             top = top[scores[top] > 0]
             pos = pos[:, top]
             desc = F.normalize(self._bicubic(feats[b : b + 1], pos, H=H, W=W), dim=-1)[0]

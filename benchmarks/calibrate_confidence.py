@@ -167,8 +167,24 @@ def main(argv=None) -> int:
             if len(e):
                 cover[key] = {"n": int(len(e)), "within_1_sigma": float(np.mean(e <= sg)),
                               "within_2_sigma": float(np.mean(e <= 2 * sg)), "median_error_over_sigma": float(np.median(e / sg))}
+        # per suite, the default threshold applied to the held-out confidence (every pair of the suite:
+        # a failure or a pose below the threshold counts as an infinite error in the AUC)
+        from twoview.metrics import pose_auc
+        from twoview.pipeline import PipelineConfig
+
+        t0 = PipelineConfig().confidence.min_confidence
+        per_suite = {}
+        for s in sorted({r["suite"] for r in rows}):
+            allr = [r for r in rows if r["suite"] == s]
+            kept = [(r, h) for r, h in zip(ok, held) if r["suite"] == s and h >= t0]
+            errs = [max(r["rot"], r["trans_deg"]) for r, _ in kept] + [np.inf] * (len(allr) - len(kept))
+            per_suite[s] = {"pairs": len(allr), "success_rate": len(kept) / max(len(allr), 1),
+                            "wrong_successes": int(sum(r["wrong"] for r, _ in kept)),
+                            "auc5": float(pose_auc(errs, (5.0,))[0]),
+                            "p_5cm_2deg": float(np.mean([r["trans_m"] <= 0.05 and r["rot"] <= 2 for r, _ in kept] +
+                                                        [False] * (len(allr) - len(kept))))}
         report["kinds"][kind] = {
-            "n": len(ok), "fraction_right": float(y.mean()),
+            "n": len(ok), "fraction_right": float(y.mean()), "min_confidence": t0, "per_suite_held_out": per_suite,
             "held_out": {"brier": float(np.mean((held - y) ** 2)), "auroc": auroc(held, y), "reliability": reliability(held, y)},
             "raw_score": {"brier": float(np.mean((raw - y) ** 2)), "auroc": auroc(raw, y), "reliability": reliability(raw, y)},
             "min_confidence_sweep": sweep, "sigma_coverage": cover,
@@ -238,6 +254,13 @@ def markdown(report: dict) -> str:
                   "Reliability (held-out): | confidence bin | pairs | mean confidence | fraction right |", "|---|---:|---:|---:|"]
         lines += [f"| {b['bin'][0]:.1f}-{b['bin'][1]:.1f} | {b['n']} | {b['mean_confidence']:.2f} | {b['fraction_right']:.2f} |"
                   for b in h["reliability"]]
+        if k.get("per_suite_held_out"):
+            lines += ["", f"Per suite at the default min_confidence {k['min_confidence']:g}, each suite's confidence from the "
+                      "model fitted on the others (all pairs counted; failures and rejected poses as infinite errors):", "",
+                      "| suite | pairs | success | wrong successes (>10 deg or >25 cm) | AUC@5 | P(5 cm, 2 deg) |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            lines += [f"| {s} | {v['pairs']} | {100 * v['success_rate']:.1f} % | {v['wrong_successes']} | {100 * v['auc5']:.1f} | "
+                      f"{100 * v['p_5cm_2deg']:.1f} % |" for s, v in k["per_suite_held_out"].items()]
         lines += ["", "| min_confidence | success rate | wrong successes (>10 deg or >25 cm) | right among successes |",
                   "|---:|---:|---:|---:|"]
         for sw in k["min_confidence_sweep"]:

@@ -6,7 +6,7 @@
 1. Cold start: wall time from the command's start to its printed pose (the process exits
    right after), median of ``--repeat`` fresh processes, for ``twoview estimate`` on an
    ICL-NUIM RGB-D pair with the default pipeline (which refines with Gaussian mixtures)
-   and with ``--refine none``; also ``twoview --help``. The numba kernels are compiled
+   and with ``--refine none``, each also with SIFT alone (no torch import); also ``twoview --help``. The numba kernels are compiled
    once beforehand (the first run after an install), so this is every later start.
 2. Many pairs: ``twoview estimate --pairs`` on N ICL-NUIM pairs (one process) against N
    separate ``twoview estimate`` calls, and with ``--workers 2``.
@@ -66,7 +66,10 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()[0]
     _timed(tv + ["estimate", *_pair(10, 20)])  # compiles the kernels on a fresh install
     cold = {}
-    for name, extra in (("estimate (default: refines)", []), ("estimate --refine none", ["--refine", "none"])):
+    # without torch: SIFT alone (importing torch takes about 1.4 s on its own on this machine)
+    for name, extra in (("estimate (default: refines)", []), ("estimate --refine none", ["--refine", "none"]),
+                        ("estimate --matcher sift --cascade none (refines)", ["--matcher", "sift", "--cascade", "none"]),
+                        ("estimate --matcher sift --cascade none --refine none", ["--matcher", "sift", "--cascade", "none", "--refine", "none"])):
         runs = []
         for _ in range(a.repeat):
             s, out = _timed(tv + ["estimate", *_pair(10, 20), *extra])

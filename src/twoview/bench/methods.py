@@ -244,6 +244,9 @@ def pipeline_method(name: str, config, uses_depth: tuple[bool, bool], metric: bo
         front = init_method(sample, depth0, depth1)
         if not front.success:
             return front
+        if not front.metric:  # e.g. too few inliers with depth: the front end fell back to a direction
+            front.info["not_refined"] = f"{name}: the initial pose is direction only; nothing metric to refine"
+            return front
         res = pipe(*views, init=front)
         res.timings_ms = {**front.timings_ms, **res.timings_ms}
         return res

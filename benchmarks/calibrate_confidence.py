@@ -251,7 +251,7 @@ def markdown(report: dict) -> str:
                   "| score | Brier | AUROC |", "|---|---:|---:|",
                   f"| calibrated (held-out) | {h['brier']:.3f} | {h['auroc']:.3f} |",
                   f"| stages' raw score | {r['brier']:.3f} | {r['auroc']:.3f} |", "",
-                  "Reliability (held-out): | confidence bin | pairs | mean confidence | fraction right |", "|---|---:|---:|---:|"]
+                  "Reliability (held-out):", "", "| confidence bin | pairs | mean confidence | fraction right |", "|---|---:|---:|---:|"]
         lines += [f"| {b['bin'][0]:.1f}-{b['bin'][1]:.1f} | {b['n']} | {b['mean_confidence']:.2f} | {b['fraction_right']:.2f} |"
                   for b in h["reliability"]]
         if k.get("per_suite_held_out"):

@@ -228,6 +228,7 @@ def write_doc(results: dict, runs: Path, doc: Path) -> None:
         "of the refinement alone: `benchmarks/results/gmm.md`. The pose regressor (`twoview.regress`) is",
         "evaluated on frames it was not trained on, with and without GCR, in `benchmarks/results/regress.md`.",
         "",
+        *second_round_lines(),
     ]
     for name, r in results.items():
         _, what = SUITES[name]
@@ -251,6 +252,28 @@ def write_doc(results: dict, runs: Path, doc: Path) -> None:
         ]
     atomic_write_text(doc, "\n".join(lines))
     print(f"wrote {doc} (runs in {runs})")
+
+
+def second_round_lines() -> list[str]:
+    """The second round's summary: where its measurements are, and the confidence calibration
+    (``benchmarks/results/confidence.md``, written by ``calibrate_confidence.py``) in full."""
+    lines = [
+        "## Second round: real sensor data",
+        "",
+        "`benchmarks/results/real_rgbd.md`: the mixtures against GICP from the same XFeat pose on TUM fr3_cabinet,",
+        "HoloLens 2, TUM fr1_rpy and the simulated 7-Scenes Kinect (`--depth-noise kinect7`), the default pipeline on",
+        "every RGB-D suite, and the XFeat keypoint budget. `benchmarks/results/pipeline.md`: the default's time per",
+        "pair, stage by stage (warm, quiet). `benchmarks/results/cli.md`: cold start and `--pairs`.",
+        "`benchmarks/results/regress.md`: the regressor on held-out rooms, GCR against plain regression.",
+        "",
+    ]
+    conf = REPO / "benchmarks" / "results" / "confidence.md"
+    if conf.is_file():
+        body = conf.read_text().strip().splitlines()
+        lines += ["### " + body[0].lstrip("# ") + " (`benchmarks/results/confidence.md`)", ""]
+        lines += [("#" + ln if ln.startswith("## ") else ln) for ln in body[1:]]
+        lines += ["", "![reliability](../benchmarks/results/confidence.png)", ""]
+    return lines
 
 
 def _load_note(r: dict) -> str:

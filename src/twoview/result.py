@@ -196,8 +196,9 @@ class PoseResult:
         if sg is not None:
             t_sigma = (f"translation {sg['translation_sigma'] * 1000:.1f} mm" if self.metric
                        else f"translation direction {sg['translation_direction_sigma_deg']:.3f} deg")
-            lines.insert(2, f"uncertainty from the inlier residuals (a lower bound: keypoint noise only): "
-                            f"rotation {sg['rotation_sigma_deg']:.3f} deg, {t_sigma}")
+            how = ("1 sigma, scaled to real errors" if self.info.get("covariance_scale")
+                   else "from the residuals alone: a lower bound")
+            lines.insert(2, f"uncertainty ({how}): rotation {sg['rotation_sigma_deg']:.3f} deg, {t_sigma}")
         return "\n".join(lines)
 
 

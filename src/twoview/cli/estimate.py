@@ -58,7 +58,8 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
     g.add_argument("--matcher", choices=MATCHERS, help="the (first) matcher")
     g.add_argument("--cascade", choices=["none"] + MATCHERS,
                    help="a second matcher run only when the first one's pose is weak (none: off)")
-    g.add_argument("--max-keypoints", type=int)
+    g.add_argument("--max-keypoints", type=int, metavar="N",
+                   help="keypoints per image (default: the matcher's own, XFeat 1536 and 2048 for the others)")
     g.add_argument("--resize-max", type=int, metavar="N",
                    help=f"longest image side fed to the matcher, keypoints mapped back (default {MatcherConfig.resize_max}; "
                         "0 keeps the input size)")

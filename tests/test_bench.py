@@ -90,7 +90,19 @@ def make_refine(options):
     return bench_methods.BenchMethod("refine", run, init.uses_depth, init.metric)
 
 
-FAKES = {n: f"{__name__}:make_{n}" for n in ("gt", "fail", "direction", "noisy", "depth_probe", "refine")}
+def make_sometimes_direction(options):
+    """A metric method whose result is direction only on some pairs (a front end whose depth was too sparse)."""
+
+    def run(sample, d0, d1):
+        T = sample.cam1_from_cam0
+        if int(sample.meta["frame0"]) % 2:
+            return PoseResult(success=True, cam1_from_cam0=Pose(T.R, T.t / np.linalg.norm(T.t)), metric=False)
+        return PoseResult(success=True, cam1_from_cam0=T, metric=True)
+
+    return bench_methods.BenchMethod("sometimes_direction", run, (True, True), True)
+
+
+FAKES = {n: f"{__name__}:make_{n}" for n in ("gt", "fail", "direction", "noisy", "depth_probe", "refine", "sometimes_direction")}
 
 
 @pytest.fixture
@@ -588,3 +600,11 @@ def test_plots_take_their_axes_from_the_data(shared_data, tmp_path, fakes, gaps)
     assert ax.get_yscale() == "symlog"
     ticks = [t for t in ax.get_yticks() if 0 <= t <= ax.get_ylim()[1]]
     assert len(ticks) >= 4
+
+
+def test_refining_a_direction_only_result_keeps_it_and_the_run_goes_on(shared_data, tmp_path, fakes):
+    """``gmm@B`` where B (a metric method) gives a direction on some pair: that pair keeps B's
+    result, noted; the run does not stop on it."""
+    s = run_benchmark(_cfg(shared_data, tmp_path / "r", ["sometimes_direction", "gmm@sometimes_direction"]), log=_quiet)
+    m = s["methods"]["gmm@sometimes_direction"]
+    assert m["success_rate"] == 1.0 and s["num_pairs"] == 7

@@ -639,7 +639,7 @@ def test_fuzz_init_pose_json(tmp_path):
 
 def test_fuzz_intrinsics_files(tmp_path):
     from twoview.cli.common import load_intrinsics_file
-    from twoview.cli.estimate import build_inputs
+    from twoview.cli.estimate import load_cli_views
 
     K = [[525.0, 0.0, 319.5], [0.0, 525.0, 239.5], [0.0, 0.0, 1.0]]
     texts = [("K.txt", b"525 525 319.5 239.5\n"), ("K2.txt", b"# K0\n525,525,319.5,239.5\n520 520 320 240\n"),
@@ -654,13 +654,8 @@ def test_fuzz_intrinsics_files(tmp_path):
         load_intrinsics_file(str(path))
         args = argparse.Namespace(K0=None, K1=None, intrinsics=str(path), dist0=None, dist1=None, depth_scale=None,
                                   depth0=None, depth1=None, image0=str(images / "0.png"), image1=str(images / "1.png"),
-                                  matcher="sift", max_keypoints=100, resize_max=None, sift_first_octave=0,
-                                  precision="float32", solver="auto", max_reproj_error=4.0)
-        inputs = build_inputs(args)
-        from twoview.estimator import _as_camera
-
-        for v in (0, 1):
-            _as_camera(inputs[f"camera{v}"], np.zeros((480, 640, 3), np.uint8), inputs[f"image{v}"], "--intrinsics")
+                                  depth_kind=None, depth_model=None, depth_resolution=None, depth_cache=None)
+        load_cli_views(args)  # the two views built: every camera checked against its image
 
     _json_fuzz("--intrinsics", tmp_path, [("K.json", {"K0": K, "K1": [525.0, 525.0, 319.5, 239.5]}), ("Kone.json", {"K": K})],
                read, 1000, SEED + 31, text_bases=texts)

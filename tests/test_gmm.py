@@ -334,24 +334,28 @@ def test_refine_cli(scene, tmp_path, capsys):
     assert "--init" in capsys.readouterr().err
 
 
-def test_refine_estimate_glue(scene):
-    """What `twoview estimate --refine gmm` calls: the front end's result refined."""
-    from twoview.gmm import refine_estimate
+def test_the_pipeline_refines_a_front_end_result(scene):
+    """What `twoview estimate` does after its front end (and a bench method A@B): the
+    front end's result refined, its matches, inliers and timings kept."""
+    from twoview.pipeline import Pipeline
     from twoview.result import PoseResult
+    from twoview.view import View
 
     im0, im1, d0, d1, gt = scene
     front = PoseResult(success=True, cam1_from_cam0=_perturb(gt), metric=True, solver="rigid3d",
                        num_matches=50, num_inliers=40, timings_ms={"match": 1.0})
-    inputs = dict(image0=im0, image1=im1, camera0=CAM, camera1=CAM, depth0=d0, depth1=d1, depth_scale=None)
-    res = refine_estimate(inputs, front, FAST)
+    pipe = Pipeline({"refine": {"method": "gmm", "gmm": FAST.to_dict()}, "depth": {"register": False},
+                     "confidence": {"min_confidence": 0.0}})
+    v0, v1 = View(im0, CAM, d0, "sensor", "0"), View(im1, CAM, d1, "sensor", "1")
+    res = pipe(v0, v1, init=front)
     assert res.success and res.solver == "gmm" and res.num_inliers == 40
-    assert set(res.timings_ms) >= {"match", "build", "optimize"}
+    assert set(res.timings_ms) >= {"build", "optimize"}
     assert res.info["front_end"]["solver"] == "rigid3d"
     assert _err(res.cam1_from_cam0, gt)[0] < 0.3
-    failed = PoseResult.failure("too few matches")
-    assert refine_estimate(inputs, failed, FAST) is failed
-    with pytest.raises(InputError, match="depth1"):
-        refine_estimate({**inputs, "depth1": None}, front, FAST)
+    with pytest.raises(InputError, match="init"):
+        pipe(v0, v1, init=PoseResult.failure("too few matches"))
+    with pytest.raises(InputError, match="depth"):
+        pipe(v0, View(im1, CAM, name="1"), init=front)
 
 
 def _level(scene, cfg: GMMConfig, init: Pose, var: float = 0.0):
@@ -429,7 +433,8 @@ def test_registration_noise_grows_with_misalignment(scene):
 
 def test_coarse_levels_widen_the_basin(scene):
     """From 15 deg / 50 cm off, the coarse-to-fine schedule converges; the fine level
-    alone does not. From a good pose the coarse levels are skipped."""
+    alone (without the dense polish, which widens the basin too) does not. From a good
+    pose the coarse levels are skipped."""
     im0, im1, d0, d1, gt = scene
     far = _perturb(gt, 15.0, 0.5)
     res = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, far, FAST)
@@ -437,7 +442,7 @@ def test_coarse_levels_widen_the_basin(scene):
     ran = [not lv.get("skipped") for lv in res.info["levels"]]
     assert sum(ran) >= 3 and ran[-1]  # the misalignment seen at far asks for coarse levels
     assert res.info["registration_noise_m"] > 0.02 > res.info["registration_noise_fine_m"]
-    fine_only = FAST.replace(align=FAST.align.replace(inflation=[0.0], blur_px=[1.5]))
+    fine_only = FAST.replace(align=FAST.align.replace(inflation=[0.0], blur_px=[1.5], polish=False))
     res1 = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, far, fine_only)
     assert not (res1.success and _err(res1.cam1_from_cam0, gt)[0] < 0.3)
     near = refine_relative_pose(im0, im1, CAM, CAM, d0, d1, _perturb(gt, 0.2, 0.003), FAST)

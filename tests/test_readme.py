@@ -42,7 +42,8 @@ def test_python_quickstarts_run_as_written(quickstart_files, capsys):
     blocks = _blocks()
     ns: dict = {}
     exec(compile(blocks[0] + blocks[1], "README quickstart", "exec"), ns)  # the config block reuses K
-    assert ns["result"].success and ns["result"].metric and ns["result"].solver == "pnp"
+    assert ns["result"].success and ns["result"].metric and ns["result"].solver == "rigid3d"
+    assert ns["result"].info["pipeline"]["config"]["matcher"]["name"] == "xfeat"
     assert "no pose" not in capsys.readouterr().out
     ns = {}
     exec(compile(blocks[2], "README GMM quickstart", "exec"), ns)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from twoview import estimator
-from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
+from twoview.config import EstimatorConfig, MatcherConfig
 from twoview.geometry.camera import Camera
 from twoview.geometry.pose import Pose
 from twoview.io.depth import load_depth
@@ -105,7 +105,10 @@ def test_metric_mode_accuracy(shared_data, matcher, dataset):
         pairs = _icl(shared_data, heavy["icl"] if heavy else ICL_PAIRS)
     mcfg = MatcherConfig(name=matcher, max_keypoints=heavy["max_keypoints"] if heavy else 2048,
                          resize_max=heavy["resize_max"] if heavy else None)
-    cfg = EstimatorConfig(matcher=mcfg, solver=SolverConfig(mode="rigid3d"))
+    from twoview.bench.builtin_methods import FRONT_END_ONLY
+
+    # the front end alone (the refinement and the rest of the pipeline are measured elsewhere)
+    cfg = EstimatorConfig.from_dict({**FRONT_END_ONLY, "matcher": mcfg.to_dict(), "solver": {"mode": "rigid3d"}})
     m = get_matcher(mcfg)  # loaded once (cached)
     feats: dict = {}  # per-image features: pairs share images
 

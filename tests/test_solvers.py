@@ -191,7 +191,7 @@ def test_config_argument_takes_a_dict_and_refuses_other_types():
     assert r.success and r.solver == "essential+depth-scale"
     with pytest.raises(ConfigError, match="solver.mod"):
         estimate_from_matches(m, s.cam0, s.cam1, config={"solver": {"mod": "pnp"}})
-    with pytest.raises(TypeError, match="config must be EstimatorConfig"):
+    with pytest.raises(TypeError, match="config must be PipelineConfig"):
         estimate_from_matches(m, s.cam0, s.cam1, config="pnp")
 
 

@@ -10,28 +10,37 @@ Quickstart::
 
 Conventions: ``cam1_from_cam0`` maps camera-0 coordinates to camera-1 coordinates,
 ``x1 = R @ x0 + t``; OpenCV axes (x right, y down, z forward); metres.
+
+The names below are imported on first use (``import twoview`` itself is light, so the
+command line answers ``--help`` without loading the numerics).
 """
 
-from twoview.config import EstimatorConfig, MatcherConfig, SolverConfig
-from twoview.errors import BackendUnavailable, ConfigError, InputError, TwoViewError
-from twoview.estimator import estimate_from_matches, estimate_relative_pose
-from twoview.geometry import Camera, Pose
-from twoview.result import Matches, PoseResult
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
+#: public name -> the module that defines it
+_API = {
+    "BackendUnavailable": "twoview.errors", "ConfigError": "twoview.errors", "InputError": "twoview.errors",
+    "TwoViewError": "twoview.errors",
+    "MatcherConfig": "twoview.config", "SolverConfig": "twoview.config",
+    "estimate_from_matches": "twoview.estimator", "estimate_relative_pose": "twoview.estimator",
+    "Camera": "twoview.geometry", "Pose": "twoview.geometry",
+    "Pipeline": "twoview.pipeline", "PipelineConfig": "twoview.pipeline",
+    "Matches": "twoview.result", "PoseResult": "twoview.result",
+    "View": "twoview.view", "load_view": "twoview.view", "load_views": "twoview.view",
+}
 
-__all__ = [
-    "BackendUnavailable",
-    "Camera",
-    "ConfigError",
-    "EstimatorConfig",
-    "InputError",
-    "MatcherConfig",
-    "Matches",
-    "Pose",
-    "PoseResult",
-    "SolverConfig",
-    "TwoViewError",
-    "estimate_from_matches",
-    "estimate_relative_pose",
-]
+__all__ = sorted([*_API, "EstimatorConfig"])
+
+
+def __getattr__(name):
+    import importlib
+
+    if name == "EstimatorConfig":  # the older name of PipelineConfig (its matcher and solver fields are the same)
+        name = "PipelineConfig"
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'twoview' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__ + ["__version__"]

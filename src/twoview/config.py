@@ -124,14 +124,30 @@ MatcherPrecision = typing.Literal["float32", "bfloat16"]
 SolverMode = typing.Literal["auto", "essential", "pnp", "rigid3d", "monodepth"]
 
 
+def default_matcher_name() -> str:
+    """XFeat + LighterGlue where its packages are installed, else SIFT: on the real RGB-D
+    suites XFeat's poses are the better ones (docs/results.md); SIFT needs no torch."""
+    from twoview.matching.base import installed_matchers
+
+    return "xfeat" if "xfeat" in installed_matchers() else "sift"
+
+
+#: keypoints per image when ``MatcherConfig.max_keypoints`` is None (measured: benchmarks/results/pipeline.md)
+DEFAULT_MAX_KEYPOINTS = {"xfeat": 1536, "sift": 2048, "aliked": 2048, "disk": 2048}
+
+
 @dataclass
 class MatcherConfig(StrictConfig):
     """Feature matching front end.
 
     Attributes:
         name: "sift" (OpenCV, no torch), "xfeat" (XFeat + LighterGlue), "aliked" or
-            "disk" (+ LightGlue).
-        max_keypoints: keypoints detected per image.
+            "disk" (+ LightGlue). Default: "xfeat" where it is installed
+            (``twoview[learned]``), else "sift" (:func:`default_matcher_name`).
+        max_keypoints: keypoints detected per image; None: the matcher's own default
+            (:data:`DEFAULT_MAX_KEYPOINTS`: 1536 for XFeat, whose LighterGlue cost grows with
+            the square of the count -- 2048 doubles its time for no measured gain on the real
+            RGB-D suites -- and 2048 for the others). :attr:`keypoint_budget` resolves it.
         resize_max: longer image side fed to the matcher (pixels); keypoints are mapped
             back to full resolution. Default 1600 (hloc's SIFT setting): a 12 MP photo at full
             size costs SIFT about 8 s and 4 GB, for no gain in pose accuracy; images up to
@@ -151,8 +167,8 @@ class MatcherConfig(StrictConfig):
             AVX512-BF16 or AMX (peak memory 1.3 GB instead of 0.6), slower without them.
     """
 
-    name: MatcherName = "sift"
-    max_keypoints: int = 2048
+    name: MatcherName = field(default_factory=lambda: default_matcher_name())
+    max_keypoints: int | None = None
     resize_max: int | None = 1600
     ratio: float = 0.85
     sift_first_octave: int = -1
@@ -161,8 +177,14 @@ class MatcherConfig(StrictConfig):
     device: str = "cpu"
     precision: MatcherPrecision = "float32"
 
+    @property
+    def keypoint_budget(self) -> int:
+        """``max_keypoints``, or the matcher's default when it is None."""
+        return self.max_keypoints if self.max_keypoints is not None else DEFAULT_MAX_KEYPOINTS.get(self.name, 2048)
+
     def validate(self):
-        _check(self.max_keypoints >= 8, f"matcher.max_keypoints must be >= 8, got {self.max_keypoints}")
+        _check(self.max_keypoints is None or self.max_keypoints >= 8,
+               f"matcher.max_keypoints must be >= 8 or null, got {self.max_keypoints}")
         _check(0 < self.ratio <= 1, f"matcher.ratio must be in (0, 1], got {self.ratio}")
         _check(self.sift_first_octave in (-1, 0), f"matcher.sift_first_octave must be -1 or 0, got {self.sift_first_octave}")
         _check(0 < self.sift_contrast_threshold < 1,
@@ -252,7 +274,13 @@ class SolverConfig(StrictConfig):
         min_inliers: fewer inliers than this is a failure.
         min_depth, max_depth: depth range (metres) trusted for 3D points.
         seed: RANSAC seed for the numpy solvers (PoseLib's RANSAC is seeded internally).
-        monodepth: options of the "monodepth" solver.
+        depth_noise: "estimate": after "rigid3d" / "pnp", refine with each inlier's depth
+            as a prior whose noise is estimated from the data
+            (:mod:`twoview.solvers.depth_noise`), so noisy or unregistered depth cannot
+            make the rotation worse than the images say; "exact": the solvers' 3D points
+            are the depth map's (their own refinement only).
+        monodepth: options of the "monodepth" solver (its joint refinement's options also
+            serve ``depth_noise="estimate"``).
     """
 
     mode: SolverMode = "auto"
@@ -266,6 +294,7 @@ class SolverConfig(StrictConfig):
     min_depth: float = 0.05
     max_depth: float = 80.0
     seed: int = 0
+    depth_noise: typing.Literal["estimate", "exact"] = "estimate"
     monodepth: MonodepthConfig = field(default_factory=MonodepthConfig)
 
     def validate(self):
@@ -277,9 +306,11 @@ class SolverConfig(StrictConfig):
         _check(self.min_inliers >= 5, "solver.min_inliers must be >= 5")
 
 
-@dataclass
-class EstimatorConfig(StrictConfig):
-    """Everything :func:`twoview.estimate_relative_pose` needs besides the inputs."""
+def __getattr__(name):
+    # the configuration of the whole estimate is the pipeline's (twoview.pipeline.config);
+    # EstimatorConfig is its older name
+    if name == "EstimatorConfig":
+        from twoview.pipeline.config import PipelineConfig
 
-    matcher: MatcherConfig = field(default_factory=MatcherConfig)
-    solver: SolverConfig = field(default_factory=SolverConfig)
+        return PipelineConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

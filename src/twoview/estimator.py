@@ -1,25 +1,27 @@
-"""Two-view relative pose: matching, solver selection, metric scale."""
+"""Two-view relative pose: the functional API (one call over a :class:`twoview.Pipeline`)
+and the solver stage (matches -> the solver the depth allows -> metric scale)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import typing
 import time
-import warnings
+from collections import OrderedDict
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
-from twoview.config import EstimatorConfig
+from twoview.config import SolverConfig
 from twoview.errors import InputError
-from twoview.geometry.camera import DEFAULT_HFOV_DEG, MAX_PINHOLE_FOV_DEG, Camera
-from twoview.io.depth import as_depth_map
-from twoview.io.images import check_image_array, load_image
-from twoview.matching import get_matcher
-from twoview.result import IDENTICAL_IMAGES, Matches, PoseResult, confidence_from_inliers, identical_images
+from twoview.geometry.camera import Camera
+from twoview.result import Matches, PoseResult, confidence_from_inliers
 from twoview._threads import blas_single_thread
 from twoview.solvers import scale_from_depth, solve_essential, solve_pnp, solve_rigid3d
 from twoview.solvers.covariance import pose_covariance
+
+if typing.TYPE_CHECKING:
+    from twoview.pipeline import Pipeline
 
 ImageLike = "str | Path | np.ndarray"
 
@@ -37,77 +39,29 @@ class _Timer:
             self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
 
 
-def _as_image(image, name: str) -> np.ndarray:
-    if isinstance(image, (str, Path)):
-        return load_image(image, name)
-    return check_image_array(image, name)
+#: pipelines of the functional API, by configuration (each owns its models; a few configs
+#: at most, so repeated calls do not reload networks)
+_PIPELINES: "OrderedDict[str, object]" = OrderedDict()
+_MAX_PIPELINES = 4
 
 
-def _as_depth(depth, image_size, name: str, scale: float | None) -> np.ndarray | None:
-    return None if depth is None else as_depth_map(depth, image_size, scale, name)
+def pipeline_for(config) -> "Pipeline":
+    """The pipeline the functional API uses for ``config`` (built once per configuration
+    and kept for the process; build a :class:`twoview.Pipeline` yourself to own it)."""
+    from twoview.pipeline import Pipeline, PipelineConfig
+
+    cfg = PipelineConfig.coerce(config)
+    key = json.dumps(cfg.to_dict(), sort_keys=True)
+    if key in _PIPELINES:
+        _PIPELINES.move_to_end(key)
+        return _PIPELINES[key]
+    pipe = Pipeline(cfg)
+    _PIPELINES[key] = pipe
+    while len(_PIPELINES) > _MAX_PIPELINES:
+        _PIPELINES.popitem(last=False)
+    return pipe
 
 
-def _as_camera(cam, image, image_path, name: str) -> Camera:
-    h, w = image.shape[:2]
-    if cam is None:
-        if isinstance(image_path, (str, Path)):
-            return Camera.from_exif_or_guess(image_path, w, h)
-        warnings.warn(
-            f"{name}: no intrinsics given for an in-memory image; assuming a {DEFAULT_HFOV_DEG:.0f} deg "
-            "horizontal field of view. Pass K for accurate poses.",
-            stacklevel=3,
-        )
-        return Camera.from_fov(DEFAULT_HFOV_DEG, w, h, source="fov-guess")
-    if isinstance(cam, Camera):
-        if (cam.width, cam.height) != (w, h):
-            raise InputError(
-                name, f"camera is for a {cam.width}x{cam.height} image but the image is {w}x{h}; use Camera.scaled()"
-            )
-        return cam
-    dist = None
-    if isinstance(cam, dict):  # {"K": 3x3 or (fx, fy, cx, cy), "dist": (k1, k2, p1, p2[, k3])}
-        unknown = set(cam) - {"K", "dist"}
-        if unknown or "K" not in cam:
-            raise InputError(name, f"a camera mapping needs key 'K' and optionally 'dist'; got {sorted(cam)}")
-        cam, dist = cam["K"], cam.get("dist")
-    try:
-        K = np.asarray(cam, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(name, f"expected a Camera, a 3x3 K or (fx, fy, cx, cy), got {cam!r}") from None
-    if K.shape == (3, 3):
-        c = Camera.from_K(K, w, h, name)
-    elif K.shape in ((4,), (3,)):
-        c = Camera.from_params(K, w, h, name)
-    else:
-        raise InputError(name, f"expected a Camera, a 3x3 K or (fx, fy, cx, cy), got shape {K.shape}")
-    if dist is not None:
-        c = Camera(c.fx, c.fy, c.cx, c.cy, w, h, dist=tuple(np.asarray(dist, dtype=np.float64).ravel()))
-    if not (-0.5 <= c.cx <= w - 0.5 and -0.5 <= c.cy <= h - 0.5):
-        raise InputError(name, f"principal point ({c.cx:.1f}, {c.cy:.1f}) lies outside the {w}x{h} image")
-    # A pinhole camera sees well under 180 deg; a tiny focal length is K for another image size or swapped entries.
-    fov_x, fov_y = (np.degrees(2 * np.arctan(n / (2 * f))) for n, f in ((w, c.fx), (h, c.fy)))
-    if max(fov_x, fov_y) > MAX_PINHOLE_FOV_DEG:
-        raise InputError(
-            name, f"focal lengths fx={c.fx:g}, fy={c.fy:g} px give a {fov_x:.1f} x {fov_y:.1f} deg field of view on the "
-            f"{w}x{h} image; a pinhole camera is under {MAX_PINHOLE_FOV_DEG:.0f} deg (is K for another image size?)"
-        )
-    return c
-
-
-def load_pair(image0, image1, camera0=None, camera1=None, depth0=None, depth1=None, depth_scale=None):
-    """Images, cameras and depths as :func:`estimate_relative_pose` accepts them (paths or
-    arrays) -> ``(im0, im1, cam0, cam1, d0, d1)``: uint8 images (H, W, 3) or (H, W),
-    :class:`Camera` objects, depth (H, W) float64 metres with NaN invalid, or None."""
-    im0 = _as_image(image0, "image0")
-    im1 = _as_image(image1, "image1")
-    cam0 = _as_camera(camera0, im0, image0, "camera0")
-    cam1 = _as_camera(camera1, im1, image1, "camera1")
-    d0 = _as_depth(depth0, cam0.size, "depth0", depth_scale)
-    d1 = _as_depth(depth1, cam1.size, "depth1", depth_scale)
-    return im0, im1, cam0, cam1, d0, d1
-
-
-@blas_single_thread
 def estimate_relative_pose(
     image0,
     image1,
@@ -115,10 +69,11 @@ def estimate_relative_pose(
     camera1=None,
     depth0=None,
     depth1=None,
-    config: EstimatorConfig | dict | None = None,
+    config=None,
     depth_scale: float | None = None,
     matches: Matches | None = None,
     depth_model=None,
+    depth_kind: str = "sensor",
 ) -> PoseResult:
     """Estimate ``cam1_from_cam0`` from two images.
 
@@ -131,52 +86,49 @@ def estimate_relative_pose(
             metres; integers (a 16-bit PNG read as is) are units, 65535 invalid.
         depth_scale: units per metre of the depth (1000 for mm, 5000 for TUM): required
             for integer depth, files or arrays; divides floating-point depth when given.
-        config: matcher and solver options (an :class:`EstimatorConfig` or a dict of its
+        config: the pipeline's options (a :class:`twoview.PipelineConfig` or a dict of its
             fields, e.g. ``{"matcher": {"name": "xfeat"}}``; unknown keys are refused).
-        matches: precomputed matches; skips the matcher.
+            None: the default pipeline.
+        matches: precomputed matches; skips the matchers.
         depth_model: instead of depth maps, a monocular metric depth model (folder or
             Hugging Face hub id available offline, or a
             :class:`~twoview.depth.estimators.DepthModelConfig`) predicts both depths
-            (cached on disk); solver mode "auto" then becomes "monodepth".
+            (cached on disk); same as ``config["depth"]["model"]``.
+        depth_kind: what the given depth maps are: "sensor" (measured) or "monocular"
+            (predicted by a network; their scales are then estimated).
 
     Returns:
         :class:`PoseResult`. Metric when any depth is given (or predicted),
         direction-only otherwise; ``info["depth_source"]`` says which ("file",
-        "model" or "none").
-        Estimation failures return ``success=False`` with a reason; bad input raises
-        :class:`~twoview.errors.InputError`.
+        "model" or "none"), ``info["pipeline"]`` the stages that ran and the
+        configuration used. Estimation failures return ``success=False`` with a reason;
+        bad input raises :class:`~twoview.errors.InputError`.
     """
-    cfg = EstimatorConfig.coerce(config)
-    timer = _Timer()
-    with timer("load"):
-        im0, im1, cam0, cam1, d0, d1 = load_pair(image0, image1, camera0, camera1, depth0, depth1, depth_scale)
-    if identical_images(im0, im1):
-        return PoseResult.failure(IDENTICAL_IMAGES, timings_ms=timer.ms)
-    source = {"depth_source": "none" if d0 is None and d1 is None else "file"}
-    if depth_model is not None:
-        if d0 is not None or d1 is not None:
-            raise InputError("depth_model", "give either depth maps (depth0/depth1) or a depth model, not both")
-        from twoview.depth.sources import predict_depth_pair
+    from twoview.pipeline import PipelineConfig
+    from twoview.view import load_views
 
-        with timer("depth"):
-            d0, d1, minfo = predict_depth_pair(depth_model, im0, im1, cam0, cam1)
-        source = {"depth_source": "model", "depth_model": minfo}
-        if cfg.solver.mode == "auto":
-            cfg = cfg.replace(solver=cfg.solver.replace(mode="monodepth"))
-    if matches is None:
-        with timer("match"):
-            matches = get_matcher(cfg.matcher).match(im0, im1)
-    if cam0.dist is not None or cam1.dist is not None:
-        # Match on the raw images, solve on an ideal pinhole model.
-        with timer("undistort"):
-            matches = dataclasses.replace(matches, kpts0=cam0.undistort_points(matches.kpts0),
-                                          kpts1=cam1.undistort_points(matches.kpts1))
-            d0 = cam0.undistort_depth(d0) if d0 is not None else None
-            d1 = cam1.undistort_depth(d1) if d1 is not None else None
-            cam0, cam1 = cam0.pinhole, cam1.pinhole
-    res = estimate_from_matches(matches, cam0, cam1, d0, d1, cfg, timer.ms)
-    res.info.update(source)
-    return res
+    cfg = PipelineConfig.coerce(config)
+    if depth_model is not None:
+        if depth0 is not None or depth1 is not None:
+            raise InputError("depth_model", "give either depth maps (depth0/depth1) or a depth model, not both")
+        from twoview.depth.estimators import DepthModelConfig
+
+        model = depth_model if isinstance(depth_model, DepthModelConfig) else DepthModelConfig(model=str(depth_model))
+        cfg = cfg.replace(depth=cfg.depth.replace(model=model))
+    view0, view1 = load_views(image0, image1, camera0, camera1, depth0, depth1, depth_scale=depth_scale,
+                              depth_kind=depth_kind)
+    return pipeline_for(cfg)(view0, view1, matches=matches)
+
+
+def _solver_config(config) -> SolverConfig:
+    """A :class:`SolverConfig` from one, a pipeline configuration, or a dict of either."""
+    from twoview.pipeline import PipelineConfig
+
+    if isinstance(config, SolverConfig):
+        return config
+    if isinstance(config, dict) and not (set(config) - {f.name for f in dataclasses.fields(SolverConfig)}) and config:
+        return SolverConfig.from_dict(config)
+    return PipelineConfig.coerce(config).solver
 
 
 def _check_matches(matches: Matches, cam0: Camera, cam1: Camera) -> None:
@@ -201,16 +153,23 @@ def estimate_from_matches(
     cam1: Camera,
     depth0: np.ndarray | None = None,
     depth1: np.ndarray | None = None,
-    config: EstimatorConfig | dict | None = None,
+    config=None,
     timings_ms: dict | None = None,
+    monocular: bool = False,
 ) -> PoseResult:
     """Solver stage only: pick a solver from the available depth and run it.
 
     Args:
         matches: putative matches in pixels.
+        cam0, cam1: pinhole cameras of the matches' pixels.
         depth0, depth1: prepared depth maps (metres, NaN invalid) or None.
+        config: a :class:`SolverConfig`, or a pipeline configuration (its ``solver``), or
+            a dict of either's fields; None: the defaults.
+        timings_ms: stage times to add this stage's to.
+        monocular: the depth maps are monocular predictions: solver mode "auto" picks
+            "monodepth" (pose plus the relative scale of the two maps).
     """
-    cfg = EstimatorConfig.coerce(config).solver
+    cfg = _solver_config(config)
     _check_matches(matches, cam0, cam1)
     if matches.noise_scale != 1.0:
         # the thresholds are in pixels of the image the matcher saw, where keypoints are
@@ -227,7 +186,11 @@ def estimate_from_matches(
 
     mode = cfg.mode
     if mode == "auto":
-        mode = "rigid3d" if (depth0 is not None and depth1 is not None) else "pnp" if (depth0 is not None or depth1 is not None) else "essential"
+        both = depth0 is not None and depth1 is not None
+        if both and monocular:
+            mode = "monodepth"
+        else:
+            mode = "rigid3d" if both else "pnp" if (depth0 is not None or depth1 is not None) else "essential"
     if mode == "rigid3d" and (depth0 is None or depth1 is None):
         raise InputError("solver.mode", "rigid3d needs depth for both views")
     if mode == "pnp" and depth0 is None and depth1 is None:
@@ -241,7 +204,7 @@ def estimate_from_matches(
         return PoseResult.failure(
             f"the matched points do not move between the images (median flow {flow:.2f} px < 0.5 px): "
             "identical or near-identical views, no camera motion to estimate",
-            solver=mode, **common,
+            solver=mode, info={"no_motion": True}, **common,
         )
     k0, k1 = matches.kpts0, matches.kpts1
     tried = []
@@ -277,6 +240,11 @@ def estimate_from_matches(
 
     pose, metric, info = out.pose, out.metric, dict(out.info)
     inl = out.inliers
+    if solver_name in ("rigid3d", "pnp") and cfg.depth_noise == "estimate":
+        from twoview.solvers.depth_noise import refine_with_depth_noise
+
+        with timer("depth_noise"):
+            pose, info["depth_noise"] = refine_with_depth_noise(pose, k0[inl], k1[inl], cam0, cam1, depth0, depth1, cfg)
     depth_scale = None
     if not metric and (depth0 is not None or depth1 is not None):
         with timer("scale"):

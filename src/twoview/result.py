@@ -88,7 +88,16 @@ class PoseResult:
             noise only: a lower bound, calibrated on synthetic noise, 2.5-4x below the
             actual errors on ICL-NUIM and 5-20x on TUM RGB-D, where depth registration,
             timing and ground-truth errors dominate (benchmarks/results/core.md).
-        info: solver-specific extras (e.g. recovered scale).
+        info: solver-specific extras (e.g. recovered scale); ``info["pipeline"]`` the
+            stages that ran and the configuration used.
+        motion: what the matches show (:mod:`twoview.pipeline.motion`): "general",
+            "pure_rotation", "planar", or "unknown" without matches.
+        translation_observable: False when the translation cannot be determined from the
+            inputs (a pure rotation without depth): ``t`` is then a meaningless direction.
+        artifacts: what the pipeline built, kept only when asked
+            (``Pipeline(...)(..., keep_artifacts=True)``): ``views`` (the two views as the
+            stages saw them, e.g. registered), ``mixtures`` (the Gaussian mixtures). Never
+            serialised.
     """
 
     success: bool
@@ -104,6 +113,9 @@ class PoseResult:
     inliers: np.ndarray | None = None
     covariance: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    motion: str = "unknown"
+    translation_observable: bool = True
+    artifacts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.success and self.cam1_from_cam0 is None:
@@ -145,6 +157,8 @@ class PoseResult:
             "num_matches": int(self.num_matches),
             "num_inliers": int(self.num_inliers),
             "reason": self.reason,
+            "motion": self.motion,
+            "translation_observable": bool(self.translation_observable),
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
             "covariance": self.covariance.tolist() if self.covariance is not None else None,
             "sigmas": _jsonable(self.sigmas),
@@ -172,15 +186,19 @@ class PoseResult:
             f"cam1_from_cam0 via {self.solver}: rotation {ang:.3f} deg, "
             f"t = [{T.t[0]:+.4f}, {T.t[1]:+.4f}, {T.t[2]:+.4f}] {unit}",
             f"metric: {'yes' if self.metric else 'no'}; inliers {self.num_inliers}/{self.num_matches}; "
-            f"confidence {self.confidence:.2f}",
+            f"confidence {self.confidence:.2f}" + (f"; motion: {self.motion}" if self.motion != "unknown" else ""),
             "time: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items()),
         ]
+        if not self.translation_observable:
+            lines.insert(1, "translation: not observable (a pure rotation and no depth: the images carry no parallax); "
+                            "t is an arbitrary direction")
         sg = self.sigmas
         if sg is not None:
             t_sigma = (f"translation {sg['translation_sigma'] * 1000:.1f} mm" if self.metric
                        else f"translation direction {sg['translation_direction_sigma_deg']:.3f} deg")
-            lines.insert(2, f"uncertainty from the inlier residuals (a lower bound: keypoint noise only): "
-                            f"rotation {sg['rotation_sigma_deg']:.3f} deg, {t_sigma}")
+            how = ("1 sigma, scaled to real errors" if self.info.get("covariance_scale")
+                   else "from the residuals alone: a lower bound")
+            lines.insert(2, f"uncertainty ({how}): rotation {sg['rotation_sigma_deg']:.3f} deg, {t_sigma}")
         return "\n".join(lines)
 
 

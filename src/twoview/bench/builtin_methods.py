@@ -1,14 +1,19 @@
-"""twoview's own estimators as benchmark methods.
+"""twoview's own estimators as benchmark methods, each a named pipeline configuration.
 
-``<matcher>`` (essential matrix, no depth, direction-only), ``<matcher>-pnp`` (depth of
-view 0, PnP) and ``<matcher>-rigid3d`` (both depths, 3D-3D), for ``sift`` and, when the
-learned matchers are installed, ``xfeat``, ``aliked`` and ``disk`` (+ LightGlue; slow on a
-CPU, the strongest on wide baselines).
+- ``default``: what ``twoview estimate`` runs (:class:`~twoview.pipeline.PipelineConfig`
+  defaults) with the depth of both views; option ``config``: a partial
+  :class:`PipelineConfig` dict applied on top.
+- ``<matcher>`` (essential matrix, no depth, direction-only), ``<matcher>-pnp`` (depth of
+  view 0, PnP) and ``<matcher>-rigid3d`` (both depths, 3D-3D): the front end alone (no
+  registration, refinement, recovery or confidence threshold), for ``sift`` and, when the
+  learned matchers are installed, ``xfeat``, ``aliked`` and ``disk`` (+ LightGlue; slow on
+  a CPU, the strongest on wide baselines). Options ``matcher`` / ``solver``: partial dicts
+  of those configs.
 """
 
 from __future__ import annotations
 
-from twoview.bench.methods import BenchMethod
+from twoview.bench.methods import BenchMethod, pipeline_method
 from twoview.errors import ConfigError
 from twoview.matching.base import available_matchers, installed_matchers
 
@@ -18,35 +23,52 @@ _MODES = {
     "-rigid3d": ("rigid3d", (True, True)),
 }
 
+#: the options that make a pipeline its front end alone (what the ``<matcher>[-mode]`` methods measure)
+FRONT_END_ONLY = {"depth": {"register": False}, "refine": {"method": "none"}, "recovery": {"enabled": False},
+                  "confidence": {"min_confidence": 0.0}}
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Nested dict ``base`` updated by ``over`` (inner dicts merged, not replaced)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
 
 def _factory(matcher: str, suffix: str):
     mode, uses = _MODES[suffix]
 
     def make(options: dict) -> BenchMethod:
-        from twoview.config import EstimatorConfig
+        from twoview.pipeline import PipelineConfig
 
         opts = dict(options)
         if "init" in opts:
             raise ConfigError(f"{matcher}{suffix} takes no initial pose")
-        cfg = EstimatorConfig.from_dict(
-            {"matcher": {"name": matcher, **opts.pop("matcher", {})}, "solver": {"mode": mode, **opts.pop("solver", {})}}
-        )
+        cfg = merge(FRONT_END_ONLY, {"matcher": {"name": matcher, **opts.pop("matcher", {})},
+                                     "solver": {"mode": mode, **opts.pop("solver", {})}})
         if opts:
             raise ConfigError(f"unknown option(s) for {matcher}{suffix}: {', '.join(sorted(opts))}")
-
-        def run(sample, depth0, depth1):
-            from twoview.estimator import estimate_relative_pose
-
-            return estimate_relative_pose(
-                sample.image0, sample.image1, sample.camera0, sample.camera1,
-                depth0=depth0 if uses[0] else None, depth1=depth1 if uses[1] else None, config=cfg,
-            )
-
-        return BenchMethod(name=f"{matcher}{suffix}", run=run, uses_depth=uses, metric=any(uses))
+        return pipeline_method(f"{matcher}{suffix}", PipelineConfig.from_dict(cfg), uses, any(uses), options=options)
 
     return make
 
 
+def make_default(options: dict) -> BenchMethod:
+    """The default pipeline (``twoview estimate``'s), both depths; option ``config``."""
+    from twoview.pipeline import PipelineConfig
+
+    opts = dict(options)
+    if "init" in opts:
+        raise ConfigError("default takes no initial pose (it is the whole pipeline)")
+    cfg = PipelineConfig.from_dict(opts.pop("config", {}))
+    if opts:
+        raise ConfigError(f"unknown option(s) for default: {', '.join(sorted(opts))}; valid: config")
+    return pipeline_method("default", cfg, (True, True), True, options=options)
+
+
 _FACTORIES = {f"{m}{s}": _factory(m, s) for m in available_matchers() for s in _MODES}
-BENCH_METHODS = {name: f"{__name__}:make_{name.replace('-', '_')}" for m in installed_matchers() for s in _MODES for name in [f"{m}{s}"]}
+BENCH_METHODS = {"default": f"{__name__}:make_default"}
+BENCH_METHODS.update({name: f"{__name__}:make_{name.replace('-', '_')}" for m in installed_matchers() for s in _MODES
+                      for name in [f"{m}{s}"]})
 globals().update({f"make_{name.replace('-', '_')}": f for name, f in _FACTORIES.items()})

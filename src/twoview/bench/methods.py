@@ -202,3 +202,53 @@ def make_method(name: str, options: dict | None = None) -> BenchMethod:
         metric=bool(getattr(obj, "metric", False)),
         options=options,
     )
+
+
+def pipeline_method(name: str, config, uses_depth: tuple[bool, bool], metric: bool, init: str | None = None,
+                    depth_kind: str = "sensor", options: dict | None = None, pipeline=None) -> BenchMethod:
+    """A bench method that is a named pipeline configuration.
+
+    Args:
+        name: the method's name.
+        config: its :class:`~twoview.pipeline.PipelineConfig` (or a dict of its fields).
+        uses_depth: which views' depth it reads (the harness loads only those).
+        metric: whether its translations are metres.
+        init: a method whose result the pipeline refines (``A@B``'s B), built here with
+            :func:`make_method`; None runs the pipeline's own front end.
+        depth_kind: what the harness's depth maps are to this method ("sensor", or
+            "monocular" for the simulated monocular depth of ``--depth-noise``).
+        options: the factory options (recorded with the run).
+        pipeline: the :class:`~twoview.pipeline.Pipeline` of ``config`` when the factory
+            built it already (e.g. to load its models eagerly).
+    """
+    from twoview.pipeline import Pipeline
+
+    pipe = pipeline if pipeline is not None else Pipeline(config)
+    init_method = make_method(init) if init else None
+    if init_method is not None and not init_method.metric:
+        from twoview.errors import ConfigError
+
+        raise ConfigError(f"{name}: initial pose method {init!r} is direction-only; a metric method is needed")
+
+    def run(sample, depth0=None, depth1=None):
+        from twoview.result import PoseResult
+        from twoview.view import load_views
+
+        missing = [k for k, (used, d) in enumerate(zip(uses_depth, (depth0, depth1))) if used and d is None]
+        if missing:
+            return PoseResult.failure(f"{name} needs the depth of view {missing[0]}")
+        views = load_views(sample.image0, sample.image1, sample.camera0, sample.camera1,
+                           depth0 if uses_depth[0] else None, depth1 if uses_depth[1] else None, depth_kind=depth_kind)
+        if init_method is None:
+            return pipe(*views)
+        front = init_method(sample, depth0, depth1)
+        if not front.success:
+            return front
+        if not front.metric:  # e.g. too few inliers with depth: the front end fell back to a direction
+            front.info["not_refined"] = f"{name}: the initial pose is direction only; nothing metric to refine"
+            return front
+        res = pipe(*views, init=front)
+        res.timings_ms = {**front.timings_ms, **res.timings_ms}
+        return res
+
+    return BenchMethod(name=name, run=run, uses_depth=uses_depth, metric=metric, options=dict(options or {}))

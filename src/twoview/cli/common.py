@@ -11,7 +11,7 @@ import numpy as np
 
 from twoview.errors import ConfigError, InputError
 from twoview.io.atomic import writing
-from twoview.io.text import parse_json, read_text, read_json
+from twoview.io.text import parse_json, read_text
 
 
 def parse_floats(text: str, name: str, count: tuple[int, ...]) -> list[float]:
@@ -125,24 +125,28 @@ def refuse_unused(args, flags, reason: str) -> None:
             raise InputError(flag, f"only applies {reason}")
 
 
-def gmm_config(args, default_preset: str = "default"):
-    """The :class:`twoview.gmm.GMMConfig` the gmm arguments describe: preset, then the
-    JSON file, then the individual flags that were given."""
+def gmm_config(args, default_preset: str = "default", base=None):
+    """The :class:`twoview.gmm.GMMConfig` the gmm arguments describe: ``--gmm-preset``
+    (else ``base``, else ``default_preset``), then the JSON file, then the individual flags
+    that were given."""
     from twoview.errors import ConfigError
-    from twoview.gmm.config import merge_dicts, preset_config
+    from twoview.gmm.config import GMMConfig, merge_dicts, preset_config
 
     over: dict = {}
     if args.gmm_config:
-        p = Path(args.gmm_config)
-        over = read_json(p, "--gmm-config")
+        from twoview.io.text import read_json
+
+        over = read_json(args.gmm_config, "--gmm-config")
         if not isinstance(over, dict):
-            raise InputError("--gmm-config", f"{p}: expected a JSON object with 'build' and/or 'align'")
+            raise InputError("--gmm-config", f"{args.gmm_config}: expected a JSON object with 'build' and/or 'align'")
     flags = {"build": {k: v for k, v in (("num_gaussians", args.num_gaussians), ("features", args.features),
                                          ("dinov2_model", args.dinov2_model)) if v is not None},
              "align": {k: v for k, v in (("optimizer", args.optimizer), ("estimate_scale", args.estimate_scale),
                                          ("reject_worse", False if args.keep_worse else None)) if v is not None}}
     try:
-        return preset_config(args.gmm_preset or default_preset, merge_dicts(over, flags))
+        if args.gmm_preset or base is None:
+            return preset_config(args.gmm_preset or default_preset, merge_dicts(over, flags))
+        return GMMConfig.from_dict(merge_dicts(merge_dicts(base.to_dict(), over), flags))
     except ConfigError as e:
         raise InputError("--gmm-config" if args.gmm_config else "--gmm-preset", str(e)) from None
 
@@ -159,7 +163,7 @@ PICTURE_FLAGS = ("--viz",)
 #: argument attributes that name input files (attribute -> flag), which no output may overwrite
 INPUT_FLAGS = {"image0": "image0", "image1": "image1", "depth0": "--depth0", "depth1": "--depth1",
                "intrinsics": "--intrinsics", "init": "--init", "gmm_config": "--gmm-config", "config": "--config",
-               "checkpoint": "--checkpoint"}
+               "checkpoint": "--checkpoint", "pairs": "--pairs"}
 
 
 def check_output_files(args, flags: dict[str, str]) -> None:

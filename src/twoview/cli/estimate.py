@@ -1,4 +1,8 @@
-"""``twoview estimate``: relative pose of two images."""
+"""``twoview estimate``: relative pose of two images (or of every pair of a list).
+
+The command builds the two views and the pipeline configuration from its arguments and
+runs :class:`twoview.Pipeline`, the same object the Python API and the bench call.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +10,79 @@ import argparse
 import typing
 
 from twoview.cli.common import (
-    GMM_FLAGS, add_gmm_args, check_output_files, gmm_config, load_intrinsics_file, parse_floats, parse_intrinsics,
-    positive_float, refuse_unused, write_json_output, write_output, write_picture_output,
+    add_gmm_args, check_output_files, gmm_config, load_intrinsics_file, parse_floats, parse_intrinsics,
+    positive_float, refuse_unused, write_json_output, write_output, write_picture_output, GMM_FLAGS,
 )
-from twoview.config import EstimatorConfig, MatcherConfig, MatcherPrecision, SolverConfig
-from twoview.errors import InputError
+from twoview.config import MatcherConfig, MatcherPrecision
+from twoview.errors import ConfigError, InputError
+
+MATCHERS = ["sift", "xfeat", "aliked", "disk"]
 
 
-def add_estimator_args(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by commands that run the estimator (estimate, refine)."""
-    p.add_argument("image0", help="first image (the pose maps its camera frame to the second's)")
-    p.add_argument("image1", help="second image")
+def add_view_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    """The two views: images, intrinsics, depth."""
+    if positional:
+        p.add_argument("image0", help="first image (the pose maps its camera frame to the second's)")
+        p.add_argument("image1", help="second image")
     g = p.add_argument_group("intrinsics (default: EXIF focal length, else a 65 deg field-of-view guess)")
     g.add_argument("--K0", metavar="fx,fy,cx,cy", help="intrinsics of image0 (or f,cx,cy, or 9 numbers of K)")
     g.add_argument("--K1", metavar="fx,fy,cx,cy", help="intrinsics of image1 (default: --K0)")
     g.add_argument("--dist0", metavar="k1,k2,p1,p2[,k3]", help="OpenCV distortion of image0 (keypoints and depth are undistorted)")
     g.add_argument("--dist1", metavar="k1,k2,p1,p2[,k3]", help="distortion of image1 (default: --dist0 when --K1 is not given)")
-    g.add_argument("--intrinsics", metavar="FILE", help="JSON {K0, K1} or text file with one or two K lines")
+    g.add_argument("--intrinsics", metavar="FILE", help="JSON {K0, K1}, or a text file with one or two K lines (or a 3x3 K)")
     g = p.add_argument_group("depth (metric translation)")
     g.add_argument("--depth0", metavar="FILE", help="depth of image0: 16-bit .png, .npy, .pfm or .exr")
     g.add_argument("--depth1", metavar="FILE", help="depth of image1")
     g.add_argument("--depth-scale", metavar="S", help="PNG units per metre (1000 = mm, 5000 = TUM)")
-    g = p.add_argument_group("front end")
-    g.add_argument("--matcher", default="sift", choices=["sift", "xfeat", "aliked", "disk"])
-    g.add_argument("--max-keypoints", type=int, default=MatcherConfig.max_keypoints)
-    g.add_argument("--resize-max", type=int, default=MatcherConfig.resize_max, metavar="N",
+    g.add_argument("--depth-kind", choices=["sensor", "monocular"],
+                   help="what the depth files are: sensor (measured, the default) or monocular (a network's prediction: "
+                   "the maps' scales are estimated)")
+    g = p.add_argument_group("monocular depth model (metric translation from the photos alone)")
+    g.add_argument("--depth-model", metavar="ID_OR_PATH",
+                   help="predict both depth maps with a metric depth network: a save_pretrained() folder or a Hugging Face "
+                   "hub id in the local cache (Depth Anything V2 metric, Depth Pro, ZoeDepth); needs twoview[depth]")
+    g.add_argument("--depth-resolution", type=int, metavar="PX", help="network input size (shorter side; default: the model's)")
+    g.add_argument("--depth-cache", metavar="DIR", help="cache of predicted depth (default ~/.cache/twoview/depth; '' disables)")
+
+
+def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none", "gmm")) -> None:
+    """The pipeline's options; each flag left out keeps the configuration's value (the
+    defaults, or those of ``--config``)."""
+    g = p.add_argument_group("pipeline (every flag left out keeps the default pipeline's setting)")
+    g.add_argument("--config", metavar="FILE.json", help="a pipeline configuration (partial PipelineConfig as JSON), "
+                   "applied before the flags below")
+    g.add_argument("--method", choices=["match", "regress"],
+                   help="front end: match (features + robust solver, default) or regress (the pose regressor, one forward "
+                   "pass, no matching; needs twoview[learned])")
+    g.add_argument("--checkpoint", metavar="PATH", help="regressor checkpoint for --method regress (default: the shipped model)")
+    g.add_argument("--matcher", choices=MATCHERS, help="the (first) matcher")
+    g.add_argument("--cascade", choices=["none"] + MATCHERS,
+                   help="a second matcher run only when the first one's pose is weak (none: off)")
+    g.add_argument("--max-keypoints", type=int, metavar="N",
+                   help="keypoints per image (default: the matcher's own, XFeat 1536 and 2048 for the others)")
+    g.add_argument("--resize-max", type=int, metavar="N",
                    help=f"longest image side fed to the matcher, keypoints mapped back (default {MatcherConfig.resize_max}; "
                         "0 keeps the input size)")
-    g.add_argument("--sift-first-octave", type=int, choices=[-1, 0], default=MatcherConfig.sift_first_octave,
+    g.add_argument("--sift-first-octave", type=int, choices=[-1, 0],
                    help="SIFT: -1 starts from the 2x upsampled image (Lowe), 0 from the image (about 3x faster, "
                         "fewer fine-scale keypoints)")
-    g.add_argument("--precision", default=MatcherConfig.precision, choices=list(typing.get_args(MatcherPrecision)),
+    g.add_argument("--precision", choices=list(typing.get_args(MatcherPrecision)),
                    help="learned matchers: bfloat16 runs the networks under autocast (faster on CPUs with AVX512-BF16/AMX)")
-    g.add_argument("--solver", default="auto", choices=["auto", "essential", "pnp", "rigid3d", "monodepth"],
-                   help="auto: rigid3d with two depth maps, pnp with one, essential with none, monodepth with --depth-model")
-    g.add_argument("--max-reproj-error", type=float, default=SolverConfig.max_reproj_error, help="pixels")
+    g.add_argument("--solver", choices=["auto", "essential", "pnp", "rigid3d", "monodepth"],
+                   help="auto: rigid3d with two depth maps, pnp with one, essential with none, monodepth with monocular depth")
+    g.add_argument("--max-reproj-error", type=float, metavar="PX", help="PnP / rigid3d inlier threshold, pixels")
+    g.add_argument("--exact-depth", action="store_true", default=None,
+                   help="solve with the depth map's points as exact (default: depth is a measurement whose noise is estimated)")
+    g.add_argument("--no-register", action="store_true", default=None,
+                   help="use sensor depth as given (default: where a view's contours show depth and colour displaced, "
+                   "move one onto the other)")
+    g.add_argument("--refine", choices=list(refine_choices),
+                   help="auto (default): Gaussian-mixture refinement when both views have depth; gmm: require it; none: off")
+    add_gmm_args(g)
+    g.add_argument("--no-recovery", action="store_true", default=None,
+                   help="give up when matching fails (default: try registrations without matches first)")
+    g.add_argument("--min-confidence", type=float, metavar="P",
+                   help="report a pose below this confidence (the probability it is within 5 deg and 10 cm) as a failure")
 
 
 def _check_same_size(image0: str, image1: str) -> None:
@@ -51,13 +93,13 @@ def _check_same_size(image0: str, image1: str) -> None:
     try:
         s0, s1 = image_size(image0), image_size(image1)
     except InputError:
-        return  # unreadable: the estimator names the file when it loads it
+        return  # unreadable: the view names the file when it loads it
     if s0 != s1:
         raise InputError("--K1", f"image1 is {s1[0]}x{s1[1]} but image0 is {s0[0]}x{s0[1]}: --K0 cannot serve both, give --K1")
 
 
-def build_inputs(args) -> dict:
-    """Keyword arguments for :func:`twoview.estimate_relative_pose` from parsed arguments."""
+def view_inputs(args) -> dict:
+    """The two views' inputs (keyword arguments of :func:`twoview.load_views`) from the arguments."""
     k0 = parse_intrinsics(args.K0, "--K0")
     k1 = parse_intrinsics(args.K1, "--K1")
     if args.intrinsics:
@@ -78,50 +120,14 @@ def build_inputs(args) -> dict:
     scale = positive_float("--depth-scale")(args.depth_scale) if args.depth_scale else None
     if scale is not None and not (args.depth0 or args.depth1):
         raise InputError("--depth-scale", "only applies with --depth0/--depth1 (units per metre of their files)")
-    cfg = EstimatorConfig.from_dict(
-        {
-            "matcher": {"name": args.matcher, "max_keypoints": args.max_keypoints, "resize_max": args.resize_max or None,
-                        "sift_first_octave": args.sift_first_octave, "precision": args.precision},
-            "solver": {"mode": args.solver, "max_reproj_error": args.max_reproj_error},
-        }
-    )
-    out = dict(
-        image0=args.image0, image1=args.image1, camera0=k0, camera1=k1,
-        depth0=args.depth0, depth1=args.depth1, depth_scale=scale, config=cfg,
-    )
-    model = getattr(args, "depth_model", None)
-    if model is not None:
-        if args.depth0 or args.depth1:
-            raise InputError("--depth-model", "give either depth files (--depth0/--depth1) or --depth-model, not both")
-        from twoview.depth.estimators import DepthModelConfig
-        from twoview.errors import ConfigError
-
-        try:
-            out["depth_model"] = DepthModelConfig.from_dict(
-                {"model": model, "resolution": args.depth_resolution, "cache_dir": args.depth_cache}
-            )
-        except ConfigError as e:
-            raise InputError("--depth-model", str(e)) from None
-    else:
+    if args.depth_kind and not (args.depth0 or args.depth1):
+        raise InputError("--depth-kind", "only applies with --depth0/--depth1")
+    if args.depth_model and (args.depth0 or args.depth1):
+        raise InputError("--depth-model", "give either depth files (--depth0/--depth1) or --depth-model, not both")
+    if not args.depth_model:
         refuse_unused(args, {"depth_resolution": "--depth-resolution", "depth_cache": "--depth-cache"}, "with --depth-model")
-    return out
-
-
-OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "view": "--view"}
-
-
-def write_outputs(args, result, inputs) -> None:
-    if args.json:
-        write_json_output(args, "--json", result.to_dict())
-    if args.viz:
-        from twoview.io.images import load_image
-        from twoview.viz import draw_matches
-
-        write_picture_output("--viz", args.viz, draw_matches(load_image(inputs["image0"]), load_image(inputs["image1"]), result))
-    if args.view:
-        from twoview.view3d import write_view
-
-        write_output("--view", args.view, lambda p: write_view(p, inputs, result, name="--view"))
+    return dict(image0=args.image0, image1=args.image1, camera0=k0, camera1=k1, depth0=args.depth0, depth1=args.depth1,
+                depth_scale=scale, depth_kind=args.depth_kind or "sensor")
 
 
 def cli_names(args) -> dict[str, str]:
@@ -129,67 +135,161 @@ def cli_names(args) -> dict[str, str]:
     k = "--intrinsics" if getattr(args, "intrinsics", None) else None
     return {
         "camera0": k or "--K0", "camera1": k or ("--K1" if args.K1 else "--K0"),
-        "depth0": "--depth0", "depth1": "--depth1", "depth_model": "--depth-model",
-        "solver.mode": "--solver", "depth scale": "--depth-scale",
+        "depth0": "--depth0", "depth1": "--depth1", "depth.model": "--depth-model", "depth_model": "--depth-model",
+        "solver.mode": "--solver", "depth scale": "--depth-scale", "refine.method": "--refine", "init": "--init",
     }
 
 
-def run_estimator(args, inputs):
-    """Run the estimator, reporting bad input under the flag names the user typed."""
-    from twoview.estimator import estimate_relative_pose
+def as_cli_error(args, e: InputError) -> InputError:
+    """``e`` under the flag the user typed for the library argument it names."""
+    return InputError(cli_names(args).get(e.what, e.what), e.problem)
+
+
+def load_cli_views(args):
+    """(view0, view1) from the arguments, bad input reported under the flags typed."""
+    from twoview.view import load_views
 
     try:
-        return estimate_relative_pose(**inputs)
+        return load_views(**view_inputs(args))
     except InputError as e:
-        what = cli_names(args).get(e.what, e.what)
-        raise InputError(what, e.problem) from None
+        raise as_cli_error(args, e) from None
 
 
-def run_regressor(args, inputs):
-    """The pose regressor on the two images (no matching; intrinsics and depth unused)."""
-    from twoview.regress import estimate
+def pipeline_config(args, refine: str | None = None):
+    """The :class:`twoview.PipelineConfig` of the arguments: ``--config``, then every flag
+    given (``refine`` forces the refinement method, as ``twoview refine`` does)."""
+    from twoview.gmm.config import merge_dicts
+    from twoview.io.text import read_json
+    from twoview.pipeline import PipelineConfig
 
-    return estimate(inputs["image0"], inputs["image1"], checkpoint=args.checkpoint)
+    base: dict = {}
+    if args.config:
+        base = read_json(args.config, "--config")
+        if not isinstance(base, dict):
+            raise InputError("--config", f"{args.config}: expected a JSON object of PipelineConfig fields")
+    over: dict = {}
+
+    def put(path: str, value):
+        if value is None:
+            return
+        d = over
+        *parents, key = path.split(".")
+        for k in parents:
+            d = d.setdefault(k, {})
+        d[key] = value
+
+    put("front_end", args.method)
+    put("regressor.checkpoint", args.checkpoint)
+    put("matcher.name", args.matcher)
+    put("cascade.fallback", None if args.cascade is None else ("" if args.cascade == "none" else args.cascade))
+    if over.get("cascade", {}).get("fallback") == "":
+        over["cascade"]["fallback"] = None
+    put("matcher.max_keypoints", args.max_keypoints)
+    if args.resize_max is not None:
+        over.setdefault("matcher", {})["resize_max"] = args.resize_max or None
+    put("matcher.sift_first_octave", args.sift_first_octave)
+    put("matcher.precision", args.precision)
+    put("solver.mode", args.solver)
+    if args.max_reproj_error is not None:
+        positive_float("--max-reproj-error")(str(args.max_reproj_error))
+    put("solver.max_reproj_error", args.max_reproj_error)
+    put("solver.depth_noise", "exact" if args.exact_depth else None)
+    put("depth.register", False if args.no_register else None)
+    put("refine.method", refine or args.refine)
+    put("recovery.enabled", False if args.no_recovery else None)
+    put("confidence.min_confidence", args.min_confidence)
+    if getattr(args, "depth_model", None):
+        put("depth.model", {"model": args.depth_model, "resolution": args.depth_resolution, "cache_dir": args.depth_cache})
+    if args.method != "regress" and args.checkpoint:
+        raise InputError("--checkpoint", "only used with --method regress")
+    try:
+        cfg = PipelineConfig.from_dict(merge_dicts(base, over))
+        if any(getattr(args, a, None) not in (None, False) for a in GMM_FLAGS):
+            both = bool((args.depth0 and args.depth1) or getattr(args, "depth_model", None))
+            if cfg.refine.method == "none" or not both:
+                refuse_unused(args, GMM_FLAGS, "with the mixture refinement (depth for both views, --refine auto or gmm)")
+            mono = (args.depth_kind == "monocular") or bool(getattr(args, "depth_model", None))
+            field = "gmm_monocular" if mono else "gmm"
+            cfg = cfg.replace(refine=cfg.refine.replace(**{field: gmm_config(args, "monocular" if mono else "default",
+                                                                                 base=getattr(cfg.refine, field))}))
+    except ConfigError as e:
+        msg = str(e)
+        flag = "--depth-model" if msg.startswith("depth model") else "--config" if args.config else "pipeline option"
+        raise InputError(flag, msg) from None
+    return cfg
 
 
-def run(args) -> int:
-    check_output_files(args, OUTPUT_FLAGS)
-    if args.refine != "gmm":
-        refuse_unused(args, GMM_FLAGS, "with --refine gmm")
-    inputs = build_inputs(args)
-    if args.method == "regress":
-        result = run_regressor(args, inputs)
-    else:
-        if args.checkpoint:
-            raise InputError("--checkpoint", "only used with --method regress")
-        result = run_estimator(args, inputs)
-    if args.refine == "gmm" and result.success:
-        from twoview.gmm.api import refine_estimate
+OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "view": "--view"}
 
-        print(f"front end: {result.summary().splitlines()[0]}")
-        refine_inputs, preset = dict(inputs), "default"
-        try:
-            if inputs.get("depth_model") is not None:  # the predicted maps (cached on disk by the estimator)
-                from twoview.depth.sources import predict_depth_pair
 
-                d0, d1, _ = predict_depth_pair(inputs["depth_model"], inputs["image0"], inputs["image1"],
-                                               inputs["camera0"], inputs["camera1"])
-                refine_inputs.update(depth0=d0, depth1=d1, depth_scale=None)
-                preset = "monocular"
-            result = refine_estimate(refine_inputs, result, gmm_config(args, preset))
-        except InputError as e:
-            raise InputError(cli_names(args).get(e.what, e.what), e.problem) from None
+def write_outputs(args, result, view0, view1) -> None:
+    if args.json:
+        write_json_output(args, "--json", result.to_dict())
+    if args.viz:
+        from twoview.viz import draw_matches
+
+        write_picture_output("--viz", args.viz, draw_matches(view0.image, view1.image, result))
+    if args.view:
+        from twoview.view3d import write_view
+
+        write_output("--view", args.view, lambda p: write_view(p, view0, view1, result, name="--view"))
+
+
+def run_pipeline(args, view0, view1, cfg, init=None):
+    """Run the pipeline (its views kept in the result when an output draws them)."""
+    from twoview.estimator import pipeline_for
+
+    keep = bool(getattr(args, "viz", None) or getattr(args, "view", None) or getattr(args, "html", None)
+                or getattr(args, "save_ply0", None) or getattr(args, "save_ply1", None))
+    try:
+        return pipeline_for(cfg)(view0, view1, init=init, keep_artifacts=keep)
+    except InputError as e:
+        raise as_cli_error(args, e) from None
+
+
+def print_result(args, result) -> None:
     print(result.summary())
-    if result.info.get("depth_source") == "model":
-        m = result.info["depth_model"]
+    info = result.info
+    stages = info.get("pipeline", {}).get("stages", [])
+    ran = [s for s in stages if s["stage"] in ("front_end", "refine", "recovery")]
+    if ran:
+        print("stages: " + "; ".join(_stage_line(s) for s in ran))
+    if info.get("depth_source") == "model" and info.get("depth_model"):
+        m = info["depth_model"]
         cached = [m.get(f"view{v}", {}).get("cached") for v in (0, 1)]
-        print(f"depth: predicted by {m['model']} ({m['model_type']}; cached: {cached[0]}/{cached[1]})")
+        print(f"depth: predicted by {m['model']} ({m.get('model_type')}; cached: {cached[0]}/{cached[1]})")
     elif result.success and not result.metric and (args.depth0 or args.depth1):
-        why = "; ".join(result.info.get("fallbacks", [])) or "no inlier has valid depth to scale the essential matrix"
+        why = "; ".join(info.get("fallbacks", [])) or "no inlier has valid depth to scale the essential matrix"
         print(f"depth: given but not usable ({why}): the translation is a unit direction")
     elif result.success and not result.metric:
         print("depth: none given: the translation is a unit direction (give --depth0/--depth1 or --depth-model for metres)")
-    write_outputs(args, result, inputs)
+
+
+def _stage_line(s: dict) -> str:
+    if s["stage"] == "front_end":
+        what = s.get("matcher") or s.get("method")
+        return f"{what} {'ok' if s.get('success') else 'failed'}" + (f" ({s['why']})" if s.get("why") else "")
+    if s["stage"] == "refine":
+        if s.get("method") == "none":
+            return f"no refinement ({s.get('why')})"
+        return "gmm " + ("kept the front end's pose" if s.get("rejected") else "refined") if s.get("success") else "gmm failed"
+    return f"recovery: {s.get('chosen') or 'nothing accepted'}"
+
+
+def run(args) -> int:
+    if getattr(args, "pairs", None):
+        from twoview.cli.batch import run_batch
+
+        return run_batch(args)
+    if not (args.image0 and args.image1):
+        raise InputError("image0", "give two images, or --pairs FILE")
+    check_output_files(args, OUTPUT_FLAGS)
+    cfg = pipeline_config(args)
+    view0, view1 = load_cli_views(args)
+    result = run_pipeline(args, view0, view1, cfg)
+    print_result(args, result)
+    v0, v1 = result.artifacts.get("views", (view0, view1))
+    write_outputs(args, result, v0, v1)
     return 0 if result.success else 1
 
 
@@ -198,30 +298,20 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "estimate",
-        help="estimate the relative pose cam1_from_cam0 of two images",
-        description="Estimate cam1_from_cam0 (x1 = R x0 + t, metres when depth is given). "
-        + EXIT_STATUS_HELP,
+        help="estimate the relative pose cam1_from_cam0 of two images (or of a list of pairs)",
+        description="Estimate cam1_from_cam0 (x1 = R x0 + t, metres when depth is given) with the default pipeline, "
+        "or the one the options describe. " + EXIT_STATUS_HELP,
     )
-    add_estimator_args(p)
-    g = p.add_argument_group("method")
-    g.add_argument("--method", choices=["match", "regress"], default="match",
-                   help="match: feature matching + robust solver (the front end above); regress: the two-view pose "
-                   "regressor, one forward pass, no matching (twoview.regress; needs twoview[learned])")
-    g.add_argument("--checkpoint", metavar="PATH",
-                   help="regressor checkpoint for --method regress (twoview train's model.pt or a Reloc3r .pth/"
-                   ".safetensors; default: the shipped tiny model)")
-    g = p.add_argument_group("monocular depth model (metric translation from the photos alone)")
-    g.add_argument("--depth-model", metavar="ID_OR_PATH",
-                   help="predict both depth maps with a metric depth network: a save_pretrained() folder or a Hugging Face "
-                   "hub id in the local cache (Depth Anything V2 metric, Depth Pro, ZoeDepth); needs twoview[depth]")
-    g.add_argument("--depth-resolution", type=int, metavar="PX", help="network input size (shorter side; default: the model's)")
-    g.add_argument("--depth-cache", metavar="DIR", help="cache of predicted depth (default ~/.cache/twoview/depth; '' disables)")
-    p.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically; '-': standard output, "
+    p.add_argument("image0", nargs="?", help="first image (the pose maps its camera frame to the second's)")
+    p.add_argument("image1", nargs="?", help="second image")
+    add_view_args(p, positional=False)
+    add_pipeline_args(p)
+    g = p.add_argument_group("outputs")
+    g.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically; '-': standard output, "
                    "the human-readable lines then go to standard error)")
-    p.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches (.png, .jpg or .jpeg)")
-    p.add_argument("--view", metavar="OUT.html", help="interactive 3D view: cameras, depth clouds, matches (one offline HTML file)")
-    g = p.add_argument_group("refinement")
-    g.add_argument("--refine", choices=["none", "gmm"], default="none",
-                   help="refine the front end's metric pose by aligning Gaussian mixtures (needs both depths)")
-    add_gmm_args(g)
+    g.add_argument("--viz", metavar="OUT.png", help="draw the inlier matches (.png, .jpg or .jpeg)")
+    g.add_argument("--view", metavar="OUT.html", help="interactive 3D view: cameras, depth clouds, matches (one offline HTML file)")
+    from twoview.cli.batch import add_batch_args
+
+    add_batch_args(p)
     p.set_defaults(func=run)

@@ -1,98 +1,77 @@
-"""``twoview refine``: refine a relative pose by aligning the two views' Gaussian mixtures."""
+"""``twoview refine``: refine a relative pose by aligning the two views' Gaussian mixtures.
+
+The same pipeline as ``twoview estimate`` with the refinement required, started from
+``--init`` (a pose file or the identity) instead of its front end when given.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from twoview.cli.common import add_gmm_args, check_output_files, gmm_config, write_json_output, write_output
-from twoview.cli.estimate import add_estimator_args, build_inputs, cli_names
+from twoview.cli.common import check_output_files, write_json_output, write_output
+from twoview.cli.estimate import (
+    add_pipeline_args, add_view_args, load_cli_views, pipeline_config, print_result, run_pipeline, write_outputs,
+)
 from twoview.errors import InputError
 
-
-OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "html": "--html", "view": "--view", "save_ply0": "--save-ply0", "save_ply1": "--save-ply1"}
+OUTPUT_FLAGS = {"json": "--json", "viz": "--viz", "html": "--html", "view": "--view", "save_ply0": "--save-ply0",
+                "save_ply1": "--save-ply1"}
 
 
 def run(args) -> int:
     from twoview.geometry.pose import Pose
-    from twoview.gmm.api import load_inputs, read_pose_json
+    from twoview.gmm.api import read_pose_json
 
     check_output_files(args, OUTPUT_FLAGS)
-    inputs = build_inputs(args)
-    if args.depth0 is None or args.depth1 is None:
-        raise InputError("--depth0" if args.depth0 is None else "--depth1",
-                         "refinement builds metric Gaussian mixtures: give depth for both images")
-    cfg = gmm_config(args)
-    keys = ("image0", "image1", "camera0", "camera1", "depth0", "depth1", "depth_scale")
-    try:
-        im0, im1, cam0, cam1, d0, d1 = load_inputs(**{k: inputs[k] for k in keys})
-    except InputError as e:
-        raise InputError(cli_names(args).get(e.what, e.what), e.problem) from None
-
-    front = None
-    if args.init is None:
-        from twoview.estimator import estimate_relative_pose
-
-        front = estimate_relative_pose(im0, im1, cam0, cam1, d0, d1, config=inputs["config"])
-        if not front.success:
-            print(front.summary())
-            return 1
-        init = front.cam1_from_cam0
-        print(f"initial pose from the {front.solver} front end")
-    elif args.init == "identity":
+    for flag, value in (("--depth0", args.depth0), ("--depth1", args.depth1)):
+        if value is None and not args.depth_model:
+            raise InputError(flag, "refinement builds metric Gaussian mixtures: give depth for both images")
+    cfg = pipeline_config(args, refine="gmm")
+    init = None
+    if args.init == "identity":
         init = Pose.identity()
-    else:
+    elif args.init is not None:
         init = read_pose_json(args.init)
-
-    import time
-
-    from twoview.gmm.align import align_mixtures
-    from twoview.gmm.mixture import build_mixture, load_feature_backend
-
-    t_load = time.perf_counter()
-    load_feature_backend(cfg.build)
-    t0 = time.perf_counter()
-    try:
-        mix0 = build_mixture(im0, d0, cam0, cfg.build, name="0")
-        mix1 = build_mixture(im1, d1, cam1, cfg.build, name="1")
-    except InputError as e:
-        raise InputError(cli_names(args).get(e.what, e.what), e.problem) from None
-    t1 = time.perf_counter()
-    result = align_mixtures(mix0, mix1, init, cfg.align)
-    result.timings_ms.update({"load_features": (t0 - t_load) * 1e3, "build": (t1 - t0) * 1e3,
-                              "optimize": (time.perf_counter() - t1) * 1e3})
-    if front is not None:  # the front end's matches, as `estimate --refine gmm` reports them
-        result.timings_ms = {**front.timings_ms, **result.timings_ms}
-        result.num_matches, result.num_inliers = front.num_matches, front.num_inliers
-        result.matches, result.inliers = front.matches, front.inliers
-    print(result.summary())
-    if result.success:
-        i = result.info
+    view0, view1 = load_cli_views(args)
+    result = run_pipeline(args, view0, view1, cfg, init=init)
+    print_result(args, result)
+    i = result.info
+    if "objective_before" in i:
         print(f"objective {i['objective_before']:.4f} -> {i['objective_after']:.4f}, geometric score "
               f"{i['score_before']:.4f} -> {i['score_after']:.4f}, {i['iterations']} iterations"
-              + (" (refinement rejected: initial pose kept)" if i["rejected"] else ""))
+              + (" (refinement rejected: initial pose kept)" if i.get("rejected") else ""))
+    v0, v1 = result.artifacts.get("views", (view0, view1))
+    mixtures = result.artifacts.get("mixtures")
     if args.json:
         write_json_output(args, "--json", result.to_dict())
-    if args.viz:
-        from twoview.gmm.viz import overlay_png
+    start = init if init is not None else (
+        Pose.from_matrix(i["front_end"]["cam1_from_cam0"]) if "front_end" in i else None)
+    if mixtures is not None:
+        mix0, mix1 = mixtures
+        if args.viz:
+            from twoview.gmm.viz import overlay_png
 
-        poses = {"initial": init}
-        if result.success:
-            poses["refined"] = result.cam1_from_cam0
-        write_output("--viz", args.viz, lambda p: overlay_png(p, mix0, mix1, poses))
-    if args.html:
-        from twoview.gmm.viz import overlay_html
+            poses = {"initial": start} if start is not None else {}
+            if result.success:
+                poses["refined"] = result.cam1_from_cam0
+            write_output("--viz", args.viz, lambda p: overlay_png(p, mix0, mix1, poses))
+        if args.html:
+            from twoview.gmm.viz import overlay_html
 
-        write_output("--html", args.html, lambda p: overlay_html(p, mix0, mix1, result.cam1_from_cam0 if result.success else init))
+            shown = result.cam1_from_cam0 if result.success else start
+            write_output("--html", args.html, lambda p: overlay_html(p, mix0, mix1, shown))
+        for flag, path, mix in (("--save-ply0", args.save_ply0, mix0), ("--save-ply1", args.save_ply1, mix1)):
+            if path:
+                from twoview.gmm.ply import write_ply
+
+                write_output(flag, path, lambda p, m=mix: write_ply(p, m))
+    elif args.viz or args.html or args.save_ply0 or args.save_ply1:
+        print("no mixtures were built (the front end failed before the refinement): nothing to draw or save")
     if args.view:
-        from twoview.view3d import build_scene, write_html
-
-        write_output("--view", args.view, lambda p: write_html(
-            p, build_scene(im0, im1, cam0, cam1, d0, d1, result, mixtures=(mix0, mix1)), name="--view"))
-    for flag, path, mix in (("--save-ply0", args.save_ply0, mix0), ("--save-ply1", args.save_ply1, mix1)):
-        if path:
-            from twoview.gmm.ply import write_ply
-
-            write_output(flag, path, lambda p, m=mix: write_ply(p, m))
+        args_viz, args.viz = args.viz, None  # --viz draws the mixtures here, not the matches
+        args_json, args.json = args.json, None
+        write_outputs(args, result, v0, v1)
+        args.viz, args.json = args_viz, args_json
     return 0 if result.success else 1
 
 
@@ -104,13 +83,13 @@ def register(sub) -> None:
         help="refine cam1_from_cam0 by aligning single-view Gaussian mixtures (needs depth)",
         description="Build a metric 3D Gaussian mixture from each RGB-D view and align them, starting "
         "from --init (a `twoview estimate --json` file or a bare 4x4 list), 'identity', or, when "
-        "omitted, the estimate front end. " + EXIT_STATUS_HELP,
+        "omitted, the pipeline's front end. " + EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_estimator_args(p)
+    add_view_args(p)
+    add_pipeline_args(p, refine_choices=("gmm",))
     g = p.add_argument_group("refinement")
     g.add_argument("--init", metavar="POSE.json", help="initial pose file, or 'identity' (default: run the front end)")
-    add_gmm_args(g)
     g = p.add_argument_group("outputs")
     g.add_argument("--json", metavar="OUT", help="write the result as JSON (atomically; '-': standard output, "
                    "the human-readable lines then go to standard error)")

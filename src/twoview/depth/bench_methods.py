@@ -26,40 +26,30 @@ if "xfeat" in installed_matchers():
     BENCH_METHODS["xfeat-monodepth"] = f"{__name__}:make_xfeat_monodepth"
 
 
-def _estimator_config(options: dict, name: str, matcher: str = "sift"):
-    from twoview.config import EstimatorConfig
+def _config(options: dict, name: str, matcher: str = "sift", **pipeline):
+    """(PipelineConfig of the front end alone with the monodepth solver, remaining options)."""
+    from twoview.bench.builtin_methods import FRONT_END_ONLY, merge
+    from twoview.pipeline import PipelineConfig
 
     opts = dict(options)
     if "init" in opts:
         raise ConfigError(f"{name} takes no initial pose")
-    cfg = EstimatorConfig.from_dict(
-        {"matcher": {"name": matcher, **opts.pop("matcher", {})}, "solver": {**opts.pop("solver", {}), "mode": "monodepth"}}
-    )
-    return cfg, opts
+    cfg = merge(FRONT_END_ONLY, {"matcher": {"name": matcher, **opts.pop("matcher", {})},
+                                 "solver": {**opts.pop("solver", {}), "mode": "monodepth"}, **pipeline})
+    return PipelineConfig.from_dict(cfg), opts
 
 
 def _monodepth_factory(matcher: str):
     name = f"{matcher}-monodepth"
 
     def make(options: dict):
-        """Factory: ``run(sample, depth0, depth1) -> PoseResult`` on the given (monocular) depth."""
-        from twoview.bench.methods import BenchMethod
+        """Factory: the pipeline's front end on the given depth, treated as monocular."""
+        from twoview.bench.methods import pipeline_method
 
-        cfg, rest = _estimator_config(options, name, matcher)
+        cfg, rest = _config(options, name, matcher)
         if rest:
             raise ConfigError(f"unknown option(s) for {name}: {', '.join(sorted(rest))}")
-
-        def run(sample, depth0, depth1):
-            from twoview.estimator import estimate_relative_pose
-            from twoview.result import PoseResult
-
-            if depth0 is None or depth1 is None:
-                return PoseResult.failure(f"{name} needs depth for both views", solver="monodepth")
-            return estimate_relative_pose(
-                sample.image0, sample.image1, _cam(sample, 0), _cam(sample, 1), depth0=depth0, depth1=depth1, config=cfg
-            )
-
-        return BenchMethod(name=name, run=run, uses_depth=(True, True), metric=True, options=dict(options))
+        return pipeline_method(name, cfg, (True, True), True, depth_kind="monocular", options=options)
 
     return make
 
@@ -70,27 +60,11 @@ make_xfeat_monodepth = _monodepth_factory("xfeat")
 
 def make_sift_depthmodel(options: dict):
     """Factory: depth predicted from the photos by a monocular model, then monodepth."""
-    from twoview.bench.methods import BenchMethod
-    from twoview.depth.estimators import DepthModelConfig
+    from twoview.bench.methods import pipeline_method
 
-    cfg, rest = _estimator_config(options, "sift-depthmodel")
-    model_opts = {k: rest.pop(k) for k in ("model", "resolution", "cache_dir", "allow_download") if k in rest}
+    opts = dict(options)
+    model_opts = {k: opts.pop(k) for k in ("model", "resolution", "cache_dir", "allow_download") if k in opts}
+    cfg, rest = _config(opts, "sift-depthmodel", depth={"register": False, "model": model_opts})
     if rest:
         raise ConfigError(f"unknown option(s) for sift-depthmodel: {', '.join(sorted(rest))}")
-    mcfg = DepthModelConfig.from_dict(model_opts)
-
-    def run(sample, depth0, depth1):
-        from twoview.depth.sources import predict_depth_pair
-        from twoview.estimator import estimate_relative_pose
-
-        c0, c1 = _cam(sample, 0), _cam(sample, 1)
-        d0, d1, info = predict_depth_pair(mcfg, sample.image0, sample.image1, c0, c1)
-        res = estimate_relative_pose(sample.image0, sample.image1, c0, c1, depth0=d0, depth1=d1, config=cfg)
-        res.info["depth_model"] = info
-        return res
-
-    return BenchMethod(name="sift-depthmodel", run=run, uses_depth=(False, False), metric=True)
-
-
-def _cam(sample, view: int):
-    return sample.camera0 if view == 0 else sample.camera1
+    return pipeline_method("sift-depthmodel", cfg, (False, False), True, options=options)

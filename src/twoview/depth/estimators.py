@@ -356,7 +356,8 @@ _LOADED: dict[tuple, MonocularDepthEstimator] = {}
 
 
 def load_depth_estimator(cfg: DepthModelConfig | str, name: str = "--depth-model") -> MonocularDepthEstimator:
-    """Load a metric depth model from a folder or an offline hub id (memoised per config).
+    """Load a metric depth model from a folder or an offline hub id (memoised per config in
+    this process, for direct use; pipelines build and own theirs).
 
     Args:
         cfg: a :class:`DepthModelConfig` or just the model folder / hub id.
@@ -370,8 +371,16 @@ def load_depth_estimator(cfg: DepthModelConfig | str, name: str = "--depth-model
     if isinstance(cfg, str):
         cfg = DepthModelConfig(model=cfg)  # validated on construction
     key = (cfg.model, cfg.allow_download, cfg.device, cfg.resolution, cfg.cache_dir, cfg.num_threads)
-    if key in _LOADED:
-        return _LOADED[key]
+    if key not in _LOADED:
+        _LOADED[key] = build_depth_estimator(cfg, name)
+    return _LOADED[key]
+
+
+def build_depth_estimator(cfg: DepthModelConfig | str, name: str = "--depth-model") -> MonocularDepthEstimator:
+    """A new estimator of ``cfg`` (not memoised: pipelines own theirs); see
+    :func:`load_depth_estimator` for the arguments and errors."""
+    if isinstance(cfg, str):
+        cfg = DepthModelConfig(model=cfg)
     transformers = _import_transformers()
     src = cfg.model
     local = Path(os.path.expanduser(src))
@@ -413,9 +422,7 @@ def load_depth_estimator(cfg: DepthModelConfig | str, name: str = "--depth-model
         raise InputError(name, _missing_model_message(src)) from None
     model.eval().to(cfg.device)
     proc = _load_processor_config(src, local_only)
-    est = MonocularDepthEstimator(cfg, model, proc, model_type)
-    _LOADED[key] = est
-    return est
+    return MonocularDepthEstimator(cfg, model, proc, model_type)
 
 
 def _load_processor_config(src: str, local_only: bool) -> dict:

@@ -22,6 +22,9 @@ DEFAULT_HFOV_DEG = 65.0
 #: Widest field of view (per axis, from the focal length) accepted for user intrinsics: past it
 #: the pinhole model does not hold, and such a K is usually meant for another image size.
 MAX_PINHOLE_FOV_DEG = 170.0
+#: Narrowest field of view accepted for user intrinsics: long telephoto lenses see a few
+#: degrees; less than this is a focal length meant for another image size or a typo.
+MIN_PINHOLE_FOV_DEG = 0.5
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,10 @@ Quickstart::
     result = refine_relative_pose("a.png", "b.png", K, K, "a_d.png", "b_d.png", init=front.cam1_from_cam0,
                                   depth_scale=1000)            # config=preset_config("monocular") for predicted depth
 
-Heavy dependencies (torch for features and the L-BFGS path) are imported lazily.
+Everything is imported on first use (the configuration alone needs neither scipy nor numba).
 """
 
-from twoview.gmm.align import align_mixtures, refine_relative_pose
 from twoview.gmm.config import PRESETS, AlignConfig, BuildConfig, GMMConfig, preset_config
-from twoview.gmm.mixture import GaussianMixture, build_mixture
 
 __all__ = [
     "AlignConfig",
@@ -25,21 +23,22 @@ __all__ = [
     "PRESETS",
     "align_mixtures",
     "build_mixture",
-    "refine_estimate",
     "preset_config",
     "refine_relative_pose",
     "read_ply",
     "write_ply",
 ]
 
+_LAZY = {
+    "align_mixtures": "twoview.gmm.align", "refine_relative_pose": "twoview.gmm.align",
+    "GaussianMixture": "twoview.gmm.mixture", "build_mixture": "twoview.gmm.mixture",
+    "read_ply": "twoview.gmm.ply", "write_ply": "twoview.gmm.ply",
+}
+
 
 def __getattr__(name):
-    if name in ("read_ply", "write_ply"):
-        from twoview.gmm import ply
+    if name in _LAZY:
+        import importlib
 
-        return getattr(ply, name)
-    if name == "refine_estimate":
-        from twoview.gmm.api import refine_estimate
-
-        return refine_estimate
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)

@@ -418,3 +418,57 @@ def appearance_gauss_newton(means, R, t, s, inverse, n_par, fx, fy, cx, cy, widt
         for m in range(k):
             hess[k, m] = hess[m, k]
     return cost, agree, count, grad, hess
+
+
+@njit(**_OPTS)
+def d2d_gauss_newton(a_means, R, t, b_means, i, j, Sinv, nu, with_derivatives):
+    """Student-t distribution-to-distribution pairs (the polish, :mod:`twoview.gmm.polish`):
+    with ``r = R a[i] + t - b[j]`` and ``m = r^T Sinv r``, the mean cost
+    ``log(1 + m / nu)`` over the pairs, and (``with_derivatives``) the IRLS gradient and
+    Gauss-Newton matrix (weights ``(nu + 3) / (nu + m)``) w.r.t. the left increment
+    ``(omega, v)``: ``p -> exp(omega) p + v``. Returns (cost, grad (6,), hess (6, 6))."""
+    n = i.shape[0]
+    grad = np.zeros(6)
+    hess = np.zeros((6, 6))
+    cost = 0.0
+    J = np.zeros((3, 6))
+    SJ = np.zeros((3, 6))
+    p = np.zeros(3)
+    r = np.zeros(3)
+    for k in range(n):
+        a = a_means[i[k]]
+        for u in range(3):
+            p[u] = R[u, 0] * a[0] + R[u, 1] * a[1] + R[u, 2] * a[2] + t[u]
+            r[u] = p[u] - b_means[j[k], u]
+        S = Sinv[k]
+        m = 0.0
+        for u in range(3):
+            m += r[u] * (S[u, 0] * r[0] + S[u, 1] * r[1] + S[u, 2] * r[2])
+        cost += math.log1p(m / nu)
+        if not with_derivatives:
+            continue
+        w = (nu + 3.0) / (nu + m)
+        # J = [-[p]x | I]
+        J[0, 0], J[0, 1], J[0, 2] = 0.0, p[2], -p[1]
+        J[1, 0], J[1, 1], J[1, 2] = -p[2], 0.0, p[0]
+        J[2, 0], J[2, 1], J[2, 2] = p[1], -p[0], 0.0
+        for u in range(3):
+            for c in range(3):
+                J[u, 3 + c] = 1.0 if u == c else 0.0
+        for u in range(3):
+            for c in range(6):
+                SJ[u, c] = S[u, 0] * J[0, c] + S[u, 1] * J[1, c] + S[u, 2] * J[2, c]
+        for c in range(6):
+            grad[c] += w * (SJ[0, c] * r[0] + SJ[1, c] * r[1] + SJ[2, c] * r[2])
+            for d in range(c, 6):
+                hess[c, d] += w * (J[0, c] * SJ[0, d] + J[1, c] * SJ[1, d] + J[2, c] * SJ[2, d])
+    for c in range(6):
+        for d in range(c):
+            hess[c, d] = hess[d, c]
+    if n > 0:
+        cost /= n
+        for c in range(6):
+            grad[c] /= n
+            for d in range(6):
+                hess[c, d] /= n
+    return cost, grad, hess

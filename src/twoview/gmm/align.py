@@ -157,8 +157,37 @@ class _Level:
                                            self.chan_b, b.mix.camera)
             self.src_b = self._compensated(self.own_b, self.idx_b, inverse_map(self.means_b, R, t, s, False, False)[0],
                                            self.chan_a, a.mix.camera)
+            if cfg.adapt_appearance_noise:
+                self._adapt_appearance_noise(R, t, s)
         self.pairs, self.frozen = job.result()
         self._round_key = key
+
+    def _adapt_appearance_noise(self, R, t, s):
+        """Each channel group's residual scale from the data, as the geometric kernels'
+        (``adapt_noise``): the robust spread (1.4826 MAD per channel) of the compared
+        Gaussians' residuals at this state, never below the configured sigma. Colour
+        that disagrees with the geometry (JPEG blocks, misregistration, exposure, a rough
+        pose) then weighs less, and as much more as it agrees."""
+        import dataclasses as _dc
+
+        qa = forward_map(self.means_a, R, t, s, False, False)[0]
+        qb = inverse_map(self.means_b, R, t, s, False, False)[0]
+        ia, uva = project_inside(qa, self.b.mix.camera)
+        ib, uvb = project_inside(qb, self.a.mix.camera)
+        if len(ia) + len(ib) < 30:
+            return
+        base = getattr(self, "_sigma_base", None)
+        if base is None:
+            base = self._sigma_base = [ch.sigma for ch in self.chan_a]
+        fa = sample_at_pixels(self.chan_b, uva)
+        fb = sample_at_pixels(self.chan_a, uvb)
+        sig = []
+        for k in range(len(self.chan_a)):
+            r = np.concatenate([(fa[k] - self.src_a[k][ia]).ravel(), (fb[k] - self.src_b[k][ib]).ravel()])
+            sig.append(max(base[k], 1.4826 * float(np.median(np.abs(r)))))
+        self.chan_a = [_dc.replace(ch, sigma=v) for ch, v in zip(self.chan_a, sig)]
+        self.chan_b = [_dc.replace(ch, sigma=v) for ch, v in zip(self.chan_b, sig)]
+        self.appearance_sigma = sig
 
     def _compensated(self, own, idx, q, target, camera):
         """The visible Gaussians' own appearance; colours mapped by the affine colour
@@ -365,6 +394,7 @@ def align_mixtures(
         "rejected": False,
     }
     pose = Pose(R, t / np.sqrt(s))
+    covariance = None
     if not np.all(np.isfinite(pose.matrix)):
         return PoseResult.failure("the optimisation diverged (non-finite pose)", solver=SOLVER, info=info)
     if cfg.reject_worse and not (obj1 <= obj0 and conf1 >= conf0):  # worse by either measure
@@ -374,12 +404,34 @@ def align_mixtures(
             return PoseResult.failure("the refinement did not improve on the identity initial pose and there is "
                                       "no other pose to keep", solver=SOLVER, info=info)
         pose, s, info["scale"] = init, 1.0, 1.0
+    if cfg.polish and not cfg.estimate_scale and mix0.dense is not None and mix1.dense is not None:
+        from scipy.spatial import cKDTree
+
+        from twoview.gmm.polish import polish
+
+        R2, t2, pinfo = polish(mix0.dense, mix1.dense, cKDTree(mix1.dense.means), pose.R, pose.t, cfg,
+                               cfg.polish_radius * depth_scale)
+        info["polish"] = pinfo
+        if np.all(np.isfinite(R2)) and np.all(np.isfinite(t2)):
+            if fine.wa > 0:
+                # the polish is geometry alone: where the colour says the move is wrong (depth
+                # and colour taken apart in time, the photos' pose is the colour's) it is undone
+                fine.score(pose.R, pose.t, 1.0)
+                app_before = fine.app
+                fine.score(R2, t2, 1.0)
+                pinfo["appearance_before"], pinfo["appearance_after"] = float(app_before), float(fine.app)
+                pinfo["vetoed"] = bool(fine.app > app_before * (1.0 + cfg.polish_appearance_tolerance))
+            if not pinfo.get("vetoed"):
+                pose = Pose(R2, t2)
+                covariance = pinfo.pop("covariance", None)
+        pinfo.pop("covariance", None)
     return PoseResult(
         success=True,
         cam1_from_cam0=pose,
         metric=True,
         solver=SOLVER,
         confidence=conf0 if info["rejected"] else conf1,
+        covariance=covariance,
         info=info,
     )
 
@@ -587,13 +639,26 @@ def refine_relative_pose(
 
 
 def _build_both(image0, image1, camera0, camera1, depth0, depth1, cfg):
+    """:func:`build_mixture_pair` with this process's shared feature backend."""
+    return build_mixture_pair(image0, image1, camera0, camera1, depth0, depth1, cfg, load_feature_backend(cfg))
+
+
+def build_mixture_pair(image0, image1, camera0, camera1, depth0, depth1, cfg, backend):
     """Both views' mixtures on two threads: the worker runs the feature network once for
     both (undistorted) images, then builds view 1; the caller's thread builds view 0
     meanwhile. Two networks running at once on two threads would oversubscribe the
-    cores (each forward pass spreads over all of them)."""
+    cores (each forward pass spreads over all of them).
+
+    Args:
+        image0, image1: (H, W, 3) uint8; depth0, depth1: (H, W) metres, NaN invalid;
+        camera0, camera1: :class:`Camera`; cfg: :class:`BuildConfig`;
+        backend: the descriptor backend (:func:`twoview.gmm.features.make_backend`), or
+            None when ``cfg.features`` is "none".
+    """
     from twoview.gmm.features import dense_fields
 
-    backend = load_feature_backend(cfg)
+    if backend is None and cfg.features != "none":
+        raise ValueError(f"build_mixture_pair: features {cfg.features!r} need a backend")
     if backend is None:
         job1 = _pool().submit(build_mixture, image1, depth1, camera1, cfg, "1")
         return build_mixture(image0, depth0, camera0, cfg, name="0"), job1.result()

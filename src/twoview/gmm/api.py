@@ -1,4 +1,4 @@
-"""Glue between the estimator and mixture refinement (``twoview estimate --refine gmm``)."""
+"""Inputs of the mixture refinement called on its own (:func:`twoview.gmm.refine_relative_pose`) and pose files."""
 
 from __future__ import annotations
 
@@ -6,58 +6,18 @@ import numpy as np
 
 from twoview.errors import InputError
 from twoview.geometry.pose import Pose
-from twoview.gmm.config import GMMConfig
-from twoview.result import PoseResult
 
 
 def load_inputs(image0, image1, camera0=None, camera1=None, depth0=None, depth1=None, depth_scale=None):
     """Images, cameras and depths as :func:`twoview.estimate_relative_pose` accepts them
     (paths or arrays) -> (im0, im1, cam0, cam1, d0, d1) arrays/Cameras. Depth is required."""
-    from twoview.estimator import load_pair
+    from twoview.view import load_views
 
     for name, d in (("depth0", depth0), ("depth1", depth1)):
         if d is None:
             raise InputError(name, "Gaussian-mixture refinement needs metric depth for both images")
-    im0, im1, cam0, cam1, d0, d1 = load_pair(image0, image1, camera0, camera1, depth0, depth1, depth_scale)
-    if im0.ndim == 2:
-        im0 = np.repeat(im0[..., None], 3, axis=2)
-    if im1.ndim == 2:
-        im1 = np.repeat(im1[..., None], 3, axis=2)
-    return im0, im1, cam0, cam1, d0, d1
-
-
-def refine_estimate(inputs: dict, front: PoseResult, config: GMMConfig | None = None) -> PoseResult:
-    """Refine the estimator's result with mixture alignment.
-
-    Args:
-        inputs: the keyword arguments given to :func:`twoview.estimate_relative_pose`
-            (``image0, image1, camera0, camera1, depth0, depth1, depth_scale``; other keys
-            are ignored), e.g. ``twoview.cli.estimate.build_inputs(args)``.
-        front: the front end's result; its pose is the initial pose.
-        config: mixture options.
-
-    Returns:
-        the refined :class:`PoseResult` (solver "gmm", the front end's matches, inliers and
-        timings kept, ``info["front_end"]`` its summary), or ``front`` unchanged if it
-        failed.
-    """
-    from twoview.gmm.align import refine_relative_pose
-
-    if not front.success:
-        return front
-    if not front.metric:
-        raise InputError("--refine", "gmm refinement needs a metric initial pose: give --depth0 and --depth1")
-    keys = ("image0", "image1", "camera0", "camera1", "depth0", "depth1")
-    res = refine_relative_pose(*(inputs.get(k) for k in keys), front.cam1_from_cam0, config,
-                               depth_scale=inputs.get("depth_scale"))
-    timings = dict(front.timings_ms)
-    timings.update(res.timings_ms)
-    res.timings_ms = timings
-    res.matches, res.inliers = front.matches, front.inliers
-    res.num_matches, res.num_inliers = front.num_matches, front.num_inliers
-    res.info["front_end"] = {"solver": front.solver, "confidence": front.confidence,
-                             "cam1_from_cam0": front.cam1_from_cam0.matrix.tolist()}
-    return res
+    v0, v1 = load_views(image0, image1, camera0, camera1, depth0, depth1, depth_scale=depth_scale)
+    return v0.image, v1.image, v0.camera, v1.camera, v0.depth, v1.depth
 
 
 def read_pose_json(path, name: str = "--init") -> Pose:

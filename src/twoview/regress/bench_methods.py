@@ -1,38 +1,58 @@
-"""Benchmark methods of this package, discovered by the bench harness.
+"""Benchmark methods of this package, discovered by the bench harness: named pipeline
+configurations with the regressor as the front end (:class:`twoview.PipelineConfig`
+``front_end="regress"``).
 
-``BENCH_METHODS`` maps a method name to ``"module:factory"``; ``factory(options)``
-returns ``run(sample, depth0, depth1) -> PoseResult``. The regressor ignores depth and
-intrinsics (one forward pass on the two images).
+- ``regress``: the regressor alone (one forward pass; with depth, the translation's length
+  from the depth maps).
+- ``regress-gmm``: the matcher-free pipeline, the regressed pose refined by the Gaussian
+  mixture alignment (what ``twoview estimate --method regress`` runs when both depths are given).
+
+Options: ``checkpoint`` (a ``twoview train`` model.pt or a Reloc3r checkpoint; default the
+shipped model), ``translation`` ("regressed" or "depth"; default the checkpoint's choice),
+``depth`` (false: images only, direction or the network's own length; default true).
 """
 
 from __future__ import annotations
 
-BENCH_METHODS = {"regress": "twoview.regress.bench_methods:make_regress"}
+from twoview.errors import ConfigError
+
+BENCH_METHODS = {"regress": f"{__name__}:make_regress", "regress-gmm": f"{__name__}:make_regress_gmm"}
+
+_OPTIONS = ("checkpoint", "depth", "translation")
+
+
+def _make(name: str, refine: str, options: dict | None):
+    from twoview.bench.builtin_methods import FRONT_END_ONLY, merge
+    from twoview.bench.methods import pipeline_method
+    from twoview.pipeline import Pipeline, PipelineConfig
+
+    opts = dict(options or {})
+    if "init" in opts:
+        raise ConfigError(f"{name} takes no initial pose")
+    unknown = sorted(set(opts) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) for {name}: {', '.join(unknown)}; valid: {', '.join(_OPTIONS)}")
+    use_depth = opts.get("depth", True)
+    if not isinstance(use_depth, bool):
+        raise ConfigError(f"{name}: depth must be true or false, got {use_depth!r}")
+    if refine == "gmm" and not use_depth:
+        raise ConfigError(f"{name} refines with the depth of both views: depth=false does not apply")
+    cfg = merge(FRONT_END_ONLY, {"front_end": "regress", "refine": {"method": refine},
+                                 "regressor": {"checkpoint": opts.get("checkpoint"),
+                                               "translation": opts.get("translation")}})
+    cfg = PipelineConfig.from_dict(cfg)
+    # loaded now: a bad checkpoint fails before the run starts, and says whether it is metric without depth
+    pipe = Pipeline(cfg)
+    reg = pipe.models.regressor(cfg.regressor.checkpoint, cfg.regressor.translation)
+    metric = bool(use_depth or reg.metric_without_depth)
+    return pipeline_method(name, cfg, (use_depth, use_depth), metric, options=options, pipeline=pipe)
 
 
 def make_regress(options: dict | None = None):
-    """Factory of the "regress" method.
+    """Factory of ``regress``: the regressor alone (see the module docstring for the options)."""
+    return _make("regress", "none", options)
 
-    Options:
-        checkpoint: twoview or Reloc3r checkpoint path (default: the shipped tiny model).
 
-    Raises:
-        InputError: an unknown option or an unreadable checkpoint (loaded eagerly so a bad
-        path fails before the run starts).
-    """
-    from twoview.errors import InputError
-    from twoview.regress.infer import estimate, load_regressor
-
-    options = dict(options or {})
-    unknown = sorted(set(options) - {"checkpoint"})
-    if unknown:
-        raise InputError("regress options", f"unknown option(s) {unknown}; valid: ['checkpoint']")
-    ckpt = options.get("checkpoint")
-    model = load_regressor(ckpt)
-
-    def run(sample, depth0=None, depth1=None):
-        return estimate(sample.image0, sample.image1, checkpoint=ckpt)
-
-    run.uses_depth = (False, False)
-    run.metric = bool(model.cfg.metric_scale)
-    return run
+def make_regress_gmm(options: dict | None = None):
+    """Factory of ``regress-gmm``: the regressed pose refined by the Gaussian mixtures."""
+    return _make("regress-gmm", "gmm", options)

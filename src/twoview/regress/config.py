@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from twoview.config import StrictConfig, _check
+from twoview.regress.corrupt import PhotometricConfig
 
 
 @dataclass
@@ -22,8 +23,13 @@ class RegressorConfig(StrictConfig):
 
     Attributes:
         img_width, img_height: network input size in pixels (multiples of ``patch_size``).
-        resize_mode: "stretch" resizes the whole image to the input size; "crop" first
-            centre-crops to the input aspect ratio (as Reloc3r's preprocessing does).
+        resize_mode: "canonical" resamples every image (undistorted, scaled, centred)
+            into one pinhole camera of focal ``canonical_focal`` pixels at the input size
+            (:mod:`twoview.regress.canonical`), so the network always sees the same
+            intrinsics and cameras it cannot serve are refused; "stretch" resizes the
+            whole image to the input size; "crop" first centre-crops to the input aspect
+            ratio (as Reloc3r's preprocessing does). The last two ignore the intrinsics.
+        canonical_focal: focal length (input pixels) of the canonical camera.
         patch_size: ViT patch size (token stride in input pixels).
         stem: "patch" = a learned linear patch embedding of the RGB pixels (Reloc3r);
             "xfeat" = hybrid ViT: XFeat's frozen, pretrained CNN backbone (weights from
@@ -42,6 +48,23 @@ class RegressorConfig(StrictConfig):
             other image's stride-8 map; :func:`twoview.regress.model.descriptor_flow`),
             as offset, own position and match confidence. A correlation input, computed
             in the same single forward pass (no solver); False = Reloc3r.
+        flow_features: "pooled": one match per token of its pooled descriptor (5
+            values); "cells": every stem cell of the token matched on its own (offset,
+            confidence, mutual-nearest-neighbour flag: ``4 (patch_size / 8)^2`` values)
+            plus the token's position (:func:`twoview.regress.model.cell_flow_tokens`).
+        appearance: False skips the encoder: the decoder tokens carry only their grid
+            position and the flow tokens, so the pose is regressed from correspondence
+            evidence alone, not from what the room looks like (needs ``flow_tokens``).
+        refine_iters: regression stages after the first (0: none): each compensates the
+            cell matches by the previous stage's rotation and regresses a correction from
+            what is left (:class:`twoview.regress.model.RefineStage`; one network forward
+            pass, no solver). Needs cell flow tokens and the canonical camera.
+        refine_depth: decoder blocks of the refinement stage.
+        depth_tokens: the cell flow tokens also carry each cell's inverse depth and the
+            other view's at its match, when depth is given (zeros and a flag otherwise):
+            what separates a camera rotation from a translation, which a narrow field of
+            view confuses from the flow alone. Trained with depth dropped at random
+            (``augment.depth_input_dropout``) so images alone still work.
         enc_dim, enc_depth, enc_heads: shared ViT encoder (RoPE-2D positions).
         dec_dim, dec_depth, dec_heads: decoder with self-attention and cross-attention
             to the other image's tokens.
@@ -56,11 +79,17 @@ class RegressorConfig(StrictConfig):
 
     img_width: int = 160
     img_height: int = 112
-    resize_mode: Literal["stretch", "crop"] = "stretch"
+    resize_mode: Literal["stretch", "crop", "canonical"] = "stretch"
+    canonical_focal: float | None = None
     patch_size: int = 16
     stem: Literal["patch", "xfeat"] = "patch"
     pos_embed: Literal["none", "sincos"] = "none"
     flow_tokens: bool = False
+    flow_features: Literal["pooled", "cells"] = "pooled"
+    appearance: bool = True
+    refine_iters: int = 0
+    refine_depth: int = 2
+    depth_tokens: bool = False
     enc_dim: int = 128
     enc_depth: int = 4
     enc_heads: int = 4
@@ -85,6 +114,14 @@ class RegressorConfig(StrictConfig):
                    f"model.{name}_dim ({d}) / {name}_heads ({h}) must be a multiple of 4 (RoPE-2D)")
             _check(getattr(self, f"{name}_depth") >= 1, f"model.{name}_depth must be >= 1")
         _check(not self.flow_tokens or self.stem == "xfeat", "model.flow_tokens needs model.stem 'xfeat' (descriptors)")
+        _check(self.appearance or self.flow_tokens, "model.appearance false needs model.flow_tokens (the only input left)")
+        _check(not self.depth_tokens or (self.flow_tokens and self.flow_features == "cells"),
+               "model.depth_tokens needs flow_tokens with flow_features 'cells'")
+        _check(self.refine_iters >= 0 and self.refine_depth >= 1, "model.refine_iters >= 0 and refine_depth >= 1 required")
+        _check(not self.refine_iters or (self.flow_tokens and self.flow_features == "cells" and self.resize_mode == "canonical"),
+               "model.refine_iters needs flow_tokens with flow_features 'cells' and resize_mode 'canonical'")
+        _check(self.resize_mode != "canonical" or (self.canonical_focal is not None and self.canonical_focal > 0),
+               "model.resize_mode 'canonical' needs model.canonical_focal > 0 (pixels)")
         if self.stem == "xfeat":
             _check(p % 8 == 0, f"model.patch_size ({p}) must be a multiple of 8 with stem 'xfeat'")
             _check(self.img_width % 32 == 0 and self.img_height % 32 == 0,
@@ -115,37 +152,43 @@ def preset(name: str) -> RegressorConfig:
 
 @dataclass
 class DataConfig(StrictConfig):
-    """Training pairs from an RGB-D sequence in Open3D/Redwood layout (ICL-NUIM).
+    """Training pairs from the RGB-D sequences of a split file (:mod:`twoview.regress.split`).
+
+    Every sequence is read by the project's dataset readers and resampled as the model
+    sees it (``model.resize_mode``; "canonical" lets sequences of different cameras mix).
 
     Attributes:
-        root: sequence folder with color/*.jpg, depth_clean/*.png and the .log trajectory.
-            Relative paths are resolved against the config file's folder.
-        trajectory: the camera-to-world .log file inside ``root``.
-        depth_dir, depth_scale: depth PNG folder and units per metre.
-        intrinsics: fx, fy, cx, cy at the stored resolution.
-        train_frames: inclusive frame range used for training.
-        min_gap, max_gap: frame gaps of training pairs.
-        val_frames: inclusive held-out frame range (validation pairs use the same gaps).
-        val_pair_stride: keep every n-th validation pair (the curve in the log).
+        split: the split file (relative paths are resolved against the config file's
+            folder); its ``train`` frames are trained on, never its ``heldout`` ones.
+        sequences: train only on these split sequences (None: every one with train frames).
+        min_overlap: training pairs need at least this covisibility (fraction of frame
+            a's depth pixels seen by frame b, occlusion-checked with b's depth).
+        max_rot_deg, max_trans_m: and at most this rotation and baseline.
+        min_gap: and at least this frame gap.
+        sequence_weight_power: a pair of a sequence with n pairs is drawn with probability
+            proportional to ``n ** power / n`` (0: every sequence equally often; 1: every
+            pair equally often).
+        val_sequences: held-out split sequences of the validation curve in the log
+            (diagnostic only: training never selects anything by it).
+        val_max_pairs: at most this many validation pairs per sequence (evenly spaced).
     """
 
-    root: str = "../../shared/data/icl_nuim_livingroom1"
-    trajectory: str = "pseudo_gt_open3d_reconstruction.log"
-    depth_dir: str = "depth_clean"
-    depth_scale: float = 1000.0
-    intrinsics: list[float] = field(default_factory=lambda: [525.0, 525.0, 319.5, 239.5])
-    train_frames: list[int] = field(default_factory=lambda: [0, 150])
-    min_gap: int = 5
-    max_gap: int = 30
-    val_frames: list[int] = field(default_factory=lambda: [160, 210])
-    val_pair_stride: int = 4
+    split: str = "regress_split.json"
+    sequences: list[str] | None = None
+    min_overlap: float = 0.3
+    max_rot_deg: float = 60.0
+    max_trans_m: float = 1.5
+    min_gap: int = 1
+    sequence_weight_power: float = 0.5
+    val_sequences: list[str] = field(default_factory=lambda: ["tum_fr3_cabinet"])
+    val_max_pairs: int = 120
 
     def validate(self):
-        _check(len(self.intrinsics) == 4, "data.intrinsics must be [fx, fy, cx, cy]")
-        _check(len(self.train_frames) == 2 and len(self.val_frames) == 2, "data.*_frames must be [first, last]")
-        _check(1 <= self.min_gap <= self.max_gap, "data.min_gap must be in [1, max_gap]")
-        _check(self.depth_scale > 0, "data.depth_scale must be > 0")
-        _check(self.val_pair_stride >= 1, "data.val_pair_stride must be >= 1")
+        _check(0 <= self.min_overlap < 1, "data.min_overlap must be in [0, 1)")
+        _check(self.max_rot_deg > 0 and self.max_trans_m > 0, "data.max_rot_deg and data.max_trans_m must be > 0")
+        _check(self.min_gap >= 1, "data.min_gap must be >= 1")
+        _check(0 <= self.sequence_weight_power <= 1, "data.sequence_weight_power must be in [0, 1]")
+        _check(self.val_max_pairs >= 1, "data.val_max_pairs must be >= 1")
 
 
 @dataclass
@@ -177,6 +220,16 @@ class AugmentConfig(StrictConfig):
             from the frame's appearance.
         synthetic_prob: probability that a training pair is (a view of frame a, a
             synthetic view of frame a) instead of a real pair (a, b).
+        photometric: real colour-sensor corruption of every view (blur, motion blur,
+            exposure, noise, JPEG; :class:`twoview.regress.corrupt.PhotometricConfig`),
+            or None.
+        depth_noise: probability that a view of a synthetic sequence gets Kinect-class
+            depth (noise ~ z^2, quantisation, holes, edge dropout) for GCR's 3D points.
+        depth_input_dropout: for models with ``depth_tokens``, the probability that a
+            view's depth is withheld from the network (as for an image-only pair).
+        cache_dir: folder where the built views (and their stem features) are kept
+            between runs with the same data, augmentation, input and seed (None: rebuilt
+            every run). Relative to the config file.
     """
 
     color_jitter: float = 0.3
@@ -189,8 +242,14 @@ class AugmentConfig(StrictConfig):
     synthetic_prob: float = 0.0
     synthetic_rot_deg: float = 10.0
     synthetic_trans_m: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    photometric: PhotometricConfig | None = None
+    depth_noise: float = 0.0
+    cache_dir: str | None = None
+    depth_input_dropout: float = 0.3
 
     def validate(self):
+        _check(0 <= self.depth_noise <= 1 and 0 <= self.depth_input_dropout <= 1,
+               "augment.depth_noise and augment.depth_input_dropout must be in [0, 1]")
         _check(0 <= self.color_jitter < 1, "augment.color_jitter must be in [0, 1)")
         _check(0 <= self.swap_prob <= 1, "augment.swap_prob must be in [0, 1]")
         _check(self.views_per_frame >= 1, "augment.views_per_frame must be >= 1")
@@ -234,6 +293,8 @@ class GCRConfig(StrictConfig):
         near_outlier_ratio, near_outlier_px: share of near outliers and their offset range.
         ransac_px: RANSAC inlier threshold (network-resolution pixels).
         gn_iters: Gauss-Newton iterations from the regressed pose.
+        fusion_weights: "learned": the fusion transformer weighs each correspondence;
+            "uniform" (ablation): all weigh the same, only RANSAC selects.
         fusion_dim, fusion_layers, fusion_heads: the fusion transformer.
         w_consistency: weight of ``d(regressed, geometric)`` (gradients reach both).
         w_geometric: weight of ``d(geometric, GT)`` (trains the fusion weights).
@@ -263,6 +324,7 @@ class GCRConfig(StrictConfig):
     near_outlier_px: list[float] = field(default_factory=lambda: [1.5, 4.0])
     ransac_px: float = 4.0
     gn_iters: int = 3
+    fusion_weights: Literal["learned", "uniform"] = "learned"
     fusion_dim: int = 64
     fusion_layers: int = 2
     fusion_heads: int = 4
@@ -293,13 +355,15 @@ class GCRConfig(StrictConfig):
 class LossConfig(StrictConfig):
     """Pose loss: geodesic rotation (rad) + translation direction (chord) + |log-norm error|.
 
-    ``w_symmetric`` also supervises the second branch (cam0_from_cam1), as Reloc3r does.
+    ``w_symmetric`` also supervises the second branch (cam0_from_cam1), as Reloc3r does;
+    ``w_coarse`` the first stage's pose when the model has refinement stages.
     """
 
     w_rot: float = 1.0
     w_tdir: float = 1.0
     w_scale: float = 0.5
     w_symmetric: float = 0.5
+    w_coarse: float = 0.5
 
 
 @dataclass

@@ -1,13 +1,13 @@
-"""Training/evaluation pairs for the regressor, read from the native formats.
+"""Training/evaluation pairs for the regressor, read through the project's dataset readers.
 
-- :func:`read_redwood_log`: Open3D/Redwood ``.log`` trajectories (per frame a line
-  ``i i i+1`` then a 4x4 camera-to-world matrix).
-- :class:`RGBDSequence`: an RGB-D sequence (ICL-NUIM layout) preloaded at network
-  resolution with scaled intrinsics, for fast CPU training.
-- :class:`ViewBank`: geometric augmentation -- mirrored and rotated-camera copies of
-  every frame (exact: a camera rotation is a homography), with their depth and, for a
-  frozen stem, the cached stem features.
-- :func:`tum_pairs`: TUM ``pairs_gt.txt`` pairs (for held-out evaluation).
+- :class:`RGBDSequence`: frames of a sequence (any reader of :mod:`twoview.datasets`)
+  preloaded as the network sees them (:func:`twoview.regress.canonical.network_view`:
+  the canonical camera, undistorted), with depth and poses, for fast CPU training;
+  :func:`load_split_sequences` builds them from the split file's train or held-out frames.
+- :class:`ViewBank`: augmentation -- mirrored, rotated-camera and rendered copies of every
+  frame (exact: a camera rotation is a homography; a rendered view is the frame's own
+  RGB-D seen from a moved camera), real-sensor corruption (:mod:`twoview.regress.corrupt`),
+  with their depth and, for a frozen stem, the cached stem features.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from twoview.errors import InputError
+from twoview.regress.canonical import resize_image  # noqa: F401  (re-exported: the legacy home)
 
 
 def read_redwood_log(path: str | Path) -> dict[int, np.ndarray]:
@@ -40,31 +41,6 @@ def read_redwood_log(path: str | Path) -> dict[int, np.ndarray]:
             raise InputError(str(path), f"bad 4x4 matrix at line {k + 2}")
         out[fid] = T
     return out
-
-
-def resize_image(img: np.ndarray, width: int, height: int, mode: str = "stretch") -> tuple[np.ndarray, np.ndarray]:
-    """Resize (optionally centre-crop first) an (H, W, 3) uint8 image.
-
-    Returns:
-        the resized image (height, width, 3) and the (3, 3) matrix A mapping original
-        pixels to resized pixels (K_new = A @ K), OpenCV pixel centres.
-    """
-    H, W = img.shape[:2]
-    x0 = y0 = 0.0
-    cw, ch = W, H
-    if mode == "crop":
-        target = width / height
-        if W / H > target:
-            cw = int(round(H * target))
-            x0 = (W - cw) // 2
-        else:
-            ch = int(round(W / target))
-            y0 = (H - ch) // 2
-        img = img[int(y0):int(y0) + ch, int(x0):int(x0) + cw]
-    sx, sy = width / cw, height / ch
-    out = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
-    A = np.array([[sx, 0, sx * (0.5 - x0) - 0.5], [0, sy, sy * (0.5 - y0) - 0.5], [0, 0, 1.0]])
-    return out, A
 
 
 @dataclass
@@ -95,49 +71,79 @@ class PairBatch:
 
 
 class RGBDSequence:
-    """Frames of an RGB-D sequence loaded at network resolution.
+    """Frames of RGB-D sequences at network resolution, all with one intrinsics ``K``.
 
     Args:
-        root: folder with ``color/NNNNN.jpg`` and ``<depth_dir>/NNNNN.png``.
-        trajectory: camera-to-world ``.log`` file name inside ``root``.
-        frames: inclusive [first, last] frame ids.
-        size: (width, height) network input size.
+        images: (n, H, W, 3) uint8. depths: (n, H, W) float32 metres, NaN invalid.
+        world_from_cam: (n, 4, 4) camera-to-world poses (metres).
+        K: (3, 3) intrinsics of every frame at network resolution.
+        ids: (n,) frame indices (frame gaps are differences of ids; sequences concatenated
+            by :meth:`concat` get ids far apart, so no gap crosses two sequences).
+        names: (n,) name of each frame's sequence. synthetic: (n,) bool, rendered frames.
     """
 
-    def __init__(self, root, trajectory: str, depth_dir: str, depth_scale: float, intrinsics, frames,
-                 size: tuple[int, int], resize_mode: str = "stretch"):
-        root = Path(root)
-        if not root.is_dir():
-            raise InputError("data.root", f"folder not found: {root}")
-        poses = read_redwood_log(root / trajectory)
-        fx, fy, cx, cy = intrinsics
-        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
-        ids = [i for i in range(int(frames[0]), int(frames[1]) + 1) if i in poses]
-        if len(ids) < 2:
-            raise InputError("data", f"fewer than 2 frames with poses in {frames} under {root}")
-        W, H = size
-        imgs, depths = [], []
-        A = None
-        for i in ids:
-            cpath = root / "color" / f"{i:05d}.jpg"
-            dpath = root / depth_dir / f"{i:05d}.png"
-            img = cv2.imread(str(cpath), cv2.IMREAD_COLOR)
-            d = cv2.imread(str(dpath), cv2.IMREAD_UNCHANGED)
-            if img is None:
-                raise InputError(str(cpath), "cannot read colour image")
-            if d is None:
-                raise InputError(str(dpath), "cannot read depth image")
-            img, A = resize_image(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), W, H, resize_mode)
-            d = d.astype(np.float32) / depth_scale
-            d[d <= 0] = np.nan
-            d, _ = _resize_depth(d, W, H, resize_mode)
-            imgs.append(img)
-            depths.append(d)
-        self.ids = np.array(ids)
-        self.images = np.stack(imgs)
-        self.depths = np.stack(depths)
-        self.world_from_cam = np.stack([poses[i] for i in ids])
-        self.K = A @ K
+    def __init__(self, images, depths, world_from_cam, K, ids=None, names=None, synthetic=None):
+        self.images = np.asarray(images)
+        self.depths = np.asarray(depths, dtype=np.float32)
+        self.world_from_cam = np.asarray(world_from_cam, dtype=np.float64)
+        self.K = np.asarray(K, dtype=np.float64)
+        n = len(self.images)
+        self.ids = np.arange(n) if ids is None else np.asarray(ids, dtype=np.int64)
+        self.names = np.array([""] * n if names is None else list(names), dtype=object)
+        self.synthetic = np.zeros(n, bool) if synthetic is None else np.asarray(synthetic, dtype=bool)
+
+    @classmethod
+    def from_frames(cls, frames, depth_scale: float | None, cfg, name: str = "", synthetic: bool = False) -> RGBDSequence:
+        """Load :class:`twoview.datasets.Frame` objects (with depth) as the network sees them.
+
+        Args:
+            frames: the reader's frames. depth_scale: the reader's depth units per metre.
+            cfg: the :class:`~twoview.regress.config.RegressorConfig` (input size and mode).
+
+        Raises:
+            InputError: a frame without depth, or an unreadable file.
+        """
+        from twoview.io.depth import load_depth, prepare_depth
+        from twoview.io.images import load_image
+        from twoview.regress.canonical import network_view
+
+        views: dict = {}
+        imgs, depths, poses = [], [], []
+        K = None
+        for f in frames:
+            if f.depth is None:
+                raise InputError(f"{name} frame {f.frame_id}", "has no depth map (training needs RGB-D frames)")
+            view = views.get(f.camera)
+            if view is None:
+                view = views[f.camera] = network_view(f.camera, cfg, f"{name} camera")
+            if K is not None and not np.allclose(view.target.K, K):
+                raise InputError(name, "frames with different network intrinsics (use resize_mode 'canonical')")
+            K = view.target.K
+            imgs.append(view.image(load_image(f.image, str(f.image))))
+            d = prepare_depth(load_depth(f.depth, depth_scale, str(f.depth)), f.camera.size, str(f.depth))
+            depths.append(view.depth(d))
+            poses.append(f.world_from_cam.matrix)
+        if not imgs:
+            raise InputError(name or "data", "no frames")
+        n = len(imgs)
+        return cls(np.stack(imgs), np.stack(depths), np.stack(poses), K, [f.index for f in frames], [name] * n,
+                   [synthetic] * n)
+
+    @classmethod
+    def concat(cls, seqs: list[RGBDSequence]) -> RGBDSequence:
+        """One sequence of several (same ``K``); ids offset so that no gap spans two of them."""
+        if not seqs:
+            raise InputError("data", "no sequences to train on")
+        K = seqs[0].K
+        for s in seqs[1:]:
+            if not np.allclose(s.K, K):
+                raise InputError("data", "sequences with different network intrinsics cannot be mixed "
+                                 "(use model.resize_mode 'canonical')")
+        span = 1 + max(int(s.ids.max() - s.ids.min()) for s in seqs)
+        ids = np.concatenate([s.ids - s.ids.min() + k * 10 * span for k, s in enumerate(seqs)])
+        return cls(np.concatenate([s.images for s in seqs]), np.concatenate([s.depths for s in seqs]),
+                   np.concatenate([s.world_from_cam for s in seqs]), K, ids,
+                   np.concatenate([s.names for s in seqs]), np.concatenate([s.synthetic for s in seqs]))
 
     def relative(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """cam_b_from_cam_a for frame indices (positions) a, b: R (3, 3), t (3,)."""
@@ -149,23 +155,69 @@ class RGBDSequence:
         out = []
         for a in range(len(self.ids)):
             for b in range(a + 1, len(self.ids)):
-                if min_gap <= self.ids[b] - self.ids[a] <= max_gap:
+                if min_gap <= self.ids[b] - self.ids[a] <= max_gap and self.names[a] == self.names[b]:
                     out.append((a, b))
         return np.array(out[::stride], dtype=np.int64).reshape(-1, 2)
 
-    def batch(self, pairs: np.ndarray, rng: np.random.Generator | None = None, color_jitter: float = 0.0,
-              swap_prob: float = 0.0) -> PairBatch:
-        """Assemble a batch; with ``rng``, applies colour jitter and order swaps (pose inverted)."""
-        pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2).copy()
-        if rng is not None and swap_prob > 0:
-            sw = rng.random(len(pairs)) < swap_prob
-            pairs[sw] = pairs[sw][:, ::-1]
-        Rs, ts = zip(*(self.relative(a, b) for a, b in pairs))
-        img0, img1 = self.images[pairs[:, 0]], self.images[pairs[:, 1]]
-        if rng is not None and color_jitter > 0:
-            img0 = np.stack([color_augment(im, rng, color_jitter) for im in img0])
-            img1 = np.stack([color_augment(im, rng, color_jitter) for im in img1])
-        return PairBatch(img0, img1, np.stack(Rs), np.stack(ts), self.depths[pairs[:, 0]], self.depths[pairs[:, 1]], self.K)
+    def covisible_pairs(self, min_overlap: float, max_rot_deg: float = 180.0, max_trans_m: float = np.inf,
+                        min_gap: int = 1, step: int = 4) -> np.ndarray:
+        """(M, 2) pairs (a, b), a < b, of one sequence with ``min_gap`` <= gap, GT rotation
+        <= ``max_rot_deg``, baseline <= ``max_trans_m`` and covisibility >= ``min_overlap``
+        (the fraction of frame a's depth pixels, every ``step``-th, that land in frame b in
+        front of it and agree with its depth within 5 %)."""
+        from twoview.geometry.rotation import rotation_angle_deg
+
+        n, H, W = self.depths.shape
+        vv, uu = np.mgrid[0:H:step, 0:W:step]
+        Kinv = np.linalg.inv(self.K)
+        out = []
+        for a in range(n):
+            z = self.depths[a][vv, uu].ravel().astype(np.float64)
+            ok = np.isfinite(z) & (z > 0)
+            if ok.sum() < 10:
+                continue
+            rays = np.stack([uu.ravel()[ok], vv.ravel()[ok], np.ones(ok.sum())]) * z[ok]
+            Xa = Kinv @ rays  # 3, N
+            for b in range(a + 1, n):
+                if self.names[a] != self.names[b] or self.ids[b] - self.ids[a] < min_gap:
+                    continue
+                R, t = self.relative(a, b)
+                if rotation_angle_deg(R) > max_rot_deg or np.linalg.norm(t) > max_trans_m:
+                    continue
+                P = R @ Xa + t[:, None]
+                front = P[2] > 1e-3
+                p = self.K @ P[:, front]
+                u, v = p[0] / p[2], p[1] / p[2]
+                ins = (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)
+                ui, vi = np.rint(u[ins]).astype(int), np.rint(v[ins]).astype(int)
+                zb = self.depths[b][vi, ui]
+                zp = P[2, front][ins]
+                vis = ~np.isfinite(zb) | (np.abs(zb - zp) <= 0.05 * zp)
+                if vis.sum() / ok.sum() >= min_overlap:
+                    out.append((a, b))
+        return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def load_split_sequences(split_path, role: str, cfg, names: list[str] | None = None) -> list[RGBDSequence]:
+    """The split's sequences that give frames to ``role`` ("train" or "heldout"), loaded
+    at network resolution (only those frames; ``names`` restricts the sequences).
+
+    Raises:
+        InputError: an unknown name, a missing folder or file.
+    """
+    from twoview.regress.split import load_split, open_sequence
+
+    split, root = load_split(split_path)
+    specs = split.sequences if names is None else [split.sequence(n) for n in names]
+    out = []
+    for spec in specs:
+        if not getattr(spec, role):
+            continue
+        ds = open_sequence(spec, root)
+        frames = [f for f in ds.frames if spec.selects(role, f.index)]
+        if frames:
+            out.append(RGBDSequence.from_frames(frames, ds.depth_scale, cfg, spec.name, spec.synthetic))
+    return out
 
 
 #: Mirroring the image horizontally mirrors the scene: x -> -x in camera coordinates.
@@ -283,10 +335,14 @@ def render_view(img: np.ndarray, depth: np.ndarray, K: np.ndarray, R: np.ndarray
     out[lin[sel]] = col[sel]
     dep = np.where(np.isfinite(zbuf), zbuf, np.nan).astype(np.float32)
     out, dep = out.reshape(H, W, 3), dep.reshape(H, W)
-    hole = ~np.isfinite(dep)
-    if inpaint and hole.any():
-        out = cv2.inpaint(out, hole.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    return out, dep, float(1.0 - hole.mean())
+    cover = float(np.isfinite(dep).mean())
+    return (fill_holes(out, dep) if inpaint else out), dep, cover
+
+
+def fill_holes(img: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Inpaint (OpenCV Telea) the pixels of a rendered view that received no surface."""
+    hole = ~np.isfinite(depth)
+    return cv2.inpaint(img, hole.astype(np.uint8), 3, cv2.INPAINT_TELEA) if hole.any() else img
 
 
 class ViewBank:
@@ -300,7 +356,10 @@ class ViewBank:
     and its pose ``T_view`` relative to the (mirrored) frame camera; with ``stem``, a
     frozen feature extractor, its stem features (float16) replace the image, so training
     steps never run the frozen stem (colour jitter is then applied per view here;
-    without a stem, per step in :meth:`batch`).
+    without a stem, per step in :meth:`batch`). ``photometric`` (a
+    :class:`~twoview.regress.corrupt.PhotometricConfig`) corrupts every view like a real
+    colour sensor; ``depth_noise`` is the probability that a view of a synthetic frame
+    (``seq.synthetic``) gets Kinect-class depth (:func:`~twoview.regress.corrupt.kinect_depth`).
 
     The ground truth of two views i (of frame a) and j (of frame b), mirror state m, is
     ``T_bj @ M T_ab M @ inv(T_ai)`` (``T_ab`` = identity when a == b); both views have
@@ -310,7 +369,10 @@ class ViewBank:
     def __init__(self, seq: RGBDSequence, hflip: bool = False, views_per_frame: int = 1, roll_deg: float = 0.0,
                  tilt_deg: float = 0.0, rng: np.random.Generator | None = None, stem=None, color_jitter: float = 0.0,
                  synthetic_views: int = 0, synthetic_rot_deg: float = 10.0, synthetic_trans_m=(0.05, 0.4),
-                 min_coverage: float = 0.6, stem_batch: int = 32):
+                 min_coverage: float = 0.6, stem_batch: int = 32, photometric=None, depth_noise: float = 0.0):
+        from twoview.regress.corrupt import kinect_depth, photometric as corrupt_photometric
+        from twoview.geometry.rotation import so3_exp, so3_log
+
         rng = rng or np.random.default_rng(0)
         self.seq = seq
         n, H, W = seq.depths.shape
@@ -331,13 +393,22 @@ class ViewBank:
                         im, d, _ = warp_view(seq.images[f], seq.depths[f], seq.K, Q, mirror=bool(m))
                         R, t = Q, np.zeros(3)
                     else:
-                        for _ in range(20):  # a motion that keeps most of the view covered
-                            R, t = random_relative_pose(rng, synthetic_rot_deg, synthetic_trans_m)
-                            im, d, cover = render_view(base_img, base_depth, self.K[m], R, t)
-                            if cover >= min_coverage:
+                        # a motion that keeps most of the frame's surface in view: shrink it until it does
+                        R, t = random_relative_pose(rng, synthetic_rot_deg, synthetic_trans_m)
+                        valid = max(float(np.isfinite(base_depth).mean()), 1e-6)
+                        for _ in range(6):
+                            im, d, cover = render_view(base_img, base_depth, self.K[m], R, t, inpaint=False)
+                            if cover >= min_coverage * valid:
                                 break
+                            # shrink the motion, the translation not below its minimum length
+                            R, t = so3_exp(0.7 * so3_log(R)), t * max(0.7, synthetic_trans_m[0] / np.linalg.norm(t))
+                        im = fill_holes(im, d)
                     if stem is not None and color_jitter > 0:
                         im = color_augment(im, rng, color_jitter)
+                    if photometric is not None:
+                        im = corrupt_photometric(im, rng, photometric)
+                    if depth_noise > 0 and seq.synthetic[f] and rng.random() < depth_noise:
+                        d = kinect_depth(d, rng)
                     self.R[f, m, v], self.t[f, m, v], imgs[f, m, v], self.depths[f, m, v] = R, t, im, d
         self.feats = None
         self.images = imgs
@@ -348,6 +419,23 @@ class ViewBank:
             f = torch.cat([stem(flat[s:s + stem_batch]) for s in range(0, len(flat), stem_batch)]).to(torch.float16)
             self.feats = f.reshape(n, M, N, *f.shape[1:])
             self.images = None
+
+    _STATE = ("R", "t", "K", "depths", "feats", "images", "num_mirror", "num_views", "num_synthetic")
+
+    def state(self) -> dict:
+        """Everything built (for :meth:`from_state`; the sequence is not included)."""
+        return {k: getattr(self, k) for k in self._STATE}
+
+    @classmethod
+    def from_state(cls, seq: RGBDSequence, state: dict) -> ViewBank:
+        """A bank from :meth:`state` of one built on ``seq`` with the same settings."""
+        bank = cls.__new__(cls)
+        bank.seq = seq
+        for k in cls._STATE:
+            setattr(bank, k, state[k])
+        if bank.depths.shape[0] != len(seq.ids):
+            raise InputError("augment.cache_dir", "cached views do not match the training frames")
+        return bank
 
     def relative(self, a: int, i: int, b: int, j: int, m: int) -> tuple[np.ndarray, np.ndarray]:
         """cam_(b, view j) from cam_(a, view i) in mirror state m: R (3, 3), t (3,)."""
@@ -398,23 +486,6 @@ class ViewBank:
                 img1 = np.stack([color_augment(im, rng, color_jitter) for im in img1])
             out.img0, out.img1 = img0, img1
         return out
-
-
-def _resize_depth(d: np.ndarray, W: int, H: int, mode: str):
-    # nearest neighbour keeps depth edges sharp (no mixed foreground/background values)
-    Hd, Wd = d.shape
-    x0 = y0 = 0
-    cw, ch = Wd, Hd
-    if mode == "crop":
-        target = W / H
-        if Wd / Hd > target:
-            cw = int(round(Hd * target))
-            x0 = (Wd - cw) // 2
-        else:
-            ch = int(round(Wd / target))
-            y0 = (Hd - ch) // 2
-    out = cv2.resize(np.ascontiguousarray(d[y0:y0 + ch, x0:x0 + cw]), (W, H), interpolation=cv2.INTER_NEAREST)
-    return out.astype(np.float32), None
 
 
 def color_augment(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:

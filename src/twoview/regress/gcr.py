@@ -252,8 +252,11 @@ def gcr_losses(out: dict, corr: dict, K: np.ndarray, R_gt: torch.Tensor, t_gt: t
         uv1 = torch.as_tensor(corr["uv1"], dtype=torch.float32, device=dev)
         conf = None
         outl = torch.as_tensor(corr["outlier"], device=dev)
-    f1 = sample_tokens(out["feat1"], uv1, image_hw)
-    w = fusion(f0, f1, uv0, uv1, image_hw, conf)
+    if cfg.fusion_weights == "learned":
+        f1 = sample_tokens(out["feat1"], uv1, image_hw)
+        w = fusion(f0, f1, uv0, uv1, image_hw, conf)
+    else:  # ablation: every correspondence weighs the same (RANSAC still picks the inliers)
+        w = torch.ones_like(uv1[..., 0])
     R0, t0 = out["R01"].double(), out["t01"].double()
     R_geo, t_geo, inl, ok = weighted_pnp(X, uv1.double(), Kt, w.double(), R0, t0, ransac_px=cfg.ransac_px, iters=cfg.gn_iters)
     valid = ok & cvalid

@@ -1,9 +1,21 @@
-"""Inference: one forward pass per pair, batched for many pairs."""
+"""Inference: :class:`PoseRegressor` (one forward pass per pair, batched for many pairs).
+
+    from twoview.regress import PoseRegressor
+    reg = PoseRegressor.from_checkpoint()            # the shipped model
+    res = reg.estimate(img0, img1, cam0, cam1, depth0, depth1)
+
+The images are resampled into the model's canonical camera (intrinsics used, unsupported
+ones refused: :mod:`twoview.regress.canonical`); with depth, the translation's length comes
+from depth at the descriptor matches (:func:`twoview.regress.check.depth_scale`); the
+confidence is calibrated (:mod:`twoview.regress.confidence`); images that share no view
+are a failure. :func:`estimate` / :func:`estimate_batch` are thin wrappers for callers of
+the first API (cameras guessed when not given).
+"""
 
 from __future__ import annotations
 
-import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +23,8 @@ import numpy as np
 from twoview.errors import BackendUnavailable, InputError
 from twoview.result import IDENTICAL_IMAGES, PoseResult, identical_images
 
-#: The shipped tiny checkpoint (trained with GCR on ICL-NUIM livingroom1 frames 0-150).
+#: The shipped checkpoint (see README.md in this folder for what it was trained on).
 DEFAULT_CHECKPOINT = Path(__file__).with_name("weights") / "tiny_gcr.pt"
-
-_CACHE: dict = {}
-_LOCK = threading.Lock()
 
 
 def _torch():
@@ -26,8 +35,49 @@ def _torch():
     return torch
 
 
+def _load_torch_file(path: Path, what: str):
+    """``torch.load`` of a .pt/.pth checkpoint (None for other suffixes); a missing or
+    unreadable file is an InputError naming ``what``."""
+    if not path.is_file():
+        raise InputError(what, f"checkpoint file not found: {path}")
+    if path.suffix not in (".pt", ".pth"):
+        return None
+    try:
+        return _torch().load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 -- pickle and zip errors of many kinds
+        raise InputError(what, f"cannot read {path}: {e}") from None
+
+
+def _resolve_checkpoint(checkpoint) -> Path:
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise BackendUnavailable(f"no default regressor checkpoint at {DEFAULT_CHECKPOINT}; pass checkpoint=PATH")
+        return DEFAULT_CHECKPOINT
+    return Path(checkpoint)
+
+
+def _read_checkpoint(checkpoint, what: str = "--checkpoint"):
+    """(model in eval mode, the checkpoint dict or None for Reloc3r files, path)."""
+    _torch()  # no torch: BackendUnavailable before anything else
+    path = _resolve_checkpoint(checkpoint)
+    st = _load_torch_file(path, what)
+    if isinstance(st, dict) and st.get("format") == "twoview-regress":
+        from twoview.regress.config import RegressorConfig
+        from twoview.regress.model import RelPoseRegressor
+
+        model = RelPoseRegressor(RegressorConfig.from_dict(st["model_config"]))
+        model.load_state_dict({k: v.float() for k, v in st["model"].items()})
+        return model.eval(), st, path
+    from twoview.regress.reloc3r import load_reloc3r
+
+    model, rep = load_reloc3r(path)
+    if not rep.complete:
+        warnings.warn(f"{path}: {rep.summary()}", stacklevel=3)
+    return model.eval(), None, path
+
+
 def load_regressor(checkpoint: str | Path | None = None):
-    """Model (eval mode, cached per path) and whether its translation is metric.
+    """The network of a checkpoint (eval mode; a new instance per call).
 
     Accepts a twoview checkpoint (``model.pt``/``last.pt`` from ``twoview train``) or a
     Reloc3r checkpoint (``.pth`` with ``{"model": ...}`` or ``.safetensors``).
@@ -36,35 +86,7 @@ def load_regressor(checkpoint: str | Path | None = None):
         InputError: the file is missing or unreadable. BackendUnavailable: no default
         checkpoint is installed and none was given.
     """
-    _torch()  # no torch: BackendUnavailable before anything else
-    if checkpoint is None:
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise BackendUnavailable(f"no default regressor checkpoint at {DEFAULT_CHECKPOINT}; pass checkpoint=PATH")
-        checkpoint = DEFAULT_CHECKPOINT
-    path = Path(checkpoint)
-    key = str(path.resolve()) if path.exists() else str(path)
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        model = None
-        st = _load_torch_file(path, "--checkpoint")
-        if isinstance(st, dict) and st.get("format") == "twoview-regress":
-            from twoview.regress.config import RegressorConfig
-            from twoview.regress.model import RelPoseRegressor
-
-            model = RelPoseRegressor(RegressorConfig.from_dict(st["model_config"]))
-            model.load_state_dict({k: v.float() for k, v in st["model"].items()})
-        if model is None:
-            from twoview.regress.reloc3r import load_reloc3r
-
-            model, rep = load_reloc3r(path)
-            if not rep.complete:
-                import warnings
-
-                warnings.warn(f"{path}: {rep.summary()}")
-        model.eval()
-        _CACHE[key] = model
-        return model
+    return _read_checkpoint(checkpoint)[0]
 
 
 def read_weights(path: str | Path, what: str = "init_checkpoint") -> dict:
@@ -86,19 +108,6 @@ def read_weights(path: str | Path, what: str = "init_checkpoint") -> dict:
         raise InputError(what, f"cannot read {path}: {e}") from None
 
 
-def _load_torch_file(path: Path, what: str):
-    """``torch.load`` of a .pt/.pth checkpoint (None for other suffixes); a missing or
-    unreadable file is an InputError naming ``what``."""
-    if not path.is_file():
-        raise InputError(what, f"checkpoint file not found: {path}")
-    if path.suffix not in (".pt", ".pth"):
-        return None
-    try:
-        return _torch().load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 -- pickle and zip errors of many kinds
-        raise InputError(what, f"cannot read {path}: {e}") from None
-
-
 def load_weights_into(model, path: str | Path, state: dict | None = None) -> None:
     """Initialise ``model`` from a twoview or Reloc3r checkpoint (non-strict, reported);
     ``state``: the file's :func:`read_weights`, when already read."""
@@ -107,44 +116,243 @@ def load_weights_into(model, path: str | Path, state: dict | None = None) -> Non
     state = read_weights(path) if state is None else state
     rep = load_state_into(model, state)
     if not rep.complete:
-        import warnings
-
-        warnings.warn(f"init_checkpoint {path}: {rep.summary()}")
+        warnings.warn(f"init_checkpoint {path}: {rep.summary()}", stacklevel=2)
 
 
-def preprocess(image: np.ndarray, cfg) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> network-size RGB uint8 (cfg.img_height, cfg.img_width, 3)."""
-    from twoview.regress.data import resize_image
-
-    return resize_image(image, cfg.img_width, cfg.img_height, cfg.resize_mode)[0]
-
-
-def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 32, with_matches: bool = False,
+                   depth0: np.ndarray | None = None, depth1: np.ndarray | None = None):
     """Poses for network-size images.
 
     Args:
         img0, img1: (B, H, W, 3) uint8 at the model's input size.
+        with_matches: also return the descriptor cell matches of each batch chunk.
+        depth0, depth1: (B, H, W) metres at the input size (NaN invalid) or None; read by
+            models with ``depth_tokens`` only.
 
     Returns:
-        R (B, 3, 3) and t (B, 3) float64, cam1_from_cam0.
+        R (B, 3, 3) and t (B, 3) float64, cam1_from_cam0 (and, with ``with_matches``, a
+        list of (start index, :func:`~twoview.regress.model.cell_matches` dict) per chunk).
     """
     torch = _torch()
+    from twoview.regress.model import cell_matches
     from twoview.regress.train import to_tensor_images
 
     was = model.training
     model.eval()
-    Rs, ts = [], []
+    Rs, ts, chunks = [], [], []
     with torch.inference_mode():
         for s in range(0, len(img0), batch_size):
             dev = next(model.parameters()).device
+            dd = [None if d is None else torch.as_tensor(np.asarray(d[s:s + batch_size], dtype=np.float32), device=dev)
+                  for d in (depth0, depth1)]
             out = model(to_tensor_images(img0[s:s + batch_size]).to(dev), to_tensor_images(img1[s:s + batch_size]).to(dev),
-                        both=False)
+                        False, *dd)
             Rs.append(out["R01"].double().cpu().numpy())
             ts.append(out["t01"].double().cpu().numpy())
+            if with_matches:
+                m = out.get("matches")
+                if m is None and out.get("stem0") is not None:
+                    m = cell_matches(out["stem0"], out["stem1"])
+                chunks.append((s, m))
     model.train(was)
     if not Rs:
-        return np.zeros((0, 3, 3)), np.zeros((0, 3))
-    return np.concatenate(Rs), np.concatenate(ts)
+        R, t = np.zeros((0, 3, 3)), np.zeros((0, 3))
+    else:
+        R, t = np.concatenate(Rs), np.concatenate(ts)
+    return (R, t, chunks) if with_matches else (R, t)
+
+
+#: How the translation is obtained: "regressed" -- the network's direction, its length
+#: from depth (:func:`twoview.regress.check.depth_scale`); "depth" -- with both depth maps,
+#: the translation that best aligns the matched depth points given the regressed rotation
+#: (:func:`twoview.regress.check.aligned_translation`), else as "regressed".
+TRANSLATION_MODES = ("regressed", "depth")
+
+
+class PoseRegressor:
+    """A two-view pose regressor that owns its network.
+
+    Build with :meth:`from_checkpoint`; call :meth:`estimate` (one pair) or
+    :meth:`estimate_many`.
+
+    Attributes:
+        model: the torch network (eval mode). cfg: its RegressorConfig.
+        calibration: the :class:`~twoview.regress.confidence.Calibration` stored with
+            the checkpoint (a documented prior when it has none).
+        metric_without_depth: whether the network's own translation length is reported
+            as metric when no depth is given (set in the checkpoint after measuring it;
+            False otherwise).
+        checkpoint: the file the model came from.
+    """
+
+    def __init__(self, model, checkpoint: Path, calibration=None, metric_without_depth: bool = False,
+                 translation: str = "regressed"):
+        from twoview.regress.confidence import Calibration
+
+        if translation not in TRANSLATION_MODES:
+            raise InputError("translation", f"expected one of {list(TRANSLATION_MODES)}, got {translation!r}")
+        self.translation = translation
+        self.model = model
+        self.cfg = model.cfg
+        self.checkpoint = Path(checkpoint)
+        self.calibration = Calibration.coerce(calibration)
+        self.metric_without_depth = bool(metric_without_depth and self.cfg.metric_scale)
+        self._views: dict = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, translation: str | None = None) -> PoseRegressor:
+        """Load a twoview checkpoint (with its calibration) or a Reloc3r one; None = the shipped model.
+
+        ``translation`` (see :data:`TRANSLATION_MODES`; None: the checkpoint's choice,
+        else "regressed").
+
+        Raises:
+            InputError: naming ``--checkpoint``, a missing or unreadable file.
+            BackendUnavailable: no torch, or no shipped checkpoint and no path.
+        """
+        model, st, p = _read_checkpoint(path)
+        st = st or {}
+        return cls(model, p, st.get("calibration"), st.get("metric_without_depth", False),
+                   translation or st.get("translation", "regressed"))
+
+    # --- inputs --------------------------------------------------------------------
+    def _view(self, camera, name: str):
+        from twoview.regress.canonical import network_view
+
+        key = (camera, name)
+        if key not in self._views:
+            self._views[key] = network_view(camera, self.cfg, name)
+        return self._views[key]
+
+    def _prepare(self, image0, image1, camera0, camera1, depth0, depth1, tag: str = "", depth_scale=None) -> dict:
+        """Checked inputs at network resolution."""
+        from twoview.io.depth import as_depth_map
+
+        im0, im1 = _as_image(image0, f"image0{tag}"), _as_image(image1, f"image1{tag}")
+        cams = []
+        for im, src, cam, name in ((im0, image0, camera0, "camera0"), (im1, image1, camera1, "camera1")):
+            if cam is None:
+                cam = _guess_camera(im, src, name)
+            if (cam.width, cam.height) != (im.shape[1], im.shape[0]):
+                raise InputError(f"{name}{tag}", f"is for a {cam.width}x{cam.height} image, the image is "
+                                 f"{im.shape[1]}x{im.shape[0]}")
+            cams.append(cam)
+        v0, v1 = self._view(cams[0], f"camera0{tag}"), self._view(cams[1], f"camera1{tag}")
+        if not np.allclose(v0.target.K, v1.target.K):
+            raise InputError(f"camera1{tag}", "this model ignores intrinsics (resize_mode 'stretch'/'crop') and needs "
+                             "two images of one size")
+        ds = []
+        for d, cam, v, name in ((depth0, cams[0], v0, "depth0"), (depth1, cams[1], v1, "depth1")):
+            if d is None:
+                ds.append(None)
+                continue
+            ds.append(v.depth(as_depth_map(d, cam.size, depth_scale, f"{name}{tag}"), f"{name}{tag}"))
+        return {"net0": v0.image(im0, f"image0{tag}"), "net1": v1.image(im1, f"image1{tag}"), "K": v0.target.K,
+                "depth0": ds[0], "depth1": ds[1], "same": identical_images(im0, im1),
+                "coverage": [v0.coverage, v1.coverage]}
+
+    # --- estimation ------------------------------------------------------------------
+    def estimate(self, image0, image1, camera0=None, camera1=None, depth0=None, depth1=None,
+                 depth_scale: float | None = None) -> PoseResult:
+        """Relative pose cam1_from_cam0 by regression (one forward pass, no matching solver).
+
+        Args:
+            image0, image1: RGB uint8 (H, W, 3) arrays (or paths).
+            camera0, camera1: :class:`twoview.Camera` of each image (None: guessed from a
+                typical 65 deg field of view, with a warning).
+            depth0, depth1: (H, W) depth in metres, NaN invalid, or None; or integer maps /
+                depth files with ``depth_scale`` units per metre (1000 for millimetres).
+
+        Returns:
+            :class:`PoseResult` (solver "regress"). With depth, the translation's length is
+            measured from depth (``info["scale_source"]``) and ``metric`` is True; without,
+            it is a unit direction (``metric`` False) unless the checkpoint states its own
+            length is trustworthy. ``confidence`` is the calibrated probability that the
+            pose is within 5 deg and 10 cm (10 deg direction without depth);
+            ``num_matches`` / ``num_inliers`` count the mutual descriptor matches and those
+            on the pose's epipolar lines (12 px). Images sharing no view: a failure.
+
+        Raises:
+            InputError: bad images, cameras or depth (naming the argument), or a camera
+            outside what the model supports.
+        """
+        return self.estimate_many([dict(image0=image0, image1=image1, camera0=camera0, camera1=camera1,
+                                        depth0=depth0, depth1=depth1, depth_scale=depth_scale)], batch_size=1)[0]
+
+    def estimate_many(self, items, batch_size: int = 16) -> list[PoseResult]:
+        """:meth:`estimate` for many pairs: ``items`` are dicts of its arguments."""
+        t0 = time.perf_counter()
+        prepared = []
+        for i, it in enumerate(items):
+            tag = f" (pair {i})" if len(items) > 1 else ""
+            prepared.append(self._prepare(it.get("image0"), it.get("image1"), it.get("camera0"), it.get("camera1"),
+                                          it.get("depth0"), it.get("depth1"), tag, it.get("depth_scale")))
+        if not prepared:
+            return []
+        t1 = time.perf_counter()
+        depths = [None, None]
+        for v in (0, 1):  # missing maps as all-invalid ones (the network reads NaN as "no depth")
+            if any(p[f"depth{v}"] is not None for p in prepared):
+                H, W = prepared[0]["net0"].shape[:2]
+                depths[v] = np.stack([p[f"depth{v}"] if p[f"depth{v}"] is not None else np.full((H, W), np.nan, np.float32)
+                                      for p in prepared])
+        R, t, chunks = regress_arrays(self.model, np.stack([p["net0"] for p in prepared]),
+                                      np.stack([p["net1"] for p in prepared]), batch_size, True, *depths)
+        t2 = time.perf_counter()
+        out = []
+        for k, p in enumerate(prepared):
+            start, m = max((c for c in chunks if c[0] <= k), key=lambda c: c[0])
+            out.append(self._result(p, R[k], t[k], m, k - start))
+        t3 = time.perf_counter()
+        n = len(prepared)
+        for r in out:
+            r.timings_ms.update({"preprocess": 1e3 * (t1 - t0) / n, "regress": 1e3 * (t2 - t1) / n,
+                                 "check": 1e3 * (t3 - t2) / n})
+        return out
+
+    def _result(self, p: dict, R: np.ndarray, t: np.ndarray, matches, index: int) -> PoseResult:
+        from twoview.geometry.pose import Pose
+        from twoview.geometry.rotation import project_to_so3
+        from twoview.regress.check import agreement, aligned_translation, matched_pixels
+        from twoview.regress.confidence import confidence, no_overlap_reason
+
+        if p["same"]:
+            return PoseResult.failure(IDENTICAL_IMAGES, solver="regress")
+        if not (np.all(np.isfinite(R)) and np.all(np.isfinite(t))):
+            return PoseResult.failure("regressor produced a non-finite pose", solver="regress")
+        info = {"checkpoint": str(self.checkpoint), "input_size": [self.cfg.img_width, self.cfg.img_height],
+                "canonical_coverage": p["coverage"]}
+        if matches is None:  # a model without a descriptor stem (Reloc3r layouts): nothing to check against
+            metric = bool(self.cfg.metric_scale and self.metric_without_depth)
+            T = t if metric else t / max(np.linalg.norm(t), 1e-12)
+            info["scale_source"] = "network" if metric else "none"
+            return PoseResult(success=True, cam1_from_cam0=Pose(project_to_so3(R), T), metric=metric, solver="regress",
+                              confidence=0.5, info={**info, "confidence": "no descriptor matches to check against"})
+        H, W = p["net0"].shape[:2]
+        p0, p1, cells, coherent = matched_pixels(matches, index, W, H)
+        info["translation"] = "regressed direction"
+        if self.translation == "depth":
+            t_aligned = aligned_translation(R, p0, p1, p["K"], p["depth0"], p["depth1"])
+            if t_aligned is not None and np.linalg.norm(t_aligned) > 1e-6:
+                t, info["translation"] = t_aligned, "aligned from depth given the regressed rotation"
+        a = agreement(R, t, p0, p1, p["K"], cells, p["depth0"], p["depth1"], coherent)
+        info["agreement"] = a.to_dict()
+        reason = no_overlap_reason(a, self.calibration)
+        if reason:
+            return PoseResult.failure(reason, solver="regress", num_matches=a.num_matches, info=info)
+        tdir = t / max(np.linalg.norm(t), 1e-12)
+        if a.scale is not None and a.scale > 0:
+            T, metric, info["scale_source"] = tdir * a.scale, True, a.scale_source
+        elif a.scale is not None:
+            info["scale_source"] = f"{a.scale_source} (negative: the regressed direction points away from the depth)"
+            T, metric = tdir, False
+        elif self.metric_without_depth:
+            T, metric, info["scale_source"] = t, True, "network"
+        else:
+            T, metric, info["scale_source"] = tdir, False, "none"
+        return PoseResult(success=True, cam1_from_cam0=Pose(project_to_so3(R), T), metric=metric, solver="regress",
+                          num_matches=a.num_matches, num_inliers=int(round(a.epipolar[1] * a.num_matches)),
+                          confidence=confidence(a, self.calibration), info=info)
 
 
 def _as_image(x, name: str) -> np.ndarray:
@@ -152,65 +360,37 @@ def _as_image(x, name: str) -> np.ndarray:
 
     if isinstance(x, (str, Path)):
         return load_image(x, name)
+    if x is None:
+        raise InputError(name, "missing image")
     img = check_image_array(np.asarray(x), name)
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
+def _guess_camera(img: np.ndarray, source, name: str):
+    """EXIF focal length of an image file, else a typical field of view, with a warning."""
+    from twoview.geometry.camera import DEFAULT_HFOV_DEG, Camera
+
+    if isinstance(source, (str, Path)):
+        return Camera.from_exif_or_guess(source, img.shape[1], img.shape[0])
+    warnings.warn(f"{name}: no intrinsics given; assuming a {DEFAULT_HFOV_DEG:.0f} deg horizontal field of view "
+                  "(pass the camera for a meaningful regressed pose)", stacklevel=4)
+    return Camera.from_fov(DEFAULT_HFOV_DEG, img.shape[1], img.shape[0], source="fov-guess")
+
+
 def estimate_batch(pairs, checkpoint: str | Path | None = None, batch_size: int = 16) -> list[PoseResult]:
-    """Regressed poses of many pairs.
+    """Regressed poses of many pairs (the first API; cameras guessed, no depth).
 
     Args:
         pairs: iterable of (image0, image1), each a path or an RGB uint8 (H, W, 3) array.
-        checkpoint: twoview or Reloc3r checkpoint; None = the shipped tiny model.
-
-    Returns:
-        one :class:`PoseResult` per pair (solver "regress"; ``metric`` True when the model
-        predicts a metric scale). Non-finite network output is a failure, never identity.
+        checkpoint: twoview or Reloc3r checkpoint; None = the shipped model.
     """
-    model = load_regressor(checkpoint)
-    cfg = model.cfg
-    t0 = time.perf_counter()
-    a, b, same = [], [], []
-    for i, (im0, im1) in enumerate(pairs):
-        x0, x1 = _as_image(im0, f"image0 (pair {i})"), _as_image(im1, f"image1 (pair {i})")
-        same.append(identical_images(x0, x1))
-        a.append(preprocess(x0, cfg))
-        b.append(preprocess(x1, cfg))
-    t1 = time.perf_counter()
-    if not a:
-        return []
-    R, t = regress_arrays(model, np.stack(a), np.stack(b), batch_size)
-    t2 = time.perf_counter()
-    n = len(a)
-    out = []
-    from twoview.geometry.pose import Pose
-
-    for i in range(n):
-        if same[i]:
-            out.append(PoseResult.failure(IDENTICAL_IMAGES, solver="regress"))
-            continue
-        if not (np.all(np.isfinite(R[i])) and np.all(np.isfinite(t[i]))):
-            out.append(PoseResult.failure("regressor produced a non-finite pose", solver="regress"))
-            continue
-        out.append(PoseResult(
-            success=True, cam1_from_cam0=Pose.from_matrix(np.c_[R[i], t[i]]), metric=bool(cfg.metric_scale),
-            solver="regress", confidence=0.5,
-            timings_ms={"preprocess": 1000 * (t1 - t0) / n, "regress": 1000 * (t2 - t1) / n},
-            info={"checkpoint": str(checkpoint or DEFAULT_CHECKPOINT), "input_size": [cfg.img_width, cfg.img_height]},
-        ))
-    return out
+    reg = PoseRegressor.from_checkpoint(checkpoint)
+    return reg.estimate_many([dict(image0=a, image1=b) for a, b in pairs], batch_size)
 
 
-def estimate(image0, image1, checkpoint: str | Path | None = None) -> PoseResult:
-    """Relative pose cam1_from_cam0 of two images by regression (no matching, no intrinsics).
-
-    Args:
-        image0, image1: paths or RGB uint8 (H, W, 3) arrays.
-        checkpoint: twoview/Reloc3r checkpoint; None = the shipped tiny model.
-
-    Returns:
-        :class:`PoseResult` with solver "regress"; ``metric`` is True for models with a
-        metric scale output (the tiny ones), False for Reloc3r layouts (direction only).
-        ``confidence`` is a constant 0.5: the regressor has no uncertainty output.
-    """
-    return estimate_batch([(image0, image1)], checkpoint, batch_size=1)[0]
+def estimate(image0, image1, checkpoint: str | Path | None = None, camera0=None, camera1=None, depth0=None,
+             depth1=None, depth_scale: float | None = None) -> PoseResult:
+    """One pair with a freshly loaded :class:`PoseRegressor` (see :meth:`PoseRegressor.estimate`;
+    build the regressor once for many pairs)."""
+    return PoseRegressor.from_checkpoint(checkpoint).estimate(image0, image1, camera0, camera1, depth0, depth1,
+                                                              depth_scale)

@@ -113,6 +113,106 @@ def descriptor_flow(da: torch.Tensor, db: torch.Tensor, token_stride: int) -> to
     return torch.stack((u - u0, v - v0, u0, v0, conf), -1)
 
 
+def cell_matches(da: torch.Tensor, db: torch.Tensor, temperature: float = FLOW_TEMPERATURE) -> dict:
+    """Every stem cell's best descriptor match in the other image, both directions.
+
+    Args:
+        da, db: (B, C, H', W') descriptor maps of images a and b (same size).
+
+    Returns:
+        dict with, for direction "ab" (cells of a matched in b) and "ba":
+        ``uv_ab`` (B, N, 2) matched position (soft-argmax in the 3x3 cells around the best
+        cell) in units of the image size centred at 0 (so in [-0.5, 0.5]), ``conf_ab``
+        (B, N) the softmax's maximum probability, ``mutual_ab`` (B, N) float, 1 where
+        the best match's best match is the cell itself; and ``grid`` (N, 2), the cell
+        centres in the same units, row-major.
+    """
+    B, C, Hd, Wd = da.shape
+    qa = F.normalize(da.flatten(2), dim=1)
+    kb = F.normalize(db.flatten(2), dim=1)
+    logits = qa.transpose(1, 2) @ kb / temperature  # B, Na, Nb
+    out = {}
+    best = {}
+    for name, lg in (("ab", logits), ("ba", logits.transpose(1, 2))):
+        uv, conf, bi = _soft_argmax(lg, Hd, Wd)
+        out[f"uv_{name}"], out[f"conf_{name}"] = uv, conf
+        best[name] = bi
+    idx = torch.arange(Hd * Wd, device=da.device).expand(B, -1)
+    out["mutual_ab"] = (torch.gather(best["ba"], 1, best["ab"]) == idx).to(da.dtype)
+    out["mutual_ba"] = (torch.gather(best["ab"], 1, best["ba"]) == idx).to(da.dtype)
+    yy, xx = torch.meshgrid(torch.arange(Hd, device=da.device, dtype=da.dtype),
+                            torch.arange(Wd, device=da.device, dtype=da.dtype), indexing="ij")
+    out["grid"] = torch.stack(((xx.reshape(-1) + 0.5) / Wd - 0.5, (yy.reshape(-1) + 0.5) / Hd - 0.5), -1)
+    return out
+
+
+def _soft_argmax(logits: torch.Tensor, Hd: int, Wd: int):
+    """(B, N, Hd*Wd) scores -> position (B, N, 2) centred image units, max probability, argmax."""
+    B, N, _ = logits.shape
+    mx, best = logits.max(-1)
+    conf = torch.exp(mx - torch.logsumexp(logits, -1))
+    by, bx = best // Wd, best % Wd
+    off = torch.arange(-1, 2, device=logits.device)
+    cy = (by[..., None, None] + off[:, None]).clamp(0, Hd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    cx = (bx[..., None, None] + off[None, :]).clamp(0, Wd - 1).expand(B, N, 3, 3).reshape(B, N, 9)
+    p = torch.gather(logits, 2, cy * Wd + cx).softmax(-1)
+    u = ((p * cx.to(p.dtype)).sum(-1) + 0.5) / Wd - 0.5
+    v = ((p * cy.to(p.dtype)).sum(-1) + 0.5) / Hd - 0.5
+    return torch.stack((u, v), -1), conf, best
+
+
+#: Scales of the flow-token inputs: offsets and positions (in image units) brought to order one,
+#: so the first layer sees them as strongly as the sine-cosine positions from the start.
+FLOW_OFFSET_SCALE, FLOW_POSITION_SCALE = 8.0, 2.0
+
+
+def cell_inverse_depth(depth: torch.Tensor, Hd: int, Wd: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W) depth in metres (NaN / <= 0 invalid) -> per stem cell the mean inverse depth
+    (1/m) of its valid pixels and whether a quarter of them are valid, (B, Hd, Wd) each."""
+    ok = torch.isfinite(depth) & (depth > 0)
+    inv = torch.where(ok, 1.0 / torch.where(ok, depth, torch.ones_like(depth)), torch.zeros_like(depth))
+    k = depth.shape[-1] // Wd
+    num = F.avg_pool2d(inv[:, None], k)[:, 0]
+    den = F.avg_pool2d(ok[:, None].to(inv.dtype), k)[:, 0]
+    valid = den > 0.25
+    return torch.where(valid, num / den.clamp_min(1e-6), torch.zeros_like(num)), valid
+
+
+def depth_at_matches(m: dict, direction: str, inv_a, valid_a, inv_b, valid_b) -> torch.Tensor:
+    """Per cell of the first image of ``direction``: its inverse depth, the other image's
+    inverse depth where it matches (nearest cell), and whether both are known -> (B, N, 3).
+    Missing depth (None) gives zeros."""
+    uv = m[f"uv_{direction}"]
+    B, N, _ = uv.shape
+    out = uv.new_zeros(B, N, 3)
+    if inv_a is None or inv_b is None:
+        if inv_a is not None:
+            out[..., 0] = (inv_a * valid_a).flatten(1)
+        return out
+    grid = (uv * 2)[:, :, None, :]  # centred image units -> [-1, 1]
+    at = lambda x: F.grid_sample(x[:, None].to(uv.dtype), grid, mode="nearest", align_corners=False)[:, 0, :, 0]  # noqa: E731
+    vb = at(valid_b) > 0.5
+    va = valid_a.flatten(1)
+    return torch.stack(((inv_a * valid_a).flatten(1), at(inv_b) * vb, (va & vb).to(uv.dtype)), -1)
+
+
+def cell_flow_tokens(m: dict, direction: str, Hd: int, Wd: int, s: int, depth: torch.Tensor | None = None) -> torch.Tensor:
+    """Flow-token input from :func:`cell_matches`: per token (``s`` x ``s`` stem cells), each
+    cell's offset to its match (du, dv), confidence and mutual flag (and, with ``depth``
+    (B, N, 3) from :func:`depth_at_matches`, its inverse depths), and the token's own
+    position -> (B, h * w, c s^2 + 2), tokens row-major (offsets and positions scaled by
+    :data:`FLOW_OFFSET_SCALE`, :data:`FLOW_POSITION_SCALE`)."""
+    uv, conf, mutual = m[f"uv_{direction}"], m[f"conf_{direction}"], m[f"mutual_{direction}"]
+    B = uv.shape[0]
+    off = (uv - m["grid"]) * FLOW_OFFSET_SCALE
+    f = torch.cat((off, conf[..., None], mutual[..., None]) + ((depth,) if depth is not None else ()), -1)
+    c = f.shape[-1]
+    h, w = Hd // s, Wd // s
+    f = f.reshape(B, h, s, w, s, c).permute(0, 1, 3, 2, 4, 5).reshape(B, h * w, c * s * s)
+    g = m["grid"].reshape(h, s, w, s, 2).mean((1, 3)).reshape(1, h * w, 2).expand(B, -1, -1) * FLOW_POSITION_SCALE
+    return torch.cat((f, g), -1)
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -277,6 +377,51 @@ class PoseHead(nn.Module):
         return R, t, None
 
 
+def rotation_residual_flow(m: dict, direction: str, R: torch.Tensor, focal: float, width: int, height: int) -> dict:
+    """The cell matches of :func:`cell_matches` minus where a pure camera rotation ``R``
+    (B, 3, 3; cam_b_from_cam_a for direction "ab") would put each cell, in the same
+    centred image units: what the rotation leaves unexplained (translation parallax and
+    the rotation's own error). Cells that ``R`` turns behind the camera get mutual 0."""
+    g = m["grid"]  # N, 2 centred units
+    px = (g[:, 0] + 0.5) * width - 0.5 - (width - 1) / 2
+    py = (g[:, 1] + 0.5) * height - 0.5 - (height - 1) / 2
+    rays = torch.stack((px / focal, py / focal, torch.ones_like(px)), -1)  # N, 3
+    r = rays @ R.transpose(1, 2)  # B, N, 3
+    z = r[..., 2]
+    front = z > 0.1
+    z = torch.where(front, z, torch.ones_like(z))
+    pred = torch.stack(((focal * r[..., 0] / z + (width - 1) / 2 + 0.5) / width - 0.5,
+                        (focal * r[..., 1] / z + (height - 1) / 2 + 0.5) / height - 0.5), -1)
+    out = {"grid": g, f"uv_{direction}": m[f"uv_{direction}"] - pred + g, f"conf_{direction}": m[f"conf_{direction}"],
+           f"mutual_{direction}": m[f"mutual_{direction}"] * front.to(pred.dtype)}
+    return out
+
+
+def flow_token_width(cfg: RegressorConfig) -> int:
+    """Inputs per token of :func:`cell_flow_tokens` for a config."""
+    return (7 if cfg.depth_tokens else 4) * (cfg.patch_size // 8) ** 2 + 2
+
+
+class RefineStage(nn.Module):
+    """A second regression from the flow left over by the first stage's rotation.
+
+    The cell matches are compensated by the coarse rotation
+    (:func:`rotation_residual_flow`: a fixed warp, no solver), embedded, added to the
+    decoder's tokens and passed through ``cfg.refine_depth`` more decoder blocks; its pose
+    head gives a rotation correction (applied on the left) and a new translation.
+    """
+
+    def __init__(self, cfg: RegressorConfig, rope: RoPE2D):
+        super().__init__()
+        self.cfg = cfg
+        n_in = flow_token_width(cfg)
+        self.embed = nn.Sequential(nn.Linear(n_in, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
+        self.blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, rope)
+                                     for _ in range(cfg.refine_depth)])
+        self.norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
+        self.head = PoseHead(cfg)
+
+
 class RelPoseRegressor(nn.Module):
     """Shared ViT encoder + cross-attention decoder + pose head.
 
@@ -297,26 +442,38 @@ class RelPoseRegressor(nn.Module):
             from twoview.regress.stem import XFeatStem
 
             self.stem = XFeatStem()
-            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim, XFeatStem.out_channels, XFeatStem.stride)
+            stem_channels, stem_stride = XFeatStem.out_channels, XFeatStem.stride
         else:
             self.stem = None
-            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim)
-        self.enc_blocks = nn.ModuleList([Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.enc_depth)])
-        self.enc_norm = nn.LayerNorm(cfg.enc_dim, eps=1e-6)
-        self.decoder_embed = nn.Linear(cfg.enc_dim, cfg.dec_dim)
+            stem_channels, stem_stride = 3, 1
+        #: tokens are this many stem-map cells apart
+        self.token_stride = cfg.patch_size // stem_stride
+        if cfg.appearance:
+            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.enc_dim, stem_channels, stem_stride)
+            self.enc_blocks = nn.ModuleList([Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio, self.rope)
+                                             for _ in range(cfg.enc_depth)])
+            self.enc_norm = nn.LayerNorm(cfg.enc_dim, eps=1e-6)
+            self.decoder_embed = nn.Linear(cfg.enc_dim, cfg.dec_dim)
         if cfg.flow_tokens:
-            self.flow_embed = nn.Sequential(nn.Linear(5, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
+            n_in = 5 if cfg.flow_features == "pooled" else flow_token_width(cfg)
+            self.flow_embed = nn.Sequential(nn.Linear(n_in, cfg.dec_dim), nn.GELU(), nn.Linear(cfg.dec_dim, cfg.dec_dim))
         self.dec_blocks = nn.ModuleList([DecoderBlock(cfg.dec_dim, cfg.dec_heads, cfg.mlp_ratio, self.rope) for _ in range(cfg.dec_depth)])
         self.dec_norm = nn.LayerNorm(cfg.dec_dim, eps=1e-6)
         self.pose_head = PoseHead(cfg)
+        self.refine = RefineStage(cfg, self.rope) if cfg.refine_iters else None
         self.apply(self._init)
-        w = self.patch_embed.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        if cfg.appearance:
+            w = self.patch_embed.proj.weight.data
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         self._init_pose_outputs()
 
     def _init_pose_outputs(self):
         """Start near the identity rotation and a small translation (stable early training)."""
-        h = self.pose_head
+        self._init_head(self.pose_head)
+        if self.refine is not None:
+            self._init_head(self.refine.head)
+
+    def _init_head(self, h: PoseHead):
         with torch.no_grad():
             h.fc_rot.weight.mul_(0.01)
             eye = [1.0, 0, 0, 0, 1.0, 0] if self.cfg.rot_repr == "6d" else [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
@@ -343,42 +500,100 @@ class RelPoseRegressor(nn.Module):
     def encode(self, feat):
         x, pos = self.patch_embed(feat)
         if self.cfg.pos_embed == "sincos":
-            f = self.patch_embed.proj.stride[0]
+            f = self.token_stride
             x = x + sincos_pos_embed_2d(x.shape[-1], feat.shape[-2] // f, feat.shape[-1] // f, x.device).to(x.dtype)
         for blk in self.enc_blocks:
             x = blk(x, pos)
         return self.enc_norm(x), pos
 
-    def forward(self, img0: torch.Tensor, img1: torch.Tensor, both: bool = True) -> dict:
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, both: bool = True, depth0=None, depth1=None) -> dict:
         s0, s1 = self.stem_features(torch.cat((img0, img1), 0)).chunk(2, 0)
-        return self.forward_features(s0, s1, both)
+        return self.forward_features(s0, s1, both, depth0, depth1)
 
-    def forward_features(self, s0: torch.Tensor, s1: torch.Tensor, both: bool = True) -> dict:
-        """``forward`` from :meth:`stem_features` outputs (B, C, H', W') of both images."""
+    def forward_features(self, s0: torch.Tensor, s1: torch.Tensor, both: bool = True, depth0=None, depth1=None) -> dict:
+        """``forward`` from :meth:`stem_features` outputs (B, C, H', W') of both images.
+
+        ``depth0``, ``depth1``: (B, H, W) metres at the input size (NaN invalid) or None,
+        read by models with ``depth_tokens`` (ignored otherwise)."""
         B = s0.shape[0]
-        f = self.patch_embed.proj.stride[0]
+        f = self.token_stride
         h, w = s0.shape[-2] // f, s0.shape[-1] // f
-        x, pos = self.encode(torch.cat((s0, s1), 0))
-        f0, f1 = self.decoder_embed(x).chunk(2, 0)
-        p0, p1 = pos.chunk(2, 0)
+        matches = None
+        if self.cfg.appearance:
+            x, pos = self.encode(torch.cat((s0, s1), 0))
+            f0, f1 = self.decoder_embed(x).chunk(2, 0)
+            p0, p1 = pos.chunk(2, 0)
+        else:  # correspondence-only: the decoder sees where things match and where they are, not what they look like
+            f0, p0 = self._position_tokens(B, h, w, s0.device, s0.dtype)
+            f1, p1 = f0, p0
         if self.cfg.flow_tokens:
             # f = tokens per stem-map cell: the patch embedding's stride on the stem map
-            f0 = f0 + self.flow_embed(descriptor_flow(s0, s1, f))
-            f1 = f1 + self.flow_embed(descriptor_flow(s1, s0, f))
+            if self.cfg.flow_features == "pooled":
+                f0 = f0 + self.flow_embed(descriptor_flow(s0, s1, f))
+                f1 = f1 + self.flow_embed(descriptor_flow(s1, s0, f))
+            else:
+                matches = cell_matches(s0, s1)
+                Hd, Wd = s0.shape[-2:]
+                dab = dba = None
+                if self.cfg.depth_tokens:
+                    i0, v0 = cell_inverse_depth(depth0, Hd, Wd) if depth0 is not None else (None, None)
+                    i1, v1 = cell_inverse_depth(depth1, Hd, Wd) if depth1 is not None else (None, None)
+                    dab = depth_at_matches(matches, "ab", i0, v0, i1, v1)
+                    dba = depth_at_matches(matches, "ba", i1, v1, i0, v0)
+                f0 = f0 + self.flow_embed(cell_flow_tokens(matches, "ab", Hd, Wd, f, dab))
+                f1 = f1 + self.flow_embed(cell_flow_tokens(matches, "ba", Hd, Wd, f, dba))
+        # both images' tokens in one batch (the blocks are shared): x attends to y, y to x
+        pxy, pyx = torch.cat((p0, p1), 0), torch.cat((p1, p0), 0)
         for blk in self.dec_blocks:
-            f0, f1 = blk(f0, f1, p0, p1), blk(f1, f0, p1, p0)
+            f0, f1 = blk(torch.cat((f0, f1), 0), torch.cat((f1, f0), 0), pxy, pyx).chunk(2, 0)
         f0, f1 = self.dec_norm(f0), self.dec_norm(f1)
         out = {"hw": (h, w)}
-        if both:
-            R, t, s = self.pose_head(torch.cat((f0, f1), 0), (h, w))
-            out["R01"], out["R10"] = R.chunk(2, 0)
-            out["t01"], out["t10"] = t.chunk(2, 0)
-            out["log_norm01"], out["log_norm10"] = s.chunk(2, 0) if s is not None else (None, None)
-        else:
-            out["R01"], out["t01"], out["log_norm01"] = self.pose_head(f0, (h, w))
+        self._heads(out, self.pose_head, f0, f1, both or self.refine is not None)
+        if self.refine is not None:
+            Hd, Wd = s0.shape[-2:]
+            for _ in range(self.cfg.refine_iters):
+                for k in ("R01", "t01", "log_norm01", "R10", "t10", "log_norm10"):
+                    out.setdefault(k + "_coarse", out.get(k))
+                R1 = out["R01"].detach()  # as RAFT's updates: each stage learns its own correction
+                g0 = cell_flow_tokens(rotation_residual_flow(matches, "ab", R1, *self._canonical(Hd, Wd)), "ab", Hd, Wd, f,
+                                      dab)
+                g1 = cell_flow_tokens(rotation_residual_flow(matches, "ba", R1.transpose(1, 2), *self._canonical(Hd, Wd)),
+                                      "ba", Hd, Wd, f, dba)
+                r0, r1 = f0 + self.refine.embed(g0), f1 + self.refine.embed(g1)
+                for blk in self.refine.blocks:
+                    r0, r1 = blk(torch.cat((r0, r1), 0), torch.cat((r1, r0), 0), pxy, pyx).chunk(2, 0)
+                r0, r1 = self.refine.norm(r0), self.refine.norm(r1)
+                d = {}
+                self._heads(d, self.refine.head, r0, r1, both)
+                out["R01"], out["t01"], out["log_norm01"] = d["R01"] @ R1, d["t01"], d["log_norm01"]
+                if both:
+                    out["R10"], out["t10"], out["log_norm10"] = d["R10"] @ R1.transpose(1, 2), d["t10"], d["log_norm10"]
         D = f0.shape[-1]
         out["feat0"] = f0.reshape(B, h, w, D)
         out["feat1"] = f1.reshape(B, h, w, D)
         # the frozen stem's maps (descriptors for GCR matching); None without a stem
         out["stem0"], out["stem1"] = (s0, s1) if self.stem is not None else (None, None)
+        out["matches"] = matches  # cell_matches of the flow tokens (or None)
         return out
+
+    def _heads(self, out: dict, head: PoseHead, f0: torch.Tensor, f1: torch.Tensor, both: bool) -> None:
+        """Pose head on view 0's tokens (cam1_from_cam0) and, with ``both``, view 1's."""
+        if both:
+            R, t, s = head(torch.cat((f0, f1), 0), None)
+            out["R01"], out["R10"] = R.chunk(2, 0)
+            out["t01"], out["t10"] = t.chunk(2, 0)
+            out["log_norm01"], out["log_norm10"] = s.chunk(2, 0) if s is not None else (None, None)
+        else:
+            out["R01"], out["t01"], out["log_norm01"] = head(f0, None)
+
+    def _canonical(self, Hd: int, Wd: int) -> tuple[float, int, int]:
+        """(focal, width, height) of the input image in pixels (the canonical camera)."""
+        stride = self.cfg.patch_size // self.token_stride
+        return float(self.cfg.canonical_focal), Wd * stride, Hd * stride
+
+    def _position_tokens(self, B: int, h: int, w: int, device, dtype):
+        """Decoder tokens that carry only their grid position (sine-cosine), and the positions."""
+        D = self.cfg.dec_dim
+        x = sincos_pos_embed_2d(D, h, w, device).to(dtype)[None].expand(B, -1, -1)
+        yy, xx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        return x, torch.stack((yy, xx), -1).reshape(1, h * w, 2).expand(B, -1, -1)

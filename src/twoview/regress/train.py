@@ -68,18 +68,26 @@ class Trainer:
         self.model = RelPoseRegressor(self.mcfg)
         if init_state is not None:
             load_weights_into(self.model, init, init_state)
-        size = (self.mcfg.img_width, self.mcfg.img_height)
         d = cfg.data
         if seqs is None:
-            root = resolve(d.root, self.base)
-            mk = lambda fr: RGBDSequence(root, d.trajectory, d.depth_dir, d.depth_scale, d.intrinsics, fr, size, self.mcfg.resize_mode)  # noqa: E731
-            seqs = (mk(d.train_frames), mk(d.val_frames))
+            from twoview.regress.data import load_split_sequences
+
+            split = resolve(d.split, self.base)
+            train = load_split_sequences(split, "train", self.mcfg, d.sequences)
+            val = load_split_sequences(split, "heldout", self.mcfg, d.val_sequences) if d.val_sequences else []
+            seqs = (RGBDSequence.concat(train), RGBDSequence.concat(val) if val else None)
         self.train_seq, self.val_seq = seqs
-        self.train_pairs = self.train_seq.pairs(d.min_gap, d.max_gap)
-        if len(self.train_pairs) == 0:
-            raise InputError("data", f"no training pair: the {len(self.train_seq.ids)} frames of data.train_frames "
-                             f"{d.train_frames} have no two {d.min_gap}-{d.max_gap} frames apart (data.min_gap, data.max_gap)")
-        self.val_pairs = self.val_seq.pairs(d.min_gap, d.max_gap, d.val_pair_stride) if self.val_seq is not None else None
+        pairs = self.train_seq.covisible_pairs(d.min_overlap, d.max_rot_deg, d.max_trans_m, d.min_gap)
+        if len(pairs) == 0:
+            raise InputError("data", f"no training pair: the {len(self.train_seq.ids)} training frames have no two "
+                             f"at least {d.min_gap} frames apart (data.min_gap) with covisibility >= {d.min_overlap} "
+                             f"(data.min_overlap), rotation <= {d.max_rot_deg} deg and baseline <= {d.max_trans_m} m")
+        self.set_pairs(pairs)
+        self.val_pairs = None
+        if self.val_seq is not None:
+            vp = self.val_seq.covisible_pairs(d.min_overlap, d.max_rot_deg, d.max_trans_m, d.min_gap)
+            self.val_pairs = np.concatenate([evenly(vp[self.val_seq.names[vp[:, 0]] == n], d.val_max_pairs)
+                                             for n in dict.fromkeys(self.val_seq.names)]).reshape(-1, 2)
         self.fusion = FusionTransformer(self.mcfg.dec_dim, cfg.gcr) if cfg.gcr.enabled else None
         self.device = torch.device(cfg.optim.device)
         self.model.to(self.device)
@@ -91,8 +99,44 @@ class Trainer:
         self.step_num = 0
         self.elapsed = 0.0
 
+    def set_pairs(self, pairs: np.ndarray) -> None:
+        """The (M, 2) frame pairs to train on, and their sampling probabilities
+        (``data.sequence_weight_power``)."""
+        self.train_pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        names = self.train_seq.names[self.train_pairs[:, 0]]
+        self.pair_prob = pair_probabilities(names, self.cfg.data.sequence_weight_power)
+
     def _build_bank(self):
-        """The augmented training views (deterministic per seed: rebuilt identically on resume)."""
+        """The augmented training views (deterministic per seed: rebuilt identically on resume),
+        read from / written to ``augment.cache_dir`` when set (keyed by everything they depend on)."""
+        import hashlib
+
+        import torch
+
+        from twoview.regress.data import ViewBank
+
+        a = self.cfg.augment
+        cache = None
+        if a.cache_dir:
+            m = self.mcfg
+            key = {"augment": {k: v for k, v in a.to_dict().items() if k != "cache_dir"}, "seed": self.cfg.optim.seed,
+                   "input": [m.stem, m.img_width, m.img_height, m.resize_mode, m.canonical_focal],
+                   "frames": hashlib.sha256(self.train_seq.images.tobytes()).hexdigest(),
+                   "poses": hashlib.sha256(self.train_seq.world_from_cam.tobytes()).hexdigest()}
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+            cache = resolve(a.cache_dir, self.base) / f"viewbank_{digest}.pt"
+            if cache.is_file():
+                return ViewBank.from_state(self.train_seq, torch.load(cache, weights_only=False))
+        bank = self._new_bank()
+        if cache is not None:
+            from twoview.io.atomic import atomic_write_bytes
+
+            buf = io.BytesIO()
+            torch.save(bank.state(), buf)
+            atomic_write_bytes(cache, buf.getvalue())
+        return bank
+
+    def _new_bank(self):
         import torch
 
         from twoview.regress.data import ViewBank
@@ -105,7 +149,8 @@ class Trainer:
                     return self.model.stem_features(to_tensor_images(imgs).to(self.device)).cpu()
         return ViewBank(self.train_seq, a.hflip, a.views_per_frame, a.roll_deg, a.tilt_deg,
                         np.random.default_rng([self.cfg.optim.seed, 1]), stem, a.color_jitter,
-                        a.synthetic_views, a.synthetic_rot_deg, tuple(a.synthetic_trans_m))
+                        a.synthetic_views, a.synthetic_rot_deg, tuple(a.synthetic_trans_m),
+                        photometric=a.photometric, depth_noise=a.depth_noise)
 
     # --- state ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -177,10 +222,15 @@ class Trainer:
         lw = {"w_rot": c.loss.w_rot, "w_tdir": c.loss.w_tdir, "w_scale": c.loss.w_scale}
         metric = self.mcfg.metric_scale
         dev = self.device
+        d0 = d1 = None
+        if self.mcfg.depth_tokens:  # each view's depth withheld at random: the model also serves image-only pairs
+            keep = self.rng.random((2, len(batch.R))) >= c.augment.depth_input_dropout
+            d0, d1 = (torch.as_tensor(np.where(k[:, None, None], d, np.nan), dtype=torch.float32, device=dev)
+                      for k, d in zip(keep, (batch.depth0, batch.depth1)))
         if batch.feat0 is not None:  # cached frozen-stem features
-            out = self.model.forward_features(batch.feat0.to(dev).float(), batch.feat1.to(dev).float())
+            out = self.model.forward_features(batch.feat0.to(dev).float(), batch.feat1.to(dev).float(), True, d0, d1)
         else:
-            out = self.model(to_tensor_images(batch.img0).to(dev), to_tensor_images(batch.img1).to(dev))
+            out = self.model(to_tensor_images(batch.img0).to(dev), to_tensor_images(batch.img1).to(dev), True, d0, d1)
         R = torch.as_tensor(batch.R, dtype=torch.float32, device=dev)
         t = torch.as_tensor(batch.t, dtype=torch.float32, device=dev)
         l01, parts = pose_loss(out["R01"], out["t01"], R, t, metric=metric, **lw)
@@ -188,7 +238,12 @@ class Trainer:
         ti = -(Ri @ t[..., None])[..., 0]
         l10, _ = pose_loss(out["R10"], out["t10"], Ri, ti, metric=metric, **lw)
         loss = l01.mean() + c.loss.w_symmetric * l10.mean()
+        if out.get("R01_coarse") is not None:  # deep supervision of the first stage
+            c01, cparts = pose_loss(out["R01_coarse"], out["t01_coarse"], R, t, metric=metric, **lw)
+            c10, _ = pose_loss(out["R10_coarse"], out["t10_coarse"], Ri, ti, metric=metric, **lw)
+            loss = loss + c.loss.w_coarse * (c01.mean() + c.loss.w_symmetric * c10.mean())
         logs = {"pose_loss": l01.mean().item(), "rot_deg": torch.rad2deg(parts["rot"]).mean().item(),
+                **({"coarse_rot_deg": torch.rad2deg(cparts["rot"]).mean().item()} if out.get("R01_coarse") is not None else {}),
                 "tdir_deg": torch.rad2deg(2 * torch.asin((parts["tdir"].detach() / 2).clamp(0, 1))).mean().item()}
         if with_gcr and self.fusion is not None:
             corr = make_correspondences(batch.depth0, batch.depth1, batch.K, batch.R, batch.t, c.gcr, self.gcr_rng)
@@ -205,7 +260,7 @@ class Trainer:
         c = self.cfg
         t0 = time.perf_counter()
         self.model.train()
-        idx = self.rng.integers(0, len(self.train_pairs), size=c.optim.batch_size)
+        idx = self.rng.choice(len(self.train_pairs), size=c.optim.batch_size, p=self.pair_prob)
         batch = self.bank.batch(self.train_pairs[idx], self.rng, c.augment.color_jitter, c.augment.swap_prob,
                                 c.augment.synthetic_prob)
         lr = self.lr_at(self.step_num)
@@ -227,9 +282,26 @@ class Trainer:
             return {}
         from twoview.regress.infer import regress_arrays
 
-        R, t = regress_arrays(self.model, self.val_seq.images[self.val_pairs[:, 0]], self.val_seq.images[self.val_pairs[:, 1]])
+        a, b = self.val_pairs[:, 0], self.val_pairs[:, 1]
+        R, t = regress_arrays(self.model, self.val_seq.images[a], self.val_seq.images[b],
+                              depth0=self.val_seq.depths[a], depth1=self.val_seq.depths[b])
         gts = [self.val_seq.relative(a, b) for a, b in self.val_pairs]
         return summarize(R, t, [g[0] for g in gts], [g[1] for g in gts], self.mcfg.metric_scale, prefix="val_")
+
+
+def pair_probabilities(names: np.ndarray, power: float) -> np.ndarray:
+    """Sampling probability of each pair: a sequence with n pairs gets ``n ** power`` of the mass."""
+    uniq, inv, counts = np.unique(names.astype(str), return_inverse=True, return_counts=True)
+    w = counts.astype(np.float64) ** power / counts
+    p = w[inv]
+    return p / p.sum()
+
+
+def evenly(a: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` rows of ``a``, evenly spaced."""
+    if len(a) <= n:
+        return a
+    return a[np.unique(np.linspace(0, len(a) - 1, n).round().astype(int))]
 
 
 def summarize(R, t, R_gt, t_gt, metric: bool, prefix: str = "") -> dict:
@@ -342,6 +414,7 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
     from tqdm import tqdm
 
     check_out_dir(resolve(cfg.out_dir, Path(base_dir)))  # seconds before the data and model are ready
+    wall0 = time.perf_counter()
     tr = Trainer(cfg, base_dir, seqs=seqs)
     out = tr.out_dir
     last, log_path = out / "last.pt", out / "log.jsonl"
@@ -376,8 +449,9 @@ def train(cfg: TrainConfig, base_dir: str | Path = ".", resume: bool = True, pro
                 write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
             if tr.step_num % cfg.ckpt_every == 0:
                 save(last)
-        if tr.step_num % cfg.eval_every:
-            write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), **tr.evaluate()})
+        final = tr.evaluate() if tr.step_num % cfg.eval_every else {}
+        # wall_s: this invocation, data loading and the feature cache included
+        write({"step": tr.step_num, "time_s": round(tr.elapsed, 1), "wall_s": round(time.perf_counter() - wall0, 1), **final})
     bar.close()
     save(last)
     model_path = save(out / "model.pt", weights_only=True)

@@ -36,7 +36,6 @@ the photos, so the translation length is off by about that factor whatever the s
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from twoview.config import MonodepthConfig, SolverConfig
 from twoview.errors import InputError
@@ -170,6 +169,8 @@ def solve_monodepth(
     Raises:
         InputError: a depth map does not have its image's size.
     """
+    from scipy.optimize import least_squares  # here: importing scipy.optimize costs a cold start 0.3-1 s
+
     cfg = cfg or SolverConfig()
     mono = mono or cfg.monodepth
     n = len(kpts0)
@@ -397,6 +398,7 @@ def refine_joint(
     sigma_rel: float,
     robust_k: float = 2.0,
     iterations: int = 20,
+    fix_scale: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Refine pose, relative log-scale and one 3D point per match (Levenberg-Marquardt).
 
@@ -415,6 +417,8 @@ def refine_joint(
         u0, u1: (N, 2) matched pixels (inliers).
         d0, d1: (N,) depth of the matches in each view, NaN where unknown/unreliable.
         sigma_px, sigma_rel: noise of pixels and of relative depth.
+        fix_scale: keep ``ls`` (sensor depth: both maps are metric, only their noise is
+            unknown).
 
     Returns:
         R (3, 3), t (3,), ls, X (M, 3) the refined points of the matches with depth
@@ -482,6 +486,9 @@ def refine_joint(
             we = _huber_weight(np.abs(re), k)
             Hcc = Hcc + (Je * we[:, None]).T @ Je
             bc = bc + Je.T @ (we * re)
+        if fix_scale:  # the relative scale is no unknown: its row and column drop out
+            Hcc[6, :], Hcc[:, 6], bc[6], Hcp[:, 6, :] = 0.0, 0.0, 0.0, 0.0
+            Hcc[6, 6] = 1.0
         accepted = False
         for _ in range(8):
             Hd = Hpp + lam * (np.diagonal(Hpp, axis1=1, axis2=2)[:, :, None] * eye3 + 1e-12 * eye3)

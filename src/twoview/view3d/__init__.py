@@ -30,31 +30,25 @@ __all__ = [
 ]
 
 
-def write_view(path: str | Path, inputs: dict, result, mixtures=None, gt=None, name: str = "path") -> Path:
-    """Load a pair as :func:`twoview.estimate_relative_pose` was given it and write its
-    view (the ``--view`` output of ``twoview estimate``).
+def write_view(path: str | Path, view0, view1, result, mixtures=None, gt=None, name: str = "path") -> Path:
+    """Write the view of a result of two :class:`twoview.View` (the ``--view`` output of
+    ``twoview estimate``): ``view0``/``view1`` as the pipeline saw them
+    (``result.artifacts["views"]`` when kept), so nothing is read again.
 
     Args:
         path: the HTML file to write.
-        inputs: the estimator's keyword arguments (``image0, image1, camera0, camera1,
-            depth0, depth1, depth_scale`` and optionally ``depth_model``, whose cached
-            predictions are then drawn); other keys are ignored.
+        view0, view1: the views.
         result: the :class:`~twoview.PoseResult`.
-        mixtures, gt: as :func:`build_scene`.
+        mixtures, gt: as :func:`build_scene` (default: the result's kept mixtures).
         name: how error messages name ``path``.
 
     Returns:
         the path written.
     """
-    from twoview.estimator import load_pair
-
-    keys = ("image0", "image1", "camera0", "camera1", "depth0", "depth1", "depth_scale")
-    im0, im1, cam0, cam1, d0, d1 = load_pair(*(inputs.get(k) for k in keys))
-    if inputs.get("depth_model") is not None:
-        from twoview.depth.sources import predict_depth_pair
-
-        d0, d1, _ = predict_depth_pair(inputs["depth_model"], im0, im1, cam0, cam1)
-    names = [Path(inputs[k]).name for k in ("image0", "image1") if isinstance(inputs.get(k), (str, Path))]
+    names = [v.image_path.name for v in (view0, view1) if v.image_path is not None]
     title = "twoview: " + " -> ".join(names) if len(names) == 2 else "twoview"
-    scene = build_scene(im0, im1, cam0, cam1, d0, d1, result, mixtures=mixtures, gt=gt, title=title)
+    if mixtures is None:
+        mixtures = result.artifacts.get("mixtures")
+    scene = build_scene(view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth, result,
+                        mixtures=mixtures, gt=gt, title=title)
     return write_html(path, scene, name=name)

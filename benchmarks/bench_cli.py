@@ -1,0 +1,137 @@
+"""Benchmark: how fast the command line answers, cold, and many pairs in one call.
+
+    python benchmarks/bench_cli.py            # 5 cold starts each, 100 pairs both ways (~4 min)
+    python benchmarks/bench_cli.py --quick    # 3 cold starts, 20 pairs
+
+1. Cold start: wall time from the command's start to its printed pose (the process exits
+   right after), median of ``--repeat`` fresh processes, for ``twoview estimate`` on an
+   ICL-NUIM RGB-D pair with the default pipeline (which refines with Gaussian mixtures)
+   and with ``--refine none``, each also with SIFT alone (no torch import); also ``twoview --help``. The numba kernels are compiled
+   once beforehand (the first run after an install), so this is every later start.
+2. Many pairs: ``twoview estimate --pairs`` on N ICL-NUIM pairs (one process) against N
+   separate ``twoview estimate`` calls, and with ``--workers 2``.
+
+Writes benchmarks/results/cli.json and cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+DATA = REPO.parent / "shared" / "data" / "icl_nuim_livingroom1"
+K = "481.2,480.0,319.5,239.5"
+
+
+def _twoview() -> list[str]:
+    exe = shutil.which("twoview")
+    return [exe] if exe else [sys.executable, "-m", "twoview.cli"]
+
+
+def _pair(a: int, b: int) -> list[str]:
+    return [str(DATA / "color" / f"{a:05d}.jpg"), str(DATA / "color" / f"{b:05d}.jpg"), "--K0", K,
+            "--depth0", str(DATA / "depth_clean" / f"{a:05d}.png"), "--depth1", str(DATA / "depth_clean" / f"{b:05d}.png"),
+            "--depth-scale", "1000"]
+
+
+def _timed(cmd: list[str]) -> tuple[float, str]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    return time.perf_counter() - t, p.stdout + p.stderr
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=100)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cli"))
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.repeat, a.pairs = 3, 20
+    tv = _twoview()
+    load0 = os.getloadavg()[0]
+    _timed(tv + ["estimate", *_pair(10, 20)])  # compiles the kernels on a fresh install
+    cold = {}
+    # without torch: SIFT alone (importing torch takes about 1.4 s on its own on this machine)
+    for name, extra in (("estimate (default: refines)", []), ("estimate --refine none", ["--refine", "none"]),
+                        ("estimate --matcher sift --cascade none (refines)", ["--matcher", "sift", "--cascade", "none"]),
+                        ("estimate --matcher sift --cascade none --refine none", ["--matcher", "sift", "--cascade", "none", "--refine", "none"])):
+        runs = []
+        for _ in range(a.repeat):
+            s, out = _timed(tv + ["estimate", *_pair(10, 20), *extra])
+            if "cam1_from_cam0" not in out:
+                raise SystemExit(f"no pose printed by {name}: {out[-500:]}")
+            runs.append(s)
+        cold[name] = {"median_s": float(np.median(runs)), "runs_s": runs}
+    helps = [_timed(tv + ["--help"])[0] for _ in range(a.repeat)]
+    cold["--help"] = {"median_s": float(np.median(helps)), "runs_s": helps}
+    # many pairs
+    frames = list(range(0, 200, 2))
+    pairs = [(frames[k], frames[k] + 10) for k in range(min(a.pairs, len(frames)))]
+    many = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        lst = Path(tmp) / "pairs.csv"
+        with open(lst, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image0", "image1", "K0", "depth0", "depth1", "depth_scale"])
+            for a0, a1 in pairs:
+                w.writerow([DATA / "color" / f"{a0:05d}.jpg", DATA / "color" / f"{a1:05d}.jpg", K.replace(",", " "),
+                            DATA / "depth_clean" / f"{a0:05d}.png", DATA / "depth_clean" / f"{a1:05d}.png", 1000])
+        for workers in (1, 2):
+            out = Path(tmp) / f"out{workers}.jsonl"
+            s, log = _timed(tv + ["estimate", "--pairs", str(lst), "--json", str(out), "--workers", str(workers), "--no-progress"])
+            n = sum(1 for _ in open(out))
+            ok = sum(json.loads(line).get("success", False) for line in open(out))
+            many[f"--pairs, {workers} worker{'s' if workers > 1 else ''}"] = {"total_s": s, "per_pair_s": s / len(pairs),
+                                                                               "lines": n, "poses": ok}
+        t = time.perf_counter()
+        for a0, a1 in pairs:
+            subprocess.run(tv + ["estimate", *_pair(a0, a1)], capture_output=True, cwd=REPO)
+        s = time.perf_counter() - t
+        many["separate calls, one at a time"] = {"total_s": s, "per_pair_s": s / len(pairs), "lines": len(pairs)}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    meta = {"command": " ".join(["python", "benchmarks/bench_cli.py", *(argv if argv is not None else sys.argv[1:])]),
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "commit": commit, "machine": platform.machine(),
+            "cpus": os.cpu_count(), "load_before": load0, "load_after": os.getloadavg()[0], "pairs": len(pairs)}
+    res = {"meta": meta, "cold_start": cold, "many_pairs": many}
+    from twoview.io.atomic import atomic_write_json, atomic_write_text
+
+    outp = Path(a.out)
+    atomic_write_json(outp.with_suffix(".json"), res)
+    md = _markdown(res)
+    atomic_write_text(outp.with_suffix(".md"), md)
+    print(md)
+    return 0
+
+
+def _markdown(res) -> str:
+    m = res["meta"]
+    lines = ["# Command line: cold start and many pairs", "",
+             f"`{m['command']}` at {m['commit']}, {m['date_utc']} UTC; {m['machine']}, {m['cpus']} cores, load average "
+             f"{m['load_before']:.1f} before / {m['load_after']:.1f} after. ICL-NUIM livingroom1 640x480 RGB-D pairs.", "",
+             "Cold start (command start to printed pose, fresh process, compiled kernels cached):", "",
+             "| command | median (s) | runs (s) |", "|---|---:|---|"]
+    for k, v in res["cold_start"].items():
+        lines.append(f"| `twoview {k}` | {v['median_s']:.2f} | {', '.join(f'{x:.2f}' for x in v['runs_s'])} |")
+    lines += ["", f"{m['pairs']} pairs (frame gap 10):", "", "| how | total (s) | per pair (s) |", "|---|---:|---:|"]
+    for k, v in res["many_pairs"].items():
+        lines.append(f"| {k} | {v['total_s']:.1f} | {v['per_pair_s']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

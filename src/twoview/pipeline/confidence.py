@@ -1,0 +1,157 @@
+"""A confidence that means something: the probability that the pose is right.
+
+Each stage leaves evidence in its result (inlier count and ratio, the mixtures' overlap
+score and agreement, how far the refinement moved the pose, the registration noise, the
+motion label). :func:`evidence` gathers it into a fixed feature vector and a logistic
+model maps it to the probability that the pose is within 5 deg and 10 cm of the truth
+(direction only: 5 deg rotation and 5 deg translation direction). The model is fitted on
+real RGB-D and photo pairs by ``benchmarks/calibrate_confidence.py`` (held-out sequences
+for the reliability diagram, ``docs/results.md``) and shipped as
+``confidence_model.json`` beside this module.
+
+A pose below ``ConfidenceConfig.min_confidence`` becomes a failure whose reason gives the
+confidence; the pose it would have been is kept in ``info["rejected_pose"]``. The same
+rule holds for every front end, refinement and recovery.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from twoview.result import PoseResult
+
+MODEL_PATH = Path(__file__).with_name("confidence_model.json")
+
+#: the feature names, in order (each documented in :func:`evidence`)
+FEATURES = (
+    "raw", "log_inliers", "inlier_ratio", "refined", "refine_rejected", "refine_score", "refine_agreement",
+    "refine_rot_change_deg", "refine_t_change_rel", "registration_noise_rel", "log_rot_sigma_deg",
+    "planar", "pure_rotation", "solver_essential", "solver_pnp", "solver_monodepth", "solver_regress", "recovered",
+)
+
+
+def evidence(result: PoseResult) -> dict[str, float]:
+    """The calibration features of a successful result.
+
+    raw: the stage's own confidence in [0, 1]; log_inliers: log(1 + front-end inliers);
+    inlier_ratio: inliers / matches; refined / refine_rejected: the mixture refinement ran
+    / kept the front end's pose; refine_score: the mixtures' normalised overlap after it;
+    refine_agreement: its confidence (overlap and appearance agreement);
+    refine_rot_change_deg / refine_t_change_rel: how far it moved the pose (degrees;
+    translation change over the translation's length); registration_noise_rel: the
+    misalignment the mixtures still show, over the median depth; log_rot_sigma_deg:
+    log10 of the front end's rotation sigma; planar / pure_rotation: the motion label;
+    solver_*: which solver gave the front-end pose (rigid3d is the reference);
+    recovered: the pose came from the recovery without matches.
+    """
+    info = result.info
+    front = info.get("front_end", {})
+    n_in = front.get("num_inliers", result.num_inliers)
+    n_m = front.get("num_matches", result.num_matches)
+    solver = front.get("solver", result.solver)
+    refined = "score_after" in info and "front_end" in info
+    f = dict.fromkeys(FEATURES, 0.0)
+    f["raw"] = float(result.confidence)
+    f["log_inliers"] = float(np.log1p(n_in))
+    f["inlier_ratio"] = float(n_in / n_m) if n_m else 0.0
+    if refined:
+        f["refined"] = 1.0
+        f["refine_rejected"] = float(bool(info.get("rejected")))
+        f["refine_score"] = float(info.get("score_after") or 0.0)
+        f["refine_agreement"] = float(info.get("confidence_after") or 0.0)
+        if result.cam1_from_cam0 is not None and front.get("cam1_from_cam0") is not None:
+            T0 = np.asarray(front["cam1_from_cam0"])
+            T1 = result.cam1_from_cam0.matrix
+            dR = T1[:3, :3] @ T0[:3, :3].T
+            f["refine_rot_change_deg"] = float(np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1))))
+            f["refine_t_change_rel"] = float(np.linalg.norm(T1[:3, 3] - T0[:3, 3]) / max(np.linalg.norm(T0[:3, 3]), 1e-3))
+        depth = np.mean([b.get("median_depth", np.nan) for b in info.get("build", {}).values()] or [np.nan])
+        noise = info.get("registration_noise_fine_m")
+        if noise is not None and np.isfinite(depth) and depth > 0:
+            f["registration_noise_rel"] = float(noise / depth)
+    sig = result.sigmas if result.covariance is not None else None
+    if sig is not None and np.isfinite(sig.get("rotation_sigma_deg", np.nan)):
+        f["log_rot_sigma_deg"] = float(np.log10(max(sig["rotation_sigma_deg"], 1e-4)))
+    f["planar"] = float(result.motion == "planar")
+    f["pure_rotation"] = float(result.motion == "pure_rotation")
+    f["solver_essential"] = float(str(solver).startswith("essential"))
+    f["solver_pnp"] = float(solver == "pnp")
+    f["solver_monodepth"] = float(solver == "monodepth")
+    f["solver_regress"] = float(solver == "regress")
+    f["recovered"] = float(result.solver == "gmm-recovery")
+    return f
+
+
+@lru_cache(maxsize=1)
+def _model() -> dict | None:
+    """The shipped logistic models ({"metric": {...}, "direction": {...}}), or None."""
+    if not MODEL_PATH.is_file():
+        return None
+    return json.loads(MODEL_PATH.read_text())
+
+
+def calibrated_probability(features: dict[str, float], metric: bool) -> float | None:
+    """P(pose within 5 deg and 10 cm) (direction only: 5 deg and 5 deg) from the shipped
+    model, or None when no model is shipped for this kind of result, or when the model
+    never saw such a result (a feature it was fitted without variation in, e.g. a recovered
+    or regressed pose): the stage's own score stands then, not an extrapolation."""
+    model = _model()
+    m = None if model is None else model.get("metric" if metric else "direction")
+    if m is None:
+        return None
+    unseen = m.get("constant_in_fit", {})
+    if any(k in features and features[k] != v for k, v in unseen.items()):
+        return None
+    x = np.array([features[k] for k in m["features"]], dtype=np.float64)
+    x = (x - np.asarray(m["mean"])) / np.asarray(m["scale"])
+    z = float(m["intercept"] + np.dot(m["coef"], x))
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def sigma_kind(result: PoseResult) -> str:
+    """Which fitted sigma scale a result's covariance takes: the refinement's ("gmm") or
+    the front end's solver ("rigid3d", "pnp", "essential", ...)."""
+    s = str(result.solver)
+    return "gmm" if s.startswith("gmm") and not result.info.get("rejected") else \
+        str(result.info.get("front_end", {}).get("solver", s)).split("+")[0]
+
+
+def sigma_scale(result: PoseResult) -> float | None:
+    """The factor the shipped model fitted for this kind of result's sigmas so that about
+    68 % of real rotation errors fall within one sigma (None: no fit for it)."""
+    model = _model()
+    scales = (model or {}).get("sigma_scale", {})
+    return scales.get(sigma_kind(result))
+
+
+def finalise_confidence(result: PoseResult, cfg, run=None) -> PoseResult:
+    """Replace the stage's raw confidence by the calibrated probability (when
+    ``cfg.calibrated``), scale the covariance by the fitted factor so that its sigmas cover
+    the real errors, and turn a pose below ``cfg.min_confidence`` into a failure."""
+    if not result.success:
+        return result
+    f = evidence(result)
+    result.info["confidence_raw"] = f["raw"]
+    if cfg.calibrated:
+        p = calibrated_probability(f, result.metric)
+        if p is not None:
+            result.confidence = p
+            result.info["confidence_calibrated"] = True
+        k = sigma_scale(result) if result.covariance is not None else None
+        if k is not None:
+            result.covariance = result.covariance * k**2
+            result.info["covariance_scale"] = k
+    if run is not None:
+        run.note("confidence", raw=f["raw"], confidence=result.confidence, min_confidence=cfg.min_confidence)
+    if result.confidence < cfg.min_confidence:
+        info = dict(result.info)
+        info["rejected_pose"] = result.cam1_from_cam0.matrix.tolist()
+        return PoseResult.failure(
+            f"confidence {result.confidence:.2f} is below min_confidence {cfg.min_confidence:g}: the {result.solver} pose "
+            "is not trustworthy", solver=result.solver, num_matches=result.num_matches, num_inliers=result.num_inliers,
+            matches=result.matches, inliers=result.inliers, info=info)
+    return result

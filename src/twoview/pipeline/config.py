@@ -1,0 +1,175 @@
+"""The one configuration of a pipeline: depth -> front end -> refinement -> recovery -> confidence.
+
+Every option of every stage lives in this tree; the Python API, every CLI command and
+every bench method fill it, and the pipeline writes it, as used, into each result
+(``result.info["pipeline"]["config"]``). Nothing rewrites it in flight: choices the
+inputs decide (which solver, whether the refinement runs) are recorded as decisions in
+``result.info["pipeline"]["stages"]``, not as changed options.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+
+from twoview.config import MatcherConfig, MatcherName, SolverConfig, StrictConfig
+from twoview.depth.estimators import DepthModelConfig
+from twoview.depth.registration import RegistrationConfig
+from twoview.errors import ConfigError
+from twoview.gmm.config import GMMConfig, preset_config
+
+FrontEndName = typing.Literal["match", "regress"]
+RefinerName = typing.Literal["auto", "none", "gmm"]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class DepthConfig(StrictConfig):
+    """Where depth comes from, and how it is prepared.
+
+    Attributes:
+        model: photos only: a monocular metric depth network predicts the depth of views
+            given without any (its maps are "monocular" depth); None: no prediction.
+        register: estimate, per view, where sensor depth lies on its colour image and
+            resample it there when the view's own contours say so clearly
+            (:mod:`twoview.depth.registration`): unregistered RGB-D streams and colour /
+            depth taken at slightly different times.
+        registration: options of that estimate.
+    """
+
+    model: DepthModelConfig | None = None
+    register: bool = True
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+
+
+@dataclass
+class CascadeConfig(StrictConfig):
+    """A second, stronger matcher run only when the first one's pose is weak.
+
+    Attributes:
+        fallback: the second matcher (None, or the first matcher itself: no cascade). SIFT by
+            default: after XFeat it rescues motion-blurred and repetitive pairs (TUM fr1_rpy:
+            success 77 -> 87 %), and costs only where XFeat's pose is weak.
+        min_inliers: a first pose with fewer inliers than this is weak.
+        min_inlier_ratio: ... or with a lower inlier ratio.
+    """
+
+    fallback: MatcherName | None = "sift"
+    min_inliers: int = 80
+    min_inlier_ratio: float = 0.3
+
+    def validate(self):
+        _check(self.min_inliers >= 5, f"cascade.min_inliers must be >= 5, got {self.min_inliers}")
+        _check(0 <= self.min_inlier_ratio <= 1, f"cascade.min_inlier_ratio must be in [0, 1], got {self.min_inlier_ratio}")
+
+
+@dataclass
+class RegressorRunConfig(StrictConfig):
+    """The pose regressor as a front end (``front_end="regress"``) or a recovery hypothesis.
+
+    Attributes:
+        checkpoint: a ``twoview train`` model.pt or a Reloc3r checkpoint; None: the shipped model.
+        translation: "regressed" (the network's direction, its length from depth) or "depth"
+            (the translation aligning the depth points given the regressed rotation); None: the
+            checkpoint's choice (:data:`twoview.regress.infer.TRANSLATION_MODES`).
+    """
+
+    checkpoint: str | None = None
+    translation: str | None = None
+
+    def __post_init__(self):
+        _check(self.translation in (None, "regressed", "depth"),
+               f"regressor.translation must be 'regressed', 'depth' or null, got {self.translation!r}")
+
+
+@dataclass
+class RefineConfig(StrictConfig):
+    """The refinement stage.
+
+    Attributes:
+        method: "auto" refines with Gaussian mixtures when both views have depth and the
+            front end's pose is metric; "gmm" asks for it (an error without both depths);
+            "none" keeps the front end's pose.
+        gmm: mixture options for sensor depth.
+        gmm_monocular: mixture options for monocular depth (a relative scale between the
+            two maps is estimated).
+    """
+
+    method: RefinerName = "auto"
+    gmm: GMMConfig = field(default_factory=GMMConfig)
+    gmm_monocular: GMMConfig = field(default_factory=lambda: preset_config("monocular"))
+
+
+@dataclass
+class RecoveryConfig(StrictConfig):
+    """What the pipeline tries before giving up when the front end fails or is weak.
+
+    Attributes:
+        enabled: try registrations that need no matches (both views need depth).
+        rotations_deg: rotation hypotheses (about the camera's y and x axes, degrees) tried
+            from the identity, besides the identity itself.
+        regressor: also try the pose regressor's pose (``regressor``'s checkpoint) as a
+            hypothesis; skipped, with a note, where the regressor cannot load (no torch).
+        min_confidence: a recovered pose is accepted only with at least this confidence.
+    """
+
+    enabled: bool = True
+    rotations_deg: list[float] = field(default_factory=lambda: [-20.0, 20.0])
+    regressor: bool = True
+    min_confidence: float = 0.5
+
+    def validate(self):
+        _check(0 <= self.min_confidence <= 1, f"recovery.min_confidence must be in [0, 1], got {self.min_confidence}")
+
+
+@dataclass
+class ConfidenceConfig(StrictConfig):
+    """What the confidence means and when a pose is a failure.
+
+    Attributes:
+        calibrated: map the stages' evidence to the probability that the pose is within
+            5 deg and 10 cm of the truth (direction only: 5 deg rotation and 5 deg
+            translation direction), fitted on real RGB-D data
+            (:mod:`twoview.pipeline.confidence`); False keeps the stages' raw scores.
+        min_confidence: a pose below this confidence is reported as a failure, with the
+            pose it would have been in ``info["rejected_pose"]``.
+    """
+
+    calibrated: bool = True
+    min_confidence: float = 0.2
+
+    def validate(self):
+        _check(0 <= self.min_confidence < 1, f"confidence.min_confidence must be in [0, 1), got {self.min_confidence}")
+
+
+@dataclass
+class PipelineConfig(StrictConfig):
+    """Everything a :class:`~twoview.pipeline.Pipeline` needs besides the two views.
+
+    Attributes:
+        front_end: "match" (features + robust solver) or "regress" (the pose regressor,
+            one forward pass, no matching).
+        matcher: the (first) matcher; default XFeat + LighterGlue where installed, else SIFT.
+        cascade: a stronger matcher when the first one's pose is weak.
+        solver: the robust solvers.
+        regressor: the pose regressor.
+        depth: depth source and preparation.
+        refine: refinement.
+        recovery: registrations without matches when the front end fails.
+        confidence: calibration and the failure threshold.
+    """
+
+    front_end: FrontEndName = "match"
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    regressor: RegressorRunConfig = field(default_factory=RegressorRunConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
+

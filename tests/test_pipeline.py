@@ -1,0 +1,192 @@
+"""The pipeline object: one configuration, stages recorded, motion labels, confidence rule,
+each input decoded once, the same pose from the API and a bench method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import twoview
+from twoview.errors import ConfigError, InputError
+from twoview.geometry import Camera, Pose
+from twoview.geometry.rotation import so3_exp
+from twoview.pipeline import Pipeline, PipelineConfig
+from twoview.result import Matches
+from twoview.view import View, load_view
+
+W, H = 640, 480
+CAM = Camera(500.0, 500.0, (W - 1) / 2, (H - 1) / 2, W, H)
+#: the front end alone: no registration, refinement, recovery or confidence threshold
+FRONT = {"depth": {"register": False}, "refine": {"method": "none"}, "recovery": {"enabled": False},
+         "confidence": {"calibrated": False, "min_confidence": 0.0}}
+
+
+def _views(rng):
+    im0 = (rng.random((H, W, 3)) * 255).astype(np.uint8)
+    im1 = (rng.random((H, W, 3)) * 255).astype(np.uint8)
+    return View(im0, CAM, name="0"), View(im1, CAM, name="1")
+
+
+def _matches(rng, pose: Pose, n=400, depth=(2.0, 6.0), planar=False, noise=0.3):
+    u = rng.uniform(20, W - 20, n)
+    v = rng.uniform(20, H - 20, n)
+    z = np.full(n, 4.0) + 0.002 * (u - W / 2) if planar else rng.uniform(*depth, n)
+    X0 = CAM.unproject(np.stack([u, v], 1), z)
+    X1 = pose.apply(X0)
+    k1 = CAM.project(X1) + rng.normal(0, noise, (n, 2))
+    k0 = np.stack([u, v], 1) + rng.normal(0, noise, (n, 2))
+    keep = CAM.in_image(k1, margin=2)
+    return Matches(k0[keep], k1[keep], np.ones(keep.sum()))
+
+
+def test_general_motion_is_labelled_and_the_stages_recorded(rng):
+    pose = Pose(so3_exp(np.radians([2.0, 8.0, 1.0])), np.array([0.5, 0.05, 0.1]))
+    res = Pipeline(FRONT)(*_views(rng), matches=_matches(rng, pose))
+    assert res.success and res.motion == "general" and res.translation_observable
+    stages = [s["stage"] for s in res.info["pipeline"]["stages"]]
+    assert stages[:2] == ["depth", "front_end"] and "motion" in stages and stages[-1] == "confidence"
+    assert res.info["pipeline"]["config"] == PipelineConfig.from_dict(FRONT).to_dict()
+
+
+def test_pure_rotation_keeps_the_rotation_and_marks_the_translation_unobservable(rng):
+    R = so3_exp(np.radians([1.0, 5.0, 0.5]))
+    res = Pipeline(FRONT)(*_views(rng), matches=_matches(rng, Pose(R, np.zeros(3))))
+    assert res.success and res.motion == "pure_rotation"
+    assert not res.translation_observable and not res.metric
+    assert np.degrees(np.linalg.norm(Pose(res.cam1_from_cam0.R @ R.T, np.zeros(3)).rotvec())) < 0.2
+    assert res.to_dict()["translation_observable"] is False and "not observable" in res.summary()
+
+
+def test_no_motion_is_a_failure(rng):
+    m = _matches(rng, Pose(so3_exp(np.radians([0.0, 0.01, 0.0])), np.zeros(3)), noise=0.0)
+    m = Matches(m.kpts0, m.kpts0 + np.array([0.6, 0.0]), m.scores)  # a crop-like constant shift under 1 px
+    res = Pipeline(FRONT)(*_views(rng), matches=m)
+    assert not res.success and ("no camera motion" in res.reason or "do not move" in res.reason)
+    assert res.cam1_from_cam0 is None
+
+
+def test_a_planar_scene_is_labelled(rng):
+    pose = Pose(so3_exp(np.radians([1.0, 6.0, 0.0])), np.array([0.6, 0.0, 0.1]))
+    res = Pipeline(FRONT)(*_views(rng), matches=_matches(rng, pose, planar=True))
+    assert res.success and res.motion == "planar"
+
+
+def test_a_pose_below_min_confidence_is_a_failure_with_the_pose_kept_aside(rng):
+    pose = Pose(so3_exp(np.radians([2.0, 8.0, 1.0])), np.array([0.5, 0.05, 0.1]))
+    cfg = PipelineConfig.from_dict({**FRONT, "confidence": {"calibrated": False, "min_confidence": 0.999}})
+    m = _matches(rng, pose, n=60, noise=1.0)
+    res = Pipeline(cfg)(*_views(rng), matches=m)
+    assert not res.success and "below min_confidence" in res.reason
+    assert np.asarray(res.info["rejected_pose"]).shape == (4, 4)
+
+
+def test_config_is_strict_and_coerced():
+    with pytest.raises(ConfigError):
+        PipelineConfig.from_dict({"refine": {"methd": "gmm"}})
+    with pytest.raises(ConfigError):
+        PipelineConfig.from_dict({"cascade": {"fallback": "orb"}})
+    with pytest.raises(TypeError):
+        Pipeline(3)
+    assert twoview.EstimatorConfig is PipelineConfig
+
+
+def test_views_are_checked(rng):
+    with pytest.raises(InputError, match="view0"):
+        Pipeline(FRONT)("a.png", View(np.zeros((H, W, 3), np.uint8), CAM))
+    with pytest.raises(InputError, match="camera0"):
+        load_view(np.zeros((48, 64, 3), np.uint8), [1e12, 1e12, 32, 24])  # a focal length of no real lens
+    with pytest.raises(InputError, match="depth_kind"):
+        load_view(np.zeros((48, 64, 3), np.uint8), [50, 50, 32, 24], depth_kind="lidar")
+
+
+@pytest.fixture(scope="module")
+def icl_pair(shared_data):
+    from twoview.datasets import get_dataset
+
+    ds = get_dataset("icl_nuim", shared_data / "icl_nuim_livingroom1", trajectory="pseudo_gt_in_gt_world_frame.log", gaps=[10])
+    return ds.pairs()[3]
+
+
+def test_each_input_file_is_decoded_once(icl_pair, monkeypatch):
+    import twoview.io.depth as iodepth
+    import twoview.io.images as ioimages
+
+    calls = {"image": [], "depth": []}
+    load_image, load_depth = ioimages.load_image, iodepth.load_depth
+    monkeypatch.setattr(ioimages, "load_image", lambda p, *a, **k: calls["image"].append(str(p)) or load_image(p, *a, **k))
+    monkeypatch.setattr(iodepth, "load_depth", lambda p, *a, **k: calls["depth"].append(str(p)) or load_depth(p, *a, **k))
+    p = icl_pair
+    res = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, p.depth0, p.depth1,
+                                         depth_scale=p.depth_scale, config={"refine": {"method": "gmm"}})
+    assert res.success and res.solver == "gmm"
+    assert sorted(calls["image"]) == sorted([str(p.image0), str(p.image1)])
+    assert sorted(calls["depth"]) == sorted([str(p.depth0), str(p.depth1)])
+
+
+def test_api_cli_and_bench_method_give_the_same_pose(icl_pair, tmp_path):
+    import json
+
+    from twoview.bench.methods import make_method
+    from twoview.cli import main
+
+    p = icl_pair
+    d0, d1 = p.load_depths()
+    api = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, p.depth0, p.depth1,
+                                         depth_scale=p.depth_scale)
+    bench = make_method("default")(p, d0, d1)
+    c = p.camera0
+    assert main(["estimate", str(p.image0), str(p.image1), "--K0", f"{c.fx},{c.fy},{c.cx},{c.cy}",
+                 "--depth0", str(p.depth0), "--depth1", str(p.depth1), "--depth-scale", str(p.depth_scale),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    cli = json.loads((tmp_path / "r.json").read_text())
+    assert api.success and bench.success and cli["success"]
+    np.testing.assert_allclose(api.cam1_from_cam0.matrix, bench.cam1_from_cam0.matrix, atol=1e-9)
+    np.testing.assert_allclose(api.cam1_from_cam0.matrix, cli["cam1_from_cam0"], atol=1e-9)
+    assert api.info["pipeline"]["stages"] == bench.info["pipeline"]["stages"]
+    assert cli["info"]["pipeline"]["config"] == api.info["pipeline"]["config"]
+
+
+def test_recovery_without_matches(icl_pair):
+    """No match at all (a matcher that found none): the mixtures, aligned from several
+    starting poses, recover the pose of a small-motion pair."""
+    p = icl_pair
+    d0, d1 = p.load_depths()
+    v0, v1 = twoview.load_views(p.image0, p.image1, p.camera0, p.camera1, d0, d1)
+    empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
+    res = Pipeline()(v0, v1, matches=empty)
+    assert res.success and res.solver == "gmm-recovery", res.reason
+    tried = [s for s in res.info["pipeline"]["stages"] if s["stage"] == "recovery" and "tried" in s][0]["tried"]
+    names = [t["hypothesis"] for t in tried]
+    assert names[0] == "identity" and "regress" in names  # the regressor's pose is one more start
+    G = p.cam1_from_cam0
+    rot = np.degrees(np.linalg.norm(Pose.from_matrix(res.cam1_from_cam0.matrix @ np.linalg.inv(G.matrix)).rotvec()))
+    assert rot < 2.0
+    off = Pipeline({"recovery": {"enabled": False}})(v0, v1, matches=empty)
+    assert not off.success and "too few matches" in off.reason
+
+
+def test_shipped_confidence_model_separates_right_from_wrong(icl_pair, shared_data):
+    """The calibrated confidence (``confidence_model.json``, fitted by
+    ``benchmarks/calibrate_confidence.py`` on real RGB-D runs): a well-matched real pair reads as
+    almost surely right; the same pair with its second image replaced by an unrelated view
+    (a wrong pose if any) reads low and, below ``min_confidence``, is a failure that says so."""
+    from twoview.pipeline.confidence import MODEL_PATH, calibrated_probability, evidence
+
+    assert MODEL_PATH.is_file()
+    p = icl_pair
+    d0, d1 = p.load_depths()
+    v0, v1 = twoview.load_views(p.image0, p.image1, p.camera0, p.camera1, d0, d1)
+    res = Pipeline()(v0, v1)
+    assert res.success and res.confidence > 0.8 and res.info["confidence_raw"] <= 1
+    f = evidence(res)
+    assert calibrated_probability(f, True) == pytest.approx(res.confidence, abs=1e-3)  # sigmas scaled since
+    # the same evidence with the refinement rejected and few inliers: a much lower probability
+    weak = {**f, "refine_rejected": 1.0, "refined": 0.0, "log_inliers": np.log(8.0), "inlier_ratio": 0.1, "raw": 0.05}
+    assert calibrated_probability(weak, True) < 0.9
+    # view 1 from another room (TUM fr1_xyz): no pose, or one whose confidence says not to trust it
+    from twoview.datasets import get_dataset
+
+    q = get_dataset("tum", shared_data / "tum" / "fr1_xyz", gaps=[1]).pairs()[0]
+    w0, w1 = twoview.load_views(p.image0, q.image1, p.camera0, q.camera1, d0, q.load_depths()[1])
+    bad = Pipeline({"recovery": {"enabled": False}, "confidence": {"min_confidence": 0.0}})(w0, w1)
+    assert not bad.success or bad.confidence < 0.5, bad

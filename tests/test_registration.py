@@ -1,0 +1,138 @@
+"""Depth-to-colour registration estimated from a view's own contours (twoview.depth.registration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twoview.config import ConfigError
+from twoview.depth.registration import (
+    RegistrationConfig,
+    estimate_registration,
+    occluding_contours,
+    register_colour,
+    register_depth,
+    register_view,
+)
+
+W, H = 320, 240
+
+
+def _scene(rng, n_boxes=7):
+    """(image, depth) of boxes in front of a wall: each box a colour and a depth, the
+    wall textured by a few stripes; colour edges wherever depth jumps."""
+    depth = np.full((H, W), 3.0)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[:] = (90, 90, 90)
+    for x in range(0, W, 40):  # wall texture: colour edges without depth edges
+        image[:, x:x + 3] = (140, 120, 100)
+    cells = rng.permutation(12)[:n_boxes]  # boxes in separate cells of a 4 x 3 grid: separate contours
+    for k in cells:
+        cx, cy = (k % 4) * W // 4, (k // 4) * H // 3
+        w, h = rng.integers(25, W // 4 - 20), rng.integers(25, H // 3 - 20)
+        x0, y0 = cx + rng.integers(8, W // 4 - w - 8), cy + rng.integers(8, H // 3 - h - 8)
+        sel = (slice(y0, y0 + h), slice(x0, x0 + w))
+        depth[sel] = rng.uniform(0.8, 2.4)
+        image[sel] = rng.integers(0, 255, size=3)
+    return image, depth
+
+
+def _displace(depth, shift, zoom=1.0, parallax=(0.0, 0.0)):
+    """The depth map a second camera would give: the depth of colour pixel p lands at
+    depth pixel u with p = u + shift + (zoom - 1)(u - c) + parallax / z (nearest, z-test)."""
+    c = np.array([(W - 1) / 2, (H - 1) / 2])
+    out = np.full_like(depth, np.inf)
+    yy, xx = np.mgrid[0:H, 0:W]
+    # each colour pixel p with depth z: solve u = c + (p - c - shift - parallax / z) / zoom
+    z = depth
+    ux = c[0] + (xx - c[0] - shift[0] - parallax[0] / z) / zoom
+    uy = c[1] + (yy - c[1] - shift[1] - parallax[1] / z) / zoom
+    ix, iy = np.rint(ux).astype(int), np.rint(uy).astype(int)
+    ok = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H)
+    np.minimum.at(out, (iy[ok], ix[ok]), z[ok])
+    # fill one-pixel cracks of the forward mapping from a neighbour
+    for _ in range(2):
+        bad = ~np.isfinite(out)
+        out[bad] = np.roll(out, 1, axis=1)[bad]
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def test_a_registered_view_is_left_alone(rng):
+    image, depth = _scene(rng)
+    reg = estimate_registration(image, depth)
+    assert not reg.applied and reg.num_edges >= 150
+    assert "registered" in reg.reason
+    assert register_view(image, depth, reg)[1] is depth
+
+
+@pytest.mark.parametrize("shift", [(5.0, -3.0), (-7.0, 4.0)])
+def test_a_shifted_depth_map_is_found_and_moved_onto_the_colour(rng, shift):
+    image, depth = _scene(rng)
+    moved = _displace(depth, shift)
+    # a constant shift is corrected only when asked ("always"); by default it is recorded
+    assert not estimate_registration(image, moved).applied
+    reg = estimate_registration(image, moved, RegistrationConfig(fit_zoom=False, correct="always"))
+    assert reg.applied and reg.reference == "colour"
+    np.testing.assert_allclose(reg.shift, shift, atol=0.7)
+    fixed = register_depth(moved, reg)
+    ok = np.isfinite(fixed) & np.isfinite(depth)
+    # outside a band around the edges the registered depth is the original
+    assert np.mean(np.abs(fixed[ok] - depth[ok]) < 1e-6) > 0.97
+
+
+def test_a_second_camera_is_found_and_the_colour_moved_onto_the_depth(rng):
+    image, depth = _scene(rng, n_boxes=9)
+    # a depth camera with an 11 % longer focal length and a baseline: the colour pixel of
+    # a depth pixel is pulled towards the centre and moved by a parallax
+    moved = _displace(depth, (1.0, 0.0), zoom=0.9, parallax=(6.0, 0.0))
+    reg = estimate_registration(image, moved)
+    assert reg.applied and reg.reference == "depth", reg.reason
+    assert reg.zoom == pytest.approx(0.9, abs=0.01)
+    # the colour registered onto the depth grid shows the box colours where the depth says the boxes are
+    img2 = register_colour(image, moved, reg)
+    x, y, _ = occluding_contours(moved, 0.05, 3)
+    from twoview.depth.registration import colour_edge_map
+
+    before, after = colour_edge_map(image)[y, x].mean(), colour_edge_map(img2)[y, x].mean()
+    assert after > before + 0.2
+
+
+def test_no_contours_no_correction(rng):
+    image = (rng.random((H, W, 3)) * 255).astype(np.uint8)
+    depth = np.full((H, W), 2.0)
+    reg = estimate_registration(image, depth)
+    assert not reg.applied and "no evidence" in reg.reason
+    assert register_colour(image, depth, reg) is image
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_contours_that_disagree_with_the_colour_are_not_trusted(seed):
+    _, depth = _scene(np.random.default_rng(seed))
+    other, _ = _scene(np.random.default_rng(99 + seed))  # colour of another scene: no consistent displacement
+    reg = estimate_registration(other, depth)
+    assert not reg.applied, reg.reason
+
+
+def test_bad_options():
+    with pytest.raises(ConfigError):
+        RegistrationConfig(max_zoom=0.0)
+    with pytest.raises(ConfigError):
+        RegistrationConfig.from_dict({"max_shift": 3})
+
+
+def test_real_views(shared_data):
+    """ICL-NUIM (rendered, registered) is left alone; a TUM fr1 frame, whose depth is
+    factory-registered but taken at another time than its colour, is displaced by a
+    constant shift: found, recorded, and left as it is by default."""
+    from twoview.datasets import get_dataset
+    from twoview.io.images import load_image
+
+    icl = get_dataset("icl_nuim", shared_data / "icl_nuim_livingroom1", trajectory="pseudo_gt_in_gt_world_frame.log")
+    p = icl.pairs()[40]
+    assert not estimate_registration(load_image(p.image0), p.load_depths()[0]).applied
+    tum = get_dataset("tum", shared_data / "tum" / "fr1_xyz")
+    p = tum.pairs()[0]
+    reg = estimate_registration(load_image(p.image1), p.load_depths()[1], RegistrationConfig(correct="always"))
+    assert reg.applied and reg.reference == "colour", reg.reason
+    assert 0.5 < np.hypot(*reg.shift) < 12.0

@@ -294,7 +294,6 @@ def calibrate(checkpoint: str) -> dict:
     """Fit the confidence of ``checkpoint`` on the calibration pairs and store it in the file."""
     import torch
 
-    from twoview.geometry.pose import Pose
     from twoview.io.atomic import atomic_write_bytes
     from twoview.io.depth import load_depth, prepare_depth
     from twoview.io.images import load_image

@@ -323,7 +323,6 @@ def register_with_rig(image: np.ndarray, depth: np.ndarray, rig: DepthRegistrati
     whatever the contours say, since the rig is known. Two views of one pair must be
     registered alike: one corrected and the other not would disagree by the rig itself.
     """
-    import cv2
 
     cfg = config or RegistrationConfig()
     out = DepthRegistration(shift=rig.shift.copy(), zoom=rig.zoom, parallax=rig.parallax.copy(),

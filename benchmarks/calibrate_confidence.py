@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from twoview.geometry.pose import Pose  # noqa: E402
 from twoview.pipeline.confidence import FEATURES, MODEL_PATH, evidence, sigma_kind  # noqa: E402
+from twoview.regress.confidence import fit_logistic as newton_logistic  # noqa: E402
 from twoview.result import PoseResult  # noqa: E402
 
 DEFAULT_METHOD = 'default:config={"confidence":{"calibrated":false,"min_confidence":0.0}}'
@@ -87,17 +88,7 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0) -> dict:
     scale[scale < 1e-9] = 1.0
     Z = (X - mean) / scale
     A = np.column_stack([np.ones(len(Z)), Z])
-    w = np.zeros(A.shape[1])
-    reg = np.full(A.shape[1], l2)
-    reg[0] = 0.0
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-A @ w))
-        g = A.T @ (p - y) + reg * w
-        H = (A * (p * (1 - p))[:, None]).T @ A + np.diag(reg) + 1e-9 * np.eye(len(w))
-        step = np.linalg.solve(H, g)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
+    w = newton_logistic(A, y, l2)  # the regressor's calibration uses the same fit
     # a feature that never varied in the fit (no recovered or regressed pose among the runs):
     # results with another value are left to their stage's own score, not extrapolated
     constant = {f: float(mean[i]) for i, f in enumerate(FEATURES) if X[:, i].std() < 1e-9}

@@ -431,7 +431,7 @@ def d2d_gauss_newton(a_means, R, t, b_means, i, j, Sinv, nu, with_derivatives):
     grad = np.zeros(6)
     hess = np.zeros((6, 6))
     cost = 0.0
-    J = np.zeros((3, 6))
+    J = np.zeros((3, 7))  # the scale column, filled by the shared Jacobian, is not used here
     SJ = np.zeros((3, 6))
     p = np.zeros(3)
     r = np.zeros(3)
@@ -448,13 +448,7 @@ def d2d_gauss_newton(a_means, R, t, b_means, i, j, Sinv, nu, with_derivatives):
         if not with_derivatives:
             continue
         w = (nu + 3.0) / (nu + m)
-        # J = [-[p]x | I]
-        J[0, 0], J[0, 1], J[0, 2] = 0.0, p[2], -p[1]
-        J[1, 0], J[1, 1], J[1, 2] = -p[2], 0.0, p[0]
-        J[2, 0], J[2, 1], J[2, 2] = p[1], -p[0], 0.0
-        for u in range(3):
-            for c in range(3):
-                J[u, 3 + c] = 1.0 if u == c else 0.0
+        _left_increment_jacobian(p, t, J)  # [-[p]x | I | .]
         for u in range(3):
             for c in range(6):
                 SJ[u, c] = S[u, 0] * J[0, c] + S[u, 1] * J[1, c] + S[u, 2] * J[2, c]

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from twoview.geometry.pose import Pose  # noqa: E402
+from twoview.metrics import pose_auc  # noqa: E402
+from twoview.pipeline import PipelineConfig  # noqa: E402
 from twoview.pipeline.confidence import FEATURES, MODEL_PATH, evidence, sigma_kind  # noqa: E402
 from twoview.regress.confidence import fit_logistic as newton_logistic  # noqa: E402
 from twoview.result import PoseResult  # noqa: E402
@@ -160,9 +162,6 @@ def main(argv=None) -> int:
                               "within_2_sigma": float(np.mean(e <= 2 * sg)), "median_error_over_sigma": float(np.median(e / sg))}
         # per suite, the default threshold applied to the held-out confidence (every pair of the suite:
         # a failure or a pose below the threshold counts as an infinite error in the AUC)
-        from twoview.metrics import pose_auc
-        from twoview.pipeline import PipelineConfig
-
         t0 = PipelineConfig().confidence.min_confidence
         per_suite = {}
         for s in sorted({r["suite"] for r in rows}):

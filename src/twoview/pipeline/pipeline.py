@@ -248,9 +248,13 @@ class Pipeline:
         return PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver="init", confidence=0.0,
                           info={"init": True})
 
+    def _regressor(self):
+        """The configured pose regressor (loaded once, by the model store)."""
+        return self.models.regressor(self.config.regressor.checkpoint, self.config.regressor.translation)
+
     def _regress(self, view0: View, view1: View, run: _Run) -> PoseResult:
         with run.time("regress"):
-            res = self.models.regressor(self.config.regressor.checkpoint, self.config.regressor.translation).estimate(
+            res = self._regressor().estimate(
                 view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)
         run.note("front_end", method="regress", success=res.success)
         return res
@@ -395,7 +399,7 @@ class Pipeline:
                 hyps.append((f"rot{'y' if axis[1] else 'x'}{a:+g}", Pose(so3_exp(np.radians(a) * axis), np.zeros(3))))
         if rc.regressor and self.config.front_end != "regress":
             try:
-                reg = self.models.regressor(self.config.regressor.checkpoint, self.config.regressor.translation).estimate(
+                reg = self._regressor().estimate(
                     view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)
                 if reg.success and reg.metric:
                     hyps.append(("regress", reg.cam1_from_cam0))

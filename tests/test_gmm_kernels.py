@@ -184,3 +184,58 @@ def test_pair_overlaps_match_gaussian_density():
            for a, b in zip(i, j)]
     np.testing.assert_allclose(got, ref, rtol=1e-9)
     assert np.all(K.pair_overlaps(means, covs, i, j, 1e-3, 0.0) == 0.0)  # all truncated
+
+
+def _knn_reference(points, queries, k, bound):
+    d = np.linalg.norm(queries[:, None, :] - points[None, :, :], axis=2)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    dk = np.take_along_axis(d, order, axis=1)
+    missing = dk > bound
+    dk[missing] = np.inf
+    order[missing] = len(points)
+    if order.shape[1] < k:  # fewer points than k
+        pad = k - order.shape[1]
+        dk = np.pad(dk, ((0, 0), (0, pad)), constant_values=np.inf)
+        order = np.pad(order, ((0, 0), (0, pad)), constant_values=len(points))
+    return dk, order
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), k=st.integers(1, 6), bound=st.sampled_from([np.inf, 0.05, 0.3, 2.0]),
+       spread=st.sampled_from([1e-3, 0.1, 1.0, 50.0]), cell=st.sampled_from([None, 0.01, 0.2, 5.0]),
+       seed=st.integers(0, 2**31 - 1), flat=st.booleans())
+def test_point_grid_finds_the_exact_nearest_neighbours(n, k, bound, spread, cell, seed, flat):
+    """Against brute force: any cell size, bounded or not, outliers and flat clouds."""
+    from twoview.gmm.neighbours import PointGrid
+
+    rng = np.random.default_rng(seed)
+    pts = rng.normal(size=(n, 3)) * spread
+    if flat:
+        pts[:, 2] = 0.5
+    pts[0] += 1000.0 * spread  # an outlier far from the rest
+    q = np.concatenate([pts[rng.integers(0, n, 10)] + rng.normal(size=(10, 3)) * 0.1 * spread,
+                        rng.normal(size=(5, 3)) * 3 * spread])
+    d, i = PointGrid(pts, cell=cell).query(q, k=k, distance_upper_bound=bound)
+    d_ref, i_ref = _knn_reference(pts, q, k, bound)
+    d, i = d.reshape(len(q), k), i.reshape(len(q), k)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12, atol=1e-12)
+    # indices agree, except between equally distant points
+    found = np.isfinite(d)
+    np.testing.assert_array_equal(i[~found], len(pts))
+    rows = np.nonzero(found)[0]
+    np.testing.assert_allclose(np.linalg.norm(q[rows] - pts[i[found]], axis=1), d[found], rtol=1e-12, atol=1e-12)
+
+
+def test_point_grid_edge_cases():
+    from twoview.gmm.neighbours import PointGrid
+
+    empty = PointGrid(np.zeros((0, 3)))
+    d, i = empty.query(np.zeros((2, 3)), k=2)
+    assert np.all(np.isinf(d)) and np.all(i == 0)
+    g = PointGrid(np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 2.0]]))
+    d, i = g.query(np.array([[np.nan, 0.0, 1.0], [0.0, 0.0, 1.1]]))
+    assert np.isinf(d[0]) and i[0] == 2 and i[1] == 0 and d[1] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="finite"):
+        PointGrid(np.array([[0.0, np.inf, 1.0]]))
+    with pytest.raises(ValueError, match="k must be"):
+        g.query(np.zeros((1, 3)), k=0)

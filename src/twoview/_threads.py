@@ -16,18 +16,28 @@ from contextlib import contextmanager
 
 _LOCK = threading.Lock()
 _CONTROLLER = None
+_MODULES_SEEN = 0
 _DEPTH = 0
 
 
 def _controller():
-    global _CONTROLLER
-    if _CONTROLLER is None:
+    """The threadpoolctl controller of the BLAS libraries loaded now (False without
+    threadpoolctl). Libraries arrive with Python modules (scipy's OpenBLAS, loaded late by
+    numba, is one): the libraries are inspected again (~6 ms) when modules were imported
+    since the last look."""
+    global _CONTROLLER, _MODULES_SEEN
+    import sys
+
+    if _CONTROLLER is False:
+        return False
+    if _CONTROLLER is None or len(sys.modules) != _MODULES_SEEN:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # optional: without it BLAS keeps its own setting
             _CONTROLLER = False
-        else:
-            _CONTROLLER = ThreadpoolController()  # inspects the loaded libraries once (~6 ms)
+            return False
+        _MODULES_SEEN = len(sys.modules)
+        _CONTROLLER = ThreadpoolController()
     return _CONTROLLER
 
 

@@ -405,11 +405,10 @@ def align_mixtures(
                                       "no other pose to keep", solver=SOLVER, info=info)
         pose, s, info["scale"] = init, 1.0, 1.0
     if cfg.polish and not cfg.estimate_scale and mix0.dense is not None and mix1.dense is not None:
-        from scipy.spatial import cKDTree
-
+        from twoview.gmm.neighbours import PointGrid
         from twoview.gmm.polish import polish
 
-        R2, t2, pinfo = polish(mix0.dense, mix1.dense, cKDTree(mix1.dense.means), pose.R, pose.t, cfg,
+        R2, t2, pinfo = polish(mix0.dense, mix1.dense, PointGrid(mix1.dense.means), pose.R, pose.t, cfg,
                                cfg.polish_radius * depth_scale)
         info["polish"] = pinfo
         if np.all(np.isfinite(R2)) and np.all(np.isfinite(t2)):

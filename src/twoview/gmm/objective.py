@@ -20,18 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from twoview.geometry.rotation import so3_exp, sym3_eigvalsh
 from twoview.gmm.config import AlignConfig
 from twoview.gmm.mixture import GaussianMixture
+from twoview.gmm.neighbours import PointGrid
 
 _LOG2PI3 = 3.0 * np.log(2.0 * np.pi)
 
 
 @dataclass
 class Prepared:
-    """A mixture ready for alignment: covariances possibly made isotropic, a KD-tree."""
+    """A mixture ready for alignment: covariances possibly made isotropic, a neighbour grid."""
 
     mix: GaussianMixture
     means: np.ndarray
@@ -39,7 +39,7 @@ class Prepared:
     weights: np.ndarray
     colors: np.ndarray
     features: np.ndarray | None
-    tree: cKDTree
+    tree: PointGrid
     sigma_p90: float
 
     @classmethod
@@ -50,7 +50,7 @@ class Prepared:
             covs = iso[:, None, None] * np.eye(3)
         sig = np.sqrt(np.maximum(sym3_eigvalsh(covs)[:, -1], 0.0)) if len(covs) else np.zeros(1)
         feats = mix.features if (cfg.use_features and mix.features is not None) else None
-        return cls(mix, mix.means, covs, mix.weights, mix.colors, feats, cKDTree(mix.means),
+        return cls(mix, mix.means, covs, mix.weights, mix.colors, feats, PointGrid(mix.means),
                    float(np.percentile(sig, 90)))
 
 
@@ -108,7 +108,7 @@ def find_pairs(p: np.ndarray, b: Prepared, knn: int, radius: float, mask_a=None,
     if not len(idx_a) or not len(b.means):
         return np.zeros(0, int), np.zeros(0, int)
     k = min(knn, len(b.means))
-    d, j = b.tree.query(p[idx_a], k=k, distance_upper_bound=radius, workers=1)
+    d, j = b.tree.query(p[idx_a], k=k, distance_upper_bound=radius)
     d, j = d.reshape(len(idx_a), k), j.reshape(len(idx_a), k)
     ok = np.isfinite(d)
     i = np.repeat(idx_a, k).reshape(len(idx_a), k)[ok]
@@ -141,7 +141,7 @@ def self_overlap(a: Prepared, var: float, visible: np.ndarray, cfg: AlignConfig)
     cache = a.__dict__.setdefault("_self_cache", {})
     if "pairs" not in cache:
         k = min(cfg.knn, len(a.means))
-        _, jj = a.tree.query(a.means, k=k, workers=1)
+        _, jj = a.tree.query(a.means, k=k)
         i = np.repeat(np.arange(len(a.means)), k)
         j = jj.reshape(-1)
         cache["pairs"] = (i, j, pair_similarity(a, a, i, j, cfg))

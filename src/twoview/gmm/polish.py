@@ -35,7 +35,7 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
     Args:
         mix0, mix1: the dense mixtures of the two views (means (N, 3), covs (N, 3, 3) in
             their cameras; ``mix1`` with its camera and z-buffer for visibility).
-        tree1: a cKDTree of ``mix1.means``.
+        tree1: a :class:`~twoview.gmm.neighbours.PointGrid` of ``mix1.means``.
         R, t: the starting pose (the aligned mixtures').
         cfg: alignment options (visibility, occlusion tolerance).
         radius: pairs farther apart than this (metres) are not pairs.
@@ -68,7 +68,7 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
             return None
         if len(vis) > max_components:
             vis = vis[np.linspace(0, len(vis) - 1, max_components).astype(np.int64)]
-        d, j = tree1.query(p[vis], k=1, distance_upper_bound=radius, workers=1)
+        d, j = tree1.query(p[vis], k=1, distance_upper_bound=radius)
         ok = np.isfinite(d)
         i, j = vis[ok], j[ok].astype(np.int64)
         S = np.matmul(np.matmul(R, mix0.covs[i]), R.T) + mix1.covs[j]

@@ -285,6 +285,10 @@ def run(args) -> int:
         raise InputError("image0", "give two images, or --pairs FILE")
     check_output_files(args, OUTPUT_FLAGS)
     cfg = pipeline_config(args)
+    if cfg.refine.method != "none" and args.depth0 and args.depth1:
+        from twoview.pipeline.pipeline import warm_up_compiler
+
+        warm_up_compiler()  # the refinement's compiler starts while the inputs load
     view0, view1 = load_cli_views(args)
     result = run_pipeline(args, view0, view1, cfg)
     print_result(args, result)

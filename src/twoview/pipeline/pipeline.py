@@ -58,6 +58,30 @@ def warm_up_refinement(gmm_config) -> None:
     t.start()
 
 
+def warm_up_compiler() -> None:
+    """Once per process, import numba and initialise its CPU target (which imports its
+    numpy and linear-algebra support, scipy's BLAS among it: about 0.7 s cold) on a
+    background thread, for a command that will refine and has not read its inputs yet."""
+    import threading
+
+    if "compiler" in _WARM:
+        return
+
+    def work():
+        try:
+            from numba.core.compiler_lock import global_compiler_lock
+            from numba.core.registry import cpu_target
+
+            with global_compiler_lock:
+                cpu_target.target_context.refresh()
+        except Exception:  # noqa: BLE001 - a warm-up that fails only loses its head start
+            pass
+
+    t = threading.Thread(target=work, name="twoview-warm-up-compiler", daemon=True)
+    _WARM["compiler"] = t
+    t.start()
+
+
 class _Run:
     """Bookkeeping of one estimate: stage times and decisions."""
 

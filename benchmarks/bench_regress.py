@@ -180,9 +180,11 @@ STATS = ("auc5", "auc10", "auc20", "median_rot_deg", "p_5cm_2deg")
 
 
 def group_stats(rows: list[dict], groups: dict[str, list[str]], n_boot: int = 1000, seed: int = 0,
-                diff: tuple[str, str] | None = None) -> dict:
+                diff=None) -> dict:
     """Per group of labels (seeds): the mean over its labels of each statistic, with a 95 %
-    bootstrap interval over pairs (one resample of the pair ids shared by every label)."""
+    bootstrap interval over pairs (one resample of the pair ids shared by every label).
+    ``diff``: (A, B) or a list of them, groups whose difference A - B gets an interval
+    (paired: the same resamples)."""
     pair_ids = sorted({r["pair_id"] for r in rows})
     by = {(r["label"], r["pair_id"]): r for r in rows}
     rng = np.random.default_rng(seed)
@@ -205,8 +207,10 @@ def group_stats(rows: list[dict], groups: dict[str, list[str]], n_boot: int = 10
                       "hi": float(np.percentile([b[k] for b in boots[g]], 97.5))} for k in STATS}
         out[g]["seeds"] = labels
         out[g]["per_seed"] = {lb: metrics_of([by[(lb, p)] for p in pair_ids]) for lb in labels}
-    if diff and diff[0] in boots and diff[1] in boots:
-        a, b = diff
+    diffs = [diff] if diff and isinstance(diff[0], str) else list(diff or [])
+    for a, b in diffs:
+        if a not in boots or b not in boots:
+            continue
         out[f"{a} - {b}"] = {k: {"mean": out[a][k]["mean"] - out[b][k]["mean"],
                                  "lo": float(np.percentile([x[k] - y[k] for x, y in zip(boots[a], boots[b])], 2.5)),
                                  "hi": float(np.percentile([x[k] - y[k] for x, y in zip(boots[a], boots[b])], 97.5))}
@@ -512,8 +516,9 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", nargs=2, action="append", default=[], metavar=("NAME", "SPEC"),
                     help="another bench method in the same runs, labelled NAME (e.g. gmm@regress "
                          "gmm@regress:checkpoint=..., sift-rigid3d sift-rigid3d)")
-    ap.add_argument("--diff", nargs=2, metavar=("GROUP_A", "GROUP_B"), default=("gcr", "plain"),
-                    help="seed groups whose difference gets an interval")
+    ap.add_argument("--diff", nargs=2, action="append", metavar=("A", "B"), default=None,
+                    help="seed groups (or single checkpoints) whose difference A - B gets an interval; "
+                         "repeatable (default: gcr plain)")
     ap.add_argument("--confidence", nargs="*", default=[], metavar="LABEL", help="labels whose confidence is assessed")
     ap.add_argument("--calibrate", metavar="CKPT", help="fit CKPT's confidence on the calibration pairs (writes the file)")
     ap.add_argument("--speed", action="store_true", help="time PoseRegressor.estimate at 1 and 2 torch threads")
@@ -543,13 +548,17 @@ def main(argv=None) -> int:
         for name in models:
             if "_s" in name and name.rsplit("_s", 1)[1].isdigit():
                 groups.setdefault(name.rsplit("_s", 1)[0], []).append(name)
+        diffs = [tuple(d) for d in (args.diff or [("gcr", "plain")])]
+        for name in {n for d in diffs for n in d}:
+            if name not in groups and name in models:  # a single checkpoint, e.g. an ablation against its seed
+                groups[name] = [name]
         for set_name in args.sets:
             t0 = time.time()
             summary, rows, cmd = run_set(set_name, specs, Path(args.runs))
             labels = list(specs)
             res["compare"][set_name] = {
                 "pairs": len({r["pair_id"] for r in rows}), "command": cmd, "summary": summary,
-                "groups": group_stats(rows, groups, diff=tuple(args.diff)) if groups else {},
+                "groups": group_stats(rows, groups, diff=diffs) if groups else {},
                 "by_gap": by_gap(rows, labels),
                 "confidence": {lb: confidence_quality(rows, lb) for lb in args.confidence if lb in labels},
                 "seconds": time.time() - t0}

@@ -87,16 +87,14 @@ def main(argv=None) -> int:
     outp = Path(a.out)
     if a.cold_only:
         old = json.loads(outp.with_suffix(".json").read_text()) if outp.with_suffix(".json").exists() else {}
-        many = old.get("many_pairs", {})
-        many_meta = old.get("many_pairs_meta") or old.get("meta")
-        pairs = [None] * (many_meta or {}).get("pairs", 0)
+        many, many_meta = old.get("many_pairs", {}), old.get("many_pairs_meta") or old.get("meta")
     else:
-        many, many_meta, pairs = _many_pairs(tv, a.pairs), None, None
+        many, many_meta = _many_pairs(tv, a.pairs), None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     meta = {"command": " ".join(["python", "benchmarks/bench_cli.py", *(argv if argv is not None else sys.argv[1:])]),
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "commit": commit, "machine": platform.machine(),
             "cpus": os.cpu_count(), "load_before": load0, "load_after": os.getloadavg()[0],
-            "pairs": len(pairs) if pairs is not None else min(a.pairs, 100)}
+            "pairs": 0 if a.cold_only else min(a.pairs, 100)}  # pairs this run ran (100 frames at most)
     res = {"meta": meta, "cold_start": cold, "many_pairs": many, "many_pairs_meta": many_meta or meta}
     from twoview.io.atomic import atomic_write_json, atomic_write_text
 

@@ -27,59 +27,59 @@ from twoview.view import View
 _WARM: dict = {}
 
 
+def _warm_once(key: str, work) -> None:
+    """Run ``work`` once per process and ``key`` on a daemon thread; a warm-up that fails
+    only loses its head start."""
+    import threading
+
+    if key in _WARM:
+        return
+
+    def guarded():
+        try:
+            work()
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
+
+    t = threading.Thread(target=guarded, name="twoview-warm-up", daemon=True)
+    _WARM[key] = t
+    t.start()
+
+
 def warm_up_refinement(gmm_config) -> None:
     """Once per process and mixture configuration, align two tiny synthetic mixtures on a
     background thread: numba loads the refinement's compiled kernels (about a second in a
     fresh process) with the types the real alignment uses, while the caller works on."""
-    import threading
-
-    key = repr(gmm_config)
-    if key in _WARM:
-        return
 
     def work():
         from twoview.geometry.camera import Camera
         from twoview.gmm.align import align_mixtures
         from twoview.gmm.mixture import build_mixture
 
-        try:
-            yy, xx = np.mgrid[0:48, 0:64]
-            depth = 2.0 + 0.01 * xx + 0.3 * (xx > 32)
-            image = np.stack([(xx * 4) % 256, (yy * 5) % 256, (xx * yy) % 256], -1).astype(np.uint8)
-            cam = Camera(60.0, 60.0, 31.5, 23.5, 64, 48)
-            build = gmm_config.build.replace(features="none", num_gaussians=64)
-            m = build_mixture(image, depth, cam, build)
-            align_mixtures(m, m, Pose(np.eye(3), np.array([0.01, 0.0, 0.0])), gmm_config.align.replace(min_visible=4))
-        except Exception:  # noqa: BLE001 - a warm-up that fails only loses its head start
-            pass
+        yy, xx = np.mgrid[0:48, 0:64]
+        depth = 2.0 + 0.01 * xx + 0.3 * (xx > 32)
+        image = np.stack([(xx * 4) % 256, (yy * 5) % 256, (xx * yy) % 256], -1).astype(np.uint8)
+        cam = Camera(60.0, 60.0, 31.5, 23.5, 64, 48)
+        build = gmm_config.build.replace(features="none", num_gaussians=64)
+        m = build_mixture(image, depth, cam, build)
+        align_mixtures(m, m, Pose(np.eye(3), np.array([0.01, 0.0, 0.0])), gmm_config.align.replace(min_visible=4))
 
-    t = threading.Thread(target=work, name="twoview-warm-up", daemon=True)
-    _WARM[key] = t
-    t.start()
+    _warm_once(repr(gmm_config), work)
 
 
 def warm_up_compiler() -> None:
     """Once per process, import numba and initialise its CPU target (which imports its
     numpy and linear-algebra support, scipy's BLAS among it: about 0.7 s cold) on a
     background thread, for a command that will refine and has not read its inputs yet."""
-    import threading
-
-    if "compiler" in _WARM:
-        return
 
     def work():
-        try:
-            from numba.core.compiler_lock import global_compiler_lock
-            from numba.core.registry import cpu_target
+        from numba.core.compiler_lock import global_compiler_lock
+        from numba.core.registry import cpu_target
 
-            with global_compiler_lock:
-                cpu_target.target_context.refresh()
-        except Exception:  # noqa: BLE001 - a warm-up that fails only loses its head start
-            pass
+        with global_compiler_lock:
+            cpu_target.target_context.refresh()
 
-    t = threading.Thread(target=work, name="twoview-warm-up-compiler", daemon=True)
-    _WARM["compiler"] = t
-    t.start()
+    _warm_once("compiler", work)
 
 
 class _Run:

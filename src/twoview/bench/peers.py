@@ -89,17 +89,10 @@ def _pinhole_depth(depth: np.ndarray, cam):
     return cam.undistort_depth(depth), cam.pinhole
 
 
-def _points(depth: np.ndarray, cam) -> np.ndarray:
-    """Valid pixels back-projected, (N, 3) metres in the camera frame."""
-    d, pin = _pinhole_depth(depth, cam)
-    v, u = np.nonzero(np.isfinite(d))
-    return pin.unproject(np.stack([u, v], 1).astype(np.float64), d[v, u])
-
-
 def _scene_voxel(depth0: np.ndarray, cam) -> float:
-    """4 pixel footprints at the median depth of view 0, metres."""
-    z = depth0[np.isfinite(depth0)]
-    return 4.0 * float(np.median(z)) / float(np.sqrt(cam.fx * cam.fy))
+    from twoview.solvers.gicp import scene_voxel
+
+    return scene_voxel(depth0, cam)
 
 
 def _need_depths(name, depth0, depth1):
@@ -304,7 +297,7 @@ def make_small_gicp(options: dict) -> BenchMethod:
     init = _init_method(options)
 
     def run(sample, depth0, depth1):
-        import small_gicp
+        from twoview.solvers.gicp import gicp
 
         fail = _need_depths("small_gicp", depth0, depth1)
         if fail:
@@ -312,20 +305,12 @@ def make_small_gicp(options: dict) -> BenchMethod:
         T, info = _initial_pose(init, sample, depth0, depth1)
         if T is None:
             return PoseResult.failure(info, solver="small_gicp")
-        v = _scene_voxel(depth0, sample.camera0)
-        src = _points(depth0, sample.camera0)
-        tgt = _points(depth1, sample.camera1)
-        res = None
-        for scale, corr in ((4.0, 16.0), (1.0, 4.0)):
-            res = small_gicp.align(tgt, src, init_T_target_source=T, registration_type="GICP",
-                                   downsampling_resolution=scale * v, max_correspondence_distance=corr * v,
-                                   num_threads=1, max_iterations=30)
-            T = np.asarray(res.T_target_source)
-        info.update(voxel_m=v, converged=bool(res.converged), num_inliers=int(res.num_inliers), error=float(res.error))
-        if res.num_inliers == 0 or not np.all(np.isfinite(T)):
-            return PoseResult.failure("GICP found no correspondences", solver="small_gicp", info=info)
-        return PoseResult(success=True, cam1_from_cam0=Pose.from_matrix(T), metric=True, solver="small_gicp",
-                          num_inliers=int(res.num_inliers), info=info)
+        pose, ginfo = gicp(depth0, depth1, sample.camera0, sample.camera1, Pose.from_matrix(T))
+        info.update(ginfo)
+        if pose is None:
+            return PoseResult.failure(ginfo["why"], solver="small_gicp", info=info)
+        return PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver="small_gicp",
+                          num_inliers=ginfo["num_inliers"], info=info)
 
     return BenchMethod("small_gicp", run, (True, True), True)
 

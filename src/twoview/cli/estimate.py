@@ -79,6 +79,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
     g.add_argument("--refine", choices=list(refine_choices),
                    help="auto (default): Gaussian-mixture refinement when both views have depth; gmm: require it; none: off")
     add_gmm_args(g)
+    g.add_argument("--gicp", choices=["auto", "always", "never"],
+                   help="GICP between the depth maps after the mixtures: auto (default) where the depth is a second "
+                   "camera's (its colour was registered onto it), always, never")
     g.add_argument("--no-recovery", action="store_true", default=None,
                    help="give up when matching fails (default: try registrations without matches first)")
     g.add_argument("--min-confidence", type=float, metavar="P",
@@ -196,6 +199,7 @@ def pipeline_config(args, refine: str | None = None):
     put("solver.depth_noise", "exact" if args.exact_depth else None)
     put("depth.register", False if args.no_register else None)
     put("refine.method", refine or args.refine)
+    put("refine.gicp", args.gicp)
     put("recovery.enabled", False if args.no_recovery else None)
     put("confidence.min_confidence", args.min_confidence)
     if getattr(args, "depth_model", None):

@@ -5,7 +5,9 @@ over B's cached prediction when B runs in the same bench); without ``@B`` the fr
 is SIFT (option ``matcher``) with both depths, in the same pipeline. Each is a pipeline
 with the mixture refinement on and the recovery and confidence threshold off (the
 refinement is what is measured); depth registration stays on (it is part of the
-refinement's preparation). Other options: ``gmm`` (a partial :class:`GMMConfig` dict
+refinement's preparation), and so is the GICP finish where the depth is a second
+camera's (``RefineConfig.gicp``) for ``gmm``; the ablation ladder measures the mixtures
+alone (``gicp`` "never"). Other options: ``gmm`` (a partial :class:`GMMConfig` dict
 applied on top of the method's preset), ``pipeline`` (a partial pipeline dict).
 
 Methods: ``gmm`` (default settings), ``gmm-mono`` (the ``monocular`` preset, for
@@ -37,7 +39,10 @@ def _make(preset: str, name: str, options: dict | None = None):
     opts = dict(options or {})
     gmm = preset_config(preset, opts.pop("gmm", {})).to_dict()
     mono = preset == "monocular"
-    cfg = {"matcher": {"name": opts.pop("matcher", "sift")}, "refine": {"method": "gmm", "gmm": gmm, "gmm_monocular": gmm},
+    refine = {"method": "gmm", "gmm": gmm, "gmm_monocular": gmm}
+    if preset not in ("default", "monocular"):  # the ablation ladder: the mixtures' terms alone
+        refine["gicp"] = "never"
+    cfg = {"matcher": {"name": opts.pop("matcher", "sift")}, "refine": refine,
            "recovery": {"enabled": False}, "confidence": {"min_confidence": 0.0}}
     cfg = merge_dicts(cfg, opts.pop("pipeline", {}))
     init = opts.pop("init", None)

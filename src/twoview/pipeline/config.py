@@ -20,6 +20,7 @@ from twoview.gmm.config import GMMConfig, preset_config
 
 FrontEndName = typing.Literal["match", "regress"]
 RefinerName = typing.Literal["auto", "none", "gmm"]
+GicpMode = typing.Literal["auto", "always", "never"]
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -97,11 +98,22 @@ class RefineConfig(StrictConfig):
         gmm: mixture options for sensor depth.
         gmm_monocular: mixture options for monocular depth (a relative scale between the
             two maps is estimated).
+        gicp: after the mixtures, a point-level GICP between the two sensor depth maps
+            (:func:`twoview.solvers.gicp.gicp`). "auto": where the depth stage found a
+            view's depth map to be a second camera's (its colour image was registered onto
+            the depth camera, ``reference="depth"``: raw Kinect / 7-Scenes-style streams).
+            There the depth camera's pose is the reference, and GICP's point-level fit
+            beats the mixtures' on the simulated Kinect (AUC@5 75.0 -> 79.2,
+            ``benchmarks/results/gmm_polish_study.md``). On depth registered to its colour
+            camera (TUM, HoloLens) GICP drifts (fr3_cabinet AUC@5 46.0 -> 19.6), so the
+            mixtures' pose stands. "always", "never": regardless of the evidence.
+            Not run on monocular depth.
     """
 
     method: RefinerName = "auto"
     gmm: GMMConfig = field(default_factory=GMMConfig)
     gmm_monocular: GMMConfig = field(default_factory=lambda: preset_config("monocular"))
+    gicp: GicpMode = "auto"
 
 
 @dataclass

@@ -400,6 +400,37 @@ class Pipeline:
                                  "cam1_from_cam0": front.cam1_from_cam0.matrix.tolist(),
                                  **{k: front.info[k] for k in ("matcher", "depth_source") if k in front.info}}
         res.info["build"] = {"view0": m0.info, "view1": m1.info}
+        return self._gicp(res, view0, view1, run)
+
+    def _gicp(self, res: PoseResult, view0: View, view1: View, run: _Run) -> PoseResult:
+        """The point-level GICP after the mixtures (see ``RefineConfig.gicp``)."""
+        mode = self.config.refine.gicp
+        second_camera = any(v.info.get("registration", {}).get("applied")
+                            and v.info["registration"].get("reference") == "depth" for v in (view0, view1))
+        if mode == "never" or (mode == "auto" and not second_camera):
+            return res
+        if view0.depth_kind == "monocular" or view1.depth_kind == "monocular":
+            run.note("gicp", ran=False, why="monocular depth")
+            return res
+        from twoview.geometry.rotation import rotation_angle_deg
+        from twoview.solvers.gicp import gicp
+
+        with run.time("gicp"):  # on both cores, as the mixtures are built (234 vs 365 ms on kinect7 pairs)
+            pose, info = gicp(view0.depth, view1.depth, view0.camera, view1.camera, res.cam1_from_cam0, num_threads=2)
+        info["why"] = info.get("why") or ("refine.gicp is 'always'" if mode == "always"
+                                          else "the depth is a second camera's (registered colour)")
+        if pose is None:  # GICP gave no verdict: the mixtures' pose stands
+            run.note("gicp", ran=True, success=False, why=info["why"])
+            res.info["gicp"] = {"success": False, **info}
+            return res
+        move = pose @ res.cam1_from_cam0.inverse()
+        info.update(success=True, rotation_change_deg=rotation_angle_deg(move.R),
+                    translation_change_m=float(np.linalg.norm(pose.t - res.cam1_from_cam0.t)),
+                    cam1_from_cam0_before=res.cam1_from_cam0.matrix.tolist())
+        run.note("gicp", ran=True, success=True, rotation_change_deg=info["rotation_change_deg"],
+                 translation_change_m=info["translation_change_m"])
+        res.info["gicp"] = info
+        res.cam1_from_cam0 = pose
         return res
 
     # --- recovery ---------------------------------------------------------------------

@@ -8,6 +8,9 @@ maps, and return a :class:`SolverOutput` giving ``cam1_from_cam0``.
 - :func:`solve_pnp`: P3P on the 3D points of the view with depth (PoseLib); metric.
 - :func:`solve_rigid3d`: 3-point Kabsch RANSAC on 3D-3D matches, then a refinement of the
   reprojection error in both images; metric.
+
+Without matches, :func:`twoview.solvers.gicp.gicp` refines a pose by GICP between two depth
+maps (small_gicp).
 """
 
 from twoview.solvers.common import SolverOutput, sample_depth

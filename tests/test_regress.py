@@ -417,11 +417,20 @@ def test_regress_gmm_bench_method_is_the_matcher_free_pipeline(mini_checkpoint, 
     res = m(sample, *sample.load_depths())
     stages = res.info["pipeline"]["stages"]
     assert [s for s in stages if s["stage"] == "front_end"][0]["method"] == "regress"
-    assert [s for s in stages if s["stage"] == "refine"][0]["method"] == "gmm", stages
+    refine = [s for s in stages if s["stage"] == "refine"][0]
+    assert refine["method"] == "gmm", stages
+    # the regressor's pose is coarse: the mixtures' coarse levels run from it, whatever the noise test says
+    assert refine["coarse_levels"].startswith("forced") and len(res.info["levels"]) == 4
+    assert not any(level.get("skipped") for level in res.info["levels"])
     assert res.success and res.metric and rotation_error_deg(res.cam1_from_cam0.R, sample.cam1_from_cam0.R) < 5
     assert res.info["pipeline"]["config"]["refine"]["method"] == "gmm"
     with pytest.raises(ConfigError, match="depth"):
         make_method(f"regress-gmm:checkpoint={mini_checkpoint},depth=false")
+    # pipeline options on top (here: the refinement off) and a bad one refused
+    off = make_method('regress-gmm:pipeline={"refine":{"method":"none"}}')(sample, *sample.load_depths())
+    assert off.solver == "regress" and off.info["pipeline"]["config"]["refine"]["method"] == "none"
+    with pytest.raises(ConfigError, match="pipeline"):
+        make_method("regress-gmm:pipeline=3")
 
 
 def test_shipped_default_checkpoint():

@@ -9,7 +9,9 @@ configurations with the regressor as the front end (:class:`twoview.PipelineConf
 
 Options: ``checkpoint`` (a ``twoview train`` model.pt or a Reloc3r checkpoint; default the
 shipped model), ``translation`` ("regressed" or "depth"; default the checkpoint's choice),
-``depth`` (false: images only, direction or the network's own length; default true).
+``depth`` (false: images only, direction or the network's own length; default true),
+``pipeline`` (a partial :class:`twoview.PipelineConfig` dict applied on top, e.g. the
+mixtures' options).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from twoview.errors import ConfigError
 
 BENCH_METHODS = {"regress": f"{__name__}:make_regress", "regress-gmm": f"{__name__}:make_regress_gmm"}
 
-_OPTIONS = ("checkpoint", "depth", "translation")
+_OPTIONS = ("checkpoint", "depth", "translation", "pipeline")
 
 
 def _make(name: str, refine: str, options: dict | None):
@@ -35,12 +37,14 @@ def _make(name: str, refine: str, options: dict | None):
     use_depth = opts.get("depth", True)
     if not isinstance(use_depth, bool):
         raise ConfigError(f"{name}: depth must be true or false, got {use_depth!r}")
+    if not isinstance(opts.get("pipeline") or {}, dict):
+        raise ConfigError(f"{name}: pipeline must be a dict of pipeline options, got {opts['pipeline']!r}")
     if refine == "gmm" and not use_depth:
         raise ConfigError(f"{name} refines with the depth of both views: depth=false does not apply")
     cfg = merge(FRONT_END_ONLY, {"front_end": "regress", "refine": {"method": refine},
                                  "regressor": {"checkpoint": opts.get("checkpoint"),
                                                "translation": opts.get("translation")}})
-    cfg = PipelineConfig.from_dict(cfg)
+    cfg = PipelineConfig.from_dict(merge(cfg, opts.get("pipeline") or {}))
     # loaded now: a bad checkpoint fails before the run starts, and says whether it is metric without depth
     pipe = Pipeline(cfg)
     reg = pipe.models.regressor(cfg.regressor.checkpoint, cfg.regressor.translation)

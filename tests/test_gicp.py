@@ -71,7 +71,7 @@ def test_the_pipeline_runs_gicp_where_the_depth_is_a_second_cameras(icl_pair):
     stages = {s["stage"]: s for s in res.info["pipeline"]["stages"]}
     assert any(r and r["reference"] == "depth" for r in stages["depth"]["registration"])
     assert stages["gicp"]["ran"] and stages["gicp"]["success"], stages.get("gicp")
-    assert res.success and res.info["gicp"]["success"] and res.info["gicp"]["why"].startswith("the depth is")
+    assert res.success and res.info["gicp"]["success"] and res.info["gicp"]["ran_because"].startswith("the depth is")
     assert _rot_err(res.cam1_from_cam0, gt) < 1.0
     assert np.linalg.norm(res.cam1_from_cam0.t - gt[:3, 3]) < 0.03
     never = Pipeline({"confidence": {"min_confidence": 0.0}, "refine": {"gicp": "never"}})(v0, v1)
@@ -103,3 +103,20 @@ def test_the_cli_flag_sets_the_stage(icl_pair, tmp_path):
                  "--depth1", str(p.depth1), "--depth-scale", str(p.depth_scale), "--gicp", "always", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["info"]["pipeline"]["config"]["refine"]["gicp"] == "always" and res["info"]["gicp"]["success"]
+
+
+def test_a_gicp_without_verdict_keeps_the_mixtures_pose(icl_pair, monkeypatch):
+    import twoview.solvers.gicp as mod
+
+    p = icl_pair
+    d0, d1 = p.load_depths()
+    v0, v1 = twoview.load_views(p.image0, p.image1, p.camera0, p.camera1, d0, d1)
+    cfg = {"confidence": {"min_confidence": 0.0}}
+    auto = Pipeline(cfg)(v0, v1)
+    monkeypatch.setattr(mod, "gicp", lambda *a, **k: (None, {"why": "GICP found no pairs"}))
+    res = Pipeline({**cfg, "refine": {"gicp": "always"}})(v0, v1)
+    assert res.success and res.info["gicp"] == {"success": False, "why": "GICP found no pairs",
+                                                "ran_because": "refine.gicp is 'always'"}
+    np.testing.assert_allclose(res.cam1_from_cam0.matrix, auto.cam1_from_cam0.matrix, atol=1e-12)
+    stage = [s for s in res.info["pipeline"]["stages"] if s["stage"] == "gicp"][0]
+    assert stage["ran"] and not stage["success"]

@@ -425,9 +425,9 @@ class Pipeline:
 
         with run.time("gicp"):  # on both cores, as the mixtures are built (234 vs 365 ms on kinect7 pairs)
             pose, info = gicp(view0.depth, view1.depth, view0.camera, view1.camera, res.cam1_from_cam0, num_threads=2)
-        info["why"] = info.get("why") or ("refine.gicp is 'always'" if mode == "always"
-                                          else "the depth is a second camera's (registered colour)")
-        if pose is None:  # GICP gave no verdict: the mixtures' pose stands
+        info["ran_because"] = ("refine.gicp is 'always'" if mode == "always"
+                               else "the depth is a second camera's (registered colour)")
+        if pose is None:  # GICP gave no verdict (info["why"]): the mixtures' pose stands
             run.note("gicp", ran=True, success=False, why=info["why"])
             res.info["gicp"] = {"success": False, **info}
             return res

@@ -420,7 +420,8 @@ def test_regress_gmm_bench_method_is_the_matcher_free_pipeline(mini_checkpoint, 
     refine = [s for s in stages if s["stage"] == "refine"][0]
     assert refine["method"] == "gmm", stages
     # the regressor's pose is coarse: the mixtures' coarse levels run from it, whatever the noise test says
-    assert refine["coarse_levels"].startswith("forced") and len(res.info["levels"]) == 4
+    assert refine["coarse_levels"].startswith("forced") and len(res.info["levels"]) == 5
+    assert res.info["levels"][0]["inflation"] == 2 * res.info["levels"][1]["inflation"]
     assert not any(level.get("skipped") for level in res.info["levels"])
     assert res.success and res.metric and rotation_error_deg(res.cam1_from_cam0.R, sample.cam1_from_cam0.R) < 5
     assert res.info["pipeline"]["config"]["refine"]["method"] == "gmm"

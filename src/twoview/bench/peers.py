@@ -41,6 +41,7 @@ from twoview.bench.methods import BenchMethod, make_method
 from twoview.errors import ConfigError
 from twoview.geometry.pose import Pose
 from twoview.result import PoseResult
+from twoview.solvers.gicp import scene_voxel
 
 
 def _have(module: str) -> bool:
@@ -82,17 +83,6 @@ def _initial_pose(init, sample, depth0, depth1):
     if not r.success or not r.metric:
         return None, f"initial pose ({init.name}) failed: {r.reason or 'not metric'}"
     return r.cam1_from_cam0.matrix, {"init": init.name, "init_solver": r.solver}
-
-
-def _pinhole_depth(depth: np.ndarray, cam):
-    """Depth undistorted to the pinhole model, and that pinhole camera."""
-    return cam.undistort_depth(depth), cam.pinhole
-
-
-def _scene_voxel(depth0: np.ndarray, cam) -> float:
-    from twoview.solvers.gicp import scene_voxel
-
-    return scene_voxel(depth0, cam)
 
 
 def _need_depths(name, depth0, depth1):
@@ -194,7 +184,7 @@ def _o3d_rgbd(image_path, depth, cam, depth_max):
     rgb = load_image(image_path, "image")
     if cam.dist is not None:
         rgb = cv2.undistort(rgb, cam.K, np.array(cam.dist))
-    d, _ = _pinhole_depth(depth, cam)
+    d = cam.undistort_depth(depth)  # onto the pinhole model
     d = np.where(np.isfinite(d), d, 0.0).astype(np.float32)
     return o3d.geometry.RGBDImage.create_from_color_and_depth(
         o3d.geometry.Image(np.ascontiguousarray(rgb)), o3d.geometry.Image(d), depth_scale=1.0,
@@ -261,7 +251,7 @@ def make_open3d_colored_icp(options: dict) -> BenchMethod:
         if T is None:
             return PoseResult.failure(info, solver="open3d-colored-icp")
         _, p99 = _depth_stats(depth0, depth1)
-        v = _scene_voxel(depth0, sample.camera0)
+        v = scene_voxel(depth0, sample.camera0)
         pcs = []
         for im, d, cam in ((sample.image0, depth0, sample.camera0), (sample.image1, depth1, sample.camera1)):
             rgbd = _o3d_rgbd(im, d, cam, 1.2 * p99)

@@ -103,8 +103,10 @@ def test_metric_mode_accuracy(shared_data, matcher, dataset):
         pairs = _tum(shared_data, heavy["tum"] if heavy else TUM_PAIRS)
     else:
         pairs = _icl(shared_data, heavy["icl"] if heavy else ICL_PAIRS)
+    # the torch modules themselves (the ONNX runtime's equality with them: test_xfeat_onnx.py)
     mcfg = MatcherConfig(name=matcher, max_keypoints=heavy["max_keypoints"] if heavy else 2048,
-                         resize_max=heavy["resize_max"] if heavy else None)
+                         resize_max=heavy["resize_max"] if heavy else None,
+                         runtime="torch" if matcher == "xfeat" else "auto")
     from twoview.bench.builtin_methods import FRONT_END_ONLY
 
     # the front end alone (the refinement and the rest of the pipeline are measured elsewhere)

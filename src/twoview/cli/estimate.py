@@ -13,7 +13,7 @@ from twoview.cli.common import (
     add_gmm_args, check_output_files, gmm_config, load_intrinsics_file, parse_floats, parse_intrinsics,
     positive_float, refuse_unused, write_json_output, write_output, write_picture_output, GMM_FLAGS,
 )
-from twoview.config import MatcherConfig, MatcherPrecision
+from twoview.config import MatcherConfig, MatcherPrecision, MatcherRuntime
 from twoview.errors import ConfigError, InputError
 
 MATCHERS = ["sift", "xfeat", "aliked", "disk"]
@@ -68,6 +68,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
                         "fewer fine-scale keypoints)")
     g.add_argument("--precision", choices=list(typing.get_args(MatcherPrecision)),
                    help="learned matchers: bfloat16 runs the networks under autocast (faster on CPUs with AVX512-BF16/AMX)")
+    g.add_argument("--matcher-runtime", choices=list(typing.get_args(MatcherRuntime)),
+                   help="XFeat: onnx runs it under onnxruntime (no torch import; exported once to ~/.cache/twoview/onnx), "
+                        "torch in torch; auto (default): onnx where onnxruntime is installed")
     g.add_argument("--solver", choices=["auto", "essential", "pnp", "rigid3d", "monodepth"],
                    help="auto: rigid3d with two depth maps, pnp with one, essential with none, monodepth with monocular depth")
     g.add_argument("--max-reproj-error", type=float, metavar="PX", help="PnP / rigid3d inlier threshold, pixels")
@@ -192,6 +195,7 @@ def pipeline_config(args, refine: str | None = None):
         over.setdefault("matcher", {})["resize_max"] = args.resize_max or None
     put("matcher.sift_first_octave", args.sift_first_octave)
     put("matcher.precision", args.precision)
+    put("matcher.runtime", args.matcher_runtime)
     put("solver.mode", args.solver)
     if args.max_reproj_error is not None:
         positive_float("--max-reproj-error")(str(args.max_reproj_error))

@@ -110,6 +110,10 @@ def build_matcher(cfg: MatcherConfig | dict | str, xfeat_network=None) -> Matche
     cfg = MatcherConfig(name=cfg) if isinstance(cfg, str) else MatcherConfig.coerce(cfg, "cfg")
     if cfg.name not in _REGISTRY:
         raise ConfigError(f"unknown matcher {cfg.name!r}; available: {', '.join(available_matchers())}")
+    if cfg.name == "xfeat" and cfg.xfeat_runtime == "onnx":
+        from twoview.matching.xfeat_onnx import OnnxXFeatMatcher
+
+        return OnnxXFeatMatcher(cfg)
     module, cls = _REGISTRY[cfg.name].split(":")
     try:
         mod = importlib.import_module(module)

@@ -42,7 +42,8 @@ class ModelStore:
         """The matcher of ``cfg`` (XFeat's shares :meth:`xfeat_network`)."""
         from twoview.matching.base import build_matcher
 
-        net = self.xfeat_network if cfg.name == "xfeat" else None
+        # the torch runtime shares XFeat's network with the mixtures' descriptor maps
+        net = self.xfeat_network if cfg.name == "xfeat" and cfg.xfeat_runtime == "torch" else None
         return self._get(("matcher", repr(cfg)), lambda: build_matcher(cfg, xfeat_network=net))
 
     def gmm_features(self, build_cfg):

@@ -300,7 +300,9 @@ class Pipeline:
         from twoview.errors import BackendUnavailable
 
         try:
-            second = self._match_once(cfg.matcher.replace(name=fb), view0, view1, run, stage=f"match_{fb}",
+            # the runtime choice is XFeat's; another fallback matcher takes its own
+            fb_cfg = cfg.matcher.replace(name=fb, runtime=cfg.matcher.runtime if fb == "xfeat" else "auto")
+            second = self._match_once(fb_cfg, view0, view1, run, stage=f"match_{fb}",
                                       why=f"{cfg.matcher.name} pose weak: {first.num_inliers} inliers of {first.num_matches}"
                                       if first.success else f"{cfg.matcher.name} failed: {first.reason}")
         except BackendUnavailable as e:  # a core install without torch: the cascade has no second matcher

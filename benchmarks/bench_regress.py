@@ -367,8 +367,9 @@ def network_log_scale_ratio(reg, im0, im1, sample) -> float:
 
 
 # --- speed ------------------------------------------------------------------------------------
-def bench_speed(checkpoint: str | None, threads: int, repeats: int = 60) -> dict:
-    """PoseRegressor.estimate on 640x480 arrays (canonical resampling + forward + checks), batch 1."""
+def bench_speed(checkpoint: str | None, threads: int, runtime: str = "torch", repeats: int = 60) -> dict:
+    """PoseRegressor.estimate on 640x480 arrays (canonical resampling + forward + checks), batch 1,
+    the network in torch or under onnxruntime (``runtime``) on ``threads`` threads."""
     import torch
 
     from twoview.io.depth import load_depth, prepare_depth
@@ -380,14 +381,15 @@ def bench_speed(checkpoint: str | None, threads: int, repeats: int = 60) -> dict
     from _machine import speed_probe_ms
 
     torch.set_num_threads(threads)
-    reg = PoseRegressor.from_checkpoint(checkpoint)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # onnxruntime's threads, read when its session is made
+    reg = PoseRegressor.from_checkpoint(checkpoint, runtime=runtime)
     split, root = load_split()
     ds = open_sequence(split.sequence("tum_fr3_cabinet"), root)
     f0, f1 = ds.frames[10], ds.frames[11]
     im0, im1 = load_image(f0.image), load_image(f1.image)
     d0 = prepare_depth(load_depth(f0.depth, ds.depth_scale), f0.camera.size)
     d1 = prepare_depth(load_depth(f1.depth, ds.depth_scale), f1.camera.size)
-    out = {"input": f"{reg.cfg.img_width}x{reg.cfg.img_height}", "params_M": sum(p.numel() for p in reg.model.parameters()) / 1e6,
+    out = {"runtime": runtime, "threads": threads, "input": f"{reg.cfg.img_width}x{reg.cfg.img_height}", "params_M": sum(p.numel() for p in reg.model.parameters()) / 1e6,
            "probe_ms_before": speed_probe_ms(), "load_avg_before": os.getloadavg()[0]}
     for name, args in (("rgb", (None, None)), ("rgbd", (d0, d1))):
         for _ in range(5):
@@ -431,8 +433,9 @@ def markdown(res: dict) -> str:
             L += ["Seed groups (mean over seeds, 95 % bootstrap interval over pairs):", "",
                   "| group | seeds | AUC@5 | AUC@10 | AUC@20 | med rot (deg) | P(5cm,2deg) % |", "|---|---|---|---|---|---|---|"]
             for g, s in d["groups"].items():
-                cell = lambda k: f"{s[k]['mean']:.1f} [{s[k]['lo']:.1f}, {s[k]['hi']:.1f}]" if k != "median_rot_deg" else \
-                    f"{s[k]['mean']:.2f} [{s[k]['lo']:.2f}, {s[k]['hi']:.2f}]"  # noqa: E731
+                def cell(k):  # a statistic may be None: a median over failures, reloaded from the JSON
+                    nd = 2 if k == "median_rot_deg" else 1
+                    return f"{_f(s[k]['mean'], nd)} [{_f(s[k]['lo'], nd)}, {_f(s[k]['hi'], nd)}]"
                 L.append(f"| {g} | {len(s.get('seeds', [])) or '-'} | " + " | ".join(cell(k) for k in STATS[:4]) +
                          f" | {cell('p_5cm_2deg')} |")
             L.append("")
@@ -442,7 +445,7 @@ def markdown(res: dict) -> str:
                   "| method | " + " | ".join(f"gap {g}" for g in gaps) + " |", "|---|" + "---|" * len(gaps)]
             for lb, per in d["by_gap"].items():
                 L.append(f"| {lb} | " + " | ".join(
-                    f"{per[g]['auc5']:.1f} / {per[g]['median_rot_deg']:.2f} / {per[g]['p_5cm_2deg']:.0f} ({per[g]['pairs']})"
+                    f"{_f(per[g]['auc5'])} / {_f(per[g]['median_rot_deg'], 2)} / {_f(per[g]['p_5cm_2deg'], 0)} ({per[g]['pairs']})"
                     if g in per else "-" for g in gaps) + " |")
             L.append("")
         if d.get("confidence"):
@@ -457,7 +460,7 @@ def markdown(res: dict) -> str:
         L += ["## Confidence calibration", "", "```", json.dumps(res["calibration"], indent=1), "```", ""]
     if res.get("speed"):
         L += ["## Inference speed (PoseRegressor.estimate on 640x480 arrays, batch 1; ms)", "",
-              "| torch threads | input | params (M) | images: wall median / min | CPU | forward | with depth: wall median / min | "
+              "| runtime, threads | input | params (M) | images: wall median / min | CPU | forward | with depth: wall median / min | "
               "probe ms before / after | load before / after |", "|---|---|---|---|---|---|---|---|---|"]
         for n, s in res["speed"].items():
             L.append(f"| {n} | {s['input']} | {s['params_M']:.2f} | {s['rgb']['wall_ms_median']:.1f} / {s['rgb']['wall_ms_min']:.1f} | "
@@ -521,7 +524,8 @@ def main(argv=None) -> int:
                          "repeatable (default: gcr plain)")
     ap.add_argument("--confidence", nargs="*", default=[], metavar="LABEL", help="labels whose confidence is assessed")
     ap.add_argument("--calibrate", metavar="CKPT", help="fit CKPT's confidence on the calibration pairs (writes the file)")
-    ap.add_argument("--speed", action="store_true", help="time PoseRegressor.estimate at 1 and 2 torch threads")
+    ap.add_argument("--speed", action="store_true",
+                    help="time PoseRegressor.estimate at 1 and 2 threads, under onnxruntime and in torch")
     ap.add_argument("--checkpoint", help="checkpoint for --speed (default: the shipped one)")
     ap.add_argument("--notes", default=None, help="text for the top of the report")
     ap.add_argument("--out", default=str(RESULTS / "regress"), help="output prefix (.json and .md)")
@@ -566,7 +570,7 @@ def main(argv=None) -> int:
         res["checkpoints"] = {**res.get("checkpoints", {}), **models}
         res["training"] = {**res.get("training", {}), **training_info(models)}
     if args.speed:
-        res["speed"] = {str(n): bench_speed(args.checkpoint, n) for n in (1, 2)}
+        res["speed"] = {f"{rt} {n}": bench_speed(args.checkpoint, n, rt) for rt in ("onnx", "torch") for n in (1, 2)}
         print(json.dumps(res["speed"], indent=1))
     if args.notes is not None:
         res["notes"] = args.notes

@@ -585,3 +585,37 @@ def test_depth_tokens_read_the_depth_maps_and_work_without_them():
     torch.testing.assert_close(without, nan_maps)
     with pytest.raises(ConfigError, match="depth_tokens"):
         mini_config(depth_tokens=True)
+
+
+def test_onnx_runtime_gives_the_torch_poses(shared_data, tmp_path, monkeypatch):
+    """The shipped model under onnxruntime: the same pose, confidence and matches as torch,
+    with both depth maps, with none, and (run in torch) with one."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from twoview.io.depth import load_depth
+    from twoview.io.images import load_image
+    from twoview.regress.infer import DEFAULT_CHECKPOINT, PoseRegressor
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped checkpoint")
+    monkeypatch.setenv("TWOVIEW_CACHE", str(tmp_path))
+    d = shared_data / "icl_nuim_livingroom1"
+    ims = [load_image(d / "color" / f"{i:05d}.jpg") for i in (0, 30)]
+    depths = [load_depth(d / "depth_clean" / f"{i:05d}.png", 1000) for i in (0, 30)]
+    cam = Camera(481.2, 480.0, 319.5, 239.5, 640, 480)
+    fast = PoseRegressor.from_checkpoint(runtime="onnx")
+    ref = PoseRegressor.from_checkpoint(runtime="torch")
+    assert ref.onnx_network() is None and fast.onnx_network() is not None
+    assert (next((tmp_path / "onnx").glob("regress-*")) / "model.onnx").is_file()
+    for kw in ({}, {"depth0": depths[0], "depth1": depths[1]}, {"depth0": depths[0]}):
+        a, b = fast.estimate(ims[0], ims[1], cam, cam, **kw), ref.estimate(ims[0], ims[1], cam, cam, **kw)
+        assert a.success == b.success and a.metric == b.metric, list(kw)
+        assert a.cam1_from_cam0.allclose(b.cam1_from_cam0, atol=1e-5), list(kw)
+        assert a.num_matches == b.num_matches and abs(a.confidence - b.confidence) < 1e-4, list(kw)
+    # a second regressor of the same checkpoint reuses the export
+    import twoview.regress.onnx as ro
+
+    monkeypatch.setattr(ro, "_export", lambda *a: (_ for _ in ()).throw(AssertionError("exported again")))
+    assert PoseRegressor.from_checkpoint(runtime="onnx").onnx_network() is not None
+    with pytest.raises(InputError, match="runtime"):
+        PoseRegressor.from_checkpoint(runtime="tensorrt")

@@ -72,14 +72,17 @@ COHERENT_CELLS = 1.5
 
 def matched_pixels(m: dict, index: int, width: int, height: int, min_conf: float = MIN_MATCH_CONF):
     """Mutual, confident cell matches of pair ``index`` of a batch's :func:`cell_matches`
-    output (torch tensors) -> (p0 (N, 2), p1 (N, 2)) pixels of the network input, the
+    output (torch tensors or numpy arrays) -> (p0 (N, 2), p1 (N, 2)) pixels of the network input, the
     number of cells, and the number of matches coherent with a neighbour's (a mutual match
     in the 8 neighbouring cells whose offset differs by less than :data:`COHERENT_CELLS`
     cells). Images of unrelated places match at random positions: their matches are
     rarely coherent, whatever pose is claimed."""
-    grid = m["grid"].detach().cpu().double().numpy()
-    uv = m["uv_ab"][index].detach().cpu().double().numpy()
-    keep = (m["mutual_ab"][index] > 0.5).cpu().numpy() & (m["conf_ab"][index] >= min_conf).cpu().numpy()
+    def arr(x):  # a torch tensor or numpy array, in its own precision
+        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+    grid = arr(m["grid"]).astype(np.float64)
+    uv = arr(m["uv_ab"][index]).astype(np.float64)
+    keep = (arr(m["mutual_ab"][index]) > 0.5) & (arr(m["conf_ab"][index]) >= min_conf)
     to_px = lambda a: (a + 0.5) * [width, height] - 0.5  # noqa: E731  centred units -> pixels
     # the grid's shape from its (row-major) cell centres
     Wd = int(np.sum(np.isclose(grid[:, 1], grid[0, 1])))

@@ -545,7 +545,9 @@ def main(argv=None) -> int:
         print(json.dumps(res["calibration"], indent=1))
     if args.compare:
         models = dict(a.split("=", 1) for a in args.compare)
-        specs = {name: f"regress:checkpoint={path}" for name, path in models.items()}
+        # the checkpoints compared by the network's own pose (GCR's question), not the
+        # rigid motion of its cell matches that `regress` reports by default with depth
+        specs = {name: f"regress:checkpoint={path},rigid_from_matches=false" for name, path in models.items()}
         specs.update({name: spec for name, spec in args.extra})
         res.setdefault("compare", {})
         groups: dict[str, list[str]] = {}

@@ -619,3 +619,39 @@ def test_onnx_runtime_gives_the_torch_poses(shared_data, tmp_path, monkeypatch):
     assert PoseRegressor.from_checkpoint(runtime="onnx").onnx_network() is not None
     with pytest.raises(InputError, match="runtime"):
         PoseRegressor.from_checkpoint(runtime="tensorrt")
+
+
+def test_rigid_motion_of_the_cell_matches_beats_the_regressed_pose(shared_data):
+    """With both depth maps the shipped model's pose is the rigid motion of its own cell
+    matches (no matcher runs); on held-out ICL-NUIM frames it is the closer one to the truth,
+    the regressed pose is kept in the info, and rigid_from_matches=False keeps it as the pose."""
+    from twoview.io.depth import load_depth, prepare_depth
+    from twoview.io.images import load_image
+    from twoview.metrics import rotation_error_deg, translation_error_m
+    from twoview.regress.infer import DEFAULT_CHECKPOINT, PoseRegressor
+    from twoview.regress.split import load_split, open_sequence
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped checkpoint")
+    split, root = load_split()
+    ds = open_sequence(split.sequence("icl_livingroom1"), root)
+    rigid, network = PoseRegressor.from_checkpoint(), PoseRegressor.from_checkpoint(rigid_from_matches=False)
+    errs = {"rigid": [], "network": []}
+    for i, j in ((170, 190), (180, 200), (190, 210)):  # held out from training (configs/regress_split.json)
+        f0, f1 = ds.frames[i], ds.frames[j]
+        ims = [load_image(f.image) for f in (f0, f1)]
+        ds_ = [prepare_depth(load_depth(f.depth, ds.depth_scale), f.camera.size) for f in (f0, f1)]
+        gt = np.linalg.inv(f1.world_from_cam.matrix) @ f0.world_from_cam.matrix
+        for name, reg in (("rigid", rigid), ("network", network)):
+            r = reg.estimate(ims[0], ims[1], f0.camera, f1.camera, *ds_)
+            assert r.success and r.metric
+            errs[name].append((rotation_error_deg(r.cam1_from_cam0.R, gt[:3, :3]),
+                               translation_error_m(r.cam1_from_cam0.t, gt[:3, 3])))
+            if name == "rigid":
+                assert r.info["pose_source"].startswith("rigid motion of") and "network_pose" in r.info
+            else:
+                assert r.info["pose_source"] == "network" and "network_pose" not in r.info
+    rot_rigid = np.median([e[0] for e in errs["rigid"]])
+    rot_net = np.median([e[0] for e in errs["network"]])
+    assert rot_rigid < 2.0 and rot_rigid < rot_net, errs
+    assert np.median([e[1] for e in errs["rigid"]]) < 0.10, errs

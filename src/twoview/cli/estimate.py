@@ -55,6 +55,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
                    help="front end: match (features + robust solver, default) or regress (the pose regressor, one forward "
                    "pass, no matching; needs twoview[learned])")
     g.add_argument("--checkpoint", metavar="PATH", help="regressor checkpoint for --method regress (default: the shipped model)")
+    g.add_argument("--network-pose", action="store_true",
+                   help="--method regress with both depth maps: keep the regressed pose (default: the rigid motion of "
+                        "the network's own cell matches with depth, where enough agree)")
     g.add_argument("--matcher", choices=MATCHERS, help="the (first) matcher")
     g.add_argument("--cascade", choices=["none"] + MATCHERS,
                    help="a second matcher run only when the first one's pose is weak (none: off)")
@@ -186,6 +189,7 @@ def pipeline_config(args, refine: str | None = None):
 
     put("front_end", args.method)
     put("regressor.checkpoint", args.checkpoint)
+    put("regressor.rigid_from_matches", False if args.network_pose else None)
     put("matcher.name", args.matcher)
     put("cascade.fallback", None if args.cascade is None else ("" if args.cascade == "none" else args.cascade))
     if over.get("cascade", {}).get("fallback") == "":
@@ -210,6 +214,8 @@ def pipeline_config(args, refine: str | None = None):
         put("depth.model", {"model": args.depth_model, "resolution": args.depth_resolution, "cache_dir": args.depth_cache})
     if args.method != "regress" and args.checkpoint:
         raise InputError("--checkpoint", "only used with --method regress")
+    if args.method != "regress" and args.network_pose:
+        raise InputError("--network-pose", "only used with --method regress")
     try:
         cfg = PipelineConfig.from_dict(merge_dicts(base, over))
         if any(getattr(args, a, None) not in (None, False) for a in GMM_FLAGS):

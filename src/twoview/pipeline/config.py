@@ -77,10 +77,14 @@ class RegressorRunConfig(StrictConfig):
         translation: "regressed" (the network's direction, its length from depth) or "depth"
             (the translation aligning the depth points given the regressed rotation); None: the
             checkpoint's choice (:data:`twoview.regress.infer.TRANSLATION_MODES`).
+        rigid_from_matches: with both depth maps, the pose is the rigid motion of the
+            network's own descriptor cell matches where enough of them agree (see
+            :class:`twoview.regress.infer.PoseRegressor`); False: the regressed pose.
     """
 
     checkpoint: str | None = None
     translation: str | None = None
+    rigid_from_matches: bool = True
 
     def __post_init__(self):
         _check(self.translation in (None, "regressed", "depth"),

@@ -64,9 +64,11 @@ class ModelStore:
 
         return self._get(("depth", repr(cfg)), lambda: build_depth_estimator(cfg, "depth.model"))
 
-    def regressor(self, checkpoint: str | None, translation: str | None = None):
-        """The pose regressor of a checkpoint (None: the shipped one) and translation mode."""
+    def regressor(self, checkpoint: str | None, translation: str | None = None, rigid_from_matches: bool = True):
+        """The pose regressor of a checkpoint (None: the shipped one), translation mode and
+        pose source (:class:`twoview.regress.infer.PoseRegressor`)."""
         from twoview.regress.infer import PoseRegressor
 
-        return self._get(("regressor", checkpoint, translation),
-                         lambda: PoseRegressor.from_checkpoint(checkpoint, translation))
+        return self._get(("regressor", checkpoint, translation, rigid_from_matches),
+                         lambda: PoseRegressor.from_checkpoint(checkpoint, translation,
+                                                               rigid_from_matches=rigid_from_matches))

@@ -274,7 +274,8 @@ class Pipeline:
 
     def _regressor(self):
         """The configured pose regressor (loaded once, by the model store)."""
-        return self.models.regressor(self.config.regressor.checkpoint, self.config.regressor.translation)
+        rc = self.config.regressor
+        return self.models.regressor(rc.checkpoint, rc.translation, rc.rigid_from_matches)
 
     def _regress(self, view0: View, view1: View, run: _Run) -> PoseResult:
         with run.time("regress"):

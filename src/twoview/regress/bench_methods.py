@@ -9,6 +9,7 @@ configurations with the regressor as the front end (:class:`twoview.PipelineConf
 
 Options: ``checkpoint`` (a ``twoview train`` model.pt or a Reloc3r checkpoint; default the
 shipped model), ``translation`` ("regressed" or "depth"; default the checkpoint's choice),
+``rigid_from_matches`` (false: the regressed pose even with both depth maps; default true),
 ``depth`` (false: images only, direction or the network's own length; default true),
 ``pipeline`` (a partial :class:`twoview.PipelineConfig` dict applied on top, e.g. the
 mixtures' options).
@@ -20,7 +21,7 @@ from twoview.errors import ConfigError
 
 BENCH_METHODS = {"regress": f"{__name__}:make_regress", "regress-gmm": f"{__name__}:make_regress_gmm"}
 
-_OPTIONS = ("checkpoint", "depth", "translation", "pipeline")
+_OPTIONS = ("checkpoint", "depth", "translation", "rigid_from_matches", "pipeline")
 
 
 def _make(name: str, refine: str, options: dict | None):
@@ -43,11 +44,12 @@ def _make(name: str, refine: str, options: dict | None):
         raise ConfigError(f"{name} refines with the depth of both views: depth=false does not apply")
     cfg = merge(FRONT_END_ONLY, {"front_end": "regress", "refine": {"method": refine},
                                  "regressor": {"checkpoint": opts.get("checkpoint"),
-                                               "translation": opts.get("translation")}})
+                                               "translation": opts.get("translation"),
+                                               "rigid_from_matches": opts.get("rigid_from_matches", True)}})
     cfg = PipelineConfig.from_dict(merge(cfg, opts.get("pipeline") or {}))
     # loaded now: a bad checkpoint fails before the run starts, and says whether it is metric without depth
     pipe = Pipeline(cfg)
-    reg = pipe.models.regressor(cfg.regressor.checkpoint, cfg.regressor.translation)
+    reg = pipe.models.regressor(cfg.regressor.checkpoint, cfg.regressor.translation, cfg.regressor.rigid_from_matches)
     metric = bool(use_depth or reg.metric_without_depth)
     return pipeline_method(name, cfg, (use_depth, use_depth), metric, options=options, pipeline=pipe)
 

@@ -181,6 +181,34 @@ def depth_scale(R, tdir, p0, p1, K, depth0=None, depth1=None):
     return None, "", 0, None, None
 
 
+def rigid_from_matches(p0, p1, K, depth0, depth1, cfg=None) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The rigid motion of the matched depth points: 3-point Kabsch MSAC with the rigid3d
+    solver's threshold (``cfg.max_3d_error_rel`` of the median depth), refitted on its
+    inliers -> (R, t, inliers), or None with fewer than ``cfg.min_inliers`` agreeing points.
+    (No reprojection refinement: a cell match's position is good to a cell, its depth is
+    the sensor's.)"""
+    from twoview.config import SolverConfig
+    from twoview.solvers.rigid3d import _ransac_rigid, kabsch
+
+    cfg = cfg or SolverConfig()
+    if depth0 is None or depth1 is None or len(p0) < cfg.min_inliers:
+        return None
+    Kinv = np.linalg.inv(K)
+    z0, z1 = _depth_at(depth0, p0), _depth_at(depth1, p1)
+    ok = np.isfinite(z0) & np.isfinite(z1) & (z0 > 0) & (z1 > 0)
+    if ok.sum() < cfg.min_inliers:
+        return None
+    X0 = (np.c_[p0[ok], np.ones(ok.sum())] @ Kinv.T) * z0[ok, None]
+    X1 = (np.c_[p1[ok], np.ones(ok.sum())] @ Kinv.T) * z1[ok, None]
+    tol = cfg.max_3d_error_rel * float(np.median(0.5 * (z0[ok] + z1[ok])))
+    R, t, _ = _ransac_rigid(X0, X1, tol, cfg, np.random.default_rng(cfg.seed))
+    inl = np.linalg.norm(X0 @ R.T + t - X1, axis=1) < tol
+    if inl.sum() < cfg.min_inliers:
+        return None
+    R, t = kabsch(X0[inl], X1[inl])
+    return R, t, int(inl.sum())
+
+
 def aligned_translation(R, p0, p1, K, depth0, depth1, min_points: int = 10) -> np.ndarray | None:
     """The translation that best aligns the matched depth points of both views given the
     rotation ``R`` (robust mean of ``X1 - R X0`` over the points it aligns), or None with

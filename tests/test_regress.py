@@ -419,8 +419,15 @@ def test_regress_gmm_bench_method_is_the_matcher_free_pipeline(mini_checkpoint, 
     assert [s for s in stages if s["stage"] == "front_end"][0]["method"] == "regress"
     refine = [s for s in stages if s["stage"] == "refine"][0]
     assert refine["method"] == "gmm", stages
-    # the regressor's pose is coarse: the mixtures' coarse levels run from it, whatever the noise test says
-    assert refine["coarse_levels"].startswith("forced") and len(res.info["levels"]) == 5
+    # the front end is the rigid motion of the regressor's cell matches (both depths given): the
+    # mixtures' coarse levels run from it, whatever the noise test says, without the wider one
+    assert refine["coarse_levels"].startswith("forced: the front end is the rigid motion") and len(res.info["levels"]) == 4
+    assert not any(level.get("skipped") for level in res.info["levels"])
+    assert res.success and res.metric and rotation_error_deg(res.cam1_from_cam0.R, sample.cam1_from_cam0.R) < 5
+    # from the network's own pose, several degrees off: one more level, twice as wide, leads them
+    res = make_method("regress-gmm:rigid_from_matches=false")(sample, *sample.load_depths())
+    refine = [s for s in res.info["pipeline"]["stages"] if s["stage"] == "refine"][0]
+    assert refine["coarse_levels"].startswith("forced, one level wider") and len(res.info["levels"]) == 5
     assert res.info["levels"][0]["inflation"] == 2 * res.info["levels"][1]["inflation"]
     assert not any(level.get("skipped") for level in res.info["levels"])
     assert res.success and res.metric and rotation_error_deg(res.cam1_from_cam0.R, sample.cam1_from_cam0.R) < 5

@@ -160,8 +160,18 @@ def test_regressor_on_a_held_out_real_pair_with_and_without_depth(shared_data, r
     from twoview.geometry.rotation import rotation_angle_deg
 
     assert rotation_angle_deg(r.cam1_from_cam0.R @ gt.R.T) < 10.0
-    # the metric length comes from the depth maps: the regressed direction scaled to align them,
-    # i.e. the true translation's component along that direction (the direction is the network's)
+    # with both depth maps: the rigid motion of the network's own cell matches, in metres
+    assert r.metric and r.info["scale_source"] == "rigid motion of the cell matches with depth"
+    assert r.info["pose_source"].startswith("rigid motion of") and "network_pose" in r.info
+    assert 0.5 < np.linalg.norm(r.cam1_from_cam0.t) / np.linalg.norm(gt.t) < 2.0
+    from twoview.regress.infer import PoseRegressor
+
+    network = PoseRegressor(regressor.model, regressor.checkpoint, regressor.calibration, rigid_from_matches=False)
+    r = network.estimate(im0, im1, f0.camera, f1.camera, d0, d1)
+    assert r.success and r.info["pose_source"] == "network"
+    assert rotation_angle_deg(r.cam1_from_cam0.R @ gt.R.T) < 10.0
+    # the network's pose: the metric length comes from the depth maps, the regressed direction
+    # scaled to align them, i.e. the true translation's component along that direction
     # (exact given the true rotation and direction: test_depth_scale_is_exact_for_the_true_pose; here
     # the regressed rotation's error biases it, so only its order of magnitude is checked)
     assert r.metric and r.info["scale_source"] == "depth0+depth1"
@@ -171,10 +181,8 @@ def test_regressor_on_a_held_out_real_pair_with_and_without_depth(shared_data, r
     assert r0.metric and r0.info["scale_source"] == "depth0"
     assert 0.3 < np.linalg.norm(r0.cam1_from_cam0.t) / np.linalg.norm(gt.t) < 3.0
     # "depth": the whole translation aligned from depth given the regressed rotation
-    from twoview.regress.infer import PoseRegressor
-
-    rd = PoseRegressor(regressor.model, regressor.checkpoint, regressor.calibration, translation="depth").estimate(
-        im0, im1, f0.camera, f1.camera, d0, d1)
+    rd = PoseRegressor(regressor.model, regressor.checkpoint, regressor.calibration, translation="depth",
+                       rigid_from_matches=False).estimate(im0, im1, f0.camera, f1.camera, d0, d1)
     assert rd.metric and rd.info["translation"].startswith("aligned from depth")
     np.testing.assert_allclose(rd.cam1_from_cam0.R, r.cam1_from_cam0.R)
     rn = regressor.estimate(im0, im1, f0.camera, f1.camera)  # the network without its depth tokens: another estimate

@@ -662,3 +662,24 @@ def test_rigid_motion_of_the_cell_matches_beats_the_regressed_pose(shared_data):
     rot_net = np.median([e[0] for e in errs["network"]])
     assert rot_rigid < 2.0 and rot_rigid < rot_net, errs
     assert np.median([e[1] for e in errs["rigid"]]) < 0.10, errs
+
+
+def test_regressor_without_a_writable_cache_runs_in_torch(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from twoview.errors import BackendUnavailable
+    from twoview.regress.infer import DEFAULT_CHECKPOINT, PoseRegressor
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped checkpoint")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TWOVIEW_CACHE", str(blocker))
+    reg = PoseRegressor.from_checkpoint()
+    with pytest.warns(UserWarning, match="running it in torch"):
+        assert reg.onnx_network() is None
+    assert reg.runtime == "torch"
+    img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    r = reg.estimate(img, np.roll(img, 5, axis=1), Camera.from_fov(60, 160, 120), Camera.from_fov(60, 160, 120))
+    assert r.solver == "regress"
+    with pytest.raises(BackendUnavailable, match="onnxruntime"):
+        PoseRegressor.from_checkpoint(runtime="onnx").onnx_network()

@@ -175,3 +175,33 @@ def test_cascade_to_sift_keeps_working_with_an_onnx_first_matcher(onnx_cache, sh
     assert any(s.startswith("front_end") for s in stages), stages
     fronts = [s for s in res.info["pipeline"]["stages"] if s["stage"] == "front_end"]
     assert [f.get("matcher") for f in fronts] == ["xfeat", "sift"]
+
+
+def test_an_unwritable_cache_falls_back_to_torch_or_says_where(tmp_path, monkeypatch):
+    from twoview.errors import BackendUnavailable
+    from twoview.matching.base import build_matcher
+    from twoview.matching.xfeat import XFeatMatcher
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TWOVIEW_CACHE", str(blocker))
+    with pytest.warns(UserWarning, match="running it in torch"):
+        assert isinstance(build_matcher(MatcherConfig(name="xfeat")), XFeatMatcher)
+    with pytest.raises(BackendUnavailable, match="TWOVIEW_CACHE"):
+        build_matcher(MatcherConfig(name="xfeat", runtime="onnx"))
+
+
+def test_a_damaged_cached_graph_is_exported_again(onnx_cache, tmp_path, monkeypatch, shared_data):
+    import shutil
+
+    from twoview.matching.base import build_matcher
+
+    _, folder = onnx_cache
+    copy = tmp_path / "onnx" / folder.name
+    shutil.copytree(folder, copy)
+    (copy / "lighterglue.onnx").write_bytes(b"\x00garbage")
+    monkeypatch.setenv("TWOVIEW_CACHE", str(tmp_path))
+    m = build_matcher(MatcherConfig(name="xfeat", runtime="onnx"))
+    assert m.folder == copy and (copy / "lighterglue.onnx").stat().st_size > 1_000_000
+    im0, im1 = _images(shared_data)
+    assert len(m.match(im0, im1)) > 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import importlib
 import importlib.util
+import warnings
 
 import cv2
 import numpy as np
@@ -113,7 +114,13 @@ def build_matcher(cfg: MatcherConfig | dict | str, xfeat_network=None) -> Matche
     if cfg.name == "xfeat" and cfg.xfeat_runtime == "onnx":
         from twoview.matching.xfeat_onnx import OnnxXFeatMatcher
 
-        return OnnxXFeatMatcher(cfg)
+        try:
+            return OnnxXFeatMatcher(cfg)
+        except BackendUnavailable as e:
+            if cfg.runtime == "onnx":
+                raise
+            # "auto": the same matcher in torch, a little slower to start
+            warnings.warn(f"XFeat under onnxruntime is unavailable ({e}); running it in torch", stacklevel=2)
     module, cls = _REGISTRY[cfg.name].split(":")
     try:
         mod = importlib.import_module(module)

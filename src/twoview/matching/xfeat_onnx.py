@@ -82,14 +82,18 @@ def exported_models(export: bool = True) -> Path:
         return final
     if not export:
         raise BackendUnavailable(f"no exported XFeat graphs in {final}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    print(f"twoview: exporting XFeat + LighterGlue to ONNX in {final} (once, about 5 s)", file=sys.stderr)
+    missing = [m for m in ("torch", "kornia", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailable(f"exporting XFeat to ONNX needs {', '.join(missing)}; use matcher.runtime='torch'")
     try:
-        from twoview.matching.xfeat_export import export_xfeat_onnx
-    except ImportError as e:
-        raise BackendUnavailable(f"exporting XFeat to ONNX needs torch, kornia and onnx ({e.name or e}); "
-                                 "use matcher.runtime='torch'") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".xfeat-{key}-", dir=final.parent))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".xfeat-{key}-", dir=final.parent))
+    except OSError as e:
+        raise BackendUnavailable(f"cannot write the exported XFeat graphs to {final.parent} ({e.strerror or e}); "
+                                 "set TWOVIEW_CACHE to a writable folder, or use matcher.runtime='torch'") from None
+    print(f"twoview: exporting XFeat + LighterGlue to ONNX in {final} (once, about 5 s)", file=sys.stderr)
+    from twoview.matching.xfeat_export import export_xfeat_onnx
+
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
     try:
         export_xfeat_onnx(tmp / "traced")
@@ -220,6 +224,21 @@ class OnnxXFeatMatcher(Matcher):
     def __init__(self, cfg: MatcherConfig, models: Path | None = None):
         super().__init__(cfg)
         folder = models if models is not None else exported_models()
+        try:
+            self._open(folder)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own kinds on a bad file
+            if models is not None:
+                raise BackendUnavailable(f"cannot load the ONNX graphs in {folder}: {e}") from None
+            # a damaged cache (a disk error, a hand edit): export it again, once
+            shutil.rmtree(folder, ignore_errors=True)
+            folder = exported_models()
+            try:
+                self._open(folder)
+            except Exception as e2:  # noqa: BLE001
+                raise BackendUnavailable(f"cannot load the ONNX graphs in {folder}: {e2}") from None
+        self.folder = folder
+
+    def _open(self, folder: Path) -> None:
         self.dense = _session(folder / "xfeat.onnx", layout_optimisations=True)
         self.glue = _session(folder / "lighterglue.onnx", layout_optimisations=False)
 

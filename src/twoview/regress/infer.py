@@ -244,7 +244,15 @@ class PoseRegressor:
                     raise BackendUnavailable("runtime 'onnx' needs onnxruntime, a model with a descriptor stem, on the CPU")
                 self.runtime = "torch"
                 return None
-            self._onnx = OnnxNetwork(exported_regressor(self.model, self.checkpoint))
+            try:
+                self._onnx = OnnxNetwork(exported_regressor(self.model, self.checkpoint))
+            except Exception as e:  # noqa: BLE001 - an unwritable cache, a failed export or load
+                if self.runtime == "onnx":
+                    raise BackendUnavailable(f"the regressor under onnxruntime is unavailable: {e}") from None
+                warnings.warn(f"the regressor under onnxruntime is unavailable ({e}); running it in torch",
+                              stacklevel=2)
+                self.runtime = "torch"
+                return None
         return self._onnx
 
     @classmethod

@@ -416,7 +416,8 @@ def test_regress_gmm_bench_method_is_the_matcher_free_pipeline(mini_checkpoint, 
     assert m.metric and m.uses_depth == (True, True)
     res = m(sample, *sample.load_depths())
     stages = res.info["pipeline"]["stages"]
-    assert [s for s in stages if s["stage"] == "front_end"][0]["method"] == "regress"
+    front = [s for s in stages if s["stage"] == "front_end"][0]
+    assert front["method"] == "regress" and front["pose_source"].startswith("rigid motion of"), front
     refine = [s for s in stages if s["stage"] == "refine"][0]
     assert refine["method"] == "gmm", stages
     # the front end is the rigid motion of the regressor's cell matches (both depths given): the

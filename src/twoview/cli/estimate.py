@@ -282,7 +282,9 @@ def print_result(args, result) -> None:
 def _stage_line(s: dict) -> str:
     if s["stage"] == "front_end":
         what = s.get("matcher") or s.get("method")
-        return f"{what} {'ok' if s.get('success') else 'failed'}" + (f" ({s['why']})" if s.get("why") else "")
+        source = {"network": "the network's own pose"}.get(s.get("pose_source"), s.get("pose_source"))
+        note = s.get("why") or (source if s.get("success") else None)
+        return f"{what} {'ok' if s.get('success') else 'failed'}" + (f" ({note})" if note else "")
     if s["stage"] == "refine":
         if s.get("method") == "none":
             return f"no refinement ({s.get('why')})"

@@ -281,7 +281,8 @@ class Pipeline:
         with run.time("regress"):
             res = self._regressor().estimate(
                 view0.image, view1.image, view0.camera, view1.camera, view0.depth, view1.depth)
-        run.note("front_end", method="regress", success=res.success)
+        run.note("front_end", method="regress", success=res.success,
+                 **({"pose_source": res.info["pose_source"]} if res.info.get("pose_source") else {}))
         return res
 
     def _match_and_solve(self, view0: View, view1: View, matches, run: _Run) -> PoseResult:

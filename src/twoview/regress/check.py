@@ -126,6 +126,17 @@ def _depth_at(depth: np.ndarray, p: np.ndarray) -> np.ndarray:
     return depth[v, u].astype(np.float64)
 
 
+def _lifted_pairs(p0, p1, K, depth0, depth1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The matches p0 -> p1 (pixels of ``K``) with valid depth at both ends, lifted into
+    their cameras: (X0, X1) (M, 3) metres each and their depths (z0, z1) (M,)."""
+    Kinv = np.linalg.inv(K)
+    z0, z1 = _depth_at(depth0, p0), _depth_at(depth1, p1)
+    ok = np.isfinite(z0) & np.isfinite(z1) & (z0 > 0) & (z1 > 0)
+    X0 = (np.c_[p0[ok], np.ones(ok.sum())] @ Kinv.T) * z0[ok, None]
+    X1 = (np.c_[p1[ok], np.ones(ok.sum())] @ Kinv.T) * z1[ok, None]
+    return X0, X1, z0[ok], z1[ok]
+
+
 def _scale_on_rays(X: np.ndarray, R: np.ndarray, tdir: np.ndarray, rays: np.ndarray) -> np.ndarray:
     """Per point, the length s that puts ``R X + s tdir`` on its ray (least squares of the
     cross product), and the weight |ray x tdir|^2 (0 near the epipole: no information)."""
@@ -193,14 +204,10 @@ def rigid_from_matches(p0, p1, K, depth0, depth1, cfg=None) -> tuple[np.ndarray,
     cfg = cfg or SolverConfig()
     if depth0 is None or depth1 is None or len(p0) < cfg.min_inliers:
         return None
-    Kinv = np.linalg.inv(K)
-    z0, z1 = _depth_at(depth0, p0), _depth_at(depth1, p1)
-    ok = np.isfinite(z0) & np.isfinite(z1) & (z0 > 0) & (z1 > 0)
-    if ok.sum() < cfg.min_inliers:
+    X0, X1, z0, z1 = _lifted_pairs(p0, p1, K, depth0, depth1)
+    if len(X0) < cfg.min_inliers:
         return None
-    X0 = (np.c_[p0[ok], np.ones(ok.sum())] @ Kinv.T) * z0[ok, None]
-    X1 = (np.c_[p1[ok], np.ones(ok.sum())] @ Kinv.T) * z1[ok, None]
-    tol = cfg.max_3d_error_rel * float(np.median(0.5 * (z0[ok] + z1[ok])))
+    tol = cfg.max_3d_error_rel * float(np.median(0.5 * (z0 + z1)))
     R, t, _ = _ransac_rigid(X0, X1, tol, cfg, np.random.default_rng(cfg.seed))
     inl = np.linalg.norm(X0 @ R.T + t - X1, axis=1) < tol
     if inl.sum() < cfg.min_inliers:
@@ -215,17 +222,13 @@ def aligned_translation(R, p0, p1, K, depth0, depth1, min_points: int = 10) -> n
     fewer than ``min_points`` matches with depth at both ends."""
     if depth0 is None or depth1 is None or len(p0) < min_points:
         return None
-    Kinv = np.linalg.inv(K)
-    z0, z1 = _depth_at(depth0, p0), _depth_at(depth1, p1)
-    ok = np.isfinite(z0) & np.isfinite(z1) & (z0 > 0) & (z1 > 0)
-    if ok.sum() < min_points:
+    X0, X1, _, z1 = _lifted_pairs(p0, p1, K, depth0, depth1)
+    if len(X0) < min_points:
         return None
-    X0 = (np.c_[p0[ok], np.ones(ok.sum())] @ Kinv.T) * z0[ok, None]
-    X1 = (np.c_[p1[ok], np.ones(ok.sum())] @ Kinv.T) * z1[ok, None]
     d = X1 - X0 @ R.T
     t = np.median(d, axis=0)
     for _ in range(3):
-        inl = np.linalg.norm(d - t, axis=1) < ALIGN_M + ALIGN_REL * z1[ok]
+        inl = np.linalg.norm(d - t, axis=1) < ALIGN_M + ALIGN_REL * z1
         if inl.sum() < 3:
             break
         t = d[inl].mean(axis=0)

@@ -209,7 +209,7 @@ class MatcherConfig(StrictConfig):
         """The runtime ``runtime`` resolves to for XFeat: "onnx" or "torch"."""
         if self.runtime != "auto":
             return self.runtime
-        from twoview.matching.xfeat_onnx import onnxruntime_available
+        from twoview.onnx_cache import onnxruntime_available
 
         cpu32 = self.device == "cpu" and self.precision == "float32"
         return "onnx" if cpu32 and onnxruntime_available() else "torch"

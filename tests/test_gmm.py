@@ -97,6 +97,18 @@ def test_build_mixture_is_well_formed(scene):
     assert np.nanmedian(np.abs(d0[iv, iu] - z) / z) < 0.01
 
 
+def test_dense_cells_average_every_valid_pixel(scene):
+    """The dense mixture the polish runs on averages every valid pixel of its cells: a
+    4 px cell's mean projects to the middle of its 16 pixels (1.5 px from its corner), not
+    to the middle of the 4 pixels of every other row and column (1.0 px)."""
+    im0, _, d0, _, _ = scene
+    dense = build_mixture(im0, d0, CAM, BuildConfig(features="none", num_gaussians=1000, dense_cell_px=4)).dense
+    assert dense is not None and len(dense) > 1000
+    offset = np.mod(CAM.project(dense.means), 4.0)  # within the cell, pixel centres at 0..3
+    assert np.all(np.abs(np.median(offset, axis=0) - 1.5) < 0.1)
+    assert np.all(np.isfinite(dense.covs))
+
+
 def test_synthetic_scene_converges_back(scene):
     im0, im1, d0, d1, gt = scene
     init = _perturb(gt)

@@ -608,3 +608,64 @@ def test_refining_a_direction_only_result_keeps_it_and_the_run_goes_on(shared_da
     s = run_benchmark(_cfg(shared_data, tmp_path / "r", ["sometimes_direction", "gmm@sometimes_direction"]), log=_quiet)
     m = s["methods"]["gmm@sometimes_direction"]
     assert m["success_rate"] == 1.0 and s["num_pairs"] == 7
+
+
+# --- paired comparisons ----------------------------------------------------------------------
+def _rows(errs, name):
+    return [{"method": name, "pair_id": f"p{i}", "max_deg": e, "rot_deg": e / 2, "trans_m": e / 100}
+            for i, e in enumerate(errs)]
+
+
+def test_paired_differences_of_identical_better_and_failing_methods():
+    from twoview.bench.compare import comparison_table, paired_differences
+
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.5, 15.0, 60)
+    same = paired_differences(_rows(base, "a"), _rows(base[::-1][::-1], "b"))
+    for k, m in same["metrics"].items():
+        assert m["diff"] == 0.0 and m["low"] == 0.0 and m["high"] == 0.0, k
+    better = paired_differences(_rows(base, "a"), list(reversed(_rows(0.5 * base, "b"))))  # any row order
+    m = better["metrics"]
+    assert m["auc5"]["diff"] > 0 and m["auc5"]["low"] > 0 and m["auc5"]["low"] <= m["auc5"]["diff"] <= m["auc5"]["high"]
+    assert m["median_rot_deg"]["high"] < 0  # half the error on every pair
+    assert m["median_rot_deg"]["diff"] == pytest.approx(np.median(base) / 4 - np.median(base) / 2)
+    # more than half failures: the median is infinite, so its difference is undefined
+    failing = paired_differences(_rows(base, "a"), _rows(np.where(np.arange(60) < 40, np.inf, base), "b"))
+    assert failing["metrics"]["median_rot_deg"]["diff"] is None and failing["metrics"]["auc5"]["diff"] < 0
+    table = comparison_table([{"a": "A", "b": "B", **better}])
+    assert "| A | B | 60 |" in table and "[" in table
+    with pytest.raises(InputError, match="different pairs"):
+        paired_differences(_rows(base, "a"), _rows(base[:50], "b"))
+    with pytest.raises(InputError, match="no pairs"):
+        paired_differences([], [])
+
+
+def test_compare_in_a_run_and_on_the_command_line(shared_data, tmp_path, fakes, capsys):
+    cfg = _cfg(shared_data, tmp_path / "c", ["gt", "noisy", "fail"], comparisons=[["noisy", "gt"], ["gt", "fail"]])
+    s = run_benchmark(cfg, log=_quiet)
+    c1, c2 = s["comparisons"]
+    assert (c1["a"], c1["b"], c1["num_pairs"]) == ("noisy", "gt", 7)
+    assert c1["metrics"]["auc5"]["diff"] == pytest.approx(s["methods"]["gt"]["auc5"] - s["methods"]["noisy"]["auc5"])
+    assert c1["metrics"]["auc5"]["low"] > 0
+    assert "median_trans_m" not in c2["metrics"]  # "fail" is not scored metrically
+    md = (tmp_path / "c" / "results.md").read_text()
+    assert "Paired differences B - A" in md and "| noisy | gt | 7 |" in md
+    saved = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert saved["comparisons"][1]["metrics"]["median_rot_deg"]["diff"] is None  # gt 0 vs fail inf
+    # a comparison is no part of the run's identity: adding one reuses the cache
+    CALLS.clear()
+    run_benchmark(_cfg(shared_data, tmp_path / "c", ["gt", "noisy", "fail"], comparisons=[["fail", "noisy"]]), log=_quiet)
+    assert CALLS == []
+    from twoview.cli import main
+
+    root = str(shared_data / ICL)
+    common = ["bench", "--dataset", "icl_nuim", "--root", root, "--option", "trajectory=gt_trajectory_frames0-4.log",
+              "--gap", "1", "--method", "gt", "--method", "noisy", "--no-progress"]
+    assert main(common + ["--compare", "gt", "sift", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "--compare" in err and "'sift'" in err and "not a method of this run" in err
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
+    assert main(common + ["--compare", "gt", "gt", "--out", str(tmp_path / "d")]) == 2
+    assert "with itself" in capsys.readouterr().err
+    assert main(common + ["--compare", "noisy", "gt", "--out", str(tmp_path / "d")]) == 0
+    assert "| noisy | gt |" in capsys.readouterr().out

@@ -222,14 +222,18 @@ def summarize_errors(
         "median_trans_deg": median_finite_or_inf(col("trans_deg")) if n else float("nan"),
     }
     for m, d in precision_thresholds:
-        key = f"precision_{_fmt_num(m * 100)}cm_{_fmt_num(d)}deg"
-        out[key] = pose_precision(col("rot_deg"), col("trans_m"), d, m) if (metric and n) else None
+        out[precision_key(m, d)] = pose_precision(col("rot_deg"), col("trans_m"), d, m) if (metric and n) else None
     out["median_trans_m"] = median_finite_or_inf(col("trans_m")) if (metric and n) else None
     for key, name in (("ms", "median_ms"), ("cpu_ms", "median_cpu_ms")):
         v = col(key) if n else np.zeros(0)
         v = v[np.isfinite(v)]
         out[name] = float(np.median(v)) if v.size else float("nan")
     return out
+
+
+def precision_key(metres: float, degrees: float) -> str:
+    """The summary key of a precision threshold, e.g. ``precision_5cm_2deg``."""
+    return f"precision_{_fmt_num(metres * 100)}cm_{_fmt_num(degrees)}deg"
 
 
 def _fmt_num(x: float) -> str:

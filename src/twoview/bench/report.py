@@ -346,6 +346,8 @@ def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, me
         "median_ms": "median wall time of the method per pair, milliseconds (dataset I/O excluded); for A@B it "
                      "includes B's time, also when B's cached prediction was reused",
         "median_cpu_ms": "median process CPU time of the method per pair, milliseconds (same accounting as median_ms)",
+        "comparisons": "B - A per metric (AUCs and precisions as fractions) with a paired percentile bootstrap "
+                       "interval over pairs; diff null where either value is infinite",
         "run.loadavg_1min_start/end": "1-minute load average when prediction started / ended (timings are unreliable "
                                       "on a loaded machine)",
     }
@@ -363,6 +365,12 @@ def write_reports(out: Path, resolved: dict, rows: list[dict], summary: dict, me
     if by_gap:
         md += "\n" + by_gap
         table = table + "\n" + by_gap
+    if summary.get("comparisons"):
+        from twoview.bench.compare import comparison_table
+
+        paired = comparison_table(summary["comparisons"])
+        md += "\n" + paired
+        table = table + "\n" + paired
     atomic_write_text(out / "results.md", md)
     atomic_write_text(out / "per_pair.csv", csv_text(rows))
     images = {

@@ -44,7 +44,8 @@ DepthNoiseModel = Literal["monocular", "kinect"]
 _NOISE_PARAMS = {"monocular": "depth_degradation", "kinect": "depth_sensor"}
 _REPORT_FILES = ("summary.json", "results.md", "per_pair.csv", "report.html")
 #: config keys that do not change predictions (may differ between runs into one folder)
-_EXECUTION_KEYS = ("methods", "method_details", "workers", "engine", "address", "progress", "overwrite", "out")
+_EXECUTION_KEYS = ("methods", "method_details", "workers", "engine", "address", "progress", "overwrite", "out",
+                   "comparisons")
 
 
 @dataclass
@@ -71,6 +72,9 @@ class BenchConfig(StrictConfig):
         depth_sensor: parameters of the sensor model (recorded only when it is used;
             :func:`twoview.depth.sensor.sensor_preset` gives the named ones).
         precision_thresholds: ``[metres, degrees]`` pairs for the pose precision metrics.
+        comparisons: ``[A, B]`` pairs of methods of this run: each adds B - A on every
+            summary metric with a paired bootstrap interval over pairs
+            (:mod:`twoview.bench.compare`) to ``summary.json`` and ``results.md``.
         progress: show a progress bar.
     """
 
@@ -87,6 +91,7 @@ class BenchConfig(StrictConfig):
     depth_degradation: DepthDegradation = field(default_factory=DepthDegradation)
     depth_sensor: SensorModel = field(default_factory=SensorModel)
     precision_thresholds: list = field(default_factory=lambda: [[0.25, 5.0]])
+    comparisons: list = field(default_factory=list)
     progress: bool = True
 
     def validate(self):
@@ -105,6 +110,15 @@ class BenchConfig(StrictConfig):
             raise ConfigError(f"methods given twice: {', '.join(twice)}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        for pair in self.comparisons:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(m, str) for m in pair)):
+                raise ConfigError(f"comparisons need two method names A B each, got {pair!r}")
+            missing = [m for m in pair if m not in self.methods]
+            if missing:
+                raise ConfigError(f"comparisons name {missing[0]!r}, which is not a method of this run (give it "
+                                  f"with --method too); methods: {', '.join(self.methods)}")
+            if pair[0] == pair[1]:
+                raise ConfigError(f"comparisons compare {pair[0]!r} with itself")
         for th in self.precision_thresholds:
             if not (isinstance(th, (list, tuple)) and len(th) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in th)):
                 raise ConfigError(f"precision_thresholds: each entry must be [metres, degrees] > 0, got {th!r}")
@@ -496,6 +510,15 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     t_pred, c_pred = time.perf_counter() - t_pred, time.process_time() - c_pred
     scored = [sensed_pair(p, cfg.depth_noise, noise_params) for p in pairs]
     per_pair, summary = score_run(out, scored, methods, [tuple(t) for t in cfg.precision_thresholds])
+    if cfg.comparisons:
+        from twoview.bench.compare import paired_differences
+
+        thresholds = [tuple(t) for t in cfg.precision_thresholds]
+        summary["comparisons"] = []
+        for a, b in cfg.comparisons:
+            ra, rb = ([r for r in per_pair if r["method"] == m] for m in (a, b))
+            metric = bool(summary["methods"][a]["metric"] and summary["methods"][b]["metric"])
+            summary["comparisons"].append({"a": a, "b": b, **paired_differences(ra, rb, metric, thresholds)})
     summary["run"] = {
         "predict_s": round(t_pred, 2), "total_s": round(time.perf_counter() - t_start, 2),
         # CPU time of this process only (worker processes and Ray are not included)

@@ -11,7 +11,7 @@ from twoview.cli.common import as_flag_error
 SENSOR_NAMES = ("kinect", "kinect7")
 #: config keys whose errors are reported under the flag that sets them
 CONFIG_FLAGS = {"gaps": "--gap", "stride": "--stride", "max_pairs": "--max-pairs", "workers": "--workers",
-                "methods": "--method"}
+                "methods": "--method", "comparisons": "--compare"}
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -79,6 +79,8 @@ def build_config(args):
         from twoview.depth.sensor import sensor_preset
 
         d["depth_noise"], d["depth_sensor"] = "kinect", sensor_preset(args.depth_noise).to_dict()
+    if args.compare:
+        d["comparisons"] = [list(c) for c in args.compare]
     if args.precision:
         d["precision_thresholds"] = [[0.25, 5.0]] + [list(p) for p in args.precision]
     try:
@@ -148,6 +150,9 @@ def register(sub) -> None:
     g.add_argument("--method", action="append", metavar="NAME[:KEY=VALUE,...]",
                    help="repeatable; options after ':' go to the method's factory (e.g. regress:checkpoint=runs/x/model.pt, "
                    "the same method twice with different options is allowed); A@B initialises A from B's pose")
+    g.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
+                   help="also report B - A on every metric with a 95 %% paired bootstrap interval over pairs "
+                        "(both given as --method; repeatable)")
     g.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
     g.add_argument("--list-datasets", action="store_true", help="print the dataset kinds and exit")
     g.add_argument("--depth-noise", nargs="?", const="monocular", choices=["monocular", *SENSOR_NAMES],

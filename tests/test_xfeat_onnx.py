@@ -73,6 +73,12 @@ def test_same_keypoints_and_descriptors_as_torch(matchers, shared_data):
         order_o, order_t = np.lexsort(ko.T), np.lexsort(kt.T)
         np.testing.assert_allclose(do[order_o], dt[order_t], atol=2e-4)
         np.testing.assert_allclose(np.linalg.norm(do, axis=1), 1.0, atol=1e-5)
+    # images of two sizes in one call: each detected at its own size, as alone
+    small = np.ascontiguousarray(im0[:371, :500])
+    for m in matchers:
+        (ka, _), (kb, _) = m.detect_batch([im0, small])
+        ((ka1, _),), ((kb1, _),) = m.detect_batch([im0]), m.detect_batch([small])
+        assert _rows(ka, 3) == _rows(ka1, 3) and _rows(kb, 3) == _rows(kb1, 3)
 
 
 def test_same_matches_as_torch(matchers, shared_data):

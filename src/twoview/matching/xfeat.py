@@ -112,12 +112,15 @@ class XFeatMatcher(Matcher):
 
     @torch.inference_mode()
     def detect_batch(self, images: list[np.ndarray]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """XFeat keypoints and descriptors of images of one size, in one network pass.
+        """XFeat keypoints and descriptors of images, in one network pass when they share
+        a size (else one pass per image).
 
         Same steps as ``XFeat.detectAndCompute`` (the network sees the image resized to
         multiples of 32; keypoints are mapped back with the pixel-centre rule), with the
         5x5 non-maximum suppression done as a separable maximum (max_pool2d is slow on CPU).
         """
+        if any(im.shape[:2] != images[0].shape[:2] for im in images[1:]):
+            return [self.detect_batch([im])[0] for im in images]
         h, w = images[0].shape[:2]
         H, W = (h // 32) * 32, (w // 32) * 32
         if H == 0 or W == 0:
@@ -155,10 +158,7 @@ class XFeatMatcher(Matcher):
     @torch.inference_mode()
     def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         t0 = time.perf_counter()
-        if image0.shape[:2] == image1.shape[:2]:
-            (k0, d0), (k1, d1) = self.detect_batch([image0, image1])
-        else:
-            (k0, d0), (k1, d1) = self.detect(image0), self.detect(image1)
+        (k0, d0), (k1, d1) = self.detect_batch([image0, image1])
         size0 = (image0.shape[1], image0.shape[0])
         size1 = (image1.shape[1], image1.shape[0])
         t1 = time.perf_counter()

@@ -187,7 +187,10 @@ class OnnxXFeatMatcher(Matcher):
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Keypoints (N, 2) float32 and unit descriptors (N, 64) of images of one size."""
+        """Keypoints (N, 2) float32 and unit descriptors (N, 64) of images, in one network
+        pass when they share a size (else one pass per image)."""
+        if any(im.shape[:2] != images[0].shape[:2] for im in images[1:]):
+            return [self.detect_batch([im])[0] for im in images]
         h, w = images[0].shape[:2]
         H, W = (h // 32) * 32, (w // 32) * 32
         if H == 0 or W == 0:
@@ -225,10 +228,7 @@ class OnnxXFeatMatcher(Matcher):
 
     def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         t0 = time.perf_counter()
-        if image0.shape[:2] == image1.shape[:2]:
-            (k0, d0), (k1, d1) = self.detect_batch([image0, image1])
-        else:
-            (k0, d0), (k1, d1) = self.detect(image0), self.detect(image1)
+        (k0, d0), (k1, d1) = self.detect_batch([image0, image1])
         t1 = time.perf_counter()
         if len(k0) == 0 or len(k1) == 0:
             i0 = i1 = np.zeros(0, np.int64)

@@ -509,11 +509,11 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         run_tasks(waves, cfg.engine, cfg.workers, cfg.address, cfg.progress)
     t_pred, c_pred = time.perf_counter() - t_pred, time.process_time() - c_pred
     scored = [sensed_pair(p, cfg.depth_noise, noise_params) for p in pairs]
-    per_pair, summary = score_run(out, scored, methods, [tuple(t) for t in cfg.precision_thresholds])
+    thresholds = [tuple(t) for t in cfg.precision_thresholds]
+    per_pair, summary = score_run(out, scored, methods, thresholds)
     if cfg.comparisons:
         from twoview.bench.compare import paired_differences
 
-        thresholds = [tuple(t) for t in cfg.precision_thresholds]
         summary["comparisons"] = []
         for a, b in cfg.comparisons:
             ra, rb = ([r for r in per_pair if r["method"] == m] for m in (a, b))

@@ -198,6 +198,11 @@ def test_intrinsics_are_used_and_unsupported_cameras_refused(shared_data, regres
 
     right = regressor.estimate(im0, im1, f0.camera, f1.camera)
     c = f0.camera
+    # a 3x3 K or (fx, fy, cx, cy), as estimate_relative_pose takes them, is the same camera
+    as_k = regressor.estimate(im0, im1, c.K, [f1.camera.fx, f1.camera.fy, f1.camera.cx, f1.camera.cy])
+    np.testing.assert_allclose(as_k.cam1_from_cam0.matrix, right.cam1_from_cam0.matrix, atol=1e-9)
+    with pytest.raises(InputError, match="camera1.*3x3 K"):
+        regressor.estimate(im0, im1, c.K, np.eye(2))
     wide = Camera(0.6 * c.fx, 0.6 * c.fy, c.cx, c.cy, c.width, c.height)  # a wider lens: the same pixels mean more angle
     other = regressor.estimate(im0, im1, wide, wide)
     assert rotation_angle_deg(right.cam1_from_cam0.R.T @ other.cam1_from_cam0.R) > 1.0

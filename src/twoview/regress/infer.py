@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,17 @@ def load_weights_into(model, path: str | Path, state: dict | None = None) -> Non
     rep = load_state_into(model, state)
     if not rep.complete:
         warnings.warn(f"init_checkpoint {path}: {rep.summary()}", stacklevel=2)
+
+
+_POOL = None
+
+
+def _pool():
+    """One worker thread that prepares a pair's second view beside the first."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twoview-regress")
+    return _POOL
 
 
 def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 32, with_matches: bool = False,
@@ -282,31 +294,33 @@ class PoseRegressor:
         return self._views[key]
 
     def _prepare(self, image0, image1, camera0, camera1, depth0, depth1, tag: str = "", depth_scale=None) -> dict:
-        """Checked inputs at network resolution."""
-        from twoview.io.depth import as_depth_map
-
-        im0, im1 = _as_image(image0, f"image0{tag}"), _as_image(image1, f"image1{tag}")
-        cams = []
-        for im, src, cam, name in ((im0, image0, camera0, "camera0"), (im1, image1, camera1, "camera1")):
-            if cam is None:
-                cam = _guess_camera(im, src, name)
-            if (cam.width, cam.height) != (im.shape[1], im.shape[0]):
-                raise InputError(f"{name}{tag}", f"is for a {cam.width}x{cam.height} image, the image is "
-                                 f"{im.shape[1]}x{im.shape[0]}")
-            cams.append(cam)
-        v0, v1 = self._view(cams[0], f"camera0{tag}"), self._view(cams[1], f"camera1{tag}")
+        """Checked inputs at network resolution (view 1 on a worker thread beside view 0:
+        decoding, resampling and depth conversion release the GIL)."""
+        job = _pool().submit(self._prepare_view, image1, camera1, depth1, "1", tag, depth_scale)
+        try:
+            im0, v0, net0, d0 = self._prepare_view(image0, camera0, depth0, "0", tag, depth_scale)
+        except BaseException:
+            wait([job])  # view 0's error is reported first, and no job is left running
+            raise
+        im1, v1, net1, d1 = job.result()
         if not np.allclose(v0.target.K, v1.target.K):
             raise InputError(f"camera1{tag}", "this model ignores intrinsics (resize_mode 'stretch'/'crop') and needs "
                              "two images of one size")
-        ds = []
-        for d, cam, v, name in ((depth0, cams[0], v0, "depth0"), (depth1, cams[1], v1, "depth1")):
-            if d is None:
-                ds.append(None)
-                continue
-            ds.append(v.depth(as_depth_map(d, cam.size, depth_scale, f"{name}{tag}"), f"{name}{tag}"))
-        return {"net0": v0.image(im0, f"image0{tag}"), "net1": v1.image(im1, f"image1{tag}"), "K": v0.target.K,
-                "depth0": ds[0], "depth1": ds[1], "same": identical_images(im0, im1),
-                "coverage": [v0.coverage, v1.coverage]}
+        return {"net0": net0, "net1": net1, "K": v0.target.K, "depth0": d0, "depth1": d1,
+                "same": identical_images(im0, im1), "coverage": [v0.coverage, v1.coverage]}
+
+    def _prepare_view(self, image, camera, depth, k: str, tag: str, depth_scale):
+        """One view: (image, network view, network image, network depth or None)."""
+        from twoview.io.depth import as_depth_map
+        from twoview.view import as_camera
+
+        im = _as_image(image, f"image{k}{tag}")
+        # the cameras the rest of the API takes (Camera, K, (fx, fy, cx, cy), None: EXIF or a guess)
+        cam = as_camera(camera, im, image, f"camera{k}{tag}")
+        v = self._view(cam, f"camera{k}{tag}")
+        d = None if depth is None else v.depth(as_depth_map(depth, cam.size, depth_scale, f"depth{k}{tag}"),
+                                               f"depth{k}{tag}")
+        return im, v, v.image(im, f"image{k}{tag}"), d
 
     # --- estimation ------------------------------------------------------------------
     def estimate(self, image0, image1, camera0=None, camera1=None, depth0=None, depth1=None,
@@ -315,8 +329,9 @@ class PoseRegressor:
 
         Args:
             image0, image1: RGB uint8 (H, W, 3) arrays (or paths).
-            camera0, camera1: :class:`twoview.Camera` of each image (None: guessed from a
-                typical 65 deg field of view, with a warning).
+            camera0, camera1: each image's camera: a :class:`twoview.Camera`, a 3x3 K,
+                ``(fx, fy, cx, cy)`` or None (EXIF focal length, else a 65 deg field-of-view
+                guess, with a warning), as :func:`twoview.estimate_relative_pose` takes them.
             depth0, depth1: (H, W) depth in metres, NaN invalid, or None; or integer maps /
                 depth files with ``depth_scale`` units per metre (1000 for millimetres).
 
@@ -432,17 +447,6 @@ def _as_image(x, name: str) -> np.ndarray:
         raise InputError(name, "missing image")
     img = check_image_array(np.asarray(x), name)
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-
-
-def _guess_camera(img: np.ndarray, source, name: str):
-    """EXIF focal length of an image file, else a typical field of view, with a warning."""
-    from twoview.geometry.camera import DEFAULT_HFOV_DEG, Camera
-
-    if isinstance(source, (str, Path)):
-        return Camera.from_exif_or_guess(source, img.shape[1], img.shape[0])
-    warnings.warn(f"{name}: no intrinsics given; assuming a {DEFAULT_HFOV_DEG:.0f} deg horizontal field of view "
-                  "(pass the camera for a meaningful regressed pose)", stacklevel=4)
-    return Camera.from_fov(DEFAULT_HFOV_DEG, img.shape[1], img.shape[0], source="fov-guess")
 
 
 def estimate_batch(pairs, checkpoint: str | Path | None = None, batch_size: int = 16) -> list[PoseResult]:

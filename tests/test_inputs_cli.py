@@ -395,3 +395,11 @@ def test_given_matches_must_be_pixels_of_the_images(pair, k0, needle):
         return
     with pytest.raises(InputError, match="matches: .*" + needle):
         twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1, matches=m)
+
+
+def test_estimate_from_matches_names_a_camera_that_is_not_one(pair):
+    """A bare K has no image size to check the matches against: InputError naming the argument."""
+    d, _, _, p = pair
+    m = twoview.Matches(np.full((50, 2), 100.0), np.full((50, 2), 101.0), np.ones(50))
+    with pytest.raises(InputError, match=r"cam1: expected a twoview.Camera, got ndarray.*Camera.from_K"):
+        twoview.estimate_from_matches(m, p.camera0, p.camera1.K)

@@ -136,6 +136,10 @@ def _check_matches(matches: Matches, cam0: Camera, cam1: Camera) -> None:
     set would otherwise fail later with a misleading reason)."""
     if not isinstance(matches, Matches):
         raise InputError("matches", f"expected twoview.Matches, got {type(matches).__name__}")
+    for cam, name in ((cam0, "cam0"), (cam1, "cam1")):
+        if not isinstance(cam, Camera):  # a bare K lacks the image size the checks need
+            raise InputError(name, f"expected a twoview.Camera, got {type(cam).__name__}; build one with "
+                             "Camera.from_K(K, width, height) or Camera(fx, fy, cx, cy, width, height)")
     for k, cam, view in ((matches.kpts0, cam0, 0), (matches.kpts1, cam1, 1)):
         if not np.all(np.isfinite(k)):
             raise InputError("matches", f"keypoints of image {view} have NaN or infinite coordinates")

@@ -61,6 +61,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
     g.add_argument("--matcher", choices=MATCHERS, help="the (first) matcher")
     g.add_argument("--cascade", choices=["none"] + MATCHERS,
                    help="a second matcher run only when the first one's pose is weak (none: off)")
+    g.add_argument("--rescue", choices=["none"] + MATCHERS,
+                   help="the strongest matcher, run when there is still no pose or, with depth for both views, the "
+                        "3D-3D solver could not give one (default aliked; none: off)")
     g.add_argument("--max-keypoints", type=int, metavar="N",
                    help="keypoints per image (default: the matcher's own, XFeat 1536 and 2048 for the others)")
     g.add_argument("--resize-max", type=int, metavar="N",
@@ -194,6 +197,9 @@ def pipeline_config(args, refine: str | None = None):
     put("cascade.fallback", None if args.cascade is None else ("" if args.cascade == "none" else args.cascade))
     if over.get("cascade", {}).get("fallback") == "":
         over["cascade"]["fallback"] = None
+    put("cascade.rescue", None if args.rescue is None else ("" if args.rescue == "none" else args.rescue))
+    if over.get("cascade", {}).get("rescue") == "":
+        over["cascade"]["rescue"] = None
     put("matcher.max_keypoints", args.max_keypoints)
     if args.resize_max is not None:
         over.setdefault("matcher", {})["resize_max"] = args.resize_max or None

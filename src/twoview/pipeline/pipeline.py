@@ -292,29 +292,50 @@ class Pipeline:
             run.note("front_end", method="match", matcher="given", matches=len(matches), success=res.success)
             return res
         first = self._match_once(cfg.matcher, view0, view1, run)
+        ran = [cfg.matcher.name]
+        res = first
         fb = cfg.cascade.fallback
-        if fb is None or fb == cfg.matcher.name:
-            return first
         weak = (not first.success or first.num_inliers < cfg.cascade.min_inliers
                 or first.num_inliers < cfg.cascade.min_inlier_ratio * max(first.num_matches, 1))
-        if not weak:
-            return first
+        if fb is not None and fb not in ran and weak:
+            ran.append(fb)
+            why = (f"{cfg.matcher.name} pose weak: {first.num_inliers} inliers of {first.num_matches}"
+                   if first.success else f"{cfg.matcher.name} failed: {first.reason}")
+            second = self._match_other(fb, view0, view1, run, why)
+            if second is not None and second.success and (not first.success or second.num_inliers > first.num_inliers):
+                res = second
+            elif second is not None and not first.success:
+                res = second  # both failed: the last reason
+        rescue = cfg.cascade.rescue
+        why = self._unreliable(res, view0, view1)
+        if rescue is not None and rescue not in ran and why:
+            third = self._match_other(rescue, view0, view1, run, why)
+            if third is not None and third.success:
+                res = third
+        return res
+
+    def _unreliable(self, res: PoseResult, view0: View, view1: View) -> str:
+        """Why the front end's pose calls for the rescue matcher ("" when it does not)."""
+        if not res.success:
+            # the same view twice has no motion to find, whatever the matcher
+            return "" if res.info.get("no_motion") else f"no pose: {res.reason}"
+        sensor = all(v.depth is not None and v.depth_kind == "sensor" for v in (view0, view1))
+        if sensor and self.config.solver.mode in ("auto", "rigid3d") and res.solver != "rigid3d":
+            return f"{res.info.get('matcher', 'the matcher')}'s pose is from {res.solver}: too few matches agree in 3D"
+        return ""
+
+    def _match_other(self, name: str, view0: View, view1: View, run: _Run, why: str) -> PoseResult | None:
+        """One more matcher of the cascade (None where it is not installed: noted)."""
         from twoview.errors import BackendUnavailable
 
+        cfg = self.config
         try:
-            # the runtime choice is XFeat's; another fallback matcher takes its own
-            fb_cfg = cfg.matcher.replace(name=fb, runtime=cfg.matcher.runtime if fb == "xfeat" else "auto")
-            second = self._match_once(fb_cfg, view0, view1, run, stage=f"match_{fb}",
-                                      why=f"{cfg.matcher.name} pose weak: {first.num_inliers} inliers of {first.num_matches}"
-                                      if first.success else f"{cfg.matcher.name} failed: {first.reason}")
-        except BackendUnavailable as e:  # a core install without torch: the cascade has no second matcher
-            run.note("front_end", method="match", matcher=fb, skipped=str(e))
-            return first
-        if not second.success:
-            return first if first.success else second
-        if not first.success or second.num_inliers > first.num_inliers:
-            return second
-        return first
+            # the runtime choice is XFeat's; another matcher takes its own
+            mcfg = cfg.matcher.replace(name=name, runtime=cfg.matcher.runtime if name == "xfeat" else "auto")
+            return self._match_once(mcfg, view0, view1, run, stage=f"match_{name}", why=why)
+        except BackendUnavailable as e:  # a core install without torch: no such matcher
+            run.note("front_end", method="match", matcher=name, skipped=str(e))
+            return None
 
     def _match_once(self, mcfg, view0: View, view1: View, run: _Run, stage: str = "match", why: str = "") -> PoseResult:
         matcher = self.models.matcher(mcfg)

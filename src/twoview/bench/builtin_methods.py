@@ -7,8 +7,10 @@
   view 0, PnP) and ``<matcher>-rigid3d`` (both depths, 3D-3D): the front end alone (no
   registration, refinement, recovery or confidence threshold), for ``sift`` and, when the
   learned matchers are installed, ``xfeat``, ``aliked`` and ``disk`` (+ LightGlue; slow on
-  a CPU, the strongest on wide baselines). Options ``matcher`` / ``solver``: partial dicts
-  of those configs.
+  a CPU, the strongest on wide baselines). The front end includes its cascade (the
+  fallback and rescue matchers, :class:`~twoview.pipeline.config.CascadeConfig`). Options
+  ``matcher`` / ``solver`` / ``cascade``: partial dicts of those configs, e.g.
+  ``xfeat-rigid3d:cascade={"rescue":null}``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def _factory(matcher: str, suffix: str):
         if "init" in opts:
             raise ConfigError(f"{matcher}{suffix} takes no initial pose")
         cfg = merge(FRONT_END_ONLY, {"matcher": {"name": matcher, **opts.pop("matcher", {})},
-                                     "solver": {"mode": mode, **opts.pop("solver", {})}})
+                                     "solver": {"mode": mode, **opts.pop("solver", {})},
+                                     "cascade": opts.pop("cascade", {})})
         if opts:
             raise ConfigError(f"unknown option(s) for {matcher}{suffix}: {', '.join(sorted(opts))}")
         return pipeline_method(f"{matcher}{suffix}", PipelineConfig.from_dict(cfg), uses, any(uses), options=options)

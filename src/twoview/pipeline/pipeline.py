@@ -82,6 +82,12 @@ def warm_up_compiler() -> None:
     _warm_once("compiler", work)
 
 
+#: How much of the pose a solver's result measures, for the rescue's choice: a 3D-3D pose
+#: over PnP over an essential matrix scaled by depth over a direction-only one (a rescued
+#: pose never trades metres for a direction)
+_SOLVER_RANK = {"rigid3d": 3, "monodepth": 3, "pnp": 2, "essential+depth-scale": 1, "essential": 0}
+
+
 class _Run:
     """Bookkeeping of one estimate: stage times and decisions."""
 
@@ -310,7 +316,9 @@ class Pipeline:
         why = self._unreliable(res, view0, view1)
         if rescue is not None and rescue not in ran and why:
             third = self._match_other(rescue, view0, view1, run, why)
-            if third is not None and third.success:
+            if third is not None and third.success and (
+                    not res.success or (_SOLVER_RANK.get(third.solver, 0), third.num_inliers)
+                    > (_SOLVER_RANK.get(res.solver, 0), res.num_inliers)):
                 res = third
         return res
 

@@ -190,3 +190,42 @@ def test_shipped_confidence_model_separates_right_from_wrong(icl_pair, shared_da
     w0, w1 = twoview.load_views(p.image0, q.image1, p.camera0, q.camera1, d0, q.load_depths()[1])
     bad = Pipeline({"recovery": {"enabled": False}, "confidence": {"min_confidence": 0.0}})(w0, w1)
     assert not bad.success or bad.confidence < 0.5, bad
+
+
+@pytest.mark.parametrize("first, rescued, kept", [
+    ("pnp", "rigid3d", "aliked"),              # a 3D-3D pose replaces a PnP one
+    ("essential+depth-scale", "essential", "xfeat"),  # a direction never replaces metres
+    ("pnp", "pnp", "aliked"),                  # the same kind: more inliers wins (40 > 30)
+])
+def test_the_rescue_keeps_the_pose_that_measures_more(rng, monkeypatch, first, rescued, kept):
+    """The cascade's rescue runs when, with sensor depth in both views, the pose is not the
+    3D-3D solver's; its pose is kept only when its solver measures at least as much."""
+    from twoview.result import PoseResult
+
+    canned = {"xfeat": (first, 30), "sift": ("pnp", 10), "aliked": (rescued, 40)}
+    ran = []
+
+    def match_once(self, mcfg, view0, view1, run, stage="match", why=""):
+        ran.append(mcfg.name)
+        solver, n = canned[mcfg.name]
+        res = PoseResult(success=True, cam1_from_cam0=Pose.identity(), metric=solver != "essential", solver=solver,
+                         num_matches=100, num_inliers=n)
+        res.info["matcher"] = mcfg.name
+        return res
+
+    monkeypatch.setattr(Pipeline, "_match_once", match_once)
+    depth = np.full((H, W), 3.0)
+    v0, v1 = (View(np.zeros((H, W, 3), np.uint8), CAM, depth=depth, depth_kind="sensor", name=n) for n in "01")
+    pipe = Pipeline({**FRONT, "matcher": {"name": "xfeat"}})
+    assert pipe._match_and_solve(v0, v1, None, pipe_run(pipe)).info["matcher"] == kept
+    assert ran == ["xfeat", "sift", "aliked"]
+    ran.clear()  # a 3D-3D first pose is not rescued
+    canned["xfeat"] = ("rigid3d", 30)
+    assert pipe._match_and_solve(v0, v1, None, pipe_run(pipe)).info["matcher"] in ("xfeat", "sift")
+    assert "aliked" not in ran
+
+
+def pipe_run(pipe):
+    from twoview.pipeline.pipeline import _Run
+
+    return _Run()

@@ -229,3 +229,19 @@ def pipe_run(pipe):
     from twoview.pipeline.pipeline import _Run
 
     return _Run()
+
+
+def test_no_rescue_on_images_alone(rng, monkeypatch):
+    """Without depth a strong matcher also pairs unrelated views: a failure stays one."""
+    from twoview.result import PoseResult
+
+    ran = []
+
+    def match_once(self, mcfg, view0, view1, run, stage="match", why=""):
+        ran.append(mcfg.name)
+        return PoseResult.failure("too few matches")
+
+    monkeypatch.setattr(Pipeline, "_match_once", match_once)
+    pipe = Pipeline({**FRONT, "matcher": {"name": "xfeat"}})
+    assert not pipe._match_and_solve(*_views(rng), None, pipe_run(pipe)).success
+    assert ran == ["xfeat", "sift"]

@@ -62,7 +62,7 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
     g.add_argument("--cascade", choices=["none"] + MATCHERS,
                    help="a second matcher run only when the first one's pose is weak (none: off)")
     g.add_argument("--rescue", choices=["none"] + MATCHERS,
-                   help="the strongest matcher, run when there is still no pose or, with depth for both views, the "
+                   help="with depth for both views, the strongest matcher, run when there is still no pose or the "
                         "3D-3D solver could not give one (default aliked; none: off)")
     g.add_argument("--max-keypoints", type=int, metavar="N",
                    help="keypoints per image (default: the matcher's own, XFeat 1536 and 2048 for the others)")

@@ -57,10 +57,12 @@ class CascadeConfig(StrictConfig):
             success 77 -> 87 %), and costs only where XFeat's pose is weak.
         min_inliers: a first pose with fewer inliers than this is weak.
         min_inlier_ratio: ... or with a lower inlier ratio.
-        rescue: the strongest (and slowest) matcher, run when the pose after the fallback
-            is still unreliable: no pose, or, with sensor depth in both views, a pose the
+        rescue: the strongest (and slowest) matcher, run, with sensor depth in both views,
+            when the pose after the fallback is still unreliable: no pose, or a pose the
             3D-3D solver could not give (too few matches agree in 3D: the PnP or essential
-            matrix fallback). Its pose replaces the other when it finds one. ALIKED +
+            matrix fallback). Its pose replaces the other when its solver measures at least
+            as much (3D-3D over PnP over a depth-scaled essential matrix; then inliers).
+            Not on images alone, where LightGlue also pairs unrelated views. ALIKED +
             LightGlue by default (seconds per pair on a CPU, where it runs): on TUM
             fr3_cabinet it runs on 39 of 110 pairs and its pose is kept on 27; after the
             mixtures AUC@5 46.0 -> 51.6 and P(5 cm, 2 deg) 67.3 -> 73.6 %

@@ -323,12 +323,18 @@ class Pipeline:
         return res
 
     def _unreliable(self, res: PoseResult, view0: View, view1: View) -> str:
-        """Why the front end's pose calls for the rescue matcher ("" when it does not)."""
+        """Why the front end's pose calls for the rescue matcher ("" when it does not).
+
+        Only with sensor depth in both views, where a rescued pose can be checked in 3D: on
+        images alone a strong matcher also "matches" unrelated views (LightGlue pairs
+        keypoints by position when the descriptors say nothing, and an essential matrix
+        fits them), so a failure there stays a failure."""
+        if not all(v.depth is not None and v.depth_kind == "sensor" for v in (view0, view1)):
+            return ""
         if not res.success:
             # the same view twice has no motion to find, whatever the matcher
             return "" if res.info.get("no_motion") else f"no pose: {res.reason}"
-        sensor = all(v.depth is not None and v.depth_kind == "sensor" for v in (view0, view1))
-        if sensor and self.config.solver.mode in ("auto", "rigid3d") and res.solver != "rigid3d":
+        if self.config.solver.mode in ("auto", "rigid3d") and res.solver != "rigid3d":
             return f"{res.info.get('matcher', 'the matcher')}'s pose is from {res.solver}: too few matches agree in 3D"
         return ""
 

@@ -245,3 +245,20 @@ def test_no_rescue_on_images_alone(rng, monkeypatch):
     pipe = Pipeline({**FRONT, "matcher": {"name": "xfeat"}})
     assert not pipe._match_and_solve(*_views(rng), None, pipe_run(pipe)).success
     assert ran == ["xfeat", "sift"]
+
+
+@pytest.mark.parametrize("argv, fallback, rescue", [
+    ([], "sift", "aliked"),
+    (["--cascade", "none"], None, "aliked"),
+    (["--rescue", "none"], "sift", None),
+    (["--cascade", "aliked", "--rescue", "disk"], "aliked", "disk"),
+])
+def test_the_cascade_flags_fill_the_config(argv, fallback, rescue):
+    import argparse
+
+    from twoview.cli.estimate import add_pipeline_args, pipeline_config
+
+    p = argparse.ArgumentParser()
+    add_pipeline_args(p)
+    cfg = pipeline_config(p.parse_args(argv))
+    assert (cfg.cascade.fallback, cfg.cascade.rescue) == (fallback, rescue)

@@ -1,4 +1,4 @@
-"""Thread limits for the numerical core.
+"""Thread limits for the numerical core, and the worker threads beside the caller's.
 
 The pose code multiplies and decomposes tiny matrices (3x3 batches, 6x6 systems, 64x64
 Gram matrices). A multi-threaded BLAS gains nothing there and its idle threads spin on
@@ -72,3 +72,20 @@ def blas_single_thread(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+_WORKERS: dict = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def worker(name: str):
+    """The process's one worker thread for ``name`` (a ``ThreadPoolExecutor`` with one
+    thread, made on first use): a second view or term computed beside the caller's thread,
+    so a pair's work fills both cores of a two-core machine without oversubscribing it."""
+    with _WORKERS_LOCK:
+        pool = _WORKERS.get(name)
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = _WORKERS[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"twoview-{name}")
+    return pool

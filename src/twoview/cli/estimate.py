@@ -194,12 +194,9 @@ def pipeline_config(args, refine: str | None = None):
     put("regressor.checkpoint", args.checkpoint)
     put("regressor.rigid_from_matches", False if args.network_pose else None)
     put("matcher.name", args.matcher)
-    put("cascade.fallback", None if args.cascade is None else ("" if args.cascade == "none" else args.cascade))
-    if over.get("cascade", {}).get("fallback") == "":
-        over["cascade"]["fallback"] = None
-    put("cascade.rescue", None if args.rescue is None else ("" if args.rescue == "none" else args.rescue))
-    if over.get("cascade", {}).get("rescue") == "":
-        over["cascade"]["rescue"] = None
+    for key, flag in (("fallback", args.cascade), ("rescue", args.rescue)):
+        if flag is not None:  # "none" switches that matcher off
+            over.setdefault("cascade", {})[key] = None if flag == "none" else flag
     put("matcher.max_keypoints", args.max_keypoints)
     if args.resize_max is not None:
         over.setdefault("matcher", {})["resize_max"] = args.resize_max or None

@@ -51,22 +51,14 @@ from twoview.gmm.objective import (
     self_overlap,
     visible_in,
 )
-from twoview._threads import blas_single_thread
+from twoview._threads import blas_single_thread, worker
 from twoview.result import PoseResult
 
 SOLVER = "gmm"
 
-_POOL = None
-
-
 def _pool():
     """One worker thread shared by all refinements (the caller's thread is the other)."""
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twoview-gmm")
-    return _POOL
+    return worker("gmm")
 
 
 def _visibility(a: Prepared, b: Prepared, R, t, s, cfg: AlignConfig):

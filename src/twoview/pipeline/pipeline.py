@@ -233,10 +233,10 @@ class Pipeline:
                 return v, estimate_registration(v.image, v.depth, cfg.registration, centre=(v.camera.cx, v.camera.cy))
 
             from twoview.depth.registration import register_with_rig
-            from twoview.gmm.align import _pool
+            from twoview._threads import worker
 
             with run.time("register"):
-                job = _pool().submit(estimate, views[1])  # the two views on the two cores
+                job = worker("gmm").submit(estimate, views[1])  # the two views on the two cores
                 found = [estimate(views[0]), job.result()]
                 # one camera pair, one rig: where a view shows two cameras, the other view is
                 # registered with the same zoom and parallax (only its exposure shift its own)
@@ -313,8 +313,7 @@ class Pipeline:
             elif second is not None and not first.success:
                 res = second  # both failed: the last reason
         rescue = cfg.cascade.rescue
-        why = self._unreliable(res, view0, view1)
-        if rescue is not None and rescue not in ran and why:
+        if rescue is not None and rescue not in ran and (why := self._unreliable(res, view0, view1)):
             third = self._match_other(rescue, view0, view1, run, why)
             if third is not None and third.success and (
                     not res.success or (_SOLVER_RANK.get(third.solver, 0), third.num_inliers)

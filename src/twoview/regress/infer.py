@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from pathlib import Path
 
 import numpy as np
 
+from twoview._threads import worker
 from twoview.errors import BackendUnavailable, InputError
 from twoview.result import IDENTICAL_IMAGES, PoseResult, identical_images
 
@@ -118,17 +119,6 @@ def load_weights_into(model, path: str | Path, state: dict | None = None) -> Non
     rep = load_state_into(model, state)
     if not rep.complete:
         warnings.warn(f"init_checkpoint {path}: {rep.summary()}", stacklevel=2)
-
-
-_POOL = None
-
-
-def _pool():
-    """One worker thread that prepares a pair's second view beside the first."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twoview-regress")
-    return _POOL
 
 
 def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 32, with_matches: bool = False,
@@ -296,7 +286,7 @@ class PoseRegressor:
     def _prepare(self, image0, image1, camera0, camera1, depth0, depth1, tag: str = "", depth_scale=None) -> dict:
         """Checked inputs at network resolution (view 1 on a worker thread beside view 0:
         decoding, resampling and depth conversion release the GIL)."""
-        job = _pool().submit(self._prepare_view, image1, camera1, depth1, "1", tag, depth_scale)
+        job = worker("regress").submit(self._prepare_view, image1, camera1, depth1, "1", tag, depth_scale)
         try:
             im0, v0, net0, d0 = self._prepare_view(image0, camera0, depth0, "0", tag, depth_scale)
         except BaseException:

@@ -37,7 +37,7 @@ from twoview.gmm.align import _build_both, _Level, align_mixtures  # noqa: E402
 from twoview.gmm.config import GMMConfig  # noqa: E402
 from twoview.gmm.objective import Prepared  # noqa: E402
 from twoview.io.images import load_image  # noqa: E402
-from twoview.metrics import pose_auc, rotation_error_deg, translation_angle_deg, translation_error_m  # noqa: E402
+from twoview.metrics import pose_auc, pose_errors  # noqa: E402
 
 AXES = {"x": np.array([1.0, 0.0, 0.0]), "y": np.array([0.0, 1.0, 0.0])}
 RULES = ("initial", "objective", "depth", "depth-free-space", "oracle")
@@ -66,11 +66,9 @@ def depth_agreement(pair, d0, d1, T: np.ndarray, rel: float = 0.03, ahead: float
 
 
 def errors(T, gt: Pose):
-    """(rotation deg, translation angle deg, translation m); inf for no pose."""
-    if T is None:
-        return np.inf, np.inf, np.inf
-    return (rotation_error_deg(T[:3, :3], gt.R), translation_angle_deg(T[:3, 3], gt.t),
-            translation_error_m(T[:3, 3], gt.t))
+    """(rotation deg, max(rotation, translation angle) deg, translation m) of a 4x4 pose or None."""
+    e = pose_errors(None if T is None else Pose.from_matrix(T), gt, metric=True)
+    return e["rot_deg"], e["max_deg"], e["trans_m"]
 
 
 def main(argv=None):
@@ -125,15 +123,15 @@ def main(argv=None):
         for n, r in runs:
             T = r.cam1_from_cam0.matrix
             ag, vi = depth_agreement(pair, d0, d1, T)
-            rot, tang, tm = errors(T, gt)
-            cand.append({"start": n, "rot_deg": rot, "trans_deg": tang, "trans_m": tm,
+            rot, mx, tm = errors(T, gt)
+            cand.append({"start": n, "rot_deg": rot, "max_deg": mx, "trans_m": tm,
                          "objective": judge.score(T[:3, :3], T[:3, 3], 1.0)[0], "agree": ag, "violate": vi})
         pick = {"initial": 0, "objective": int(np.argmin([c["objective"] for c in cand])),
                 "depth": int(np.argmax([c["agree"] for c in cand])),
                 "depth-free-space": int(np.argmax([c["agree"] - c["violate"] for c in cand])),
-                "oracle": int(np.argmin([max(c["rot_deg"], c["trans_deg"]) for c in cand]))}
+                "oracle": int(np.argmin([c["max_deg"] for c in cand]))}
         for r, i in pick.items():
-            chosen[r].append((cand[i]["rot_deg"], cand[i]["trans_deg"], cand[i]["trans_m"]))
+            chosen[r].append((cand[i]["rot_deg"], cand[i]["max_deg"], cand[i]["trans_m"]))
         rows.append({"pair": pair.pair_id, "gt_rotation_deg": pair.meta.get("rotation_deg"), "runs": cand,
                      "chosen": {r: cand[i]["start"] for r, i in pick.items()}})
         print(pair.pair_id, " ".join(f"{c['start']}:{c['rot_deg']:.1f}" for c in cand),
@@ -142,7 +140,7 @@ def main(argv=None):
     print(f"{len(rows)} of {len(pairs)} pairs rough (noise over {a.noise:g} of the median depth)")
     for r in RULES:
         E = np.array(chosen[r])
-        auc = pose_auc(np.maximum(E[:, 0], E[:, 1]), (5.0, 10.0, 20.0))
+        auc = pose_auc(E[:, 1], (5.0, 10.0, 20.0))
         p = float(np.mean((E[:, 0] < 2) & (E[:, 2] < 0.05)) * 100)
         summary[r] = {"auc": auc, "median_rot_deg": float(np.median(E[:, 0])), "p_5cm_2deg": p}
         print(f"  {r:18s} AUC@5/10/20 {auc[0] * 100:5.1f} {auc[1] * 100:5.1f} {auc[2] * 100:5.1f}"

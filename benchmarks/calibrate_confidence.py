@@ -2,14 +2,17 @@
 
     python benchmarks/calibrate_confidence.py RUN_DIR[:METHOD] ... [--write]
 
-Each RUN_DIR is a ``twoview bench`` output folder holding a run of METHOD (default
-``default:config={"confidence":{"calibrated":false,"min_confidence":0.0}}``: the default
-pipeline with its raw scores and no threshold, so every pose it finds is kept). For every
-successful prediction the stages' evidence (:func:`twoview.pipeline.confidence.evidence`)
-is paired with whether the pose is right: within 5 deg and 10 cm of the ground truth
-(direction only: 5 deg rotation and 5 deg translation direction).
+Each RUN_DIR is a ``twoview bench`` output folder holding a run of METHOD (default: both
+``default:config={"confidence":{"calibrated":false,"min_confidence":0.0}}``, the default
+pipeline with its raw scores and no threshold, so every pose it finds is kept, and the
+same with ``"refine":{"method":"none"}``, the front end's poses). For every successful
+prediction the stages' evidence (:func:`twoview.pipeline.confidence.evidence`; the
+stage's raw score from ``info["confidence_raw"]``) is paired with whether the pose is
+right: within 5 deg and 10 cm of the ground truth (direction only: 5 deg rotation and
+5 deg translation direction).
 
-A logistic model per kind of result (metric, direction only), L2-regularised, standardised
+A logistic model per kind of result (:func:`twoview.pipeline.confidence.model_kind`: a
+refined metric pose, a front-end metric pose, a direction), L2-regularised, standardised
 features, is scored leave-one-suite-out (each suite's pairs predicted by a model fitted on
 the others): reliability diagram (10 bins), Brier score, AUROC, and the success rate and
 the count of wrong successes (over 10 deg or 25 cm) at each min_confidence. ``--write``
@@ -33,11 +36,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from twoview.geometry.pose import Pose  # noqa: E402
 from twoview.metrics import pose_auc  # noqa: E402
 from twoview.pipeline import PipelineConfig  # noqa: E402
-from twoview.pipeline.confidence import FEATURES, MODEL_PATH, evidence, sigma_kind  # noqa: E402
+from twoview.pipeline.confidence import FEATURES, MODEL_PATH, evidence, model_kind, sigma_kind  # noqa: E402
 from twoview.regress.confidence import fit_logistic as newton_logistic  # noqa: E402
 from twoview.result import PoseResult  # noqa: E402
 
-DEFAULT_METHOD = 'default:config={"confidence":{"calibrated":false,"min_confidence":0.0}}'
+DEFAULT_METHODS = ('default:config={"confidence":{"calibrated":false,"min_confidence":0.0}}',
+                   'default:config={"refine":{"method":"none"},"confidence":{"calibrated":false,"min_confidence":0.0}}')
+KINDS = (("metric", True), ("metric_front_end", True), ("direction", False))
 THRESHOLDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -60,11 +65,12 @@ def load_run(run: Path, method: str) -> list[dict]:
     for pid, r in rows.items():
         rec = json.loads((cache_dir(run, method) / f"{pid}.json").read_text())
         ok = r["success"] == "True"
-        row = {"suite": run.name, "pair": pid, "success": ok, "metric": r["metric"] == "True"}
+        row = {"suite": run.name, "method": method, "pair": pid, "success": ok, "metric": r["metric"] == "True"}
         if ok:
             res = record_result(rec)
             rot, tm, tdeg = float(r["rot_deg"]), float(r["trans_m"] or "nan"), float(r["trans_deg"])
-            row.update(features=evidence(res), rot=rot, trans_m=tm, trans_deg=tdeg,
+            f = evidence(res)
+            row.update(features=f, kind=model_kind(f, res.metric), rot=rot, trans_m=tm, trans_deg=tdeg,
                        label=bool(rot < 5 and (tm < 0.10 if res.metric else tdeg < 5)),
                        wrong=bool(rot > 10 or (tm > 0.25 if res.metric else tdeg > 10)),
                        sigma_rot=(rec.get("sigmas") or {}).get("rotation_sigma_deg"),
@@ -75,12 +81,20 @@ def load_run(run: Path, method: str) -> list[dict]:
 
 
 def record_result(rec: dict) -> PoseResult:
-    """The PoseResult a bench cache record describes (what :func:`evidence` reads)."""
+    """The PoseResult a bench cache record describes (what :func:`evidence` reads), with
+    the stage's raw score (a run with the calibrated confidence on records the calibrated one)."""
     cov = rec.get("covariance")
+    raw = (rec.get("info") or {}).get("confidence_raw", rec["confidence"])
     return PoseResult(success=True, cam1_from_cam0=Pose.from_matrix(np.asarray(rec["cam1_from_cam0"])), metric=rec["metric"],
                       solver=rec["solver"], num_matches=rec["num_matches"], num_inliers=rec["num_inliers"],
-                      confidence=rec["confidence"], info=rec.get("info") or {}, motion=rec.get("motion", "unknown"),
+                      confidence=raw, info=rec.get("info") or {}, motion=rec.get("motion", "unknown"),
                       covariance=None if cov is None else np.asarray(cov, float))
+
+
+def dominant_kind(rows: list[dict], method: str) -> str | None:
+    """The kind of most of ``method``'s successful results."""
+    kinds = [r["kind"] for r in rows if r["method"] == method and r["success"]]
+    return max(set(kinds), key=kinds.count) if kinds else None
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0) -> dict:
@@ -132,13 +146,18 @@ def main(argv=None) -> int:
     rows = []
     for spec in a.runs:
         run, _, method = spec.partition(":")
-        rows += load_run(Path(run), method or DEFAULT_METHOD)
-    report = {"suites": sorted({r["suite"] for r in rows}), "pairs": len(rows), "kinds": {}}
+        for m in [method] if method else DEFAULT_METHODS:
+            rows += load_run(Path(run), m)
+    report = {"suites": sorted({r["suite"] for r in rows}), "methods": sorted({r["method"] for r in rows}),
+              "pairs": len({(r["suite"], r["pair"]) for r in rows}), "kinds": {}}
     models = {}
-    for kind, metric in (("metric", True), ("direction", False)):
-        ok = [r for r in rows if r["success"] and r["metric"] == metric]
+    for kind, metric in KINDS:
+        ok = [r for r in rows if r["success"] and r["kind"] == kind]
         if len(ok) < 20:
             continue
+        # the runs this kind of result mostly comes from; their failures count against its success rate
+        methods = {m for m in {r["method"] for r in ok} if dominant_kind(rows, m) == kind}
+        runs = [r for r in rows if r["method"] in methods and (not r["success"] or r["kind"] == kind)]
         X = np.array([[r["features"][k] for k in FEATURES] for r in ok])
         y = np.array([r["label"] for r in ok])
         suite = np.array([r["suite"] for r in ok])
@@ -148,7 +167,7 @@ def main(argv=None) -> int:
             held[suite == s] = predict(m, X[suite == s])
         raw = X[:, FEATURES.index("raw")]
         wrong = np.array([r["wrong"] for r in ok])
-        n_all = len(rows)  # every pair of the suites: failures count against the success rate
+        n_all = len(runs)  # every pair of the suites: failures count against the success rate
         sweep = [{"min_confidence": t, "success_rate": float(np.mean(held >= t) * len(ok) / max(n_all, 1)),
                   "wrong_successes": int(np.sum((held >= t) & wrong)),
                   "right_fraction_of_successes": float(y[held >= t].mean()) if (held >= t).any() else None}
@@ -164,8 +183,8 @@ def main(argv=None) -> int:
         # a failure or a pose below the threshold counts as an infinite error in the AUC)
         t0 = PipelineConfig().confidence.min_confidence
         per_suite = {}
-        for s in sorted({r["suite"] for r in rows}):
-            allr = [r for r in rows if r["suite"] == s]
+        for s in sorted({r["suite"] for r in runs}):
+            allr = [r for r in runs if r["suite"] == s]
             kept = [(r, h) for r, h in zip(ok, held) if r["suite"] == s and h >= t0]
             errs = [max(r["rot"], r["trans_deg"]) for r, _ in kept] + [np.inf] * (len(allr) - len(kept))
             per_suite[s] = {"pairs": len(allr), "success_rate": len(kept) / max(len(allr), 1),
@@ -174,7 +193,7 @@ def main(argv=None) -> int:
                             "p_5cm_2deg": float(np.mean([r["trans_m"] <= 0.05 and r["rot"] <= 2 for r, _ in kept] +
                                                         [False] * (len(allr) - len(kept))))}
         report["kinds"][kind] = {
-            "n": len(ok), "fraction_right": float(y.mean()), "min_confidence": t0, "per_suite_held_out": per_suite,
+            "n": len(ok), "methods": sorted(methods), "fraction_right": float(y.mean()), "min_confidence": t0, "per_suite_held_out": per_suite,
             "held_out": {"brier": float(np.mean((held - y) ** 2)), "auroc": auroc(held, y), "reliability": reliability(held, y)},
             "raw_score": {"brier": float(np.mean((raw - y) ** 2)), "auroc": auroc(raw, y), "reliability": reliability(raw, y)},
             "min_confidence_sweep": sweep, "sigma_coverage": cover,
@@ -234,10 +253,15 @@ def _sigma_lines(report: dict) -> list[str]:
 def markdown(report: dict) -> str:
     lines = ["# Confidence calibration", "",
              f"Suites: {', '.join(report['suites'])} ({report['pairs']} pairs). A pose is right within 5 deg and 10 cm "
-             "(direction only: 5 deg and 5 deg); held-out = each suite predicted by a model fitted on the others.", ""]
+             "(direction only: 5 deg and 5 deg); held-out = each suite predicted by a model fitted on the others. "
+             "One model per kind of result (`twoview.pipeline.confidence.model_kind`): `metric`, a metric pose the "
+             "mixtures refined (the default); `metric_front_end`, a metric pose as the front end gave it (`--refine "
+             "none`); `direction`, a pose without depth. A refined and an unrefined pose carry different evidence, so "
+             "one model for both read a missing refinement as a failed one.", ""]
     for kind, k in report["kinds"].items():
         h, r = k["held_out"], k["raw_score"]
         lines += [f"## {kind} ({k['n']} successful estimates, {100 * k['fraction_right']:.1f} % right)", "",
+                  "From: " + ", ".join(f"`{m}`" for m in k.get("methods", [])) + ".", "",
                   "| score | Brier | AUROC |", "|---|---:|---:|",
                   f"| calibrated (held-out) | {h['brier']:.3f} | {h['auroc']:.3f} |",
                   f"| stages' raw score | {r['brier']:.3f} | {r['auroc']:.3f} |", "",

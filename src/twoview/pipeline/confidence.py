@@ -94,13 +94,25 @@ def _model() -> dict | None:
     return json.loads(MODEL_PATH.read_text())
 
 
+def model_kind(features: dict[str, float], metric: bool) -> str:
+    """Which of the shipped models scores a result: ``"metric"`` (a metric pose the
+    mixtures refined), ``"metric_front_end"`` (a metric pose as the front end gave it:
+    ``--refine none``, or no refinement ran) or ``"direction"``. A refined and an
+    unrefined pose carry different evidence (the mixtures' score and agreement exist only
+    for the first), so one model for both would read a missing refinement as a bad one."""
+    if not metric:
+        return "direction"
+    return "metric" if features.get("refined", 0.0) else "metric_front_end"
+
+
 def calibrated_probability(features: dict[str, float], metric: bool) -> float | None:
     """P(pose within 5 deg and 10 cm) (direction only: 5 deg and 5 deg) from the shipped
-    model, or None when no model is shipped for this kind of result, or when the model
-    never saw such a result (a feature it was fitted without variation in, e.g. a recovered
-    or regressed pose): the stage's own score stands then, not an extrapolation."""
+    model of its kind (:func:`model_kind`), or None when no model is shipped for this kind
+    of result, or when the model never saw such a result (a feature it was fitted without
+    variation in, e.g. a recovered or regressed pose): the stage's own score stands then,
+    not an extrapolation."""
     model = _model()
-    m = None if model is None else model.get("metric" if metric else "direction")
+    m = None if model is None else model.get(model_kind(features, metric))
     if m is None:
         return None
     unseen = m.get("constant_in_fit", {})

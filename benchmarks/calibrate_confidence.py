@@ -174,8 +174,10 @@ def main(argv=None) -> int:
                  for t in THRESHOLDS]
         cover = {}
         for key, err, sig in (("rotation", "rot", "sigma_rot"), ("translation", "trans_m", "sigma_t")):
-            e = np.array([r[err] for r in ok if r.get(sig)], float)
-            sg = np.array([r[sig] for r in ok if r.get(sig)], float)
+            # a direction's translation error is an angle, not metres: no translation coverage for it
+            use = [r for r in ok if r.get(sig) and np.isfinite(r[err])]
+            e = np.array([r[err] for r in use], float)
+            sg = np.array([r[sig] for r in use], float)
             if len(e):
                 cover[key] = {"n": int(len(e)), "within_1_sigma": float(np.mean(e <= sg)),
                               "within_2_sigma": float(np.mean(e <= 2 * sg)), "median_error_over_sigma": float(np.median(e / sg))}

@@ -11,7 +11,7 @@ from twoview.errors import ConfigError, InputError
 from twoview.geometry import Camera, Pose
 from twoview.geometry.rotation import so3_exp
 from twoview.pipeline import Pipeline, PipelineConfig
-from twoview.result import Matches
+from twoview.result import Matches, PoseResult
 from twoview.view import View, load_view
 
 W, H = 640, 480
@@ -212,6 +212,25 @@ def test_an_unrefined_pose_is_scored_by_a_model_of_unrefined_poses(shared_data):
     assert res.confidence > 0.5
     err = Pose.from_matrix(res.cam1_from_cam0.matrix @ np.linalg.inv(p.cam1_from_cam0.matrix))
     assert np.degrees(np.linalg.norm(err.rotvec())) < 5 and np.linalg.norm(res.cam1_from_cam0.t - p.cam1_from_cam0.t) < 0.1
+
+
+def test_sigma_scales_follow_the_kind_of_result():
+    """The fitted sigma scales: a refined pose takes the mixtures' factor, a front-end
+    pose its solver's; a direction-only essential matrix is a kind of its own (its
+    covariance has no metric part), not the depth-scaled one's."""
+    from twoview.pipeline.confidence import sigma_kind, sigma_scale
+
+    pose = Pose(np.eye(3), np.array([0.1, 0.0, 0.0]))
+    refined = PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver="gmm",
+                         info={"front_end": {"solver": "rigid3d"}})
+    assert sigma_kind(refined) == "gmm" and sigma_scale(refined) > 1
+    rejected = PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver="gmm",
+                          info={"front_end": {"solver": "rigid3d"}, "rejected": True})
+    assert sigma_kind(rejected) == "rigid3d"
+    scaled = PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver="essential+depth-scale")
+    direction = PoseResult(success=True, cam1_from_cam0=pose, metric=False, solver="essential")
+    assert sigma_kind(scaled) == "essential+depth-scale" and sigma_kind(direction) == "essential"
+    assert sigma_scale(direction) is None  # no fit for it: its covariance is reported as computed
 
 
 @pytest.mark.parametrize("first, rescued, kept", [

@@ -126,10 +126,12 @@ def calibrated_probability(features: dict[str, float], metric: bool) -> float | 
 
 def sigma_kind(result: PoseResult) -> str:
     """Which fitted sigma scale a result's covariance takes: the refinement's ("gmm") or
-    the front end's solver ("rigid3d", "pnp", "essential", ...)."""
+    the front end's solver ("rigid3d", "pnp", "essential+depth-scale", "essential", ...).
+    A depth-scaled essential matrix and a direction-only one are kinds apart: the first's
+    errors include the depth's scale, the second's covariance has no metric part."""
     s = str(result.solver)
     return "gmm" if s.startswith("gmm") and not result.info.get("rejected") else \
-        str(result.info.get("front_end", {}).get("solver", s)).split("+")[0]
+        str(result.info.get("front_end", {}).get("solver", s))
 
 
 def sigma_scale(result: PoseResult) -> float | None:

@@ -188,9 +188,23 @@ class Pipeline:
         from twoview.pipeline.motion import label_motion
 
         result = label_motion(result, view0, view1, cfg.solver, run)
+        result = self._depth_consistency(result, view0, view1, run)
         from twoview.pipeline.confidence import finalise_confidence
 
         return finalise_confidence(result, cfg.confidence, run)
+
+    @staticmethod
+    def _depth_consistency(res: PoseResult, view0: View, view1: View, run: _Run) -> PoseResult:
+        """The free-space test of a metric pose with depth in both views
+        (:mod:`twoview.depth.consistency`): evidence for the calibrated confidence."""
+        if not res.success or not res.metric or view0.depth is None or view1.depth is None:
+            return res
+        from twoview.depth.consistency import depth_consistency
+
+        with run.time("consistency"):
+            dc = depth_consistency(view0.depth, view0.camera, view1.depth, view1.camera, res.cam1_from_cam0.matrix)
+        res.info["depth_consistency"] = None if dc is None else dc.to_dict()
+        return res
 
     # --- depth ------------------------------------------------------------------------
     def _depth(self, view0: View, view1: View, run: _Run) -> tuple[View, View]:

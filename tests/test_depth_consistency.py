@@ -1,0 +1,97 @@
+"""The free-space test of two depth maps at a pose (twoview.depth.consistency)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twoview.depth.consistency import depth_consistency
+from twoview.geometry import Camera, Pose
+from twoview.geometry.rotation import so3_exp
+
+
+def _room(cam: Camera, world_from_cam: np.ndarray) -> np.ndarray:
+    """Depth of a 4 x 3 x 6 m box room (camera inside) seen by ``cam`` at ``world_from_cam``."""
+    v, u = np.mgrid[0:cam.height, 0:cam.width].astype(np.float64)
+    rays = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)
+    R, c = world_from_cam[:3, :3], world_from_cam[:3, 3]
+    d = rays @ R.T  # ray directions in the world
+    lo, hi = np.array([-2.0, -1.5, -1.0]), np.array([2.0, 1.5, 5.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(d > 0, (hi - c) / d, (lo - c) / d)
+    return np.nanmin(np.where(s > 0, s, np.inf), axis=-1)  # z-depth: the rays have z = 1 in the camera
+
+
+CAM = Camera(300.0, 300.0, 159.5, 119.5, 320, 240)
+
+
+def _pair(angle_deg: float, t: np.ndarray):
+    T0 = np.eye(4)
+    T1 = np.eye(4)
+    T1[:3, :3] = so3_exp(np.radians(angle_deg) * np.array([0.0, 1.0, 0.0]))
+    T1[:3, 3] = t
+    cam1_from_cam0 = np.linalg.inv(T1) @ T0
+    return _room(CAM, T0), _room(CAM, T1), cam1_from_cam0
+
+
+def test_the_true_pose_agrees_and_a_wrong_one_looks_through_the_walls():
+    d0, d1, T = _pair(15.0, np.array([0.3, 0.0, 0.2]))
+    right = depth_consistency(d0, CAM, d1, CAM, T)
+    assert right is not None and right.violation < 0.01 and right.agreement > 0.95 and right.overlap > 0.5
+    wrong = Pose(so3_exp(np.radians(12.0) * np.array([0.0, 1.0, 0.0])), np.zeros(3)).matrix @ T
+    bad = depth_consistency(d0, CAM, d1, CAM, wrong)
+    assert bad is not None and bad.violation > 0.1 and bad.agreement < right.agreement - 0.3
+
+
+@settings(max_examples=15, deadline=None)
+@given(angle=st.floats(-20, 20), tx=st.floats(-0.4, 0.4), err=st.floats(-10, 10))
+def test_the_test_is_symmetric_in_the_two_views(angle, tx, err):
+    """Both directions are measured and the worse kept: swapping the views (and inverting
+    the pose) gives the same numbers."""
+    d0, d1, T = _pair(angle, np.array([tx, 0.05, 0.1]))
+    T = Pose(so3_exp(np.radians(err) * np.array([1.0, 0.0, 0.0])), np.zeros(3)).matrix @ T
+    a = depth_consistency(d0, CAM, d1, CAM, T)
+    b = depth_consistency(d1, CAM, d0, CAM, np.linalg.inv(T))
+    assert (a is None) == (b is None)
+    if a is not None:
+        assert a.violation == pytest.approx(b.violation) and a.agreement == pytest.approx(b.agreement)
+        assert a.points == b.points
+
+
+def test_no_overlap_and_no_depth_give_nothing_to_judge():
+    d0, d1, T = _pair(0.0, np.zeros(3))
+    away = Pose(so3_exp(np.radians(180.0) * np.array([0.0, 1.0, 0.0])), np.array([0.0, 0.0, -10.0])).matrix
+    assert depth_consistency(d0, CAM, d1, CAM, away) is None
+    assert depth_consistency(np.full_like(d0, np.nan), CAM, d1, CAM, T) is None
+
+
+def test_a_real_pair_at_its_ground_truth_and_turned_away(shared_data):
+    """ICL-NUIM (clean depth): at the ground-truth pose almost nothing falls in the other
+    view's free space; turned by 10 deg a large part does."""
+    from twoview.datasets import get_dataset
+
+    p = get_dataset("icl_nuim", shared_data / "icl_nuim_livingroom1", trajectory="pseudo_gt_in_gt_world_frame.log",
+                    gaps=[30]).pairs()[2]
+    d0, d1 = p.load_depths()
+    T = p.cam1_from_cam0.matrix
+    right = depth_consistency(d0, p.camera0, d1, p.camera1, T)
+    assert right.violation < 0.03 and right.agreement > 0.8
+    turned = Pose(so3_exp(np.radians(10.0) * np.array([0.0, 1.0, 0.0])), np.zeros(3)).matrix @ T
+    assert depth_consistency(d0, p.camera0, d1, p.camera1, turned).violation > 0.1
+
+
+def test_the_pipeline_reports_it_for_metric_poses_only(shared_data):
+    import twoview
+    from twoview.datasets import get_dataset
+    from twoview.pipeline import Pipeline
+
+    p = get_dataset("icl_nuim", shared_data / "icl_nuim_livingroom1", trajectory="pseudo_gt_in_gt_world_frame.log",
+                    gaps=[10]).pairs()[3]
+    v0, v1 = twoview.load_views(p.image0, p.image1, p.camera0, p.camera1, *p.load_depths())
+    res = Pipeline()(v0, v1)
+    dc = res.info["depth_consistency"]
+    assert res.success and dc["violation"] < 0.05 and dc["agreement"] > 0.8 and "consistency" in res.timings_ms
+    w0, w1 = twoview.load_views(p.image0, p.image1, p.camera0, p.camera1)
+    assert "depth_consistency" not in Pipeline()(w0, w1).info  # images only: nothing to test

@@ -104,8 +104,8 @@ def depth_consistency(depth0: np.ndarray, camera0: Camera, depth1: np.ndarray, c
         :class:`DepthConsistency` (the worse direction of each measure), or None.
     """
     T = np.asarray(cam1_from_cam0, dtype=np.float64)
-    d0, c0 = (camera0.undistort_depth(depth0), camera0.pinhole) if camera0.dist is not None else (depth0, camera0)
-    d1, c1 = (camera1.undistort_depth(depth1), camera1.pinhole) if camera1.dist is not None else (depth1, camera1)
+    d0, c0 = camera0.undistort_depth(depth0), camera0.pinhole  # as twoview.solvers.gicp.depth_points
+    d1, c1 = camera1.undistort_depth(depth1), camera1.pinhole
     a = _one_way(d0, c0, d1, c1, T, step, violation_rel, agreement_rel)
     b = _one_way(d1, c1, d0, c0, np.linalg.inv(T), step, violation_rel, agreement_rel)
     if min(a[3], b[3]) < min_points:

@@ -196,7 +196,8 @@ class Pipeline:
     @staticmethod
     def _depth_consistency(res: PoseResult, view0: View, view1: View, run: _Run) -> PoseResult:
         """The free-space test of a metric pose with depth in both views
-        (:mod:`twoview.depth.consistency`): evidence for the calibrated confidence."""
+        (:mod:`twoview.depth.consistency`), reported in ``info["depth_consistency"]`` (the
+        calibrated confidence does not read it: see that module)."""
         if not res.success or not res.metric or view0.depth is None or view1.depth is None:
             return res
         from twoview.depth.consistency import depth_consistency

@@ -95,6 +95,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
                    help="give up when matching fails (default: try registrations without matches first)")
     g.add_argument("--min-confidence", type=float, metavar="P",
                    help="report a pose below this confidence (the probability it is within 5 deg and 10 cm) as a failure")
+    g.add_argument("--min-depth-agreement", type=float, metavar="F",
+                   help="with sensor depth in both views, a pose at which less than this fraction of the overlapping "
+                   "depth lies on the other view's surface gets confidence 0 (default 0.15; 0: off)")
 
 
 def _check_same_size(image0: str, image1: str) -> None:
@@ -213,6 +216,7 @@ def pipeline_config(args, refine: str | None = None):
     put("refine.gicp", args.gicp)
     put("recovery.enabled", False if args.no_recovery else None)
     put("confidence.min_confidence", args.min_confidence)
+    put("confidence.min_depth_agreement", args.min_depth_agreement)
     if getattr(args, "depth_model", None):
         put("depth.model", {"model": args.depth_model, "resolution": args.depth_resolution, "cache_dir": args.depth_cache})
     if args.method != "regress" and args.checkpoint:

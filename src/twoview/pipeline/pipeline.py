@@ -196,15 +196,18 @@ class Pipeline:
     @staticmethod
     def _depth_consistency(res: PoseResult, view0: View, view1: View, run: _Run) -> PoseResult:
         """The free-space test of a metric pose with depth in both views
-        (:mod:`twoview.depth.consistency`), reported in ``info["depth_consistency"]`` (the
-        calibrated confidence does not read it: see that module)."""
+        (:mod:`twoview.depth.consistency`), reported in ``info["depth_consistency"]`` with
+        ``sensor_depth`` (both maps measured, not predicted). The calibrated model does not
+        read it; the confidence is set to 0 where sensor depth contradicts the pose
+        (:func:`twoview.pipeline.confidence.depth_contradiction`)."""
         if not res.success or not res.metric or view0.depth is None or view1.depth is None:
             return res
         from twoview.depth.consistency import depth_consistency
 
         with run.time("consistency"):
             dc = depth_consistency(view0.depth, view0.camera, view1.depth, view1.camera, res.cam1_from_cam0.matrix)
-        res.info["depth_consistency"] = None if dc is None else dc.to_dict()
+        res.info["depth_consistency"] = None if dc is None else {
+            **dc.to_dict(), "sensor_depth": view0.depth_kind == "sensor" and view1.depth_kind == "sensor"}
         return res
 
     # --- depth ------------------------------------------------------------------------

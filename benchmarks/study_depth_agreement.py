@@ -74,7 +74,9 @@ def study(rows: list[dict], floors: list[float]) -> dict:
 
 
 def markdown(rep: dict) -> str:
-    lines = [f"{rep['poses']} metric poses with depth agreement, both calibration methods.", "",
+    lines = ["# Depth agreement of right and wrong poses (the confidence's depth check)", "",
+             "    python benchmarks/study_depth_agreement.py " + " ".join(rep.get("runs", [])), "",
+             f"{rep['poses']} metric poses with depth agreement, both calibration methods.", "",
              "| suite | right poses | lowest agreement | 1 % quantile | median |", "|---|---:|---:|---:|---:|"]
     for s, a in rep["right_agreement"].items():
         lines.append(f"| {s} | {a['n']} | {a['min']:.3f} | {a['q01']:.3f} | {a['median']:.3f} |")
@@ -99,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "depth_agreement"))
     a = ap.parse_args(argv)
     rep = study(load(a.runs), a.floors)
+    rep["runs"] = [str(r) for r in a.runs]
     atomic_write_text(Path(a.out + ".json"), json.dumps(rep, indent=1))
     md = markdown(rep)
     atomic_write_text(Path(a.out + ".md"), md)

@@ -136,3 +136,52 @@ def test_real_views(shared_data):
     reg = estimate_registration(load_image(p.image1), p.load_depths()[1], RegistrationConfig(correct="always"))
     assert reg.applied and reg.reference == "colour", reg.reason
     assert 0.5 < np.hypot(*reg.shift) < 12.0
+
+
+def _rig_views(rng, zoom, parallax, shifts=((1.0, 0.0), (-2.0, 1.0))):
+    """Two views of one camera pair (the same zoom and parallax, each its own exposure shift)."""
+    out = []
+    for shift in shifts:
+        image, depth = _scene(rng, n_boxes=9)
+        out.append((image, _displace(depth, shift, zoom=zoom, parallax=parallax)))
+    return out
+
+
+def test_two_views_that_agree_on_a_rig_corroborate_it(rng):
+    """Each view's fit held back (here by an unattainable ``min_explained``, in real data by
+    blurred or compressed colour) but both say two cameras alike: the pair's rig."""
+    from twoview.depth.registration import corroborated_rig
+
+    strict = RegistrationConfig(min_explained=0.999)
+    views = _rig_views(rng, 0.9, (6.0, 0.0))
+    regs = [estimate_registration(im, d, strict) for im, d in views]
+    assert not any(r.applied for r in regs) and all("colour edges" in r.reason for r in regs)
+    assert all(r.rig_px > strict.two_camera_px for r in regs)
+    rig = corroborated_rig(regs, strict)
+    assert rig is not None and rig.applied and rig.reference == "depth" and "agree" in rig.reason
+    assert rig.zoom == pytest.approx(0.9, abs=0.01)
+    # two different rigs, a registered view, or a view without depth: no corroboration
+    other = estimate_registration(*_rig_views(rng, 1.08, (0.0, 0.0))[0], strict)
+    assert corroborated_rig([regs[0], other], strict) is None
+    flat = estimate_registration(*_scene(rng), strict)
+    assert corroborated_rig([regs[0], flat], strict) is None
+    assert corroborated_rig([regs[0], None], strict) is None
+
+
+def test_the_pipeline_registers_a_pair_its_two_views_corroborate(rng):
+    from twoview.geometry import Camera
+    from twoview.pipeline import Pipeline
+    from twoview.pipeline.pipeline import _Run
+    from twoview.view import View
+
+    cam = Camera(300.0, 300.0, (W - 1) / 2, (H - 1) / 2, W, H)
+    (im0, d0), (im1, d1) = _rig_views(rng, 0.9, (6.0, 0.0))
+    views = View(im0, cam, d0, "sensor", name="0"), View(im1, cam, d1, "sensor", name="1")
+    strict = {"depth": {"registration": {"min_explained": 0.999}}}
+    v0, v1 = Pipeline(strict)._depth(*views, _Run())
+    for v in (v0, v1):
+        reg = v.info["registration"]
+        assert reg["applied"] and reg["reference"] == "depth" and "agree on two cameras" in reg["reason"]
+    alone = {"depth": {"registration": {"min_explained": 0.999, "max_half_disagreement_px": 1e-6}}}
+    w0, _ = Pipeline(alone)._depth(*views, _Run())  # no agreement is close enough: left alone
+    assert not w0.info["registration"]["applied"]

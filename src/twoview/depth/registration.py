@@ -21,7 +21,9 @@ about the principal point ``c`` (7-Scenes: colour 525 px against depth 585 px, o
 for both), and ``parallax`` (px m: focal length times the baseline) the displacement that
 falls with depth. It is accepted only when the contours say so clearly (enough of them, a
 clear gain over no correction, and two disjoint halves of the contours agreeing);
-otherwise the view is left as it is.
+otherwise the view is left as it is, unless the pair's other view was held back too and
+the two fits agree on the same two-camera rig (:func:`corroborated_rig`: blurred and
+compressed colour, a real Kinect's, weakens each view's evidence more than their agreement).
 
 Which of the two to move follows from the kind of displacement. A zoom or a parallax is
 two cameras, and the K given is the depth camera's (the colour image cannot match it):
@@ -122,6 +124,11 @@ class DepthRegistration:
             [0, 1]: how clearly the contours pick one displacement (about 0.5 for a sharp,
             registered RGB-D frame; lower with blur or disagreement).
         reason: why it was (not) applied.
+        rig_px: how far the fit's zoom or parallax moves the contours beyond a constant
+            shift (median, pixels): over ``two_camera_px`` the fit says two cameras. NaN
+            when the contours gave no fit worth weighing (too few, or no gain).
+        contours: (n, 3) a sample of the contour pixels (x, y, z) the fit used, to compare
+            it with another view's (:func:`corroborated_rig`); not serialised.
     """
 
     shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
@@ -135,6 +142,8 @@ class DepthRegistration:
     score: float = float("nan")
     sharpness: float = float("nan")
     reason: str = ""
+    rig_px: float = float("nan")
+    contours: np.ndarray | None = field(default=None, repr=False)
 
     def displacement(self, u: np.ndarray, z: np.ndarray) -> np.ndarray:
         """(N, 2) displacement onto the colour image of depth pixels u (N, 2) at depths z (N,)."""
@@ -145,7 +154,7 @@ class DepthRegistration:
         return {"applied": self.applied, "reference": self.reference, "shift_px": [float(v) for v in self.shift],
                 "zoom": float(self.zoom), "parallax_px_m": [float(v) for v in self.parallax],
                 "num_edges": self.num_edges, "score_identity": self.score_identity, "score": self.score,
-                "sharpness": self.sharpness, "reason": self.reason}
+                "sharpness": self.sharpness, "rig_px": self.rig_px, "reason": self.reason}
 
 
 def colour_edge_map(image: np.ndarray) -> np.ndarray:
@@ -348,6 +357,52 @@ def register_with_rig(image: np.ndarray, depth: np.ndarray, rig: DepthRegistrati
     return out
 
 
+def corroborated_rig(found: "list[DepthRegistration | None]", config: "RegistrationConfig | None" = None
+                     ) -> DepthRegistration | None:
+    """The two-camera rig two views of one camera pair agree on, where neither view's
+    contours were clear enough alone (None otherwise).
+
+    A view's fit is held back when too few of its contours land on colour edges, or when
+    two halves of its contours disagree by more than ``max_half_disagreement_px``: blurred
+    or compressed colour (a real Kinect's) weakens both tests. The pair's two views are two
+    independent measurements of one rig (fixed extrinsics and intrinsics; only the exposure
+    shift is per view), so when both fits say two cameras (``rig_px`` over
+    ``two_camera_px``) and their zoom and parallax move both views' contours alike, within
+    the same ``max_half_disagreement_px`` the halves test asks of one view, the rig is
+    accepted: the better-scoring view's, applied to both with :func:`register_with_rig`.
+
+    Args:
+        found: the two views' :func:`estimate_registration` results (None: no sensor depth).
+
+    Returns:
+        The rig (a :class:`DepthRegistration` with ``reference="depth"``), or None.
+    """
+    cfg = config or RegistrationConfig()
+    regs = [r for r in found if r is not None]
+    if len(regs) != 2 or any(r.applied for r in regs):
+        return None
+    if not all(np.isfinite(r.rig_px) and r.rig_px > cfg.two_camera_px and r.contours is not None for r in regs):
+        return None
+    pts = np.concatenate([r.contours for r in regs])
+
+    def rig_part(r: DepthRegistration) -> np.ndarray:  # zoom and parallax, not the per-view shift
+        return (r.zoom - 1.0) * (pts[:, :2] - r.centre) + r.parallax / pts[:, 2:3]
+
+    a, b = (rig_part(r) for r in regs)
+    # the shifts may differ (exposure timing): compare the displacements up to a constant
+    diff = (a - b) - np.median(a - b, axis=0)
+    disagreement = float(np.median(np.linalg.norm(diff, axis=1)))
+    if disagreement > cfg.max_half_disagreement_px:
+        return None
+    best = max(regs, key=lambda r: r.score)
+    return DepthRegistration(shift=best.shift.copy(), zoom=best.zoom, parallax=best.parallax.copy(),
+                             centre=best.centre.copy(), applied=True, reference="depth", num_edges=best.num_edges,
+                             score_identity=best.score_identity, score=best.score, sharpness=best.sharpness,
+                             rig_px=best.rig_px, contours=best.contours,
+                             reason=f"the pair's two views agree on two cameras (rigs {disagreement:.1f} px apart; "
+                                    f"zoom {best.zoom:.3f}, parallax {best.parallax[0]:+.1f}/{best.parallax[1]:+.1f} px m)")
+
+
 def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "RegistrationConfig | None" = None,
                           centre: tuple[float, float] | None = None) -> DepthRegistration:
     """Estimate where the depth map lies on its colour image (see the module docstring).
@@ -396,6 +451,12 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "Registr
     if gain < cfg.min_gain * max(out.score_identity, 1e-9):
         out.reason = f"the best displacement raises the contour score by only {gain:.3f} (from {out.score_identity:.3f})"
         return out
+    # from here on the fit is worth weighing, alone or beside the pair's other view's
+    zoom_px = abs(out.zoom - 1.0) * float(np.median(np.hypot(x - c[0], y - c[1])))
+    par_px = float(np.hypot(*out.parallax)) * float(np.std(1.0 / z))
+    out.rig_px = max(zoom_px, par_px)
+    sample = np.linspace(0, len(x) - 1, min(len(x), 300)).astype(int)
+    out.contours = np.stack([x[sample], y[sample], z[sample]], 1).astype(np.float64)
     if explained < cfg.min_explained:
         out.reason = (f"the best displacement puts only {100 * explained:.0f} % of the contours on colour edges "
                       f"(need {100 * cfg.min_explained:.0f} %): no clear evidence")
@@ -418,9 +479,7 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "Registr
     # a zoom or a displacement that varies with depth is two cameras (the depth map is
     # then the geometry to keep); a constant shift is a time offset or a small rotation
     # (the colour image is the view to keep)
-    zoom_px = abs(out.zoom - 1.0) * float(np.median(np.hypot(x - c[0], y - c[1])))
-    par_px = float(np.hypot(*out.parallax)) * float(np.std(1.0 / z))
-    out.reference = "depth" if max(zoom_px, par_px) > cfg.two_camera_px else "colour"
+    out.reference = "depth" if out.rig_px > cfg.two_camera_px else "colour"
     out.applied = out.reference == "depth" or cfg.correct == "always"
     out.reason = (f"depth displaced by {moved:.1f} px (median over the contours; zoom {out.zoom:.3f}, parallax "
                   f"{out.parallax[0]:+.1f}/{out.parallax[1]:+.1f} px m; contour score {out.score_identity:.3f} -> {score:.3f}); "

@@ -250,7 +250,7 @@ class Pipeline:
                                             camera=cam.pinhole, info={**v.info, "undistorted": True})
                 return v, estimate_registration(v.image, v.depth, cfg.registration, centre=(v.camera.cx, v.camera.cy))
 
-            from twoview.depth.registration import register_with_rig
+            from twoview.depth.registration import corroborated_rig, register_with_rig
             from twoview._threads import worker
 
             with run.time("register"):
@@ -259,10 +259,17 @@ class Pipeline:
                 # one camera pair, one rig: where a view shows two cameras, the other view is
                 # registered with the same zoom and parallax (only its exposure shift its own)
                 rigs = [r for _, r in found if r is not None and r.applied and r.reference == "depth"]
+                corroborated = None
+                if not rigs:  # neither view clear alone: do the two agree on a rig?
+                    corroborated = corroborated_rig([r for _, r in found], cfg.registration)
+                    rigs = [corroborated] if corroborated is not None else []
                 if rigs:
                     rig = max(rigs, key=lambda r: r.score)
                     found = [(v, r if r is None or (r.applied and r.reference == "depth")
                               else register_with_rig(v.image, v.depth, rig, cfg.registration)) for v, r in found]
+                    if corroborated is not None:
+                        for _, r in found:
+                            r.reason = f"{corroborated.reason}; shift ({r.shift[0]:+.1f}, {r.shift[1]:+.1f}) px"
                 out = []
                 for v, reg in found:
                     if reg is not None:

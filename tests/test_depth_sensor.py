@@ -4,6 +4,7 @@ and its use by ``twoview bench --depth-noise kinect`` / ``kinect7``."""
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,3 +377,68 @@ def test_bench_kinect7_gives_the_ir_intrinsics_and_scores_on_the_ir_cameras(shar
     # and a run with the 7-Scenes model into it is another run
     with pytest.raises(InputError, match="differs in: depth_sensor"):
         run_benchmark(BenchConfig.from_dict({**base, "depth_sensor": model.to_dict()}), log=lambda *a: None)
+
+
+def test_the_sensor_models_colour_camera():
+    """``kinect7-colour``: the colour a consumer camera records (blur, motion blur in a
+    direction drawn per view, noise, JPEG), seeded; the other presets leave it as it is."""
+    from twoview.depth.sensor import simulate_sensor_colour
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[:, ::8] = 255  # sharp stripes: blur shows
+    img[::8] = 200
+    assert simulate_sensor_colour(img, sensor_preset("kinect7"), 3) is img  # nothing to do
+    model = sensor_preset("kinect7-colour")
+    a, b, c = (simulate_sensor_colour(img, model, s) for s in (3, 3, 4))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == img.shape and a.dtype == np.uint8 and not np.array_equal(a, c)
+    sharp = np.abs(np.diff(img.astype(float), axis=1)).mean()
+    assert np.abs(np.diff(a.astype(float), axis=1)).mean() < 0.6 * sharp
+    with pytest.raises(InputError, match="image"):
+        simulate_sensor_colour(rng.random((10, 10)), model)
+    with pytest.raises(ConfigError, match="colour_jpeg_quality"):
+        SensorModel(colour_jpeg_quality=101)
+    # the depth a seed draws is the same with or without the colour camera's degradation
+    depth = np.full((48, 64), 2.0)
+    cam = Camera(60.0, 60.0, 31.5, 23.5, 64, 48)
+    k7 = sensor_preset("kinect7")
+    np.testing.assert_array_equal(simulate_sensor_depth(depth, cam, k7, 5)[0], simulate_sensor_depth(depth, cam, model, 5)[0])
+
+
+def make_image_probe(options):
+    """Records the image files it is given."""
+    from twoview.bench.methods import BenchMethod
+
+    def run(sample, d0, d1):
+        SEEN.append((sample.pair_id, sample.image0, sample.image1))
+        return PoseResult(success=True, cam1_from_cam0=sample.cam1_from_cam0, metric=True, solver="image-probe")
+
+    return BenchMethod("image_probe", run, (True, True), True)
+
+
+def test_bench_kinect7_colour_gives_the_methods_the_sensors_colour(shared_data, tmp_path, monkeypatch):
+    from twoview.bench import methods as bench_methods
+    from twoview.bench.runner import BenchConfig, pair_seed, run_benchmark
+    from twoview.datasets import get_dataset
+    from twoview.depth.sensor import simulate_sensor_colour
+    from twoview.io.images import load_image
+
+    real = bench_methods.registry
+    monkeypatch.setattr(bench_methods, "registry", lambda: {**real(), "image_probe": f"{__name__}:make_image_probe"})
+    monkeypatch.setenv("TWOVIEW_CACHE", str(tmp_path / "cache"))
+    sys.modules.setdefault(__name__, sys.modules[__name__])
+    SEEN.clear()
+    root = shared_data / "icl_nuim_livingroom1"
+    model = sensor_preset("kinect7-colour")
+    cfg = {"dataset": "icl_nuim", "root": str(root), "dataset_options": {"trajectory": "gt_trajectory_frames0-4.log", "gaps": [4]},
+           "methods": ["image_probe"], "out": str(tmp_path / "k7c"), "progress": False, "depth_noise": "kinect",
+           "depth_sensor": model.to_dict()}
+    summary = run_benchmark(BenchConfig.from_dict(cfg), log=lambda *a: None)
+    (p,) = get_dataset("icl_nuim", root, trajectory="gt_trajectory_frames0-4.log", gaps=[4]).pairs()
+    ((_, im0, im1),) = SEEN
+    seed = pair_seed(p.pair_id)
+    assert Path(im0).parent == tmp_path / "cache" / "bench_colour" and Path(im0) != Path(p.image0)
+    np.testing.assert_array_equal(load_image(im0), simulate_sensor_colour(load_image(p.image0), model, seed))
+    np.testing.assert_array_equal(load_image(im1), simulate_sensor_colour(load_image(p.image1), model, seed + 1))
+    assert summary["methods"]["image_probe"]["auc5"] == pytest.approx(1.0)  # scored on the same ground truth

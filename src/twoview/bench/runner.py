@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from twoview.config import StrictConfig
 from twoview.depth.degrade import DepthDegradation
 from twoview.depth.sensor import SensorModel
@@ -150,26 +152,58 @@ def _get_method(name: str):
     return _METHODS[name]
 
 
-def sensed_pair(sample, depth_noise: bool | str, params: dict | None):
+def sensed_pair(sample, depth_noise: bool | str, params: dict | None, colour: bool = True):
     """The pair as a run's methods receive it and as they are scored.
 
     Under the Kinect-class sensor model (``depth_noise == "kinect"``), a copy of ``sample``
-    with the cameras of :attr:`~twoview.depth.sensor.SensorModel.intrinsics_given` and the
-    ground truth of :attr:`~twoview.depth.sensor.SensorModel.ground_truth` (the views'
-    seeds as in :func:`load_method_depths`); otherwise ``sample`` itself. The depth maps
-    are simulated from the dataset's own ``sample`` (its colour cameras).
+    with the cameras of :attr:`~twoview.depth.sensor.SensorModel.intrinsics_given`, the
+    ground truth of :attr:`~twoview.depth.sensor.SensorModel.ground_truth` and, where the
+    model degrades the colour (``colour`` True), the images
+    :func:`~twoview.depth.sensor.simulate_sensor_colour` makes (the views' seeds as in
+    :func:`load_method_depths`); otherwise ``sample`` itself. The depth maps are simulated
+    from the dataset's own ``sample`` (its colour cameras).
     """
     if depth_noise != "kinect":
         return sample
     model = SensorModel.from_dict(params or {})
-    if model.intrinsics_given == "colour" and model.ground_truth == "colour":
-        return sample
-    from twoview.geometry.pose import Pose
-
     seed = pair_seed(sample.pair_id)
-    gt = model.relative_pose(sample.cam1_from_cam0.matrix, seed, seed + 1)
-    return dataclasses.replace(sample, camera0=model.given_camera(sample.camera0), camera1=model.given_camera(sample.camera1),
-                               cam1_from_cam0=Pose.from_matrix(gt))
+    changes = {}
+    if colour and model.degrades_colour:
+        changes.update(image0=sensed_colour(sample.image0, model, seed), image1=sensed_colour(sample.image1, model, seed + 1))
+    if not (model.intrinsics_given == "colour" and model.ground_truth == "colour"):
+        from twoview.geometry.pose import Pose
+
+        gt = model.relative_pose(sample.cam1_from_cam0.matrix, seed, seed + 1)
+        changes.update(camera0=model.given_camera(sample.camera0), camera1=model.given_camera(sample.camera1),
+                       cam1_from_cam0=Pose.from_matrix(gt))
+    return dataclasses.replace(sample, **changes) if changes else sample
+
+
+def sensed_colour(path, model: SensorModel, seed: int) -> Path:
+    """The file of the colour image the sensor model records of image ``path`` for the view
+    seeded ``seed``: made once, losslessly (PNG), under ``$TWOVIEW_CACHE/bench_colour``
+    (default ``~/.cache/twoview``), named by the source file, the colour parameters and the
+    seed, written atomically (parallel workers may make the same one)."""
+    import cv2
+
+    from twoview.depth.sensor import simulate_sensor_colour
+    from twoview.io.atomic import atomic_write_bytes
+    from twoview.io.images import load_image
+
+    src = Path(path)
+    st = src.stat()
+    colour = {k: v for k, v in model.to_dict().items() if k.startswith("colour_")}
+    key = hashlib.sha256(json.dumps([str(src.resolve()), st.st_mtime_ns, st.st_size, colour, seed]).encode()).hexdigest()[:24]
+    base = os.environ.get("TWOVIEW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "twoview")
+    out = Path(base) / "bench_colour" / f"{src.stem}_{key}.png"
+    if not out.is_file():
+        img = simulate_sensor_colour(load_image(src, "image"), model, seed)
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(img[..., ::-1]))
+        if not ok:
+            raise OSError(f"could not encode the sensor model's colour image of {src}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, buf.tobytes())
+    return out
 
 
 def load_method_depths(sample, uses_depth, depth_noise: bool | str, params: dict | None):
@@ -508,7 +542,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
 
         run_tasks(waves, cfg.engine, cfg.workers, cfg.address, cfg.progress)
     t_pred, c_pred = time.perf_counter() - t_pred, time.process_time() - c_pred
-    scored = [sensed_pair(p, cfg.depth_noise, noise_params) for p in pairs]
+    scored = [sensed_pair(p, cfg.depth_noise, noise_params, colour=False) for p in pairs]
     thresholds = [tuple(t) for t in cfg.precision_thresholds]
     per_pair, summary = score_run(out, scored, methods, thresholds)
     if cfg.comparisons:

@@ -8,7 +8,7 @@ from twoview.cli.common import as_flag_error
 
 #: --depth-noise choices naming a preset of twoview.depth.sensor.SENSOR_PRESETS (kept
 #: literal here so that --help does not import numpy)
-SENSOR_NAMES = ("kinect", "kinect7")
+SENSOR_NAMES = ("kinect", "kinect7", "kinect7-colour")
 #: config keys whose errors are reported under the flag that sets them
 CONFIG_FLAGS = {"gaps": "--gap", "stride": "--stride", "max_pairs": "--max-pairs", "workers": "--workers",
                 "methods": "--method", "comparisons": "--compare"}
@@ -165,8 +165,10 @@ def register(sub) -> None:
                    "users meet it: the methods get the depth camera's intrinsics (focal length 585/525 of the colour "
                    "one) for colour and depth alike, the ground truth is the depth cameras' poses (as from a depth-only "
                    "reconstruction such as KinectFusion), and colour and depth are exposed at different times (Kinect v1 "
-                   "streams are not synchronised: 0.2 deg, 3 mm RMS between them per view); recorded with its parameters "
-                   "in OUT/config.json")
+                   "streams are not synchronised: 0.2 deg, 3 mm RMS between them per view); 'kinect7-colour' adds the "
+                   "colour a consumer camera records where the dataset's is rendered (defocus 1 px, motion blur 9 px, noise "
+                   "4 grey levels, JPEG quality 40; made once per view under $TWOVIEW_CACHE/bench_colour); recorded with "
+                   "its parameters in OUT/config.json")
     g.add_argument("--precision", type=float, nargs=2, action="append", metavar=("METRES", "DEGREES"),
                    help="extra pose-precision threshold (25 cm, 5 deg is always reported)")
     g = p.add_argument_group("output and execution")

@@ -154,6 +154,12 @@ class SensorModel(StrictConfig):
             depth exposures (unsynchronised streams), degrees; drawn per view from its
             seed (0: simultaneous exposures).
         exposure_jitter_m: RMS length of the rig's move between the two exposures, metres.
+        colour_blur_px: Gaussian defocus blur of the colour image, sigma in pixels (0:
+            the dataset's image as it is; see :func:`simulate_sensor_colour`).
+        colour_motion_blur_px: length of a line (motion) blur of the colour image, pixels,
+            in a direction drawn per view (0: none).
+        colour_noise: standard deviation of the colour image's noise, grey levels (0: none).
+        colour_jpeg_quality: JPEG quality the colour image is re-encoded at (0: none).
     """
 
     ir_position_m: list[float] = field(default_factory=lambda: [0.025, 0.0, 0.0])
@@ -178,6 +184,10 @@ class SensorModel(StrictConfig):
     ground_truth: SensorCamera = "colour"
     exposure_jitter_deg: float = 0.0
     exposure_jitter_m: float = 0.0
+    colour_blur_px: float = 0.0
+    colour_motion_blur_px: float = 0.0
+    colour_noise: float = 0.0
+    colour_jpeg_quality: int = 0
 
     def validate(self):
         from twoview.errors import ConfigError
@@ -202,9 +212,18 @@ class SensorModel(StrictConfig):
         check(0 <= self.dropout_fraction < 1, f"dropout_fraction must be in [0, 1), got {self.dropout_fraction}")
         check(0 <= self.exposure_jitter_deg <= 5, f"exposure_jitter_deg must be in [0, 5], got {self.exposure_jitter_deg}")
         check(0 <= self.exposure_jitter_m <= 0.1, f"exposure_jitter_m must be in [0, 0.1], got {self.exposure_jitter_m}")
+        check(0 <= self.colour_blur_px <= 10 and 0 <= self.colour_motion_blur_px <= 50 and 0 <= self.colour_noise <= 50,
+              "colour_blur_px must be in [0, 10], colour_motion_blur_px in [0, 50], colour_noise in [0, 50]")
+        check(self.colour_jpeg_quality == 0 or 1 <= self.colour_jpeg_quality <= 100,
+              f"colour_jpeg_quality must be 0 (none) or in [1, 100], got {self.colour_jpeg_quality}")
         lo, hi = self.min_range_m, self.max_range_m
         check((lo is None or lo >= 0) and (hi is None or hi > 0) and (lo is None or hi is None or lo < hi),
               f"need 0 <= min_range_m < max_range_m, got {lo}, {hi}")
+
+    @property
+    def degrades_colour(self) -> bool:
+        """Whether :func:`simulate_sensor_colour` changes the colour image."""
+        return bool(self.colour_blur_px or self.colour_motion_blur_px >= 1 or self.colour_noise or self.colour_jpeg_quality)
 
     def noise_sigma(self, z: np.ndarray) -> np.ndarray:
         """Axial noise standard deviation (metres) at depths ``z`` (metres), any shape."""
@@ -272,11 +291,67 @@ class SensorModel(StrictConfig):
 #: for a 525 px colour camera) given for colour and depth, the ground truth the IR cameras'
 #: (a depth-only reconstruction's), colour and depth exposed about 10 ms apart (RMS) by a
 #: hand-held camera (0.2 deg, 3 mm RMS).
+#: "kinect7-colour": "kinect7" with the colour a consumer camera of that class records,
+#: where a renderer's is clean: defocus (1 px), hand-held motion blur (9 px), noise (4 grey
+#: levels) and JPEG compression (quality 40). A rough stand-in, not a calibrated model:
+#: enough to weaken what the colour tells (matches, the depth registration's edges).
 SENSOR_PRESETS: dict[str, dict] = {
     "kinect": {},
     "kinect7": {"intrinsics_given": "depth", "ir_focal_scale": 585.0 / 525.0, "ground_truth": "depth",
                 "exposure_jitter_deg": 0.2, "exposure_jitter_m": 0.003},
 }
+SENSOR_PRESETS["kinect7-colour"] = {**SENSOR_PRESETS["kinect7"], "colour_blur_px": 1.0, "colour_motion_blur_px": 9.0,
+                                    "colour_noise": 4.0, "colour_jpeg_quality": 40}
+
+
+def motion_blur_kernel(length: float, angle_deg: float) -> np.ndarray:
+    """A normalised line kernel of ``length`` pixels at ``angle_deg`` (odd size)."""
+    n = max(3, int(np.ceil(length)) | 1)
+    k = np.zeros((n, n), np.float32)
+    c = (n - 1) / 2
+    dx, dy = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+    for s in np.linspace(-length / 2, length / 2, 4 * n):
+        x, y = int(round(c + s * dx)), int(round(c + s * dy))
+        k[y, x] = 1.0
+    return k / k.sum()
+
+
+def simulate_sensor_colour(image: np.ndarray, params: SensorModel | None = None, seed: int = 0) -> np.ndarray:
+    """The colour image a consumer RGB-D camera would record of a clean (rendered) one:
+    defocus blur, a line blur in a direction drawn from ``seed`` (hand-held motion at
+    30 Hz), Gaussian noise and JPEG re-encoding, each at the strength of ``params``
+    (:attr:`SensorModel.colour_blur_px` ...; all 0: the image itself).
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        params: the sensor model.
+        seed: the view's seed (the same as its depth's in the bench).
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    import cv2
+
+    p = SensorModel.coerce(params, "params")
+    x = np.asarray(image)
+    if x.ndim != 3 or x.shape[2] != 3 or x.dtype != np.uint8:
+        from twoview.errors import InputError
+
+        raise InputError("image", f"must be (H, W, 3) uint8 RGB, got {x.shape} {x.dtype}")
+    if not p.degrades_colour:
+        return x
+    rng = np.random.default_rng([seed, 2])  # a generator of its own: the depth's draws stay as they were
+    if p.colour_blur_px > 0:
+        x = cv2.GaussianBlur(x, (0, 0), p.colour_blur_px)
+    angle = rng.uniform(0, 180)
+    if p.colour_motion_blur_px >= 1:
+        x = cv2.filter2D(x, -1, motion_blur_kernel(p.colour_motion_blur_px, angle), borderType=cv2.BORDER_REFLECT)
+    if p.colour_noise > 0:
+        x = np.clip(x + rng.normal(0.0, p.colour_noise, x.shape), 0, 255).astype(np.uint8)
+    if p.colour_jpeg_quality:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(x[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, p.colour_jpeg_quality])
+        x = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    return np.ascontiguousarray(x)
 
 
 def sensor_preset(name: str) -> SensorModel:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from twoview.config import StrictConfig, _check
+from twoview.depth.sensor import motion_blur_kernel  # noqa: F401 - also this module's name for it
 
 
 @dataclass
@@ -60,18 +61,6 @@ class PhotometricConfig(StrictConfig):
                "photometric.exposure must be in [0, 2] and photometric.white_balance in [0, 1)")
         q = self.jpeg_quality
         _check(len(q) == 2 and 1 <= q[0] <= q[1] <= 100, "photometric.jpeg_quality must be [min, max] in 1..100")
-
-
-def motion_blur_kernel(length: float, angle_deg: float) -> np.ndarray:
-    """A normalised line kernel of ``length`` pixels at ``angle_deg`` (odd size)."""
-    n = max(3, int(np.ceil(length)) | 1)
-    k = np.zeros((n, n), np.float32)
-    c = (n - 1) / 2
-    dx, dy = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
-    for s in np.linspace(-length / 2, length / 2, 4 * n):
-        x, y = int(round(c + s * dx)), int(round(c + s * dy))
-        k[y, x] = 1.0
-    return k / k.sum()
 
 
 def photometric(img: np.ndarray, rng: np.random.Generator, cfg: PhotometricConfig) -> np.ndarray:

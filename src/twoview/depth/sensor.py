@@ -157,7 +157,7 @@ class SensorModel(StrictConfig):
         colour_blur_px: Gaussian defocus blur of the colour image, sigma in pixels (0:
             the dataset's image as it is; see :func:`simulate_sensor_colour`).
         colour_motion_blur_px: length of a line (motion) blur of the colour image, pixels,
-            in a direction drawn per view (0: none).
+            in a direction drawn per view (under 1: none).
         colour_noise: standard deviation of the colour image's noise, grey levels (0: none).
         colour_jpeg_quality: JPEG quality the colour image is re-encoded at (0: none).
     """

@@ -1,4 +1,5 @@
-"""How low the depth agreement of right poses goes, and what a floor on it removes.
+"""How low the depth agreement of right poses goes, what a floor on it removes, and what
+the depth's confirmation keeps.
 
     python benchmarks/study_depth_agreement.py RUN_DIR ... [--floors 0.1 0.15 0.2] [--out PREFIX]
 
@@ -12,8 +13,11 @@ poses' lowest agreement, 1 % quantile and median, and per floor how many poses t
 pipeline's rule (:func:`twoview.pipeline.confidence.depth_contradiction`, confidence 0
 under ``ConfidenceConfig.min_depth_agreement``) would take from the successes at the
 default ``min_confidence`` with the shipped model: right ones lost, wrong ones (over
-10 deg or 25 cm) removed. Writes PREFIX.json and PREFIX.md (default
-``benchmarks/results/depth_agreement``).
+10 deg or 25 cm) removed. Then the other side
+(:func:`twoview.pipeline.confidence.depth_confirms`): how many poses the depth confirms,
+how many of them are right and wrong, and which of them the model scores under
+``min_confidence`` (kept at ``ConfidenceConfig.depth_confirmed_confidence``). Writes
+PREFIX.json and PREFIX.md (default ``benchmarks/results/depth_agreement``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import calibrate_confidence as cc  # noqa: E402
 
 from twoview.io.atomic import atomic_write_text  # noqa: E402
 from twoview.pipeline import PipelineConfig  # noqa: E402
-from twoview.pipeline.confidence import calibrated_probability  # noqa: E402
+from twoview.pipeline.confidence import calibrated_probability, depth_confirms  # noqa: E402
 
 
 def load(runs: list[Path]) -> list[dict]:
@@ -47,8 +51,11 @@ def load(runs: list[Path]) -> list[dict]:
                 if dc is None:  # no overlap to judge, or a run made before the test was recorded
                     continue
                 p = calibrated_probability(r["features"], True)
+                if "sensor_depth" not in dc:  # recorded before the key existed: these runs are of sensor depth
+                    dc["sensor_depth"] = True
                 r.update(agreement=float(dc["agreement"]), violation=float(dc["violation"]),
-                         confidence=r["features"]["raw"] if p is None else p)
+                         confidence=r["features"]["raw"] if p is None else p,
+                         confirmed=depth_confirms(cc.record_result(rec)))
                 rows.append(r)
     return rows
 
@@ -67,6 +74,15 @@ def study(rows: list[dict], floors: list[float]) -> dict:
                               "wrong_removed": sum(r["wrong"] for r in cut),
                               "wrong_successes": sum(r["wrong"] for r in succ),
                               "other_removed": sum(not r["label"] and not r["wrong"] for r in cut)})
+    for kind in sorted({r["kind"] for r in rows}):
+        conf = [r for r in rows if r["kind"] == kind and r["confirmed"]]
+        low = [r for r in conf if r["confidence"] < t0]
+        out.setdefault("confirmed", {})[kind] = {
+            "poses": sum(r["kind"] == kind for r in rows), "confirmed": len(conf), "right": sum(r["label"] for r in conf),
+            "wrong": sum(r["wrong"] for r in conf), "model_below_min_confidence": [
+                {"suite": r["suite"], "pair": r["pair"], "rot_deg": r["rot"], "trans_m": r["trans_m"], "right": r["label"],
+                 "wrong": r["wrong"], "confidence": r["confidence"], "agreement": r["agreement"],
+                 "violation": r["violation"]} for r in low]}
     out["wrong_successes"] = [{"suite": r["suite"], "pair": r["pair"], "kind": r["kind"], "rot_deg": r["rot"],
                                "agreement": r["agreement"], "violation": r["violation"], "confidence": r["confidence"]}
                               for r in succ if r["wrong"]]
@@ -86,6 +102,19 @@ def markdown(rep: dict) -> str:
     for f in rep["floors"]:
         lines.append(f"| {f['floor']:g} | {f['successes']} | {f['wrong_successes']} | {f['wrong_removed']} | "
                      f"{f['right_lost']} | {f['other_removed']} |")
+    lines += ["", "Poses the depth confirms (under 5 % in free space, at least 50 % on the surface):", "",
+              "| kind | poses | confirmed | right | wrong | the model under min_confidence |", "|---|---:|---:|---:|---:|---:|"]
+    for kind, c in rep["confirmed"].items():
+        lines.append(f"| {kind} | {c['poses']} | {c['confirmed']} | {c['right']} | {c['wrong']} | "
+                     f"{len(c['model_below_min_confidence'])} |")
+    lines += ["", "Confirmed poses the model scores under min_confidence:", "",
+              "| kind | suite | pair | rotation error (deg) | translation error (m) | right | confidence | agreement | violation |",
+              "|---|---|---|---:|---:|---|---:|---:|---:|"]
+    for kind, c in rep["confirmed"].items():
+        for w in c["model_below_min_confidence"]:
+            verdict = "yes" if w["right"] else ("wrong" if w["wrong"] else "no (not wrong)")
+            lines.append(f"| {kind} | {w['suite']} | {w['pair']} | {w['rot_deg']:.2f} | {w['trans_m']:.3f} | {verdict} | "
+                         f"{w['confidence']:.3f} | {w['agreement']:.3f} | {w['violation']:.3f} |")
     lines += ["", "Wrong successes (over 10 deg or 25 cm) at that threshold:", "",
               "| suite | kind | rotation error (deg) | agreement | violation | confidence |", "|---|---|---:|---:|---:|---:|"]
     for w in sorted(rep["wrong_successes"], key=lambda w: w["agreement"]):

@@ -98,6 +98,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
     g.add_argument("--min-depth-agreement", type=float, metavar="F",
                    help="with sensor depth in both views, a pose at which less than this fraction of the overlapping "
                    "depth lies on the other view's surface gets confidence 0 (default 0.15; 0: off)")
+    g.add_argument("--depth-confirmed-confidence", type=float, metavar="P",
+                   help="with sensor depth in both views, a pose both depth maps confirm (under 5%% of either in the "
+                   "other's free space, at least half on its surface) gets at least this confidence (default 0.5; 0: off)")
 
 
 def _check_same_size(image0: str, image1: str) -> None:
@@ -217,6 +220,7 @@ def pipeline_config(args, refine: str | None = None):
     put("recovery.enabled", False if args.no_recovery else None)
     put("confidence.min_confidence", args.min_confidence)
     put("confidence.min_depth_agreement", args.min_depth_agreement)
+    put("confidence.depth_confirmed_confidence", args.depth_confirmed_confidence)
     if getattr(args, "depth_model", None):
         put("depth.model", {"model": args.depth_model, "resolution": args.depth_resolution, "cache_dir": args.depth_cache})
     if args.method != "regress" and args.checkpoint:

@@ -102,7 +102,7 @@ def markdown(rep: dict) -> str:
     for f in rep["floors"]:
         lines.append(f"| {f['floor']:g} | {f['successes']} | {f['wrong_successes']} | {f['wrong_removed']} | "
                      f"{f['right_lost']} | {f['other_removed']} |")
-    lines += ["", "Poses the depth confirms (under 5 % in free space, at least 50 % on the surface):", "",
+    lines += ["", "Poses the depth confirms (at least 20 % of each view shared, under 5 % of it in free space, at least 50 % on the surface):", "",
               "| kind | poses | confirmed | right | wrong | the model under min_confidence |", "|---|---:|---:|---:|---:|---:|"]
     for kind, c in rep["confirmed"].items():
         lines.append(f"| {kind} | {c['poses']} | {c['confirmed']} | {c['right']} | {c['wrong']} | "

@@ -162,20 +162,21 @@ def test_a_wrong_pose_on_real_kinect_depth_is_a_failure(shared_data):
     assert res.info["depth_consistency"]["agreement"] < 0.15 and res.info["depth_consistency"]["sensor_depth"]
 
 
-@pytest.mark.parametrize("violation, agreement, sensor, floor, passes", [
-    (0.01, 0.8, True, 0.5, True),     # the depth confirms a pose the evidence doubts: kept at 0.5
-    (0.01, 0.8, False, 0.5, False),   # predicted depth confirms nothing
-    (0.08, 0.8, True, 0.5, False),    # too much of it in the other's free space
-    (0.01, 0.4, True, 0.5, False),    # too little on the other's surface
-    (0.01, 0.8, True, 0.0, False),    # turned off
+@pytest.mark.parametrize("violation, agreement, overlap, sensor, floor, passes", [
+    (0.01, 0.8, 0.4, True, 0.5, True),     # the depth confirms a pose the evidence doubts: kept at 0.5
+    (0.01, 0.8, 0.4, False, 0.5, False),   # predicted depth confirms nothing
+    (0.08, 0.8, 0.4, True, 0.5, False),    # too much of it in the other's free space
+    (0.01, 0.4, 0.4, True, 0.5, False),    # too little on the other's surface
+    (0.01, 0.8, 0.05, True, 0.5, False),   # a sliver of shared depth confirms nothing
+    (0.01, 0.8, 0.4, True, 0.0, False),    # turned off
 ])
-def test_sensor_depth_that_confirms_the_pose_keeps_it(violation, agreement, sensor, floor, passes):
+def test_sensor_depth_that_confirms_the_pose_keeps_it(violation, agreement, overlap, sensor, floor, passes):
     from twoview.pipeline.config import ConfidenceConfig
     from twoview.pipeline.confidence import finalise_confidence
 
     res = _result_with(agreement, sensor)
     res.confidence = 0.05
-    res.info["depth_consistency"]["violation"] = violation
+    res.info["depth_consistency"].update(violation=violation, overlap=overlap)
     out = finalise_confidence(res, ConfidenceConfig(calibrated=False, min_confidence=0.2, depth_confirmed_confidence=floor))
     assert out.success is passes
     if passes:

@@ -99,8 +99,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
                    help="with sensor depth in both views, a pose at which less than this fraction of the overlapping "
                    "depth lies on the other view's surface gets confidence 0 (default 0.15; 0: off)")
     g.add_argument("--depth-confirmed-confidence", type=float, metavar="P",
-                   help="with sensor depth in both views, a pose both depth maps confirm (under 5%% of either in the "
-                   "other's free space, at least half on its surface) gets at least this confidence (default 0.5; 0: off)")
+                   help="with sensor depth in both views, a pose both depth maps confirm (a fifth of each shared, under 5%% "
+                   "of it in the other's free space, at least half on its surface) gets at least this confidence "
+                   "(default 0.5; 0: off)")
 
 
 def _check_same_size(image0: str, image1: str) -> None:

@@ -23,7 +23,7 @@ calibrated model does not read it: a model fitted without the wrong poses of one
 suite cannot tell those two apart (leave-one-suite-out AUROC 0.66 with it against 0.74
 without, on the same runs). Agreement bounds it from below instead: no right pose of
 those suites leaves under 20 % of the overlap on the other surface (fr1_rpy again the
-lowest; each suite's median 81-97 %), so with sensor depth a pose under
+lowest of eight suites; each suite's median 72-97 %), so with sensor depth a pose under
 ``ConfidenceConfig.min_depth_agreement`` (15 %) gets confidence 0
 (:func:`twoview.pipeline.confidence.depth_contradiction`).
 """

@@ -175,14 +175,14 @@ def depth_contradiction(result: PoseResult, min_agreement: float) -> str:
     """Why the two sensor depth maps contradict a metric pose ("" when they do not).
 
     At a right pose the depth both views measure where they overlap coincides, up to noise,
-    occlusion and the time between depth and colour: at the 866 right poses of six RGB-D
-    suites (``benchmarks/results/depth_agreement.md``) at least 20 % of it lies within 3 %
-    of the other view's surface, 81-97 % on each suite's median pose. A pose that leaves
-    less than ``min_agreement`` on it has laid one view's surfaces into the other's space;
-    the model's evidence (inliers, the mixtures' overlap) can still look ordinary there, on
-    data unlike its fit (7-Scenes stairs, a 76 deg wrong pose at calibrated confidence
-    0.39, agreement 0.09). Predicted depth is not checked: its errors leave right poses far
-    below such a bound."""
+    occlusion and the time between depth and colour: at the 1013 right poses of eight RGB-D
+    suites, real and simulated (``benchmarks/results/depth_agreement.md``), at least 20 % of
+    it lies within 3 % of the other view's surface, 72-97 % on each suite's median pose. A
+    pose that leaves less than ``min_agreement`` on it has laid one view's surfaces into
+    the other's space; the model's evidence (inliers, the mixtures' overlap) can still look
+    ordinary there, on data unlike its fit (7-Scenes stairs, a 76 deg wrong pose at
+    calibrated confidence 0.39, agreement 0.09). Predicted depth is not checked: its errors
+    leave right poses far below such a bound."""
     dc = result.info.get("depth_consistency")
     if not result.metric or min_agreement <= 0 or not dc or not dc.get("sensor_depth"):
         return ""

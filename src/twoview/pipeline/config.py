@@ -169,7 +169,7 @@ class ConfidenceConfig(StrictConfig):
             than this fraction of the overlapping depth lies on the other view's surface
             (``info["depth_consistency"]["agreement"]``, :mod:`twoview.depth.consistency`)
             gets confidence 0: the two depth maps contradict it, whatever the evidence the
-            model reads. 0.15 is below every right pose of six real and simulated RGB-D
+            model reads. 0.15 is below every right pose of eight real and simulated RGB-D
             suites (lowest 0.20, TUM fr1_rpy, whose depth is taken apart in time from the
             colour); 0 turns the check off.
         depth_confirmed_confidence: with sensor depth in both views, a metric pose the two

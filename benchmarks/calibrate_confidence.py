@@ -67,10 +67,6 @@ def load_run(run: Path, method: str) -> list[dict]:
         ok = r["success"] == "True"
         row = {"suite": run.name, "method": method, "pair": pid, "success": ok, "metric": r["metric"] == "True"}
         if ok:
-            dc = (rec.get("info") or {}).get("depth_consistency")
-            if dc is not None and "sensor_depth" not in dc:
-                # recorded before the key existed: the calibration runs are of sensor depth
-                dc["sensor_depth"] = True
             res = record_result(rec)
             rot, tm, tdeg = float(r["rot_deg"]), float(r["trans_m"] or "nan"), float(r["trans_deg"])
             f = evidence(res)

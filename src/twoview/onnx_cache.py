@@ -24,8 +24,9 @@ def onnxruntime_available() -> bool:
 
 def cache_root() -> Path:
     """``$TWOVIEW_CACHE/onnx`` or ``~/.cache/twoview/onnx``."""
-    base = os.environ.get("TWOVIEW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "twoview")
-    return Path(base) / "onnx"
+    from twoview._cache import cache_dir
+
+    return cache_dir("onnx")
 
 
 def export_once(final: Path, write: Callable[[Path], dict], what: str, hint: str) -> Path:

@@ -186,6 +186,7 @@ def sensed_colour(path, model: SensorModel, seed: int) -> Path:
     seed, written atomically (parallel workers may make the same one)."""
     import cv2
 
+    from twoview._cache import cache_dir
     from twoview.depth.sensor import simulate_sensor_colour
     from twoview.io.atomic import atomic_write_bytes
     from twoview.io.images import load_image
@@ -194,8 +195,7 @@ def sensed_colour(path, model: SensorModel, seed: int) -> Path:
     st = src.stat()
     colour = {k: v for k, v in model.to_dict().items() if k.startswith("colour_")}
     key = hashlib.sha256(json.dumps([str(src.resolve()), st.st_mtime_ns, st.st_size, colour, seed]).encode()).hexdigest()[:24]
-    base = os.environ.get("TWOVIEW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "twoview")
-    out = Path(base) / "bench_colour" / f"{src.stem}_{key}.png"
+    out = cache_dir("bench_colour") / f"{src.stem}_{key}.png"
     if not out.is_file():
         img = simulate_sensor_colour(load_image(src, "image"), model, seed)
         ok, buf = cv2.imencode(".png", np.ascontiguousarray(img[..., ::-1]))

@@ -58,8 +58,9 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def default_cache_dir() -> Path:
     """``$TWOVIEW_CACHE/depth`` or ``~/.cache/twoview/depth``."""
-    base = os.environ.get("TWOVIEW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "twoview")
-    return Path(base) / "depth"
+    from twoview._cache import cache_dir
+
+    return cache_dir("depth")
 
 
 @dataclass

@@ -37,7 +37,7 @@ is kept and the depth map is resampled onto it (:func:`register_depth`,
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -395,12 +395,9 @@ def corroborated_rig(found: "list[DepthRegistration | None]", config: "Registrat
     if disagreement > cfg.max_half_disagreement_px:
         return None
     best = max(regs, key=lambda r: r.score)
-    return DepthRegistration(shift=best.shift.copy(), zoom=best.zoom, parallax=best.parallax.copy(),
-                             centre=best.centre.copy(), applied=True, reference="depth", num_edges=best.num_edges,
-                             score_identity=best.score_identity, score=best.score, sharpness=best.sharpness,
-                             rig_px=best.rig_px, contours=best.contours,
-                             reason=f"the pair's two views agree on two cameras (rigs {disagreement:.1f} px apart; "
-                                    f"zoom {best.zoom:.3f}, parallax {best.parallax[0]:+.1f}/{best.parallax[1]:+.1f} px m)")
+    return replace(best, applied=True, reference="depth",
+                   reason=f"the pair's two views agree on two cameras (rigs {disagreement:.1f} px apart; "
+                          f"zoom {best.zoom:.3f}, parallax {best.parallax[0]:+.1f}/{best.parallax[1]:+.1f} px m)")
 
 
 def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "RegistrationConfig | None" = None,

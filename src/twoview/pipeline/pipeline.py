@@ -198,8 +198,8 @@ class Pipeline:
         """The free-space test of a metric pose with depth in both views
         (:mod:`twoview.depth.consistency`), reported in ``info["depth_consistency"]`` with
         ``sensor_depth`` (both maps measured, not predicted). The calibrated model does not
-        read it; the confidence is set to 0 where sensor depth contradicts the pose
-        (:func:`twoview.pipeline.confidence.depth_contradiction`)."""
+        read it; the confidence is set to 0 where sensor depth contradicts the pose and kept
+        at a floor where it confirms it (:func:`twoview.pipeline.confidence.finalise_confidence`)."""
         if not res.success or not res.metric or view0.depth is None or view1.depth is None:
             return res
         from twoview.depth.consistency import depth_consistency

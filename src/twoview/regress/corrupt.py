@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from twoview.config import StrictConfig, _check
-from twoview.depth.sensor import motion_blur_kernel  # noqa: F401 - also this module's name for it
+from twoview.depth.sensor import motion_blur_kernel
 
 
 @dataclass

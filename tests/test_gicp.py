@@ -78,6 +78,34 @@ def test_the_pipeline_runs_gicp_where_the_depth_is_a_second_cameras(icl_pair):
     assert "gicp" not in never.info and all(s["stage"] != "gicp" for s in never.info["pipeline"]["stages"])
 
 
+def test_the_geometry_finish_leaves_gicps_fixed_point_for_the_depths(shared_data):
+    """After GICP the mixtures align once more on geometry alone. Scored on ICL-NUIM's true
+    poses (frames 0 and 4; the sensor model's depth cameras): GICP's own fixed point sits off
+    the truth on the simulated sensor's quantised depth, the geometry finish brings it back."""
+    from twoview.datasets import get_dataset
+    from twoview.depth.sensor import sensor_preset, simulate_sensor_depth
+
+    ds = get_dataset("icl_nuim", shared_data / "icl_nuim_livingroom1", trajectory="gt_trajectory_frames0-4.log", gaps=[4])
+    (p,) = ds.pairs()
+    model = sensor_preset("kinect7")
+    d0, d1 = p.load_depths()
+    s0, s1 = simulate_sensor_depth(d0, p.camera0, model, 1)[0], simulate_sensor_depth(d1, p.camera1, model, 2)[0]
+    gt = model.relative_pose(p.cam1_from_cam0.matrix, 1, 2)
+    v0, v1 = twoview.load_views(p.image0, p.image1, model.given_camera(p.camera0), model.given_camera(p.camera1),
+                                s0, s1, depth_kind="sensor")
+    res = Pipeline({"confidence": {"min_confidence": 0.0}})(v0, v1)
+    finish = res.info["geometry_finish"]
+    assert res.info["gicp"]["success"] and finish["success"], finish
+    at_gicp = _rot_err(Pose.from_matrix(np.array(finish["cam1_from_cam0_before"])), gt)
+    final = _rot_err(res.cam1_from_cam0, gt)
+    assert final < 0.1 and final < at_gicp, (final, at_gicp)
+    assert any(s["stage"] == "geometry_finish" for s in res.info["pipeline"]["stages"])
+    off = Pipeline({"confidence": {"min_confidence": 0.0}, "refine": {"geometry_finish": False}})(v0, v1)
+    assert "geometry_finish" not in off.info
+    # GICP's pose, up to its threads' summation order
+    assert _rot_err(off.cam1_from_cam0, np.array(finish["cam1_from_cam0_before"])) < 0.01
+
+
 def test_registered_depth_keeps_the_mixtures_pose_unless_asked(icl_pair):
     p = icl_pair
     d0, d1 = p.load_depths()
@@ -103,6 +131,12 @@ def test_the_cli_flag_sets_the_stage(icl_pair, tmp_path):
                  "--depth1", str(p.depth1), "--depth-scale", str(p.depth_scale), "--gicp", "always", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["info"]["pipeline"]["config"]["refine"]["gicp"] == "always" and res["info"]["gicp"]["success"]
+    assert res["info"]["geometry_finish"]["success"]
+    assert main(["estimate", str(p.image0), str(p.image1), "--K0", f"{c.fx},{c.fy},{c.cx},{c.cy}", "--depth0", str(p.depth0),
+                 "--depth1", str(p.depth1), "--depth-scale", str(p.depth_scale), "--gicp", "always",
+                 "--no-geometry-finish", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["info"]["pipeline"]["config"]["refine"]["geometry_finish"] is False and "geometry_finish" not in res["info"]
 
 
 def test_a_gicp_without_verdict_keeps_the_mixtures_pose(icl_pair, monkeypatch):

@@ -480,7 +480,32 @@ class Pipeline:
                                  "cam1_from_cam0": front.cam1_from_cam0.matrix.tolist(),
                                  **{k: front.info[k] for k in ("matcher", "depth_source") if k in front.info}}
         res.info["build"] = {"view0": m0.info, "view1": m1.info}
-        return self._gicp(res, view0, view1, run)
+        res = self._gicp(res, view0, view1, run)
+        if self.config.refine.geometry_finish and res.info.get("gicp", {}).get("success"):
+            self._geometry_finish(res, m0, m1, self._gmm_config(view0, view1).align, run)
+        return res
+
+    def _geometry_finish(self, res: PoseResult, m0, m1, acfg, run: _Run) -> None:
+        """The mixtures once more from GICP's pose, on geometry alone (``RefineConfig.geometry_finish``).
+
+        Only the pose changes: the confidence reads the first alignment's evidence, which the
+        model was fitted on. A finish that fails leaves GICP's pose; where the mixtures' own
+        step is rejected (``reject_worse``) the dense polish still moves it, as in the first
+        alignment."""
+        from twoview.geometry.rotation import rotation_angle_deg
+        from twoview.gmm.align import align_mixtures
+
+        with run.time("geometry_finish"):
+            fin = align_mixtures(m0, m1, res.cam1_from_cam0, acfg.replace(appearance_weight=0.0))
+        info = {"success": fin.success, "rejected": bool(fin.info.get("rejected")), "reason": fin.reason}
+        if fin.success:
+            move = fin.cam1_from_cam0 @ res.cam1_from_cam0.inverse()
+            info.update(rotation_change_deg=rotation_angle_deg(move.R),
+                        translation_change_m=float(np.linalg.norm(fin.cam1_from_cam0.t - res.cam1_from_cam0.t)),
+                        cam1_from_cam0_before=res.cam1_from_cam0.matrix.tolist())
+            res.cam1_from_cam0 = fin.cam1_from_cam0
+        run.note("geometry_finish", **{k: v for k, v in info.items() if k != "cam1_from_cam0_before"})
+        res.info["geometry_finish"] = info
 
     def _gicp(self, res: PoseResult, view0: View, view1: View, run: _Run) -> PoseResult:
         """The point-level GICP after the mixtures (see ``RefineConfig.gicp``)."""

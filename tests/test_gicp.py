@@ -120,7 +120,7 @@ def test_registered_depth_keeps_the_mixtures_pose_unless_asked(icl_pair):
         Pipeline({"refine": {"gicp": "sometimes"}})
 
 
-def test_the_cli_flag_sets_the_stage(icl_pair, tmp_path):
+def test_the_cli_flag_sets_the_stage(icl_pair, tmp_path, capsys):
     import json
 
     from twoview.cli import main
@@ -132,6 +132,8 @@ def test_the_cli_flag_sets_the_stage(icl_pair, tmp_path):
     res = json.loads(out.read_text())
     assert res["info"]["pipeline"]["config"]["refine"]["gicp"] == "always" and res["info"]["gicp"]["success"]
     assert res["info"]["geometry_finish"]["success"]
+    stages = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("stages:")]
+    assert stages and "gicp moved it" in stages[0] and "geometry finish moved it" in stages[0], stages
     assert main(["estimate", str(p.image0), str(p.image1), "--K0", f"{c.fx},{c.fy},{c.cx},{c.cy}", "--depth0", str(p.depth0),
                  "--depth1", str(p.depth1), "--depth-scale", str(p.depth_scale), "--gicp", "always",
                  "--no-geometry-finish", "--json", str(out)]) == 0

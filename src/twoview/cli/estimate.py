@@ -280,7 +280,7 @@ def print_result(args, result) -> None:
     print(result.summary())
     info = result.info
     stages = info.get("pipeline", {}).get("stages", [])
-    ran = [s for s in stages if s["stage"] in ("front_end", "refine", "recovery")]
+    ran = [s for s in stages if s["stage"] in ("front_end", "refine", "gicp", "geometry_finish", "recovery")]
     if ran:
         print("stages: " + "; ".join(_stage_line(s) for s in ran))
     if info.get("depth_source") == "model" and info.get("depth_model"):
@@ -304,6 +304,14 @@ def _stage_line(s: dict) -> str:
         if s.get("method") == "none":
             return f"no refinement ({s.get('why')})"
         return "gmm " + ("kept the front end's pose" if s.get("rejected") else "refined") if s.get("success") else "gmm failed"
+    if s["stage"] == "gicp":
+        if not s.get("ran"):
+            return f"no gicp ({s.get('why')})"
+        return (f"gicp moved it {s['rotation_change_deg']:.2f} deg, {100 * s['translation_change_m']:.1f} cm"
+                if s.get("success") else f"gicp gave no pose ({s.get('why')})")
+    if s["stage"] == "geometry_finish":
+        return (f"geometry finish moved it {s['rotation_change_deg']:.2f} deg, {100 * s['translation_change_m']:.1f} cm"
+                if s.get("success") else f"geometry finish failed ({s.get('reason')}): gicp's pose stands")
     return f"recovery: {s.get('chosen') or 'nothing accepted'}"
 
 

@@ -118,9 +118,10 @@ class RefineConfig(StrictConfig):
             (:func:`twoview.solvers.gicp.gicp`). "auto": where the depth stage found a
             view's depth map to be a second camera's (its colour image was registered onto
             the depth camera, ``reference="depth"``: raw Kinect / 7-Scenes-style streams).
-            There the depth camera's pose is the reference, and GICP's point-level fit
-            beats the mixtures' on the simulated Kinect (AUC@5 75.0 -> 79.2,
-            ``benchmarks/results/gmm_polish_study.md``). On depth registered to its colour
+            There the depth camera's pose is the reference, and GICP's nearest-neighbour
+            pairs reach farther than the mixtures' kernels: on the simulated Kinect, 150-200
+            frames apart, the mixtures alone find 59.2 AUC@5, with GICP after them 81.4
+            (``benchmarks/results/real_rgbd.md``). On depth registered to its colour
             camera (TUM, HoloLens) GICP drifts (fr3_cabinet AUC@5 46.0 -> 19.6), so the
             mixtures' pose stands. "always", "never": regardless of the evidence.
             Not run on monocular depth.
@@ -129,9 +130,11 @@ class RefineConfig(StrictConfig):
             depth camera is the reference, and the colour, taken by another camera at
             another instant, holds the pose off it; GICP widens the basin but its own fixed
             point sits on the depth's quantisation. On the simulated Kinect with consumer
-            colour (66 pairs, scored on the refined ICL-NUIM reference,
-            ``benchmarks/refine_reference_trajectory.py``): AUC@5 85.5 -> 91.5, median
-            rotation 0.20 -> 0.06 deg, no pair worse (``benchmarks/results/real_rgbd.md``).
+            colour (scored on the refined ICL-NUIM reference,
+            ``benchmarks/refine_reference_trajectory.py``), from the XFeat pose: AUC@5
+            85.5 -> 91.3 and median rotation 0.20 -> 0.064 deg at 10-120 frames (54 of 63
+            poses closer, one 0.06 deg farther), 81.4 -> 86.3 and 0.33 -> 0.039 deg at
+            150-200 frames (``benchmarks/results/real_rgbd.md``).
     """
 
     method: RefinerName = "auto"

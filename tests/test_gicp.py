@@ -156,3 +156,31 @@ def test_a_gicp_without_verdict_keeps_the_mixtures_pose(icl_pair, monkeypatch):
     np.testing.assert_allclose(res.cam1_from_cam0.matrix, auto.cam1_from_cam0.matrix, atol=1e-12)
     stage = [s for s in res.info["pipeline"]["stages"] if s["stage"] == "gicp"][0]
     assert stage["ran"] and not stage["success"]
+
+
+def test_a_failed_geometry_finish_keeps_gicps_pose(icl_pair, monkeypatch):
+    """The finish's alignment gives no verdict: GICP's pose stands and the result says why."""
+    import twoview.gmm.align as align_mod
+    from twoview.cli.estimate import _stage_line
+    from twoview.result import PoseResult
+
+    p = icl_pair
+    d0, d1 = p.load_depths()
+    v0, v1 = twoview.load_views(p.image0, p.image1, p.camera0, p.camera1, d0, d1)
+    real = align_mod.align_mixtures
+
+    def finish_fails(m0, m1, init, cfg):
+        if cfg.appearance_weight == 0.0:  # the finish: geometry alone
+            return PoseResult.failure("the views do not overlap", solver="gmm")
+        return real(m0, m1, init, cfg)
+
+    monkeypatch.setattr(align_mod, "align_mixtures", finish_fails)
+    res = Pipeline({"confidence": {"min_confidence": 0.0}, "refine": {"gicp": "always"}})(v0, v1)
+    assert res.success and res.info["gicp"]["success"]
+    assert res.info["geometry_finish"] == {"success": False, "rejected": False, "reason": "the views do not overlap"}
+    line = [s for s in res.info["pipeline"]["stages"] if s["stage"] == "geometry_finish"]
+    assert line and not line[0]["success"]
+    assert _stage_line(line[0]) == "geometry finish failed (the views do not overlap): gicp's pose stands"
+    off = Pipeline({"confidence": {"min_confidence": 0.0}, "refine": {"gicp": "always", "geometry_finish": False}})(v0, v1)
+    assert _rot_err(res.cam1_from_cam0, off.cam1_from_cam0.matrix) < 0.01  # GICP's, up to its threads' order
+    assert np.linalg.norm(res.cam1_from_cam0.t - off.cam1_from_cam0.t) < 1e-4

@@ -37,11 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from twoview.datasets.redwood import read_log_trajectory, read_open3d_intrinsics
+from twoview.geometry.rotation import rotation_angle_deg
 from twoview.io.atomic import atomic_write_json, atomic_write_text
-
-
-def rotation_deg(R: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
 
 
 def cam1_from_cam0(world_from_cam: dict[int, np.ndarray], i: int, j: int) -> np.ndarray:
@@ -132,7 +129,7 @@ def compare(trajs: dict[str, dict], clouds, pairs, voxel: float, true_gt: dict |
         for name, tr in trajs.items():
             G = cam1_from_cam0(tr, i, j)
             row[name] = {"fitness_at_pose": fitness_at(clouds[i], clouds[j], G, voxel),
-                         "rot_deg_to_icp": rotation_deg(T[:3, :3] @ G[:3, :3].T),
+                         "rot_deg_to_icp": rotation_angle_deg(T[:3, :3] @ G[:3, :3].T),
                          "t_m_to_icp": float(np.linalg.norm(T[:3, 3] - G[:3, 3]))}
         rows.append(row)
     truth = []
@@ -144,7 +141,7 @@ def compare(trajs: dict[str, dict], clouds, pairs, voxel: float, true_gt: dict |
                     continue
                 G = cam1_from_cam0(true_gt, a, b)
                 truth.append({"pair": [a, b], **{
-                    name: {"rot_deg": rotation_deg(cam1_from_cam0(tr, a, b)[:3, :3] @ G[:3, :3].T),
+                    name: {"rot_deg": rotation_angle_deg(cam1_from_cam0(tr, a, b)[:3, :3] @ G[:3, :3].T),
                            "t_m": float(np.linalg.norm(cam1_from_cam0(tr, a, b)[:3, 3] - G[:3, 3]))}
                     for name, tr in trajs.items()}})
     return rows, truth

@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from twoview.config import StrictConfig
 from twoview.depth.degrade import DepthDegradation
 from twoview.depth.sensor import SensorModel
@@ -184,12 +182,10 @@ def sensed_colour(path, model: SensorModel, seed: int) -> Path:
     seeded ``seed``: made once, losslessly (PNG), under ``$TWOVIEW_CACHE/bench_colour``
     (default ``~/.cache/twoview``), named by the source file, the colour parameters and the
     seed, written atomically (parallel workers may make the same one)."""
-    import cv2
-
     from twoview._cache import cache_dir
     from twoview.depth.sensor import simulate_sensor_colour
-    from twoview.io.atomic import atomic_write_bytes
     from twoview.io.images import load_image
+    from twoview.viz import save_image
 
     src = Path(path)
     st = src.stat()
@@ -197,12 +193,7 @@ def sensed_colour(path, model: SensorModel, seed: int) -> Path:
     key = hashlib.sha256(json.dumps([str(src.resolve()), st.st_mtime_ns, st.st_size, colour, seed]).encode()).hexdigest()[:24]
     out = cache_dir("bench_colour") / f"{src.stem}_{key}.png"
     if not out.is_file():
-        img = simulate_sensor_colour(load_image(src, "image"), model, seed)
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(img[..., ::-1]))
-        if not ok:
-            raise OSError(f"could not encode the sensor model's colour image of {src}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, buf.tobytes())
+        save_image(out, simulate_sensor_colour(load_image(src, "image"), model, seed))
     return out
 
 

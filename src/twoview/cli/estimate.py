@@ -304,14 +304,16 @@ def _stage_line(s: dict) -> str:
         if s.get("method") == "none":
             return f"no refinement ({s.get('why')})"
         return "gmm " + ("kept the front end's pose" if s.get("rejected") else "refined") if s.get("success") else "gmm failed"
+    def moved() -> str:
+        return f"moved it {s['rotation_change_deg']:.2f} deg, {100 * s['translation_change_m']:.1f} cm"
+
     if s["stage"] == "gicp":
         if not s.get("ran"):
             return f"no gicp ({s.get('why')})"
-        return (f"gicp moved it {s['rotation_change_deg']:.2f} deg, {100 * s['translation_change_m']:.1f} cm"
-                if s.get("success") else f"gicp gave no pose ({s.get('why')})")
+        return f"gicp {moved()}" if s.get("success") else f"gicp gave no pose ({s.get('why')})"
     if s["stage"] == "geometry_finish":
-        return (f"geometry finish moved it {s['rotation_change_deg']:.2f} deg, {100 * s['translation_change_m']:.1f} cm"
-                if s.get("success") else f"geometry finish failed ({s.get('reason')}): gicp's pose stands")
+        return (f"geometry finish {moved()}" if s.get("success")
+                else f"geometry finish failed ({s.get('reason')}): gicp's pose stands")
     return f"recovery: {s.get('chosen') or 'nothing accepted'}"
 
 

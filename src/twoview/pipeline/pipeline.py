@@ -109,6 +109,15 @@ class _Run:
         self.stages.append({"stage": stage, **what})
 
 
+def _pose_change(before, after) -> dict:
+    """How far a finishing stage moved ``cam1_from_cam0`` (both :class:`Pose`), and the pose before it."""
+    from twoview.geometry.rotation import rotation_angle_deg
+
+    return {"rotation_change_deg": rotation_angle_deg((after @ before.inverse()).R),
+            "translation_change_m": float(np.linalg.norm(after.t - before.t)),
+            "cam1_from_cam0_before": before.matrix.tolist()}
+
+
 class Pipeline:
     """The estimate of ``cam1_from_cam0`` from two views, built from one configuration.
 
@@ -492,17 +501,13 @@ class Pipeline:
         model was fitted on. A finish that fails leaves GICP's pose; where the mixtures' own
         step is rejected (``reject_worse``) the dense polish still moves it, as in the first
         alignment."""
-        from twoview.geometry.rotation import rotation_angle_deg
         from twoview.gmm.align import align_mixtures
 
         with run.time("geometry_finish"):
             fin = align_mixtures(m0, m1, res.cam1_from_cam0, acfg.replace(appearance_weight=0.0))
         info = {"success": fin.success, "rejected": bool(fin.info.get("rejected")), "reason": fin.reason}
         if fin.success:
-            move = fin.cam1_from_cam0 @ res.cam1_from_cam0.inverse()
-            info.update(rotation_change_deg=rotation_angle_deg(move.R),
-                        translation_change_m=float(np.linalg.norm(fin.cam1_from_cam0.t - res.cam1_from_cam0.t)),
-                        cam1_from_cam0_before=res.cam1_from_cam0.matrix.tolist())
+            info.update(_pose_change(res.cam1_from_cam0, fin.cam1_from_cam0))
             res.cam1_from_cam0 = fin.cam1_from_cam0
         run.note("geometry_finish", **{k: v for k, v in info.items() if k != "cam1_from_cam0_before"})
         res.info["geometry_finish"] = info
@@ -517,7 +522,6 @@ class Pipeline:
         if view0.depth_kind == "monocular" or view1.depth_kind == "monocular":
             run.note("gicp", ran=False, why="monocular depth")
             return res
-        from twoview.geometry.rotation import rotation_angle_deg
         from twoview.solvers.gicp import gicp
 
         with run.time("gicp"):  # on both cores, as the mixtures are built (234 vs 365 ms on kinect7 pairs)
@@ -528,10 +532,7 @@ class Pipeline:
             run.note("gicp", ran=True, success=False, why=info["why"])
             res.info["gicp"] = {"success": False, **info}
             return res
-        move = pose @ res.cam1_from_cam0.inverse()
-        info.update(success=True, rotation_change_deg=rotation_angle_deg(move.R),
-                    translation_change_m=float(np.linalg.norm(pose.t - res.cam1_from_cam0.t)),
-                    cam1_from_cam0_before=res.cam1_from_cam0.matrix.tolist())
+        info.update(success=True, **_pose_change(res.cam1_from_cam0, pose))
         run.note("gicp", ran=True, success=True, rotation_change_deg=info["rotation_change_deg"],
                  translation_change_m=info["translation_change_m"])
         res.info["gicp"] = info

@@ -39,6 +39,16 @@ RGBD_METHODS = [
     "--method", 'gmm:pipeline={{"depth":{{"register":false}}}}@xfeat-rigid3d',
     "--method", 'gmm:gmm={{"align":{{"polish":false}}}}@xfeat-rigid3d',
     "--precision", "0.05", "2", "--precision", "0.10", "5",
+    # the issue-16 question on every RGB-D suite: the mixtures against GICP from the same pose, paired
+    "--compare", "small_gicp@xfeat-rigid3d", "gmm@xfeat-rigid3d",
+]
+#: the held-out kind of data (a Kinect with a consumer camera's colour): the default, the front end
+#: and the two refinements of its pose
+KINECT_COLOUR_METHODS = [
+    "--method", "default", "--method", "xfeat-rigid3d", "--method", "gmm@xfeat-rigid3d",
+    "--method", "small_gicp@xfeat-rigid3d",
+    "--precision", "0.05", "2", "--precision", "0.10", "5",
+    "--compare", "small_gicp@xfeat-rigid3d", "gmm@xfeat-rigid3d",
 ]
 RGBD_NOTE = (
     " `default` is the whole pipeline as `twoview estimate` runs it (one method name); the `*-rigid3d` "
@@ -87,9 +97,23 @@ SUITES = {
          "--gap", "10", "30", "60", "120", "--stride", "10", "--depth-noise", "kinect7", *RGBD_METHODS],
         "ICL-NUIM livingroom1 as a Kinect v1 would record it for 7-Scenes (--depth-noise kinect7: unregistered, "
         "noisy IR depth; the depth camera's intrinsics given for colour and depth; scored against the depth cameras' "
-        "poses; colour and depth exposed apart), pairs at frame gaps 10/30/60/120 every 10th frame (0.04-1.5 m, "
-        "1-66 deg): the sensor-model suite of issue 16. Unregistered, the colour pulls a mixture refinement off the "
+        "poses; colour and depth exposed apart), pairs at frame gaps 10/30/60/120 every 10th frame (0.03-1.5 m, "
+        "2-68 deg): the sensor-model suite of issue 16. Unregistered, the colour pulls a mixture refinement off the "
         "geometry (`register:false`); registered from each view's own contours it no longer does." + RGBD_NOTE,
+    ),
+    "icl_nuim_kinect7_colour": (
+        ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}",
+         "--gap", "10", "30", "60", "120", "--stride", "10", "--depth-noise", "kinect7-colour", *KINECT_COLOUR_METHODS],
+        "The same 66 pairs with a consumer camera's colour (--depth-noise kinect7-colour: the simulated Kinect "
+        "depth above, and colour blurred, motion-blurred, noisy and JPEG-compressed), the closest this data comes "
+        "to the held-out real RGB-D set of issue 16. The comparison is the mixtures minus GICP from the same "
+        "XFeat pose, with a 95 % paired bootstrap interval over the pairs.",
+    ),
+    "icl_nuim_kinect7_colour_wide": (
+        ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}",
+         "--gap", "150", "180", "200", "--stride", "5", "--depth-noise", "kinect7-colour", *KINECT_COLOUR_METHODS],
+        "As icl_nuim_kinect7_colour at ICL-NUIM's widest pairs, 150-200 frames apart (23 pairs, 1.0-1.4 m and "
+        "27-62 deg apart): the front end is 10-28 deg off on most of them, so this is the refinements' basin.",
     ),
     "tum_fr3_cabinet": (
         ["--dataset", "tum", "--root", "{data}/tum/fr3_cabinet_keyframes", "--option", "max_gt_gap=1.0",
@@ -112,10 +136,10 @@ SUITES = {
     ),
     "strecha": (
         ["--dataset", "superglue_pairs", "--root", "{data}/strecha_mvs/images", "--pairs", "{data}/strecha_mvs/pairs_gt.txt",
-         "--method", "default", "--method", "sift", "--method", "xfeat", "--method", "opencv-magsac", "--method", "pycolmap"],
+         "--method", "default-images", "--method", "sift", "--method", "xfeat", "--method", "opencv-magsac", "--method", "pycolmap"],
         "Strecha/EPFL outdoor photos (fountain, Herz-Jesu, entry, castle; LiDAR-based metric GT, 1536x1024, "
         "1.7-6 m baselines), all 120 pairs up to 3 positions apart: photos only, so the rotation and translation "
-        "direction. The metric scale of a photos-only estimate needs a monocular depth network, which cannot be "
+        "direction (`default-images` is the default pipeline given the photos alone). The metric scale of a photos-only estimate needs a monocular depth network, which cannot be "
         "fetched offline here (the depth backends are tested on tiny random models).",
     ),
     "tum_fr1_xyz": (
@@ -190,7 +214,7 @@ def run_suite(name: str, runs: Path, workers: int, max_pairs: int | None = None)
     summary = json.loads((out / "summary.json").read_text())
     cold = out / "cold_run.json"  # timing of the run that predicted everything (not a re-score)
     if summary["run"]["from_cache"] == 0:
-        cold.write_text(json.dumps({"wall_s": wall, **summary["run"]}))
+        cold.write_text(json.dumps({"wall_s": wall, "workers": workers, **summary["run"]}))
     timing = json.loads(cold.read_text()) if cold.is_file() else None
     return {"args": args, "wall_s": wall, "summary": summary, "cold": timing,
             "table": (out / "results.md").read_text().split("\n\n", 2)[-1]}
@@ -213,7 +237,8 @@ def write_doc(results: dict, runs: Path, doc: Path) -> None:
         "Reloc3r/VGGT mean-accuracy variant. AUCs, precision (Map-free style, translation <= 25 cm and",
         "rotation < 5 deg) and success are in %. Direction-only methods (no depth) have no metric error (\"–\");",
         "their translation angle is sign-folded. `med. ms` / `med. CPU ms` are the median wall / process CPU",
-        "time of the method per pair on one CPU core shared with other jobs (dataset I/O excluded). `A@B`",
+        "time of the method per pair on a CPU core shared with other jobs (dataset I/O excluded; each section",
+        "says how many workers shared the machine's two cores). `A@B`",
         "(A initialised from B's pose) reuses B's cached prediction when B is in the same run, and its time",
         "includes B's recorded time. Medians are ∞ when more than half the pairs failed.",
         "",
@@ -230,8 +255,13 @@ def write_doc(results: dict, runs: Path, doc: Path) -> None:
         "colour camera) for colour and depth alike, poses are scored against the depth cameras' (7-Scenes' ground",
         "truth is KinectFusion's, from depth alone), and each view's colour and depth are exposed at different",
         "times (a Kinect v1 streams them unsynchronised at about 30 Hz each: 0.2 deg, 3 mm RMS apart).",
+        "`--depth-noise kinect7-colour` adds the colour a consumer camera records where ICL-NUIM's is rendered",
+        "(defocus 1 px, motion blur 9 px, noise 4 grey levels, JPEG quality 40).",
         "`twoview bench --list-methods` lists the methods (ours, peers when installed, and those other packages",
-        "register in `BENCH_METHODS`).",
+        "register in `BENCH_METHODS`). `--compare A B` (repeatable; both given as `--method`) adds to `results.md` and",
+        "`summary.json` the difference B - A of every metric with a 95 % paired bootstrap interval over the pairs",
+        "(`twoview.bench.compare`, 2000 resamples): whether the pairs support a difference, or another draw of pairs",
+        "of the same kind could reverse it. Adding a comparison to a finished run re-scores it from the cache.",
         "",
         "Peers: OpenCV `findEssentialMat` (USAC_MAGSAC, 1 px) + `recoverPose` and pycolmap two-view",
         "geometry (1 px) on the same SIFT matches as `sift`; Open3D RGB-D odometry (hybrid Jacobian) and",
@@ -244,6 +274,7 @@ def write_doc(results: dict, runs: Path, doc: Path) -> None:
         "of the refinement alone: `benchmarks/results/gmm.md`. The pose regressor (`twoview.regress`) is",
         "evaluated on frames it was not trained on, with and without GCR, in `benchmarks/results/regress.md`.",
         "",
+        *headline_lines(results),
         *second_round_lines(),
     ]
     for name, r in results.items():
@@ -254,14 +285,14 @@ def write_doc(results: dict, runs: Path, doc: Path) -> None:
             "",
             what,
             "",
-            "    twoview bench " + " ".join(shlex.quote(a.replace(str(DATA), "../shared/data").replace(str(REPO) + "/", "")) for a in r["args"]) + f" --out runs/{name}",
+            "    twoview bench " + " ".join(shlex.quote(_portable(a, runs)) for a in r["args"]) + f" --out runs/{name}",
             "",
             r["table"].strip(),
             "",
             f"{s['num_pairs']} pairs x {len(s['methods'])} methods. "
-            + (f"Cold run (nothing cached, 1 worker, 2 shared CPU cores): predictions {r['cold']['predict_s']:.0f} s, "
+            + (f"Cold run (nothing cached, {_workers(r['cold'])}, 2 shared CPU cores): predictions {r['cold']['predict_s']:.0f} s, "
                f"whole command {r['cold']['wall_s']:.0f} s" + (f" ({r['cold']['note']})." if r["cold"].get("note") else ".")
-               if r["cold"] else "Cold-run time not recorded (resumed run).")
+               if r["cold"] else "No cold-run time: part of the predictions came from an earlier run's cache.")
             + f" Last regeneration: {r['summary']['run']['predicted']} predicted, {r['summary']['run']['from_cache']} from cache"
             + _load_note(r),
             "",
@@ -271,20 +302,14 @@ def write_doc(results: dict, runs: Path, doc: Path) -> None:
 
 
 def second_round_lines() -> list[str]:
-    """The second round's summary: where its measurements are, and the confidence calibration
-    (``benchmarks/results/confidence.md``, written by ``calibrate_confidence.py``) in full."""
-    lines = [
-        "## Second round: real sensor data",
-        "",
-        "`benchmarks/results/real_rgbd.md`: the mixtures against GICP from the same XFeat pose on TUM fr3_cabinet,",
-        "HoloLens 2, TUM fr1_rpy and the simulated 7-Scenes Kinect (`--depth-noise kinect7`), the default pipeline on",
-        "every RGB-D suite, and the XFeat keypoint budget. `benchmarks/results/pipeline.md`: the default's time per",
-        "pair, stage by stage (warm, quiet). `benchmarks/results/cli.md`: cold start and `--pairs`.",
-        "`benchmarks/results/regress.md`: the regressor on held-out rooms, GCR against plain regression.",
-        "ICL-NUIM suites are scored on the reference refined from the noise-free depth",
-        "(`benchmarks/refine_reference_trajectory.py`): the trajectory shipped with the data drifts by up to 2 deg.",
-        "",
-    ]
+    """The second round's summary, kept by hand in ``benchmarks/results/second_round.md``, and the
+    confidence calibration (``benchmarks/results/confidence.md``, written by ``calibrate_confidence.py``)
+    in full."""
+    lines = []
+    summary = REPO / "benchmarks" / "results" / "second_round.md"
+    if summary.is_file():
+        body = summary.read_text().strip().splitlines()
+        lines += ["## " + body[0].lstrip("# "), *body[1:], ""]
     conf = REPO / "benchmarks" / "results" / "confidence.md"
     if conf.is_file():
         body = conf.read_text().strip().splitlines()
@@ -292,6 +317,81 @@ def second_round_lines() -> list[str]:
         lines += [("#" + ln if ln.startswith("## ") else ln) for ln in body[1:]]
         lines += ["", "![reliability](../benchmarks/results/confidence.png)", ""]
     return lines
+
+
+#: rows of the RGB-D headline table, in order
+HEADLINE_METHODS = [
+    ("default", "default pipeline"),
+    ("xfeat-rigid3d", "front end: XFeat + LighterGlue, 3D-3D"),
+    ("gmm@xfeat-rigid3d", "the front end + Gaussian mixtures"),
+    ("small_gicp@xfeat-rigid3d", "the front end + GICP (small_gicp)"),
+    ("open3d-colored-icp@xfeat-rigid3d", "the front end + coloured ICP (Open3D)"),
+]
+
+
+def headline_lines(results: dict) -> list[str]:
+    """One table over every RGB-D suite with the mixtures and GICP from the same front-end pose,
+    and their paired differences (each suite's own section has every method and the details)."""
+    suites = {n: r["summary"] for n, r in results.items()
+              if {"gmm@xfeat-rigid3d", "small_gicp@xfeat-rigid3d"} <= set(r["summary"]["methods"])}
+    if not suites:
+        return []
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.1f}"
+
+    def num(x, f):
+        return "∞" if x is None or x != x or x == float("inf") else format(x, f)
+
+    lines = [
+        "## RGB-D suites at a glance",
+        "",
+        "The refinements of one front-end pose on every RGB-D suite below, and the default pipeline (each",
+        "suite's section has all its methods and the command). AUC@5 and P(5 cm, 2°) in %, failures counted.",
+        "",
+        "| suite | pairs | method | AUC@5° | med. rot (°) | med. t (cm) | P(5cm,2°) | success |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in suites.items():
+        for method, label in HEADLINE_METHODS:
+            m = s["methods"].get(method)
+            if m is None:
+                continue
+            t = m.get("median_trans_m")
+            lines.append(f"| {name} | {m['num_pairs']} | {label} | {pct(m['auc5'])} | {num(m['median_rot_deg'], '.3f')} | "
+                         f"{num(None if t is None else 100 * t, '.1f')} | {pct(m.get('precision_5cm_2deg'))} | "
+                         f"{pct(m['success_rate'])} |")
+    lines += [
+        "",
+        "The mixtures minus GICP from the same pose, pair by pair (95 % paired bootstrap interval over the",
+        "pairs, 2000 resamples: an interval that excludes 0 is a difference these pairs support):",
+        "",
+        "| suite | AUC@5 (points) | med. rot (°) | P(5cm,2°) (points) |",
+        "|---|---|---|---|",
+    ]
+    for name, s in suites.items():
+        comp = next((c for c in s.get("comparisons", [])
+                     if (c["a"], c["b"]) == ("small_gicp@xfeat-rigid3d", "gmm@xfeat-rigid3d")), None)
+        if comp is None:
+            continue
+        cells = []
+        for key, scale, f in (("auc5", 100, "+.1f"), ("median_rot_deg", 1, "+.3f"), ("precision_5cm_2deg", 100, "+.1f")):
+            d = comp["metrics"].get(key)
+            cells.append("–" if d is None or d["diff"] is None else
+                         f"{format(scale * d['diff'], f)} [{format(scale * d['low'], f)}, {format(scale * d['high'], f)}]")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _portable(arg: str, runs: Path) -> str:
+    """A command argument with this machine's folders written as the doc's (``../shared/data``,
+    ``runs/``, paths inside the repository relative to it)."""
+    return arg.replace(str(DATA), "../shared/data").replace(str(runs) + "/", "runs/").replace(str(REPO) + "/", "")
+
+
+def _workers(cold: dict) -> str:
+    n = cold.get("workers", 1)
+    return f"{n} worker" + ("s" if n != 1 else "")
 
 
 def _load_note(r: dict) -> str:

@@ -146,6 +146,22 @@ def test_api_cli_and_bench_method_give_the_same_pose(icl_pair, tmp_path):
     assert cli["info"]["pipeline"]["config"] == api.info["pipeline"]["config"]
 
 
+def test_the_images_only_bench_method_is_the_api_without_depth(icl_pair):
+    """``default-images`` reads no depth and gives what the API gives for the photos alone:
+    a direction-only pose, so datasets without depth (Strecha, KITTI) can bench the default."""
+    from twoview.bench.methods import make_method
+
+    p = icl_pair
+    method = make_method("default-images")
+    assert method.uses_depth == (False, False) and not method.metric
+    bench = method(p, None, None)
+    api = twoview.estimate_relative_pose(p.image0, p.image1, p.camera0, p.camera1)
+    assert api.success and bench.success and not bench.metric
+    np.testing.assert_allclose(api.cam1_from_cam0.matrix, bench.cam1_from_cam0.matrix, atol=1e-9)
+    with pytest.raises(twoview.ConfigError, match="default-images takes no initial pose"):
+        make_method("default-images@sift-rigid3d")
+
+
 def test_recovery_without_matches(icl_pair):
     """No match at all (a matcher that found none): the mixtures, aligned from several
     starting poses, recover the pose of a small-motion pair."""

@@ -3,6 +3,9 @@
 - ``default``: what ``twoview estimate`` runs (:class:`~twoview.pipeline.PipelineConfig`
   defaults) with the depth of both views; option ``config``: a partial
   :class:`PipelineConfig` dict applied on top.
+- ``default-images``: the same pipeline given the photos alone (datasets without depth):
+  direction-only, or metric when ``config`` names a monocular depth model
+  (``default-images:config={"depth":{"model":{...}}}``).
 - ``<matcher>`` (essential matrix, no depth, direction-only), ``<matcher>-pnp`` (depth of
   view 0, PnP) and ``<matcher>-rigid3d`` (both depths, 3D-3D): the front end alone (no
   registration, refinement, recovery or confidence threshold), for ``sift`` and, when the
@@ -70,8 +73,22 @@ def make_default(options: dict) -> BenchMethod:
     return pipeline_method("default", cfg, (True, True), True, options=options)
 
 
+def make_default_images(options: dict) -> BenchMethod:
+    """The default pipeline given the photos only (no depth read); option ``config``."""
+    from twoview.pipeline import PipelineConfig
+
+    opts = dict(options)
+    if "init" in opts:
+        raise ConfigError("default-images takes no initial pose (it is the whole pipeline)")
+    cfg = PipelineConfig.from_dict(opts.pop("config", {}))
+    if opts:
+        raise ConfigError(f"unknown option(s) for default-images: {', '.join(sorted(opts))}; valid: config")
+    # metric only where a monocular network gives each photo a depth
+    return pipeline_method("default-images", cfg, (False, False), cfg.depth.model is not None, options=options)
+
+
 _FACTORIES = {f"{m}{s}": _factory(m, s) for m in available_matchers() for s in _MODES}
-BENCH_METHODS = {"default": f"{__name__}:make_default"}
+BENCH_METHODS = {"default": f"{__name__}:make_default", "default-images": f"{__name__}:make_default_images"}
 BENCH_METHODS.update({name: f"{__name__}:make_{name.replace('-', '_')}" for m in installed_matchers() for s in _MODES
                       for name in [f"{m}{s}"]})
 globals().update({f"make_{name.replace('-', '_')}": f for name, f in _FACTORIES.items()})

@@ -60,11 +60,13 @@ RGBD_NOTE = (
     "and polishes on dense mixtures (`polish:false`). P(5cm,2°) and P(10cm,5°) are the extra precision columns."
 )
 
+#: ICL-NUIM livingroom1, scored on the reference refined from its noise-free depth
+ICL_NUIM = ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}"]
+
 # suite name -> (twoview bench arguments without --out, what it shows)
 SUITES = {
     "icl_nuim": (
-        ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}",
-         "--gap", "10", "30", "60", "--stride", "5",
+        [*ICL_NUIM, "--gap", "10", "30", "60", "--stride", "5",
          "--method", "sift", "--method", "sift-pnp", "--method", "sift-rigid3d",
          "--method", "opencv-magsac", "--method", "pycolmap",
          "--method", "open3d-odometry", "--method", "open3d-colored-icp",
@@ -82,8 +84,7 @@ SUITES = {
         "is the whole pipeline.",
     ),
     "icl_nuim_depth_noise": (
-        ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}",
-         "--gap", "10", "30", "60", "--stride", "5", "--depth-noise",
+        [*ICL_NUIM, "--gap", "10", "30", "60", "--stride", "5", "--depth-noise",
          "--method", "sift-pnp", "--method", "sift-rigid3d", "--method", "sift-monodepth",
          "--method", "small_gicp@sift-rigid3d", "--method", "open3d-colored-icp@sift-rigid3d",
          "--method", "gmm@sift-rigid3d", "--method", "gmm-mono@sift-rigid3d", "--method", "gmm-mono@sift-monodepth"],
@@ -93,8 +94,7 @@ SUITES = {
         "(relative scale, geometry down-weighted).",
     ),
     "icl_nuim_kinect7": (
-        ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}",
-         "--gap", "10", "30", "60", "120", "--stride", "10", "--depth-noise", "kinect7", *RGBD_METHODS],
+        [*ICL_NUIM, "--gap", "10", "30", "60", "120", "--stride", "10", "--depth-noise", "kinect7", *RGBD_METHODS],
         "ICL-NUIM livingroom1 as a Kinect v1 would record it for 7-Scenes (--depth-noise kinect7: unregistered, "
         "noisy IR depth; the depth camera's intrinsics given for colour and depth; scored against the depth cameras' "
         "poses; colour and depth exposed apart), pairs at frame gaps 10/30/60/120 every 10th frame (0.03-1.5 m, "
@@ -102,16 +102,14 @@ SUITES = {
         "geometry (`register:false`); registered from each view's own contours it no longer does." + RGBD_NOTE,
     ),
     "icl_nuim_kinect7_colour": (
-        ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}",
-         "--gap", "10", "30", "60", "120", "--stride", "10", "--depth-noise", "kinect7-colour", *KINECT_COLOUR_METHODS],
+        [*ICL_NUIM, "--gap", "10", "30", "60", "120", "--stride", "10", "--depth-noise", "kinect7-colour", *KINECT_COLOUR_METHODS],
         "The same 66 pairs with a consumer camera's colour (--depth-noise kinect7-colour: the simulated Kinect "
         "depth above, and colour blurred, motion-blurred, noisy and JPEG-compressed), the closest this data comes "
         "to the held-out real RGB-D set of issue 16. The comparison is the mixtures minus GICP from the same "
         "XFeat pose, with a 95 % paired bootstrap interval over the pairs.",
     ),
     "icl_nuim_kinect7_colour_wide": (
-        ["--dataset", "icl_nuim", "--root", "{data}/icl_nuim_livingroom1", "--option", "trajectory={reference}",
-         "--gap", "150", "180", "200", "--stride", "5", "--depth-noise", "kinect7-colour", *KINECT_COLOUR_METHODS],
+        [*ICL_NUIM, "--gap", "150", "180", "200", "--stride", "5", "--depth-noise", "kinect7-colour", *KINECT_COLOUR_METHODS],
         "As icl_nuim_kinect7_colour at ICL-NUIM's widest pairs, 150-200 frames apart (23 pairs, 1.0-1.4 m and "
         "27-62 deg apart): the front end is 10-28 deg off on most of them, so this is the refinements' basin.",
     ),
@@ -139,8 +137,8 @@ SUITES = {
          "--method", "default-images", "--method", "sift", "--method", "xfeat", "--method", "opencv-magsac", "--method", "pycolmap"],
         "Strecha/EPFL outdoor photos (fountain, Herz-Jesu, entry, castle; LiDAR-based metric GT, 1536x1024, "
         "1.7-6 m baselines), all 120 pairs up to 3 positions apart: photos only, so the rotation and translation "
-        "direction (`default-images` is the default pipeline given the photos alone). The metric scale of a photos-only estimate needs a monocular depth network, which cannot be "
-        "fetched offline here (the depth backends are tested on tiny random models).",
+        "direction (`default-images` is the default pipeline given the photos alone). The metric scale of a "
+        "photos-only estimate needs a monocular depth network, which cannot be fetched offline here (the depth backends are tested on tiny random models).",
     ),
     "tum_fr1_xyz": (
         ["--dataset", "tum", "--root", "{data}/tum/fr1_xyz", "--gap", "1", "2", "3", "4", "5",

@@ -60,31 +60,30 @@ def _factory(matcher: str, suffix: str):
     return make
 
 
-def make_default(options: dict) -> BenchMethod:
-    """The default pipeline (``twoview estimate``'s), both depths; option ``config``."""
+def _whole_pipeline(name: str, options: dict, with_depth: bool) -> BenchMethod:
+    """The default pipeline as bench method ``name``, reading both views' depth or none;
+    option ``config`` (a partial :class:`PipelineConfig` dict)."""
     from twoview.pipeline import PipelineConfig
 
     opts = dict(options)
     if "init" in opts:
-        raise ConfigError("default takes no initial pose (it is the whole pipeline)")
+        raise ConfigError(f"{name} takes no initial pose (it is the whole pipeline)")
     cfg = PipelineConfig.from_dict(opts.pop("config", {}))
     if opts:
-        raise ConfigError(f"unknown option(s) for default: {', '.join(sorted(opts))}; valid: config")
-    return pipeline_method("default", cfg, (True, True), True, options=options)
+        raise ConfigError(f"unknown option(s) for {name}: {', '.join(sorted(opts))}; valid: config")
+    # on photos alone, metric only where a monocular network gives each photo a depth
+    metric = with_depth or cfg.depth.model is not None
+    return pipeline_method(name, cfg, (with_depth, with_depth), metric, options=options)
+
+
+def make_default(options: dict) -> BenchMethod:
+    """The default pipeline (``twoview estimate``'s), both depths; option ``config``."""
+    return _whole_pipeline("default", options, with_depth=True)
 
 
 def make_default_images(options: dict) -> BenchMethod:
     """The default pipeline given the photos only (no depth read); option ``config``."""
-    from twoview.pipeline import PipelineConfig
-
-    opts = dict(options)
-    if "init" in opts:
-        raise ConfigError("default-images takes no initial pose (it is the whole pipeline)")
-    cfg = PipelineConfig.from_dict(opts.pop("config", {}))
-    if opts:
-        raise ConfigError(f"unknown option(s) for default-images: {', '.join(sorted(opts))}; valid: config")
-    # metric only where a monocular network gives each photo a depth
-    return pipeline_method("default-images", cfg, (False, False), cfg.depth.model is not None, options=options)
+    return _whole_pipeline("default-images", options, with_depth=False)
 
 
 _FACTORIES = {f"{m}{s}": _factory(m, s) for m in available_matchers() for s in _MODES}

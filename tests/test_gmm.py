@@ -477,6 +477,9 @@ def test_presets_and_strict_options():
         preset_config("default", {"align": {"blur": 2}})
     with pytest.raises(ConfigError, match="blur_px"):
         GMMConfig.from_dict({"align": {"inflation": [0.01, 0.0], "blur_px": [1.5]}})
+    assert GMMConfig.from_dict({"align": {"polish_appearance_tolerance": None}}).align.polish_appearance_tolerance is None
+    with pytest.raises(ConfigError, match="polish_appearance_tolerance"):
+        GMMConfig.from_dict({"align": {"polish_appearance_tolerance": -0.5}})
 
 
 def test_distorted_camera_builds_in_the_pinhole_frame(scene):

@@ -319,3 +319,38 @@ def test_the_cascade_flags_fill_the_config(argv, fallback, rescue):
     add_pipeline_args(p)
     cfg = pipeline_config(p.parse_args(argv))
     assert (cfg.cascade.fallback, cfg.cascade.rescue) == (fallback, rescue)
+
+
+CHECKED = {"measured": True, "applied": False}  # the depth's contours compared with the colour's edges
+UNCHECKED = {"measured": False, "applied": False}  # too few depth contours to compare
+
+
+@pytest.mark.parametrize("mode, registrations, veto", [
+    ("auto", [None, None], False),  # not registered: the colour was never checked against the depth
+    ("auto", [UNCHECKED, UNCHECKED], False),
+    ("auto", [UNCHECKED, CHECKED], True),
+    ("auto", [{"measured": True, "applied": True}, None], True),  # corrected: checked, and they agree now
+    ("always", [None, None], True),
+    ("never", [CHECKED, CHECKED], False),
+])
+def test_the_colour_may_undo_the_polish_only_where_it_was_checked_against_the_depth(rng, mode, registrations, veto):
+    from twoview.pipeline.pipeline import _Run
+
+    views = [View(v.image, CAM, np.full((H, W), 2.0), "sensor", name=v.name,
+                  info={} if r is None else {"registration": r}) for v, r in zip(_views(rng), registrations)]
+    import argparse
+
+    from twoview.cli.estimate import add_pipeline_args, pipeline_config
+
+    parser = argparse.ArgumentParser()
+    add_pipeline_args(parser)
+    cfg = pipeline_config(parser.parse_args(["--polish-veto", mode]))  # the CLI fills the same option
+    assert cfg.refine.polish_veto == mode
+    run = _Run()
+    acfg = Pipeline(cfg)._align_config(*views, run)
+    assert (acfg.polish_appearance_tolerance is not None) == veto
+    if mode != "always":
+        (note,) = [s for s in run.stages if s["stage"] == "polish_veto"]
+        assert note["on"] == veto and note["why"]
+    with pytest.raises(ConfigError, match="polish_veto"):
+        PipelineConfig.from_dict({"refine": {"polish_veto": "sometimes"}})

@@ -61,7 +61,7 @@ def _displace(depth, shift, zoom=1.0, parallax=(0.0, 0.0)):
 def test_a_registered_view_is_left_alone(rng):
     image, depth = _scene(rng)
     reg = estimate_registration(image, depth)
-    assert not reg.applied and reg.num_edges >= 150
+    assert not reg.applied and reg.measured and reg.num_edges >= 150  # checked: the colour agrees
     assert "registered" in reg.reason
     assert register_view(image, depth, reg)[1] is depth
 
@@ -71,7 +71,8 @@ def test_a_shifted_depth_map_is_found_and_moved_onto_the_colour(rng, shift):
     image, depth = _scene(rng)
     moved = _displace(depth, shift)
     # a constant shift is corrected only when asked ("always"); by default it is recorded
-    assert not estimate_registration(image, moved).applied
+    kept = estimate_registration(image, moved)
+    assert not kept.applied and kept.measured and kept.to_dict()["measured"]
     reg = estimate_registration(image, moved, RegistrationConfig(fit_zoom=False, correct="always"))
     assert reg.applied and reg.reference == "colour"
     np.testing.assert_allclose(reg.shift, shift, atol=0.7)
@@ -102,7 +103,7 @@ def test_no_contours_no_correction(rng):
     image = (rng.random((H, W, 3)) * 255).astype(np.uint8)
     depth = np.full((H, W), 2.0)
     reg = estimate_registration(image, depth)
-    assert not reg.applied and "no evidence" in reg.reason
+    assert not reg.applied and not reg.measured and "no evidence" in reg.reason
     assert register_colour(image, depth, reg) is image
 
 
@@ -182,6 +183,7 @@ def test_the_pipeline_registers_a_pair_its_two_views_corroborate(rng):
     for v in (v0, v1):
         reg = v.info["registration"]
         assert reg["applied"] and reg["reference"] == "depth" and "agree on two cameras" in reg["reason"]
+        assert reg["measured"]  # each view's colour was checked against its own contours
     alone = {"depth": {"registration": {"min_explained": 0.999, "max_half_disagreement_px": 1e-6}}}
     w0, _ = Pipeline(alone)._depth(*views, _Run())  # no agreement is close enough: left alone
     assert not w0.info["registration"]["applied"]

@@ -93,6 +93,9 @@ def add_pipeline_args(p: argparse.ArgumentParser, refine_choices=("auto", "none"
                    "camera's (its colour was registered onto it), always, never")
     g.add_argument("--no-geometry-finish", action="store_true", default=None,
                    help="keep GICP's pose (default: after GICP, align the mixtures once more on geometry alone)")
+    g.add_argument("--polish-veto", choices=["auto", "always", "never"],
+                   help="may the colour undo the mixtures' geometry-only dense polish: auto (default) where the "
+                   "registration could check a view's colour against its depth contours, always, never")
     g.add_argument("--no-recovery", action="store_true", default=None,
                    help="give up when matching fails (default: try registrations without matches first)")
     g.add_argument("--min-confidence", type=float, metavar="P",
@@ -221,6 +224,7 @@ def pipeline_config(args, refine: str | None = None):
     put("refine.method", refine or args.refine)
     put("refine.gicp", args.gicp)
     put("refine.geometry_finish", False if args.no_geometry_finish else None)
+    put("refine.polish_veto", args.polish_veto)
     put("recovery.enabled", False if args.no_recovery else None)
     put("confidence.min_confidence", args.min_confidence)
     put("confidence.min_depth_agreement", args.min_depth_agreement)

@@ -123,6 +123,9 @@ class DepthRegistration:
         sharpness: ``(score - median over the searched displacements) / score`` in
             [0, 1]: how clearly the contours pick one displacement (about 0.5 for a sharp,
             registered RGB-D frame; lower with blur or disagreement).
+        measured: the depth map had the contours (``min_edges``) to check its colour
+            against: whatever the verdict, the view's colour and depth were compared. Without
+            them (smooth depth, e.g. rendered from a mesh) nothing is known either way.
         reason: why it was (not) applied.
         rig_px: how far the fit's zoom or parallax moves the contours beyond a constant
             shift (median, pixels): over ``two_camera_px`` the fit says two cameras. NaN
@@ -141,6 +144,7 @@ class DepthRegistration:
     score_identity: float = float("nan")
     score: float = float("nan")
     sharpness: float = float("nan")
+    measured: bool = False
     reason: str = ""
     rig_px: float = float("nan")
     contours: np.ndarray | None = field(default=None, repr=False)
@@ -154,7 +158,7 @@ class DepthRegistration:
         return {"applied": self.applied, "reference": self.reference, "shift_px": [float(v) for v in self.shift],
                 "zoom": float(self.zoom), "parallax_px_m": [float(v) for v in self.parallax],
                 "num_edges": self.num_edges, "score_identity": self.score_identity, "score": self.score,
-                "sharpness": self.sharpness, "rig_px": self.rig_px, "reason": self.reason}
+                "sharpness": self.sharpness, "rig_px": self.rig_px, "measured": self.measured, "reason": self.reason}
 
 
 def colour_edge_map(image: np.ndarray) -> np.ndarray:
@@ -340,6 +344,7 @@ def register_with_rig(image: np.ndarray, depth: np.ndarray, rig: DepthRegistrati
     x, y, z = occluding_contours(depth, cfg.min_jump, 2)
     out.num_edges = int(len(x))
     if len(x) >= cfg.min_edges:
+        out.measured = True
         if len(x) > cfg.max_edges:
             keep = np.linspace(0, len(x) - 1, cfg.max_edges).astype(int)
             x, y, z = x[keep], y[keep], z[keep]
@@ -425,6 +430,7 @@ def estimate_registration(image: np.ndarray, depth: np.ndarray, config: "Registr
     if len(x) < cfg.min_edges:
         out.reason = f"{len(x)} occluding-contour pixels (need {cfg.min_edges}): no evidence, kept as it is"
         return out
+    out.measured = True
     seg = contour_segments(x, y, depth.shape)
     if len(x) > cfg.max_edges:
         keep = np.linspace(0, len(x) - 1, cfg.max_edges).astype(int)

@@ -404,7 +404,7 @@ def align_mixtures(
                                cfg.polish_radius * depth_scale)
         info["polish"] = pinfo
         if np.all(np.isfinite(R2)) and np.all(np.isfinite(t2)):
-            if fine.wa > 0:
+            if fine.wa > 0 and cfg.polish_appearance_tolerance is not None:
                 # the polish is geometry alone: where the colour says the move is wrong (depth
                 # and colour taken apart in time, the photos' pose is the colour's) it is undone
                 fine.score(pose.R, pose.t, 1.0)

@@ -157,7 +157,9 @@ class AlignConfig(StrictConfig):
             against the move. Measured per pair (median ratio after / before): 1.04
             TUM fr3_cabinet, 1.28 HoloLens, where the polish helps; 2.65 TUM fr1_xyz and
             2.96 fr1_rpy, whose depth is taken apart in time from the colour the ground
-            truth follows, where it hurts; 0.6 separates them.
+            truth follows, where it hurts; 0.6 separates them. None: no veto (the pipeline
+            sets it where neither view's colour could be checked against its depth,
+            ``RefineConfig.polish_veto``).
     """
 
     use_covariance: bool = True
@@ -190,7 +192,7 @@ class AlignConfig(StrictConfig):
     reject_worse: bool = True
     polish: bool = True
     polish_radius: float = 0.03
-    polish_appearance_tolerance: float = 0.6
+    polish_appearance_tolerance: float | None = 0.6
 
     def validate(self):
         _check(self.colour_sigma > 0, "gmm.align.colour_sigma must be > 0")
@@ -214,6 +216,8 @@ class AlignConfig(StrictConfig):
         _check(self.step_tolerance > 0, "gmm.align.step_tolerance must be > 0")
         _check(self.min_visible >= 1, "gmm.align.min_visible must be >= 1")
         _check(self.polish_radius > 0, "gmm.align.polish_radius must be > 0")
+        _check(self.polish_appearance_tolerance is None or self.polish_appearance_tolerance >= 0,
+               "gmm.align.polish_appearance_tolerance must be >= 0, or null for no veto")
 
 
 @dataclass

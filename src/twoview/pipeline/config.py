@@ -21,6 +21,7 @@ from twoview.gmm.config import GMMConfig, preset_config
 FrontEndName = typing.Literal["match", "regress"]
 RefinerName = typing.Literal["auto", "none", "gmm"]
 GicpMode = typing.Literal["auto", "always", "never"]
+PolishVetoMode = typing.Literal["auto", "always", "never"]
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -135,6 +136,19 @@ class RefineConfig(StrictConfig):
             85.5 -> 91.3 and median rotation 0.20 -> 0.064 deg at 10-120 frames (54 of 63
             poses closer, one 0.06 deg farther), 81.4 -> 86.3 and 0.33 -> 0.039 deg at
             150-200 frames (``benchmarks/results/real_rgbd.md``).
+        polish_veto: whether the colour may undo the mixtures' last step, the dense polish,
+            which is geometry alone (``gmm.align.polish_appearance_tolerance``). The veto is
+            for depth taken apart in time from the colour the photos' pose follows (TUM's
+            fast motion) and for depth whose geometry misleads (a network's, handed in as a
+            sensor's). "auto": only where the depth stage could check the colour against the
+            depth, i.e. a view's depth map has the occluding contours to register it by
+            (``DepthRegistration.measured``); where neither has (smooth depth rendered from a
+            mesh: HoloLens 2) or the views are not registered (``depth.register`` false), an
+            appearance cost on colour nobody checked is no evidence, and the geometry stands.
+            "always", "never": regardless. From the XFeat pose, "auto" against "always":
+            HoloLens 2 (13 of its 15 vetoed pairs have too few contours in both views)
+            AUC@5 61.9 -> 63.7 and median rotation 0.254 -> 0.234 deg
+            (``benchmarks/results/real_rgbd.md``).
     """
 
     method: RefinerName = "auto"
@@ -142,6 +156,7 @@ class RefineConfig(StrictConfig):
     gmm_monocular: GMMConfig = field(default_factory=lambda: preset_config("monocular"))
     gicp: GicpMode = "auto"
     geometry_finish: bool = True
+    polish_veto: PolishVetoMode = "auto"
 
 
 @dataclass

@@ -420,6 +420,26 @@ class Pipeline:
         mono = view0.depth_kind == "monocular" or view1.depth_kind == "monocular"
         return self.config.refine.gmm_monocular if mono else self.config.refine.gmm
 
+    def _align_config(self, view0: View, view1: View, run: _Run):
+        """The mixture alignment's options for this pair: the colour's veto over the dense
+        polish (``RefineConfig.polish_veto``) only where the evidence asks for it."""
+        acfg = self._gmm_config(view0, view1).align
+        mode = self.config.refine.polish_veto
+        polish_vetoable = acfg.polish and not acfg.estimate_scale and acfg.appearance_weight > 0
+        if not polish_vetoable or acfg.polish_appearance_tolerance is None or mode == "always":
+            return acfg
+        # the colour speaks against the geometry only where it was checked against the depth:
+        # a view whose depth has the contours to compare it with its colour edges
+        checked = [k for k, v in enumerate((view0, view1)) if v.info.get("registration", {}).get("measured")]
+        veto = mode == "auto" and bool(checked)
+        if not any(s["stage"] == "polish_veto" for s in run.stages):  # the refinement and the recovery ask alike
+            run.note("polish_veto", on=veto, why=(
+                f"view(s) {checked}: colour checked against the depth's contours" if veto else
+                "refine.polish_veto is 'never'" if mode == "never" else
+                "no view's colour could be checked against its depth (too few depth contours, or not "
+                "registered): the geometry stands"))
+        return acfg if veto else acfg.replace(polish_appearance_tolerance=None)
+
     def _mixtures(self, view0: View, view1: View, run: _Run, mixtures: dict):
         """Both views' mixtures, built once per estimate (the refinement and the recovery share them)."""
         if "mixtures" not in mixtures:
@@ -451,7 +471,7 @@ class Pipeline:
         from twoview.gmm.align import align_mixtures
 
         m0, m1 = self._mixtures(view0, view1, run, mixtures)
-        acfg = self._gmm_config(view0, view1).align
+        acfg = self._align_config(view0, view1, run)
         # a regressed pose is several degrees off by construction: the coarse levels, which
         # widen the basin, always run from it (the registration-noise test that skips them
         # after a matched pose reads the regressor's errors as small), and one more level twice
@@ -567,7 +587,7 @@ class Pipeline:
             except Exception as e:  # noqa: BLE001 - a missing regressor only removes a hypothesis
                 run.note("recovery", hypothesis="regress", error=str(e))
         m0, m1 = self._mixtures(view0, view1, run, mixtures)
-        acfg = self._gmm_config(view0, view1).align.replace(skip_coarse=False, reject_worse=False)
+        acfg = self._align_config(view0, view1, run).replace(skip_coarse=False, reject_worse=False)
         best, tried = None, []
         with run.time("recover"):
             for name, pose in hyps:

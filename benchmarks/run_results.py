@@ -394,6 +394,8 @@ def _workers(cold: dict) -> str:
 
 def _load_note(r: dict) -> str:
     run = r["cold"] or r["summary"]["run"]
+    if not r["cold"] and not run.get("predicted"):  # a re-score: its load says nothing of the predictions
+        return "."
     a, b = run.get("loadavg_1min_start"), run.get("loadavg_1min_end")
     return f"; load average {a:.1f} -> {b:.1f} during the predictions." if a is not None and b is not None else "."
 

@@ -334,14 +334,13 @@ UNCHECKED = {"measured": False, "applied": False}  # too few depth contours to c
     ("never", [CHECKED, CHECKED], False),
 ])
 def test_the_colour_may_undo_the_polish_only_where_it_was_checked_against_the_depth(rng, mode, registrations, veto):
+    import argparse
+
+    from twoview.cli.estimate import add_pipeline_args, pipeline_config
     from twoview.pipeline.pipeline import _Run
 
     views = [View(v.image, CAM, np.full((H, W), 2.0), "sensor", name=v.name,
                   info={} if r is None else {"registration": r}) for v, r in zip(_views(rng), registrations)]
-    import argparse
-
-    from twoview.cli.estimate import add_pipeline_args, pipeline_config
-
     parser = argparse.ArgumentParser()
     add_pipeline_args(parser)
     cfg = pipeline_config(parser.parse_args(["--polish-veto", mode]))  # the CLI fills the same option

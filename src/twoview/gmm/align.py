@@ -396,7 +396,7 @@ def align_mixtures(
             return PoseResult.failure("the refinement did not improve on the identity initial pose and there is "
                                       "no other pose to keep", solver=SOLVER, info=info)
         pose, s, info["scale"] = init, 1.0, 1.0
-    if cfg.polish and not cfg.estimate_scale and mix0.dense is not None and mix1.dense is not None:
+    if cfg.polishes and mix0.dense is not None and mix1.dense is not None:
         from twoview.gmm.neighbours import PointGrid
         from twoview.gmm.polish import polish
 

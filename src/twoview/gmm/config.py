@@ -194,6 +194,12 @@ class AlignConfig(StrictConfig):
     polish_radius: float = 0.03
     polish_appearance_tolerance: float | None = 0.6
 
+    @property
+    def polishes(self) -> bool:
+        """Whether the alignment ends with the dense polish (given dense mixtures): not when
+        a relative scale is estimated, since the polish is rigid."""
+        return self.polish and not self.estimate_scale
+
     def validate(self):
         _check(self.colour_sigma > 0, "gmm.align.colour_sigma must be > 0")
         _check(self.feature_temperature > 0, "gmm.align.feature_temperature must be > 0")

@@ -425,8 +425,8 @@ class Pipeline:
         polish (``RefineConfig.polish_veto``) only where the evidence asks for it."""
         acfg = self._gmm_config(view0, view1).align
         mode = self.config.refine.polish_veto
-        polish_vetoable = acfg.polish and not acfg.estimate_scale and acfg.appearance_weight > 0
-        if not polish_vetoable or acfg.polish_appearance_tolerance is None or mode == "always":
+        # nothing to decide where no polish runs or no appearance term could veto it
+        if not acfg.polishes or acfg.appearance_weight <= 0 or acfg.polish_appearance_tolerance is None or mode == "always":
             return acfg
         # the colour speaks against the geometry only where it was checked against the depth:
         # a view whose depth has the contours to compare it with its colour edges

@@ -139,6 +139,27 @@ def test_real_views(shared_data):
     assert 0.5 < np.hypot(*reg.shift) < 12.0
 
 
+def test_a_real_kinects_two_cameras_are_found_on_7scenes(shared_data):
+    """7-Scenes gives a Kinect v1's raw depth (the IR camera, 585 px) beside its colour
+    (525 px) with one K for both. Even on this sample's deliberately degraded colour
+    (2.5 KB JPEGs) two views of one sequence agree on a two-camera rig, and its zoom is the
+    two focal lengths' ratio: the registration's model on a real, unregistered Kinect."""
+    import cv2
+
+    from twoview.depth.registration import corroborated_rig
+    from twoview.io.depth import load_depth
+
+    seq = shared_data / "7scenes_stairs" / "stairs" / "seq-02"
+    regs = []
+    for i in (0, 1):
+        image = cv2.cvtColor(cv2.imread(str(seq / f"frame-00000{i}.color.jpg")), cv2.COLOR_BGR2RGB)
+        regs.append(estimate_registration(image, load_depth(seq / f"frame-00000{i}.depth.png", 1000.0, "depth")))
+    assert all(r.measured for r in regs)
+    rig = corroborated_rig(regs)
+    assert rig is not None
+    assert abs(rig.zoom - 525.0 / 585.0) < 0.015, rig.reason
+
+
 def _rig_views(rng, zoom, parallax, shifts=((1.0, 0.0), (-2.0, 1.0))):
     """Two views of one camera pair (the same zoom and parallax, each its own exposure shift)."""
     out = []

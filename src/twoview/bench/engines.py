@@ -57,7 +57,9 @@ def run_tasks(waves: list[list], engine: str, workers: int, address: str | None,
 
 
 def _init_worker() -> None:
-    # each worker uses one core: the pool provides the parallelism
+    # each worker uses one core: the pool provides the parallelism. The networks' sums then
+    # round differently from a one-process run on every core, so a pair at the edge of the
+    # matchers' evidence can differ between --workers 1 and --workers N (real_rgbd.md)
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -69,6 +69,34 @@ def test_clamp_spectra_bounds_eigenvalues():
     np.testing.assert_allclose(np.abs(np.einsum("nij,nij->nj", vecs, evecs)), 1.0, atol=1e-6)  # same axes
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=3, max_size=3), st.lists(st.floats(1e-8, 1.0), min_size=3, max_size=3),
+       st.floats(1e-4, 100.0), st.sampled_from(["distinct", "plane", "line", "sphere"]), st.sampled_from([1e-3, 0.1, 1.0]))
+def test_plane_spectra_make_gicp_planes(axis, raw, scale, kind, ratio):
+    """The in-plane variances become their mean, the normal's ``ratio`` of it, about the
+    covariance's own normal; where the normal is not unique (a line, a sphere) any
+    eigenvector of the smallest eigenvalue is one."""
+    lam = np.sort(np.array(raw)) * scale
+    if kind == "plane":
+        lam[0] = 1e-9 * lam[2]
+    if kind == "line":
+        lam[1] = lam[0]
+    if kind == "sphere":
+        lam[:] = lam[2]
+    R = so3_exp(np.array(axis))
+    S = R @ np.diag(lam) @ R.T
+    S = 0.5 * (S + S.T)
+    out = K.plane_spectra(S[None], ratio)[0]
+    mean = 0.5 * (lam[1] + lam[2])
+    ev, V = np.linalg.eigh(out)
+    np.testing.assert_allclose(ev, [ratio * mean, mean, mean], rtol=1e-7, atol=1e-12 * scale)
+    np.testing.assert_allclose(out, out.T)
+    if kind in ("distinct", "plane") and lam[1] > 1.01 * lam[0]:
+        normal = V[:, 0] if ratio < 1 else None
+        if normal is not None:  # the original's normal
+            assert abs(normal @ R[:, 0]) > 1 - 1e-6
+
+
 def test_cell_moments_match_strided_sums():
     rng = np.random.default_rng(1)
     H, W, step, c1 = 23, 31, 2, 3

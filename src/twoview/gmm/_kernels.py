@@ -169,6 +169,58 @@ def clamp_spectra(cov, lo, hi):
 
 
 @njit(**_OPTS)
+def plane_spectra(cov, ratio):
+    """Covariances (n, 3, 3) made planes as GICP makes its points' (Segal et al. 2009): the
+    two largest eigenvalues replaced by their mean ``lam``, the smallest (the normal's) by
+    ``ratio * lam``: ``lam (I - (1 - ratio) n n^T)``. The smallest eigenpair in closed form
+    (trigonometric eigenvalue, the normal a cross product of two rows of ``S - l I``), the
+    Jacobi rotations of :func:`sym3_eigh` only where the normal is not unique."""
+    n = cov.shape[0]
+    out = np.empty((n, 3, 3))
+    V = np.empty((3, 3))
+    ev = np.empty(3)
+    for k in range(n):
+        S = cov[k]
+        a00, a01, a02, a11, a12, a22 = S[0, 0], S[0, 1], S[0, 2], S[1, 1], S[1, 2], S[2, 2]
+        q = (a00 + a11 + a22) / 3.0
+        b00, b11, b22 = a00 - q, a11 - q, a22 - q
+        p2 = b00 * b00 + b11 * b11 + b22 * b22 + 2.0 * (a01 * a01 + a02 * a02 + a12 * a12)
+        nx = ny = nz = 0.0
+        best = 0.0
+        l3 = q
+        if p2 > 1e-24 * q * q:
+            p = math.sqrt(p2 / 6.0)
+            det = (b00 * (b11 * b22 - a12 * a12) - a01 * (a01 * b22 - a12 * a02) + a02 * (a01 * a12 - b11 * a02))
+            r = min(max(det / (2.0 * p * p * p), -1.0), 1.0)
+            l3 = q + 2.0 * p * math.cos(math.acos(r) / 3.0 + 2.0 * math.pi / 3.0)
+            # the normal is orthogonal to every row of S - l3 I: the longest cross product of two rows
+            r0x, r0y, r0z = a00 - l3, a01, a02
+            r1x, r1y, r1z = a01, a11 - l3, a12
+            r2x, r2y, r2z = a02, a12, a22 - l3
+            for cx, cy, cz in ((r0y * r1z - r0z * r1y, r0z * r1x - r0x * r1z, r0x * r1y - r0y * r1x),
+                               (r0y * r2z - r0z * r2y, r0z * r2x - r0x * r2z, r0x * r2y - r0y * r2x),
+                               (r1y * r2z - r1z * r2y, r1z * r2x - r1x * r2z, r1x * r2y - r1y * r2x)):
+                c2 = cx * cx + cy * cy + cz * cz
+                if c2 > best:
+                    best, nx, ny, nz = c2, cx, cy, cz
+        if best > 1e-12 * p2 * p2 / 36.0 and best > 0.0:
+            inv = 1.0 / math.sqrt(best)
+            nx, ny, nz = nx * inv, ny * inv, nz * inv
+        else:  # a line or a sphere: no unique normal, any eigenvector of the smallest will do
+            sym3_eigh(S, ev, V)
+            l3, nx, ny, nz = ev[0], V[0, 0], V[1, 0], V[2, 0]
+        lam = 0.5 * (3.0 * q - l3)
+        f = 1.0 - ratio
+        nv = (nx, ny, nz)
+        for r_ in range(3):
+            for c_ in range(r_, 3):
+                v = lam * ((1.0 if r_ == c_ else 0.0) - f * nv[r_] * nv[c_])
+                out[k, r_, c_] = v
+                out[k, c_, r_] = v
+    return out
+
+
+@njit(**_OPTS)
 def cell_moments(depth, valid, image, step, c1, Hp, Wp, fx, fy, cx, cy):
     """Moments of every ``step``-th valid pixel summed per cell of c1 x c1 samples:
     (Hp / c1, Wp / c1, 15) ``[n, x, y, z, xx, xy, xz, yy, yz, zz, u, v, r, g, b]`` with

@@ -46,6 +46,9 @@ class GaussianMixture:
         info: build statistics (cell sizes, timings).
         dense: the view's dense mixture (one component per ``dense_cell_px`` cell) that
             the alignment is polished on, or None.
+        measured_covs: (N, 3, 3) the covariances as measured where ``covs`` were made
+            planes (a dense mixture, ``BuildConfig.dense_normal_ratio``): the polish aligns
+            on the planes and states its uncertainty from these; None: ``covs`` are they.
     """
 
     means: np.ndarray
@@ -60,6 +63,7 @@ class GaussianMixture:
     appearance: AppearanceField | None = None
     info: dict = field(default_factory=dict)
     dense: "GaussianMixture | None" = None
+    measured_covs: np.ndarray | None = None
 
     def __post_init__(self):
         self.means = np.asarray(self.means, dtype=np.float64).reshape(-1, 3)
@@ -348,7 +352,7 @@ def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig) -> GaussianMix
     ``dense_neighbourhood`` block of cells around it (as GICP takes each point's
     covariance from its neighbours): many more samples of the surface than the
     quadtree's, each with a well-estimated plane."""
-    from twoview.gmm._kernels import cell_moments
+    from twoview.gmm._kernels import cell_moments, plane_spectra
 
     H, W = depth.shape
     c = cfg.dense_cell_px
@@ -373,8 +377,18 @@ def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig) -> GaussianMix
     # regularised rather than clamped (the polish needs no normals): as thin as the
     # quadtree's thinnest Gaussian at that depth, never singular
     cov[:, [0, 1, 2], [0, 1, 2]] += ((cfg.min_sigma_rel * zc) ** 2)[:, None]
+    measured = None
+    if cfg.dense_normal_ratio is not None and len(cov):
+        # planes, as GICP's: the neighbourhood's thickness is the sensor's noise and
+        # quantisation more than the surface, and weighing the pairs by it let the noisiest
+        # patches decide (see BuildConfig.dense_normal_ratio); the measured ones still say
+        # how well the pose is determined
+        measured = cov
+        cov = plane_spectra(np.ascontiguousarray(cov), float(cfg.dense_normal_ratio))
     if cfg.depth_sigma_rel > 0:
         ray = mean / np.linalg.norm(mean, axis=1, keepdims=True)
-        cov = cov + ((cfg.depth_sigma_rel * zc) ** 2)[:, None, None] * ray[:, :, None] * ray[:, None, :]
+        elongate = ((cfg.depth_sigma_rel * zc) ** 2)[:, None, None] * ray[:, :, None] * ray[:, None, :]
+        cov = cov + elongate
+        measured = None if measured is None else measured + elongate
     weights = n * zc**2 / (camera.fx * camera.fy)
-    return GaussianMixture(mean, cov, weights, colour, None, None, camera)
+    return GaussianMixture(mean, cov, weights, colour, None, None, camera, measured_covs=measured)

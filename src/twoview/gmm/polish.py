@@ -111,6 +111,13 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
             i, j, Sinv = found
         c0, g, H = d2d_gauss_newton(a_means, R, t, b_means, i, j, Sinv, NU, True)
     info.update(pairs=int(len(i)), cost_after=float(c0))
+    if mix0.measured_covs is not None or mix1.measured_covs is not None:
+        # aligned on planes; the uncertainty from the surfaces as measured (sensor noise
+        # and all), which is what the pipeline's covariance scale was fitted on
+        C0 = mix0.covs if mix0.measured_covs is None else mix0.measured_covs
+        C1 = mix1.covs if mix1.measured_covs is None else mix1.measured_covs
+        S = np.matmul(np.matmul(R, C0[i]), R.T) + C1[j]
+        H = d2d_gauss_newton(a_means, R, t, b_means, i, j, np.ascontiguousarray(_sym_inverse(S)[0]), NU, True)[2]
     try:
         info["covariance"] = pose_covariance(np.linalg.inv(H * len(i)), t)
     except np.linalg.LinAlgError:

@@ -121,7 +121,7 @@ def calibrated_probability(features: dict[str, float], metric: bool) -> float | 
     x = np.array([features[k] for k in m["features"]], dtype=np.float64)
     x = (x - np.asarray(m["mean"])) / np.asarray(m["scale"])
     z = float(m["intercept"] + np.dot(m["coef"], x))
-    return float(1.0 / (1.0 + np.exp(-z)))
+    return float(0.5 * (1.0 + np.tanh(0.5 * z)))  # the logistic function, without overflow
 
 
 def sigma_kind(result: PoseResult) -> str:

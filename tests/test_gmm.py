@@ -109,6 +109,38 @@ def test_dense_cells_average_every_valid_pixel(scene):
     assert np.all(np.isfinite(dense.covs))
 
 
+def test_the_polish_aligns_planes_and_states_the_measured_uncertainty(scene):
+    """The dense components are GICP's planes (the normal's variance a thousandth of the
+    in-plane ones) and keep the measured covariances; aligned on the planes, the polish's
+    covariance is the one the measured covariances give (what the pipeline's covariance
+    scale was fitted on), not the planes' far smaller one."""
+    from twoview.gmm.neighbours import PointGrid
+    from twoview.gmm.polish import polish
+
+    im0, im1, d0, d1, gt = scene
+    mixes = {}
+    for ratio in (0.001, None):
+        cfg = BuildConfig(features="none", num_gaussians=1000, dense_normal_ratio=ratio)
+        mixes[ratio] = (build_mixture(im0, d0, CAM, cfg).dense, build_mixture(im1, d1, CAM, cfg).dense)
+    planes, measured = mixes[0.001], mixes[None]
+    ev = np.linalg.eigvalsh(planes[0].covs)
+    np.testing.assert_allclose(ev[:, 0], 0.001 * ev[:, 2], rtol=1e-6)
+    np.testing.assert_allclose(ev[:, 1], ev[:, 2], rtol=1e-6)
+    np.testing.assert_array_equal(planes[0].measured_covs, measured[0].covs)
+    assert measured[0].measured_covs is None
+    acfg = AlignConfig()
+    init = _perturb(gt, deg=0.3, metres=0.01)
+    out = {}
+    for name, (m0, m1) in (("planes", planes), ("measured", measured)):
+        R, t, info = polish(m0, m1, PointGrid(m1.means), init.R, init.t, acfg, 0.03 * float(np.nanmedian(d0)))
+        out[name] = (Pose(R, t), info["covariance"])
+    for name, (pose, _) in out.items():
+        rot, trans = _err(pose, gt)
+        assert rot < 0.05 and trans < 0.005, name
+    ratio = np.sqrt(np.diag(out["planes"][1]) / np.diag(out["measured"][1]))
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+
+
 def test_synthetic_scene_converges_back(scene):
     im0, im1, d0, d1, gt = scene
     init = _perturb(gt)
@@ -480,6 +512,10 @@ def test_presets_and_strict_options():
     assert GMMConfig.from_dict({"align": {"polish_appearance_tolerance": None}}).align.polish_appearance_tolerance is None
     with pytest.raises(ConfigError, match="polish_appearance_tolerance"):
         GMMConfig.from_dict({"align": {"polish_appearance_tolerance": -0.5}})
+    assert GMMConfig.from_dict({"build": {"dense_normal_ratio": None}}).build.dense_normal_ratio is None
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="dense_normal_ratio"):
+            GMMConfig.from_dict({"build": {"dense_normal_ratio": bad}})
 
 
 def test_distorted_camera_builds_in_the_pinhole_frame(scene):

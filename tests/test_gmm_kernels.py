@@ -91,10 +91,8 @@ def test_plane_spectra_make_gicp_planes(axis, raw, scale, kind, ratio):
     ev, V = np.linalg.eigh(out)
     np.testing.assert_allclose(ev, [ratio * mean, mean, mean], rtol=1e-7, atol=1e-12 * scale)
     np.testing.assert_allclose(out, out.T)
-    if kind in ("distinct", "plane") and lam[1] > 1.01 * lam[0]:
-        normal = V[:, 0] if ratio < 1 else None
-        if normal is not None:  # the original's normal
-            assert abs(normal @ R[:, 0]) > 1 - 1e-6
+    if kind in ("distinct", "plane") and lam[1] > 1.01 * lam[0] and ratio < 1:  # the original's normal
+        assert abs(V[:, 0] @ R[:, 0]) > 1 - 1e-6
 
 
 def test_cell_moments_match_strided_sums():

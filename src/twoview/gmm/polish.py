@@ -71,8 +71,7 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
         d, j = tree1.query(p[vis], k=1, distance_upper_bound=radius)
         ok = np.isfinite(d)
         i, j = vis[ok], j[ok].astype(np.int64)
-        S = np.matmul(np.matmul(R, mix0.covs[i]), R.T) + mix1.covs[j]
-        return i.astype(np.int64), j, np.ascontiguousarray(_sym_inverse(S)[0])
+        return i.astype(np.int64), j, _pair_information(mix0.covs, mix1.covs, R, i, j)
 
     found = pairs(R, t)
     if found is None:
@@ -116,13 +115,18 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
         # and all), which is what the pipeline's covariance scale was fitted on
         C0 = mix0.covs if mix0.measured_covs is None else mix0.measured_covs
         C1 = mix1.covs if mix1.measured_covs is None else mix1.measured_covs
-        S = np.matmul(np.matmul(R, C0[i]), R.T) + C1[j]
-        H = d2d_gauss_newton(a_means, R, t, b_means, i, j, np.ascontiguousarray(_sym_inverse(S)[0]), NU, True)[2]
+        H = d2d_gauss_newton(a_means, R, t, b_means, i, j, _pair_information(C0, C1, R, i, j), NU, True)[2]
     try:
         info["covariance"] = pose_covariance(np.linalg.inv(H * len(i)), t)
     except np.linalg.LinAlgError:
         pass
     return R, t, info
+
+
+def _pair_information(covs0: np.ndarray, covs1: np.ndarray, R: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """(M, 3, 3) inverse combined covariances ``(Σ1[j] + R Σ0[i] Rᵀ)⁻¹`` of the pairs (i, j)."""
+    S = np.matmul(np.matmul(R, covs0[i]), R.T) + covs1[j]
+    return np.ascontiguousarray(_sym_inverse(S)[0])
 
 
 def pose_covariance(cov_increment: np.ndarray, t: np.ndarray) -> np.ndarray:

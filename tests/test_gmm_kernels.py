@@ -69,6 +69,23 @@ def test_clamp_spectra_bounds_eigenvalues():
     np.testing.assert_allclose(np.abs(np.einsum("nij,nij->nj", vecs, evecs)), 1.0, atol=1e-6)  # same axes
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.lists(st.floats(-3, 3), min_size=3, max_size=3), st.floats(1e-6, 10.0))
+def test_pair_information_is_the_inverse_combined_covariance(seed, rotvec, scale):
+    """The polish's pair weights ``(R C0[i] R^T + C1[j])^-1`` against numpy, planes included."""
+    from twoview.gmm.objective import _sym_inverse
+
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(50, 3, 3)) * scale
+    covs0 = A @ A.transpose(0, 2, 1) + 1e-6 * scale**2 * np.eye(3)
+    covs1 = K.plane_spectra(covs0[:40].copy(), 1e-3)  # GICP planes on one side, as the polish pairs them
+    R = so3_exp(np.asarray(rotvec))
+    i, j = rng.integers(0, 50, 200), rng.integers(0, 40, 200)
+    ref = _sym_inverse(np.matmul(np.matmul(R, covs0[i]), R.T) + covs1[j])[0]
+    out = K.pair_information(covs0, covs1, R, i, j)
+    np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.floats(-3, 3), min_size=3, max_size=3), st.lists(st.floats(1e-8, 1.0), min_size=3, max_size=3),
        st.floats(1e-4, 100.0), st.sampled_from(["distinct", "plane", "line", "sphere"]), st.sampled_from([1e-3, 0.1, 1.0]))

@@ -38,8 +38,8 @@ def _cell_keys(points, origin, cell):
 
 
 @njit(**_OPTS)
-def _find(keys, key):
-    """Index of ``key`` in sorted unique ``keys``, or -1."""
+def _lower_bound(keys, key):
+    """Index of the first of the sorted ``keys`` that is >= ``key``."""
     lo, hi = 0, keys.shape[0]
     while lo < hi:
         mid = (lo + hi) // 2
@@ -47,9 +47,7 @@ def _find(keys, key):
             lo = mid + 1
         else:
             hi = mid
-    if lo < keys.shape[0] and keys[lo] == key:
-        return lo
-    return -1
+    return lo
 
 
 @njit(**_OPTS)
@@ -65,6 +63,7 @@ def _query(points, order, cell_keys, cell_start, origin, cell, cell_lo, cell_hi,
     """k nearest within ``bound`` (inf: unbounded) -> (Q, k) squared distances, indices."""
     nq = queries.shape[0]
     n = points.shape[0]
+    n_cells = cell_keys.shape[0]
     dist = np.full((nq, k), np.inf)
     idx = np.full((nq, k), n, np.int64)
     bound2 = bound * bound
@@ -77,7 +76,10 @@ def _query(points, order, cell_keys, cell_start, origin, cell, cell_lo, cell_hi,
         far = max(abs(cx - cell_lo[0]), abs(cx - cell_hi[0]), abs(cy - cell_lo[1]), abs(cy - cell_hi[1]),
                   abs(cz - cell_lo[2]), abs(cz - cell_hi[2]))
         if math.isfinite(bound):
-            far = min(far, int(math.ceil(bound / cell)) + 1)
+            # a point within ``bound`` is at most floor(bound / cell) + 1 cells away per
+            # axis (ceil(bound / cell) when the ratio is not a whole number; the margin
+            # keeps a ratio a rounding away from one whole)
+            far = min(far, int(math.floor(bound / cell + 1e-9)) + 1)
         found = 0
         brute = False
         for s in range(far + 1):
@@ -91,12 +93,18 @@ def _query(points, order, cell_keys, cell_start, origin, cell, cell_lo, cell_hi,
                 break
             for dx in range(-s, s + 1):
                 for dy in range(-s, s + 1):
+                    # a column of cells (dx, dy, dz) has consecutive keys: one search finds
+                    # the occupied cells of a whole run of dz; inside the shell only its two
+                    # z faces are new (two runs of one cell)
                     on_face = abs(dx) == s or abs(dy) == s
-                    dz = -s
-                    while dz <= s:
-                        key = (((cx + dx) * (1 << 20)) + (cy + dy)) * (1 << 20) + (cz + dz)
-                        c = _find(cell_keys, key)
-                        if c >= 0:
+                    column = (((cx + dx) * (1 << 20)) + (cy + dy)) * (1 << 20) + cz
+                    for run in range(1 if on_face or s == 0 else 2):
+                        if on_face or s == 0:
+                            first, last = column - s, column + s
+                        else:
+                            first = last = column - s if run == 0 else column + s
+                        c = _lower_bound(cell_keys, first)
+                        while c < n_cells and cell_keys[c] <= last:
                             for m in range(cell_start[c], cell_start[c + 1]):
                                 p = order[m]
                                 ex = points[p, 0] - x
@@ -115,8 +123,7 @@ def _query(points, order, cell_keys, cell_start, origin, cell, cell_lo, cell_hi,
                                 idx[q, r] = p
                                 if found < k:
                                     found += 1
-                        # inside the shell only its two z faces are new
-                        dz = dz + 1 if on_face or dz == s else s
+                            c += 1
         if brute:
             for p in range(n):
                 ex = points[p, 0] - x

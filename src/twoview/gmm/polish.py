@@ -22,7 +22,7 @@ import numpy as np
 from twoview.geometry.rotation import so3_exp
 from twoview.gmm.config import AlignConfig
 from twoview.gmm.mixture import GaussianMixture
-from twoview.gmm.objective import _sym_inverse, visible_in
+from twoview.gmm.objective import visible_in
 
 #: Student-t degrees of freedom of the pair offsets (5: a common robust choice)
 NU = 5.0
@@ -125,8 +125,10 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
 
 def _pair_information(covs0: np.ndarray, covs1: np.ndarray, R: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """(M, 3, 3) inverse combined covariances ``(Σ1[j] + R Σ0[i] Rᵀ)⁻¹`` of the pairs (i, j)."""
-    S = np.matmul(np.matmul(R, covs0[i]), R.T) + covs1[j]
-    return np.ascontiguousarray(_sym_inverse(S)[0])
+    from twoview.gmm._kernels import pair_information
+
+    return pair_information(np.ascontiguousarray(covs0), np.ascontiguousarray(covs1), np.ascontiguousarray(R, dtype=np.float64),
+                            np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(j, dtype=np.int64))
 
 
 def pose_covariance(cov_increment: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -516,6 +516,24 @@ def test_presets_and_strict_options():
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="dense_normal_ratio"):
             GMMConfig.from_dict({"build": {"dense_normal_ratio": bad}})
+    with pytest.raises(ConfigError, match="dense_cells"):
+        GMMConfig.from_dict({"build": {"dense_cells": 10}})
+    with pytest.raises(ConfigError, match="dense_cell_px"):
+        GMMConfig.from_dict({"build": {"dense_cell_px": -1}})
+
+
+def test_the_dense_mixture_keeps_its_size_across_resolutions(scene):
+    """By default the dense cells are sized for about ``dense_cells`` components, whatever
+    the resolution: 4 px on 640x480, 3 px on the HoloLens' 540x360, 7 px on 1280x720; a
+    given ``dense_cell_px`` wins, and 0 builds none."""
+    b = BuildConfig()
+    assert [b.dense_cell_side(h, w) for h, w in ((480, 640), (360, 540), (720, 1280), (60, 80))] == [4, 3, 7, 2]
+    assert BuildConfig(dense_cell_px=5).dense_cell_side(480, 640) == 5
+    im0, _, d0, _, _ = scene
+    H, W = d0.shape
+    m = build_mixture(im0, d0, CAM, BuildConfig(features="none", num_gaussians=500, dense_cells=H * W // 36))
+    assert m.info["dense_cell_px"] == 6 and len(m.dense) <= -(-H // 6) * -(-W // 6)
+    assert build_mixture(im0, d0, CAM, BuildConfig(features="none", num_gaussians=500, dense_cell_px=0)).dense is None
 
 
 def test_distorted_camera_builds_in_the_pinhole_frame(scene):

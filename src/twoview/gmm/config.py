@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -49,10 +50,15 @@ class BuildConfig(StrictConfig):
             tests.
         dense_cell_px: side of the cells of the dense mixture the alignment is polished on
             (one component per cell, every valid pixel of the cell averaged,
-            ``AlignConfig.polish``); 0: none. 4 px (about 19,000 components on a 640x480
-            view, GICP's density) polished best; 8 px lost accuracy; 3 px gained on the
-            exact HoloLens depth (AUC@5 +1.0 over 4 px) and lost on Kinect's (fr3_cabinet
-            -1.1, ICL-NUIM -0.2).
+            ``AlignConfig.polish``); 0: none; None: the whole number of pixels nearest to
+            ``dense_cells`` cells over the image (at least 2).
+        dense_cells: the dense mixture's size when ``dense_cell_px`` is None. 19,200 is 4 px
+            cells on a 640x480 view, about GICP's density, which polished best there (8 px
+            lost accuracy; 3 px lost on Kinect depth: fr3_cabinet AUC@5 -1.1 before the
+            planes, median rotation 1.06 -> 1.09 deg with them). A size, not a pixel
+            count, keeps the density and the time per pair across resolutions: 3 px on the
+            540x360 HoloLens views, where 4 px left 12,000 components (AUC@5 62.9 -> 65.7,
+            median rotation 0.232 -> 0.204 deg), 7 px on a 1280x720 view.
         dense_neighbourhood: a dense component's covariance is the surface's over this many
             cells square around it (as GICP takes each point's from its neighbours).
         dense_normal_ratio: the dense components' covariances made planes, as GICP makes
@@ -77,9 +83,16 @@ class BuildConfig(StrictConfig):
     feature_resize_max: int = 192
     dinov2_model: str = "facebook/dinov2-small"
     zbuffer_stride: int = 4
-    dense_cell_px: int = 4
+    dense_cell_px: int | None = None
+    dense_cells: int = 19200
     dense_neighbourhood: int = 3
     dense_normal_ratio: float | None = 0.001
+
+    def dense_cell_side(self, height: int, width: int) -> int:
+        """The dense mixture's cell side in pixels for a ``height`` x ``width`` view (0: none)."""
+        if self.dense_cell_px is not None:
+            return self.dense_cell_px
+        return max(2, round(math.sqrt(height * width / self.dense_cells)))
 
     def validate(self):
         _check(self.num_gaussians >= 16, f"gmm.build.num_gaussians must be >= 16, got {self.num_gaussians}")
@@ -91,7 +104,9 @@ class BuildConfig(StrictConfig):
         _check(0 <= self.depth_sigma_rel < 1, "gmm.build.depth_sigma_rel must be in [0, 1)")
         _check(self.feature_resize_max >= 64, "gmm.build.feature_resize_max must be >= 64")
         _check(self.zbuffer_stride >= 1, "gmm.build.zbuffer_stride must be >= 1")
-        _check(self.dense_cell_px >= 0, "gmm.build.dense_cell_px must be >= 0")
+        _check(self.dense_cell_px is None or self.dense_cell_px >= 0,
+               "gmm.build.dense_cell_px must be >= 0, or null for dense_cells cells")
+        _check(self.dense_cells >= 100, "gmm.build.dense_cells must be >= 100")
         _check(self.dense_neighbourhood >= 1 and self.dense_neighbourhood % 2 == 1,
                "gmm.build.dense_neighbourhood must be an odd number >= 1")
         _check(self.dense_normal_ratio is None or 0 < self.dense_normal_ratio <= 1,

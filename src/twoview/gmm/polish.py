@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from twoview._threads import worker
 from twoview.geometry.rotation import so3_exp
 from twoview.gmm.config import AlignConfig
 from twoview.gmm.mixture import GaussianMixture
@@ -68,7 +69,14 @@ def polish(mix0: GaussianMixture, mix1: GaussianMixture, tree1, R: np.ndarray, t
             return None
         if len(vis) > max_components:
             vis = vis[np.linspace(0, len(vis) - 1, max_components).astype(np.int64)]
-        d, j = tree1.query(p[vis], k=1, distance_upper_bound=radius)
+        # the search, the polish's largest cost, on both cores: half the queries on the
+        # refinement's worker thread (the grid's kernel releases the GIL)
+        q = p[vis]
+        half = len(q) // 2
+        job = worker("gmm").submit(tree1.query, q[half:], 1, radius)
+        d0, j0 = tree1.query(q[:half], k=1, distance_upper_bound=radius)
+        d1, j1 = job.result()
+        d, j = np.concatenate([d0, d1]), np.concatenate([j0, j1])
         ok = np.isfinite(d)
         i, j = vis[ok], j[ok].astype(np.int64)
         return i.astype(np.int64), j, _pair_information(mix0.covs, mix1.covs, R, i, j)

@@ -160,6 +160,21 @@ def test_a_real_kinects_two_cameras_are_found_on_7scenes(shared_data):
     assert abs(rig.zoom - 525.0 / 585.0) < 0.015, rig.reason
 
 
+@pytest.mark.parametrize("frame", ["00020", "00023", "00082"])
+def test_a_zoom_at_the_edge_of_the_search_is_no_evidence(shared_data, frame):
+    """HoloLens 2 views, registered by construction, whose contours fit best at the searched
+    zoom range's edge (0.84-0.86, 20 px of displacement): no optimum inside the range, so no
+    registration (applied, it turned the pose of pair 80-82 21 deg wrong)."""
+    from twoview.io.depth import load_depth
+    from twoview.io.images import load_image
+
+    root = shared_data / "hololens_dvmvs_000"
+    reg = estimate_registration(load_image(root / "color" / f"{frame}.jpg"),
+                                load_depth(root / "depth" / f"{frame}.png", 1000.0, "depth"), centre=(269.5, 169.2))
+    assert reg.measured and not reg.applied and "edge of the searched range" in reg.reason, reg.reason
+    assert np.isnan(reg.rig_px)  # nor does it corroborate another view's rig
+
+
 def _rig_views(rng, zoom, parallax, shifts=((1.0, 0.0), (-2.0, 1.0))):
     """Two views of one camera pair (the same zoom and parallax, each its own exposure shift)."""
     out = []

@@ -174,7 +174,7 @@ class AlignConfig(StrictConfig):
         min_visible: fewer visible Gaussians in either view is a failure (no overlap).
         reject_worse: keep the initial pose when, at the finest level, the refined pose
             has a higher objective or a lower confidence than the initial one.
-        polish: finally refine on the views' dense mixtures (``BuildConfig.dense_cell_px``),
+        polish: finally refine on the views' dense mixtures (``BuildConfig.dense_cells``),
             each component paired with its nearest counterpart (:mod:`twoview.gmm.polish`).
         polish_radius: the polish's pair radius, as a fraction of the median scene depth.
         polish_appearance_tolerance: the polish (geometry alone) is undone when it raises the

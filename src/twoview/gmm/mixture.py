@@ -44,7 +44,7 @@ class GaussianMixture:
         appearance: the view's appearance field (its image, blurred per level, and its
             dense descriptor map) for the appearance term, or None (e.g. read from a PLY).
         info: build statistics (cell sizes, timings).
-        dense: the view's dense mixture (one component per ``dense_cell_px`` cell) that
+        dense: the view's dense mixture (one component per small cell, ``BuildConfig.dense_cell_side``) that
             the alignment is polished on, or None.
         measured_covs: (N, 3, 3) the covariances as measured where ``covs`` were made
             planes (a dense mixture, ``BuildConfig.dense_normal_ratio``): the polish aligns

@@ -4,7 +4,7 @@ The coarse-to-fine overlap objective (:mod:`twoview.gmm.objective`) gives the mi
 alignment a wide basin, but its Gaussian kernels stop pulling a pair whose residual is
 past their width, and the quadtree's few thousand patches sample the surfaces coarsely.
 Once aligned, the pose is polished on the views' dense mixtures (one component per
-``dense_cell_px`` cell, its covariance the local surface's, see
+small cell, ``BuildConfig.dense_cells`` of them, its covariance the local surface's, see
 :func:`twoview.gmm.mixture.build_mixture`): each visible component of view 0 is paired
 with its nearest component of view 1 within a radius, and the pose maximises the
 likelihood of the pairs' offsets under their combined covariances ``Σ1 + R Σ0 Rᵀ``

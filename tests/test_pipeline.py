@@ -282,6 +282,62 @@ def test_the_rescue_keeps_the_pose_that_measures_more(rng, monkeypatch, first, r
     assert "aliked" not in ran
 
 
+def test_the_photos_as_taken_are_matched_only_where_the_depth_has_not_confirmed_the_pose(monkeypatch):
+    """Where a view's colour was moved onto its depth, a pose the two depth maps do not
+    confirm sends the matchers to the photos as taken (their keypoints carried onto the
+    depth grid); what follows is kept only when the depth confirms it."""
+    from twoview.depth.registration import DepthRegistration, colour_to_depth_pixels
+    from twoview.pipeline.pipeline import _Run
+
+    depth = np.full((H, W), 2.0)
+    v0, v1 = (View(np.full((H, W, 3), 60 + 20 * k, np.uint8), CAM, depth=depth, depth_kind="sensor", name=str(k))
+              for k in range(2))
+    photo = np.full((H, W, 3), 200, np.uint8)
+    reg = DepthRegistration(shift=np.array([3.0, -2.0]), zoom=0.95, parallax=np.array([10.0, 0.0]),
+                            centre=np.array([CAM.cx, CAM.cy]), applied=True, reference="depth")
+    kp = np.array([[40.0, 30.0], [10.0, 20.0], [W - 1.0, H - 1.0]])
+    seen, solved = [], []
+
+    class Matcher:
+        def match(self, im0, im1):
+            seen.append((im0 is photo, im1 is photo))
+            return Matches(kp, kp, np.ones(len(kp)))
+
+    pipe = Pipeline({**FRONT, "matcher": {"name": "xfeat"}, "cascade": {"fallback": None, "rescue": None}})
+    monkeypatch.setattr(pipe.models, "matcher", lambda cfg: Matcher())
+    monkeypatch.setattr(Pipeline, "_solve", lambda self, m, a, b, run, name: solved.append(m) or PoseResult.failure("canned"))
+    run = _Run()
+    run.as_taken = [(photo, reg), None]
+    pipe._match_once(pipe.config.matcher, v0, v1, run)  # the first attempt: the views' own colour
+    run.match_as_taken = True
+    pipe._match_once(pipe.config.matcher, v0, v1, run)
+    assert seen == [(False, False), (True, False)]
+    np.testing.assert_array_equal(solved[0].kpts0, kp)
+    carried = colour_to_depth_pixels(kp, depth, reg)
+    inside = np.all((carried >= -0.5) & (carried <= np.array([W, H]) - 0.5), axis=1)
+    assert 0 < inside.sum() < len(kp)  # keypoints off the depth camera's image are dropped
+    np.testing.assert_allclose(solved[1].kpts0, carried[inside])
+    np.testing.assert_array_equal(solved[1].kpts1, kp[inside])
+
+    # the decision: kept only on the depth's word
+    pose = Pose(np.eye(3), np.array([0.1, 0.0, 0.0]))
+    first = PoseResult.failure("confidence 0.00 is below min_confidence 0.2")
+
+    def attempt(confirmed):
+        alt = PoseResult(success=True, cam1_from_cam0=pose, metric=True, solver="gmm")
+        alt.info["depth_consistency"] = {"sensor_depth": True, "overlap": 0.7, "violation": 0.01 if confirmed else 0.3,
+                                         "agreement": 0.8}
+        monkeypatch.setattr(Pipeline, "_match_and_solve", lambda self, *a: alt)
+        monkeypatch.setattr(Pipeline, "_finish", lambda self, front, *a: front)
+        run = _Run()
+        return pipe._try_the_photos(first, v0, v1, run, {}), run
+
+    kept, run = attempt(True)
+    assert kept.success and "photos_as_taken" in kept.info and run.stages[-1]["kept"]
+    kept, run = attempt(False)
+    assert kept is first and not run.stages[-1]["kept"]
+
+
 def pipe_run(pipe):
     from twoview.pipeline.pipeline import _Run
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twoview.config import ConfigError
 from twoview.depth.registration import (
+    DepthRegistration,
     RegistrationConfig,
+    colour_to_depth_pixels,
     estimate_registration,
     occluding_contours,
     register_colour,
@@ -97,6 +101,37 @@ def test_a_second_camera_is_found_and_the_colour_moved_onto_the_depth(rng):
 
     before, after = colour_edge_map(image)[y, x].mean(), colour_edge_map(img2)[y, x].mean()
     assert after > before + 0.2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(-8, 8), st.floats(-8, 8), st.floats(0.85, 1.15), st.floats(-20, 20),
+       st.floats(-5, 5))
+def test_colour_pixels_are_carried_back_onto_the_depth_grid(seed, sx, sy, zoom, px, py):
+    """``colour_to_depth_pixels`` inverts the registration's displacement: a depth pixel at
+    its depth, displaced onto the colour image and carried back, lands where it was, or,
+    where a nearer surface hides it from the colour camera, on that surface (the colour
+    pixel shows the nearer one): always a pixel the displacement takes to the same colour
+    pixel, never a farther one."""
+    rng = np.random.default_rng(seed)
+    _, depth = _scene(rng)
+    reg = DepthRegistration(shift=np.array([sx, sy]), zoom=zoom, parallax=np.array([px, py]),
+                            centre=np.array([(W - 1) / 2, (H - 1) / 2]), applied=True, reference="depth")
+    ud = np.stack([rng.integers(20, W - 20, 200), rng.integers(20, H - 20, 200)], axis=1).astype(float)
+    z = depth[ud[:, 1].astype(int), ud[:, 0].astype(int)]
+    uc = ud + reg.displacement(ud, z)
+    back = colour_to_depth_pixels(uc, depth, reg)
+    # inside a surface (one depth around the pixel) the inverse is exact, unless hidden
+    flat = np.array([np.ptp(depth[int(y) - 3:int(y) + 4, int(x) - 3:int(x) + 4]) == 0 for x, y in ud])
+    assert flat.sum() > 50
+    same = np.all(np.abs(back - ud) < 1e-6, axis=1)
+    assert same[flat].mean() > 0.95
+    zb = depth[np.clip(np.rint(back[:, 1]).astype(int), 0, H - 1), np.clip(np.rint(back[:, 0]).astype(int), 0, W - 1)]
+    other = flat & ~same
+    np.testing.assert_array_less(zb[other], z[other])  # a nearer surface ...
+    np.testing.assert_allclose(back[other] + reg.displacement(back[other], zb[other]), uc[other], atol=0.75)  # ... seen there
+    not_applied = DepthRegistration(shift=np.array([sx, sy]), applied=False)
+    assert colour_to_depth_pixels(uc, depth, not_applied) is not None
+    np.testing.assert_array_equal(colour_to_depth_pixels(uc, depth, not_applied), uc)
 
 
 def test_no_contours_no_correction(rng):

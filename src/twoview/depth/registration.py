@@ -572,6 +572,57 @@ def register_colour(image: np.ndarray, depth: np.ndarray, registration: DepthReg
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def colour_to_depth_pixels(uv: np.ndarray, depth: np.ndarray, registration: DepthRegistration,
+                           iterations: int = 5) -> np.ndarray:
+    """Pixels of the colour image as taken carried onto the depth map's grid: the inverse of
+    :meth:`DepthRegistration.displacement` (``reference="depth"``), so that keypoints found
+    on the photo sit where :func:`register_colour` would have put them.
+
+    The displacement depends on the depth at the depth pixel sought, so the inverse is a
+    fixed point ``u = g(z(u))``, read at the nearest depth pixel. Beside an occluding
+    contour it has two: the surface the colour camera saw and the one behind it, hidden
+    from the colour camera but not from the depth camera. Iterated from the near, middle
+    and far depths of the view, the nearest surface that is a fixed point wins, as a
+    z-buffer would decide (where none settles, the middle start's last step).
+
+    Args:
+        uv: (N, 2) pixels of the colour image.
+        depth: (H, W) metres, NaN invalid.
+
+    Returns:
+        (N, 2) pixels of the depth grid (``uv`` itself when the registration was not applied
+        or moved the depth onto the colour).
+    """
+    uv = np.asarray(uv, float).reshape(-1, 2)
+    if not registration.applied or registration.reference != "depth" or len(uv) == 0:
+        return uv
+    H, W = depth.shape
+    z_ok = np.isfinite(depth) & (depth > 0)
+    starts = np.quantile(depth[z_ok], [0.5, 0.02, 0.98]) if z_ok.any() else np.ones(3)
+    k1 = registration.zoom - 1.0
+    base = uv - registration.shift + k1 * registration.centre
+
+    def step(z):
+        u = (base - registration.parallax / z[:, None]) / (1.0 + k1)
+        x = np.clip(np.rint(u[:, 0]).astype(np.int64), 0, W - 1)
+        y = np.clip(np.rint(u[:, 1]).astype(np.int64), 0, H - 1)
+        zi = depth[y, x]
+        return u, np.where(np.isfinite(zi) & (zi > 0), zi, np.nan)
+
+    best_u, best_z = None, np.full(len(uv), np.inf)
+    for z0 in starts:
+        z = np.full(len(uv), z0)
+        for _ in range(iterations):
+            u, zn = step(z)
+            z = np.where(np.isfinite(zn), zn, z)
+        settled = np.linalg.norm(step(z)[0] - u, axis=1) < 0.5
+        if best_u is None:  # the middle start: the answer where no start settles
+            best_u = u.copy()
+        take = settled & (z < best_z)
+        best_u[take], best_z[take] = u[take], z[take]
+    return best_u
+
+
 def register_view(image: np.ndarray, depth: np.ndarray, registration: DepthRegistration) -> tuple[np.ndarray, np.ndarray]:
     """(image, depth) made to agree by the registration: the colour moved onto the depth
     (``reference="depth"``) or the depth moved onto the colour (``"colour"``); both

@@ -96,6 +96,9 @@ class _Run:
         self.stages: list[dict] = []
         self.depth_source = "none"  # "file" (given), "model" (predicted) or "none"
         self.depth_model: dict | None = None  # the depth model and its predictions' cache hits
+        # per view: (the colour as taken, its registration) where the colour was moved onto the depth
+        self.as_taken: list = [None, None]
+        self.match_as_taken = False  # the matchers see the photos as taken (see _try_the_photos)
 
     @contextmanager
     def time(self, stage: str):
@@ -107,6 +110,12 @@ class _Run:
 
     def note(self, stage: str, **what):
         self.stages.append({"stage": stage, **what})
+
+
+def _inside(uv: np.ndarray, camera) -> np.ndarray:
+    """(N,) whether pixels (N, 2) lie in the camera's image (pixel centres at integers)."""
+    return ((uv[:, 0] >= -0.5) & (uv[:, 0] <= camera.width - 0.5)
+            & (uv[:, 1] >= -0.5) & (uv[:, 1] <= camera.height - 0.5))
 
 
 def _pose_change(before, after) -> dict:
@@ -191,16 +200,56 @@ class Pipeline:
             front = self._regress(view0, view1, run)
         else:
             front = self._match_and_solve(view0, view1, matches, run)
+        result = self._finish(front, view0, view1, init, run, mixtures)
+        if init is None and matches is None and cfg.front_end == "match" and any(t is not None for t in run.as_taken):
+            result = self._try_the_photos(result, view0, view1, run, mixtures)
+        return result
+
+    def _finish(self, front: PoseResult, view0: View, view1: View, init, run: _Run, mixtures: dict) -> PoseResult:
+        """Everything after the front end: refinement, recovery, motion label, depth check, confidence."""
+        from twoview.pipeline.confidence import finalise_confidence
+        from twoview.pipeline.motion import label_motion
+
         result = self._refine(front, view0, view1, run, mixtures, explicit_init=init is not None and front.solver == "init")
         if self._should_recover(result, view0, view1, init):
             result = self._recover(result, view0, view1, run, mixtures)
-        from twoview.pipeline.motion import label_motion
-
-        result = label_motion(result, view0, view1, cfg.solver, run)
+        result = label_motion(result, view0, view1, self.config.solver, run)
         result = self._depth_consistency(result, view0, view1, run)
-        from twoview.pipeline.confidence import finalise_confidence
+        return finalise_confidence(result, self.config.confidence, run)
 
-        return finalise_confidence(result, cfg.confidence, run)
+    def _try_the_photos(self, result: PoseResult, view0: View, view1: View, run: _Run, mixtures: dict) -> PoseResult:
+        """Where a view's colour was moved onto its depth (two cameras) and the two depth maps
+        do not confirm the estimate, match the photos as taken too and keep what follows
+        only if the depth confirms it (:func:`~twoview.pipeline.confidence.depth_confirms`:
+        no confirmed refined pose was wrong on nine RGB-D suites).
+
+        The resampled colour is torn at every depth edge (the colour of a surface the depth
+        camera sees and the colour camera does not): on wide baselines the matchers lose most
+        of their matches on it (kinect7-colour, frames 40-190: XFeat 26 -> 6, ALIKED 63 -> 38),
+        and elsewhere they find as many or more. Matching the photos in place of the
+        resampled colour solved two pairs and lost two; as a second attempt, kept only on
+        the depth's word, it loses none."""
+        from twoview.pipeline.confidence import depth_confirms
+
+        if result.success and depth_confirms(result):
+            return result
+        run.match_as_taken = True
+        try:
+            front = self._match_and_solve(view0, view1, None, run)
+        finally:
+            run.match_as_taken = False
+        if not front.success:
+            run.note("photos_as_taken", kept=False, why=f"no pose: {front.reason}")
+            return result
+        alt = self._finish(front, view0, view1, None, run, mixtures)
+        kept = alt.success and depth_confirms(alt)
+        run.note("photos_as_taken", kept=kept, **({} if kept else {"why": "the depth does not confirm it"
+                                                                  if alt.success else alt.reason}))
+        if not kept:
+            return result
+        alt.info["photos_as_taken"] = {"instead_of": result.reason if not result.success else
+                                       f"an unconfirmed {result.solver} pose at confidence {result.confidence:.2f}"}
+        return alt
 
     @staticmethod
     def _depth_consistency(res: PoseResult, view0: View, view1: View, run: _Run) -> PoseResult:
@@ -280,8 +329,10 @@ class Pipeline:
                         for _, r in found:
                             r.reason = f"{corroborated.reason}; shift ({r.shift[0]:+.1f}, {r.shift[1]:+.1f}) px"
                 out = []
-                for v, reg in found:
+                for k, (v, reg) in enumerate(found):
                     if reg is not None:
+                        if reg.applied and reg.reference == "depth":
+                            run.as_taken[k] = (v.image, reg)
                         image, depth = register_view(v.image, v.depth, reg)
                         v = dataclasses.replace(v, image=image, depth=depth, info={**v.info, "registration": reg.to_dict()})
                     out.append(v)
@@ -386,11 +437,21 @@ class Pipeline:
 
     def _match_once(self, mcfg, view0: View, view1: View, run: _Run, stage: str = "match", why: str = "") -> PoseResult:
         matcher = self.models.matcher(mcfg)
+        taken = run.as_taken if run.match_as_taken else [None, None]
         with run.time(stage):
-            m = matcher.match(view0.image, view1.image)
+            m = matcher.match(*(v.image if t is None else t[0] for v, t in zip((view0, view1), taken)))
+        if any(t is not None for t in taken):
+            # keypoints found on a photo, carried onto its depth grid (the views' pixels)
+            from twoview.depth.registration import colour_to_depth_pixels
+
+            k0, k1 = (kp if t is None else colour_to_depth_pixels(kp, v.depth, t[1])
+                      for kp, v, t in zip((m.kpts0, m.kpts1), (view0, view1), taken))
+            keep = _inside(k0, view0.camera) & _inside(k1, view1.camera)  # seen by the depth camera
+            m = dataclasses.replace(m, kpts0=k0[keep], kpts1=k1[keep], scores=m.scores[keep])
         res = self._solve(m, view0, view1, run, mcfg.name)
         run.note("front_end", method="match", matcher=mcfg.name, matches=len(m), success=res.success,
-                 inliers=res.num_inliers, **({"why": why} if why else {}))
+                 inliers=res.num_inliers, **({"why": why} if why else {}),
+                 **({"colour": "as taken"} if run.match_as_taken else {}))
         res.info["matcher"] = mcfg.name
         return res
 

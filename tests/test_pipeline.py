@@ -336,6 +336,9 @@ def test_the_photos_as_taken_are_matched_only_where_the_depth_has_not_confirmed_
     assert kept.success and "photos_as_taken" in kept.info and run.stages[-1]["kept"]
     kept, run = attempt(False)
     assert kept is first and not run.stages[-1]["kept"]
+    assert not PipelineConfig.from_dict({"cascade": {"photos_as_taken": False}}).cascade.photos_as_taken
+    with pytest.raises(ConfigError):
+        PipelineConfig.from_dict({"cascade": {"photos": False}})
 
 
 def pipe_run(pipe):

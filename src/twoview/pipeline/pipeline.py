@@ -201,7 +201,8 @@ class Pipeline:
         else:
             front = self._match_and_solve(view0, view1, matches, run)
         result = self._finish(front, view0, view1, init, run, mixtures)
-        if init is None and matches is None and cfg.front_end == "match" and any(t is not None for t in run.as_taken):
+        if (init is None and matches is None and cfg.front_end == "match" and cfg.cascade.photos_as_taken
+                and any(t is not None for t in run.as_taken)):
             result = self._try_the_photos(result, view0, view1, run, mixtures)
         return result
 

@@ -77,6 +77,20 @@ def bilinear_sample(map_, mu, mv):
 
 
 @njit(**_OPTS)
+def _sym3_cofactors(a, b, c, d, e, f):
+    """The cofactors (A, B, C, D, E, F) of the symmetric 3x3 ``[[a, b, c], [b, d, e], [c, e, f]]``
+    and its determinant floored at 1e-300 (the inverse is the cofactors over it), as
+    :func:`twoview.gmm.objective._sym_inverse` computes them for numpy batches."""
+    A = d * f - e * e
+    B = c * e - b * f
+    C = b * e - c * d
+    D = a * f - c * c
+    E = b * c - a * e
+    F = a * d - b * b
+    return A, B, C, D, E, F, max(a * A + b * B + c * C, 1e-300)
+
+
+@njit(**_OPTS)
 def pair_overlaps(means, covs, i, j, var, trunc2):
     """Truncated overlap kernels (P,) of the Gaussian pairs (i, j) of one mixture with
     the isotropic variance ``var`` added to each: N(mu_i - mu_j; 0, S_i + S_j + 2 var I),
@@ -92,13 +106,7 @@ def pair_overlaps(means, covs, i, j, var, trunc2):
         S11 = covs[a_, 1, 1] + covs[b_, 1, 1] + 2 * var
         S12 = covs[a_, 1, 2] + covs[b_, 1, 2]
         S22 = covs[a_, 2, 2] + covs[b_, 2, 2] + 2 * var
-        A = S11 * S22 - S12 * S12
-        B = S02 * S12 - S01 * S22
-        C = S01 * S12 - S02 * S11
-        D = S00 * S22 - S02 * S02
-        E = S01 * S02 - S00 * S12
-        F = S00 * S11 - S01 * S01
-        det = max(S00 * A + S01 * B + S02 * C, 1e-300)
+        A, B, C, D, E, F, det = _sym3_cofactors(S00, S01, S02, S11, S12, S22)
         x = means[a_, 0] - means[b_, 0]
         y = means[a_, 1] - means[b_, 1]
         z = means[a_, 2] - means[b_, 2]
@@ -538,14 +546,7 @@ def pair_information(covs0, covs1, R, i, j):
         for u in range(3):
             for v in range(u, 3):
                 S[u, v] = RC[u, 0] * R[v, 0] + RC[u, 1] * R[v, 1] + RC[u, 2] * R[v, 2] + D[u, v]
-        a, b, c, d, e, f = S[0, 0], S[0, 1], S[0, 2], S[1, 1], S[1, 2], S[2, 2]
-        A = d * f - e * e
-        B = c * e - b * f
-        C_ = b * e - c * d
-        D_ = a * f - c * c
-        E = b * c - a * e
-        F = a * d - b * b
-        det = max(a * A + b * B + c * C_, 1e-300)
+        A, B, C_, D_, E, F, det = _sym3_cofactors(S[0, 0], S[0, 1], S[0, 2], S[1, 1], S[1, 2], S[2, 2])
         out[k, 0, 0] = A / det
         out[k, 0, 1] = out[k, 1, 0] = B / det
         out[k, 0, 2] = out[k, 2, 0] = C_ / det

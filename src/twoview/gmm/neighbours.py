@@ -96,10 +96,10 @@ def _query(points, order, cell_keys, cell_start, origin, cell, cell_lo, cell_hi,
                     # a column of cells (dx, dy, dz) has consecutive keys: one search finds
                     # the occupied cells of a whole run of dz; inside the shell only its two
                     # z faces are new (two runs of one cell)
-                    on_face = abs(dx) == s or abs(dy) == s
+                    whole = s == 0 or abs(dx) == s or abs(dy) == s  # the column's every dz is new
                     column = (((cx + dx) * (1 << 20)) + (cy + dy)) * (1 << 20) + cz
-                    for run in range(1 if on_face or s == 0 else 2):
-                        if on_face or s == 0:
+                    for run in range(1 if whole else 2):
+                        if whole:
                             first, last = column - s, column + s
                         else:
                             first = last = column - s if run == 0 else column + s

@@ -112,12 +112,6 @@ class _Run:
         self.stages.append({"stage": stage, **what})
 
 
-def _inside(uv: np.ndarray, camera) -> np.ndarray:
-    """(N,) whether pixels (N, 2) lie in the camera's image (pixel centres at integers)."""
-    return ((uv[:, 0] >= -0.5) & (uv[:, 0] <= camera.width - 0.5)
-            & (uv[:, 1] >= -0.5) & (uv[:, 1] <= camera.height - 0.5))
-
-
 def _pose_change(before, after) -> dict:
     """How far a finishing stage moved ``cam1_from_cam0`` (both :class:`Pose`), and the pose before it."""
     from twoview.geometry.rotation import rotation_angle_deg
@@ -447,7 +441,7 @@ class Pipeline:
 
             k0, k1 = (kp if t is None else colour_to_depth_pixels(kp, v.depth, t[1])
                       for kp, v, t in zip((m.kpts0, m.kpts1), (view0, view1), taken))
-            keep = _inside(k0, view0.camera) & _inside(k1, view1.camera)  # seen by the depth camera
+            keep = view0.camera.in_image(k0) & view1.camera.in_image(k1)  # seen by the depth camera
             m = dataclasses.replace(m, kpts0=k0[keep], kpts1=k1[keep], scores=m.scores[keep])
         res = self._solve(m, view0, view1, run, mcfg.name)
         run.note("front_end", method="match", matcher=mcfg.name, matches=len(m), success=res.success,

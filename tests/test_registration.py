@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from twoview.config import ConfigError
@@ -106,6 +106,7 @@ def test_a_second_camera_is_found_and_the_colour_moved_onto_the_depth(rng):
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.floats(-8, 8), st.floats(-8, 8), st.floats(0.85, 1.15), st.floats(-20, 20),
        st.floats(-5, 5))
+@example(seed=24687, sx=0.0, sy=0.0, zoom=0.875, px=14.0, py=0.0)  # a near box the old fixed-point iteration missed
 def test_colour_pixels_are_carried_back_onto_the_depth_grid(seed, sx, sy, zoom, px, py):
     """``colour_to_depth_pixels`` inverts the registration's displacement: a depth pixel at
     its depth, displaced onto the colour image and carried back, lands where it was, or,
@@ -120,11 +121,20 @@ def test_colour_pixels_are_carried_back_onto_the_depth_grid(seed, sx, sy, zoom, 
     z = depth[ud[:, 1].astype(int), ud[:, 0].astype(int)]
     uc = ud + reg.displacement(ud, z)
     back = colour_to_depth_pixels(uc, depth, reg)
+    # a z-buffer by brute force: ud is hidden from the colour camera when a nearer depth
+    # pixel is displaced onto the same colour pixel
+    from scipy.spatial import cKDTree
+
+    yy, xx = np.mgrid[0:H, 0:W]
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(float)
+    seen = cKDTree(grid + reg.displacement(grid, depth.ravel()))
+    hidden = np.array([depth.ravel()[i].min(initial=np.inf) < zi - 1e-9
+                       for i, zi in zip(seen.query_ball_point(uc, 0.5 * zoom, p=np.inf), z)])
     # inside a surface (one depth around the pixel) the inverse is exact, unless hidden
     flat = np.array([np.ptp(depth[int(y) - 3:int(y) + 4, int(x) - 3:int(x) + 4]) == 0 for x, y in ud])
     assert flat.sum() > 50
     same = np.all(np.abs(back - ud) < 1e-6, axis=1)
-    assert same[flat].mean() > 0.95
+    assert same[flat & ~hidden].all() and same[flat].mean() > 0.5
     zb = depth[np.clip(np.rint(back[:, 1]).astype(int), 0, H - 1), np.clip(np.rint(back[:, 0]).astype(int), 0, W - 1)]
     other = flat & ~same
     np.testing.assert_array_less(zb[other], z[other])  # a nearer surface ...

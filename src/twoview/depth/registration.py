@@ -573,17 +573,18 @@ def register_colour(image: np.ndarray, depth: np.ndarray, registration: DepthReg
 
 
 def colour_to_depth_pixels(uv: np.ndarray, depth: np.ndarray, registration: DepthRegistration,
-                           iterations: int = 5) -> np.ndarray:
+                           step_px: float = 0.25, max_samples: int = 2048) -> np.ndarray:
     """Pixels of the colour image as taken carried onto the depth map's grid: the inverse of
     :meth:`DepthRegistration.displacement` (``reference="depth"``), so that keypoints found
     on the photo sit where :func:`register_colour` would have put them.
 
-    The displacement depends on the depth at the depth pixel sought, so the inverse is a
-    fixed point ``u = g(z(u))``, read at the nearest depth pixel. Beside an occluding
-    contour it has two: the surface the colour camera saw and the one behind it, hidden
-    from the colour camera but not from the depth camera. Iterated from the near, middle
-    and far depths of the view, the nearest surface that is a fixed point wins, as a
-    z-buffer would decide (where none settles, the middle start's last step).
+    The displacement depends on the depth at the depth pixel sought: a colour pixel comes
+    from the depth pixel ``u(z)`` that a surface at depth ``z`` would put there, a segment
+    of the depth grid as ``z`` runs over the view's depths. The pixels along it (every
+    ``step_px``) whose own depth puts them there are the fixed points ``u = u(z(u))``.
+    Beside an occluding contour there are two: the surface the colour camera saw and the one
+    behind it, hidden from the colour camera but not from the depth camera; the nearest wins,
+    as a z-buffer would decide. Where none is exact, the pixel closest to being one.
 
     Args:
         uv: (N, 2) pixels of the colour image.
@@ -597,30 +598,37 @@ def colour_to_depth_pixels(uv: np.ndarray, depth: np.ndarray, registration: Dept
     if not registration.applied or registration.reference != "depth" or len(uv) == 0:
         return uv
     H, W = depth.shape
+    zoom = registration.zoom
+    base = uv - registration.shift + (zoom - 1.0) * registration.centre
     z_ok = np.isfinite(depth) & (depth > 0)
-    starts = np.quantile(depth[z_ok], [0.5, 0.02, 0.98]) if z_ok.any() else np.ones(3)
-    k1 = registration.zoom - 1.0
-    base = uv - registration.shift + k1 * registration.centre
-
-    def step(z):
-        u = (base - registration.parallax / z[:, None]) / (1.0 + k1)
-        x = np.clip(np.rint(u[:, 0]).astype(np.int64), 0, W - 1)
-        y = np.clip(np.rint(u[:, 1]).astype(np.int64), 0, H - 1)
-        zi = depth[y, x]
-        return u, np.where(np.isfinite(zi) & (zi > 0), zi, np.nan)
-
-    best_u, best_z = None, np.full(len(uv), np.inf)
-    for z0 in starts:
-        z = np.full(len(uv), z0)
-        for _ in range(iterations):
-            u, zn = step(z)
-            z = np.where(np.isfinite(zn), zn, z)
-        settled = np.linalg.norm(step(z)[0] - u, axis=1) < 0.5
-        if best_u is None:  # the middle start: the answer where no start settles
-            best_u = u.copy()
-        take = settled & (z < best_z)
-        best_u[take], best_z[take] = u[take], z[take]
-    return best_u
+    if not z_ok.any():  # nothing to invert against: the displacement of a surface 1 m away
+        return (base - registration.parallax) / zoom
+    inv_lo, inv_hi = 1.0 / float(depth[z_ok].max()), 1.0 / float(depth[z_ok].min())
+    length = float(np.linalg.norm(registration.parallax)) * (inv_hi - inv_lo) / zoom
+    inv_z = np.linspace(inv_lo, inv_hi, int(np.clip(np.ceil(length / step_px) + 1, 2, max_samples)))
+    inv_mid = 1.0 / float(np.median(depth[z_ok]))
+    out = np.empty_like(uv)
+    chunk = max(1, 1_000_000 // len(inv_z))  # bounds the (n, samples, 2) arrays
+    for s in range(0, len(uv), chunk):
+        b = base[s:s + chunk, None, :]
+        p = np.rint((b - registration.parallax * inv_z[:, None]) / zoom)  # (n, S, 2) pixels on the segment
+        inside = (p[..., 0] >= 0) & (p[..., 0] <= W - 1) & (p[..., 1] >= 0) & (p[..., 1] <= H - 1)
+        x = np.clip(p[..., 0], 0, W - 1).astype(np.int64)
+        y = np.clip(p[..., 1], 0, H - 1).astype(np.int64)
+        z = np.where(inside & z_ok[y, x], depth[y, x], np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = (b - registration.parallax / z[..., None]) / zoom  # where each pixel's own depth puts it
+        miss = np.abs(u - p).max(axis=2)
+        miss = np.where(np.isfinite(miss), miss, np.inf)
+        fixed = miss <= 0.5
+        # the nearest fixed point; without one, the pixel that misses least
+        key = np.where(fixed, np.where(np.isfinite(z), z, np.inf), np.inf)
+        best = np.where(fixed.any(axis=1), np.argmin(key, axis=1), np.argmin(miss, axis=1))
+        rows = np.arange(len(best))
+        found = np.isfinite(miss[rows, best])
+        mid = (b[:, 0] - registration.parallax * inv_mid) / zoom
+        out[s:s + chunk] = np.where(found[:, None], u[rows, best], mid)
+    return out
 
 
 def register_view(image: np.ndarray, depth: np.ndarray, registration: DepthRegistration) -> tuple[np.ndarray, np.ndarray]:

@@ -403,3 +403,27 @@ def test_estimate_from_matches_names_a_camera_that_is_not_one(pair):
     m = twoview.Matches(np.full((50, 2), 100.0), np.full((50, 2), 101.0), np.ones(50))
     with pytest.raises(InputError, match=r"cam1: expected a twoview.Camera, got ndarray.*Camera.from_K"):
         twoview.estimate_from_matches(m, p.camera0, p.camera1.K)
+
+
+def test_warnings_say_whose_they_are_and_do_not_outlive_the_command(pair, capsys):
+    """twoview's own warnings print as one ``twoview: warning:`` line; a library's as Python
+    prints it; and the format is the caller's again after ``main`` returns."""
+    import subprocess
+    import warnings
+
+    from twoview import TwoViewWarning
+    from twoview.cli import format_warning
+
+    d, *_ = pair
+    before = warnings.formatwarning
+    run_cli(capsys, "estimate", d / "left.png", d / "missing.png")
+    assert warnings.formatwarning is before
+    assert format_warning("no K", TwoViewWarning, "a.py", 1) == "twoview: warning: no K\n"
+    other = format_warning("x is deprecated", DeprecationWarning, "lib.py", 3)
+    assert other.startswith("lib.py:3: DeprecationWarning: x is deprecated") and "twoview" not in other
+    # the command as a user runs it: no K given, so a field of view is assumed, and said so
+    done = subprocess.run([sys.executable, "-m", "twoview", "estimate", str(d / "left.png"), str(d / "right.png"),
+                           "--refine", "none", "--cascade", "none"], capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    said = [ln for ln in done.stderr.splitlines() if "no intrinsics given" in ln]
+    assert len(said) == 2 and all(ln.startswith("twoview: warning: ") for ln in said), done.stderr

@@ -20,7 +20,7 @@ __version__ = "0.2.0"
 #: public name -> the module that defines it
 _API = {
     "BackendUnavailable": "twoview.errors", "ConfigError": "twoview.errors", "InputError": "twoview.errors",
-    "TwoViewError": "twoview.errors",
+    "TwoViewError": "twoview.errors", "TwoViewWarning": "twoview.errors",
     "MatcherConfig": "twoview.config", "SolverConfig": "twoview.config",
     "estimate_from_matches": "twoview.estimator", "estimate_relative_pose": "twoview.estimator",
     "Camera": "twoview.geometry", "Pose": "twoview.geometry",

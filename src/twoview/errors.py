@@ -35,3 +35,10 @@ class ConfigError(TwoViewError, ValueError):
 
 class BackendUnavailable(TwoViewError, ImportError):
     """An optional dependency (torch, a model's weights, ...) is not installed."""
+
+
+class TwoViewWarning(UserWarning):
+    """A warning twoview gives on purpose: an assumption made for the user (no intrinsics:
+    a 65 deg field of view), an implausible input, a slower fallback. A ``UserWarning``, so
+    ``warnings.filterwarnings("ignore", category=twoview.TwoViewWarning)`` silences
+    twoview's own warnings and nobody else's."""

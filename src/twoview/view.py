@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twoview.errors import InputError
+from twoview.errors import InputError, TwoViewWarning
 from twoview.geometry.camera import DEFAULT_HFOV_DEG, MAX_PINHOLE_FOV_DEG, MIN_PINHOLE_FOV_DEG, Camera
 
 DepthKind = typing.Literal["sensor", "monocular"]
@@ -100,7 +100,7 @@ def as_camera(cam, image: np.ndarray, image_path, name: str) -> Camera:
         warnings.warn(
             f"{name}: no intrinsics given for an in-memory image; assuming a {DEFAULT_HFOV_DEG:.0f} deg "
             "horizontal field of view. Pass K for accurate poses.",
-            stacklevel=3,
+            category=TwoViewWarning, stacklevel=3,
         )
         return Camera.from_fov(DEFAULT_HFOV_DEG, w, h, source="fov-guess")
     if isinstance(cam, Camera):

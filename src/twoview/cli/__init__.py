@@ -13,12 +13,13 @@ output went away (``twoview ... | head -1``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import warnings
 
-from twoview.errors import TwoViewError
+from twoview.errors import TwoViewError, TwoViewWarning
 
 # Subcommand modules, in the order `twoview --help` lists them.
 COMMANDS = ["estimate", "refine", "demo", "bench", "train"]
@@ -56,6 +57,30 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+#: how Python formats a warning (the command's own format falls back on it)
+_python_format_warning = warnings.formatwarning
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """``warnings.formatwarning`` of the command: twoview's own warnings in one line
+    (``twoview: warning: ...``), anyone else's as Python shows them (a library's warning
+    is not labelled as twoview's)."""
+    if issubclass(category, TwoViewWarning):
+        return f"twoview: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+@contextlib.contextmanager
+def _warnings_formatted():
+    """The command's warning format while it runs, the caller's again after (tests and
+    notebooks call :func:`main` in-process)."""
+    previous, warnings.formatwarning = warnings.formatwarning, format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit status (see the module docstring).
     No exception escapes but ``SystemExit`` (argparse's usage errors, exit 2)."""
@@ -67,11 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_BAD_INPUT
         command = f"twoview {args.command}"
-        warnings.simplefilter("default")
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"twoview: warning: {msg}\n"
         from twoview.cli.common import json_to_stdout
 
-        with json_to_stdout(args):
+        with _warnings_formatted(), json_to_stdout(args):
             return int(args.func(args) or 0)
     except TwoViewError as e:
         print(f"{command}: error: {_one_line(e)}", file=sys.stderr)

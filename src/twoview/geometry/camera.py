@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twoview.errors import InputError
+from twoview.errors import InputError, TwoViewWarning
 
 #: Horizontal field of view assumed when nothing is known about the camera: a typical
 #: phone main camera (about 26 mm equivalent). Used only with a warning.
@@ -124,7 +124,7 @@ class Camera:
         warnings.warn(
             f"{image_path}: no intrinsics given and no EXIF focal length; assuming a "
             f"{DEFAULT_HFOV_DEG:.0f} deg horizontal field of view. Pass K for accurate poses.",
-            stacklevel=2,
+            category=TwoViewWarning, stacklevel=2,
         )
         return cls.from_fov(DEFAULT_HFOV_DEG, width, height, source="fov-guess")
 

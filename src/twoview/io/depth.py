@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from twoview.errors import InputError
+from twoview.errors import InputError, TwoViewWarning
 
 _UINT16_INVALID = 65535
 
@@ -138,7 +138,7 @@ def prepare_depth(depth, image_size: tuple[int, int], name: str = "depth") -> np
         warnings.warn(
             f"{name}: median depth {median:.4g} m is implausible for a camera; is it in metres? "
             "(a depth scale converts file units: 1000 for mm)",
-            stacklevel=2,
+            category=TwoViewWarning, stacklevel=2,
         )
     return d
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from twoview._threads import single_threaded_blas
 from twoview.config import MatcherConfig
-from twoview.errors import BackendUnavailable, ConfigError
+from twoview.errors import BackendUnavailable, ConfigError, TwoViewWarning
 from twoview.result import Matches
 
 # name -> "module:Class"; modules are imported only when the matcher is asked for.
@@ -120,7 +120,7 @@ def build_matcher(cfg: MatcherConfig | dict | str, xfeat_network=None) -> Matche
             if cfg.runtime == "onnx":
                 raise
             # "auto": the same matcher in torch, a little slower to start
-            warnings.warn(f"XFeat under onnxruntime is unavailable ({e}); running it in torch", stacklevel=2)
+            warnings.warn(f"XFeat under onnxruntime is unavailable ({e}); running it in torch", category=TwoViewWarning, stacklevel=2)
     module, cls = _REGISTRY[cfg.name].split(":")
     try:
         mod = importlib.import_module(module)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from twoview._threads import worker
-from twoview.errors import BackendUnavailable, InputError
+from twoview.errors import BackendUnavailable, InputError, TwoViewWarning
 from twoview.result import IDENTICAL_IMAGES, PoseResult, identical_images
 
 #: The shipped checkpoint (see README.md in this folder for what it was trained on).
@@ -74,7 +74,7 @@ def _read_checkpoint(checkpoint, what: str = "--checkpoint"):
 
     model, rep = load_reloc3r(path)
     if not rep.complete:
-        warnings.warn(f"{path}: {rep.summary()}", stacklevel=3)
+        warnings.warn(f"{path}: {rep.summary()}", category=TwoViewWarning, stacklevel=3)
     return model.eval(), None, path
 
 
@@ -118,7 +118,7 @@ def load_weights_into(model, path: str | Path, state: dict | None = None) -> Non
     state = read_weights(path) if state is None else state
     rep = load_state_into(model, state)
     if not rep.complete:
-        warnings.warn(f"init_checkpoint {path}: {rep.summary()}", stacklevel=2)
+        warnings.warn(f"init_checkpoint {path}: {rep.summary()}", category=TwoViewWarning, stacklevel=2)
 
 
 def regress_arrays(model, img0: np.ndarray, img1: np.ndarray, batch_size: int = 32, with_matches: bool = False,
@@ -252,7 +252,7 @@ class PoseRegressor:
                 if self.runtime == "onnx":
                     raise BackendUnavailable(f"the regressor under onnxruntime is unavailable: {e}") from None
                 warnings.warn(f"the regressor under onnxruntime is unavailable ({e}); running it in torch",
-                              stacklevel=2)
+                              category=TwoViewWarning, stacklevel=2)
                 self.runtime = "torch"
                 return None
         return self._onnx

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twoview.errors import InputError
+from twoview.errors import InputError, TwoViewWarning
 from twoview.io.atomic import writing
 from twoview.regress.config import TrainConfig
 
@@ -340,7 +340,7 @@ def read_log(log_path: Path, repair: bool = False) -> list[dict]:
         if rec is ... or (rec is not None and not isinstance(rec, dict)):
             if any(ln.strip() for ln in lines[i + 1:]):
                 raise InputError(str(path), f"line {i + 1} is not a JSON record; pass --restart to start over")
-            warnings.warn(f"{path}: line {i + 1} is torn (the run was stopped while writing it): dropped", stacklevel=2)
+            warnings.warn(f"{path}: line {i + 1} is torn (the run was stopped while writing it): dropped", category=TwoViewWarning, stacklevel=2)
             if repair:
                 from twoview.io.atomic import atomic_write_bytes
 

@@ -412,3 +412,18 @@ def test_the_colour_may_undo_the_polish_only_where_it_was_checked_against_the_de
         assert note["on"] == veto and note["why"]
     with pytest.raises(ConfigError, match="polish_veto"):
         PipelineConfig.from_dict({"refine": {"polish_veto": "sometimes"}})
+
+
+def test_the_stage_line_says_what_each_matcher_gave_and_why_it_ran():
+    """`twoview estimate`'s "stages:" line: a matcher's own outcome first (inliers, or why
+    it has no pose), then why the cascade ran it; a matcher not installed says so."""
+    from twoview.cli.estimate import _stage_line
+
+    assert _stage_line({"stage": "front_end", "matcher": "xfeat", "success": True, "inliers": 23}) == "xfeat ok, 23 inliers"
+    assert _stage_line({"stage": "front_end", "matcher": "sift", "success": False, "inliers": 0,
+                        "reason": "too few matches (6; need at least 15)", "why": "xfeat pose weak: 23 inliers of 157"}) == (
+        "sift no pose: too few matches (6; need at least 15) (ran because xfeat pose weak: 23 inliers of 157)")
+    assert _stage_line({"stage": "front_end", "matcher": "aliked", "skipped": "torch is not installed"}) == (
+        "aliked not available (torch is not installed)")
+    assert _stage_line({"stage": "front_end", "method": "regress", "success": True, "pose_source": "network"}) == (
+        "regress ok, the network's own pose")

@@ -301,9 +301,15 @@ def print_result(args, result) -> None:
 def _stage_line(s: dict) -> str:
     if s["stage"] == "front_end":
         what = s.get("matcher") or s.get("method")
-        source = {"network": "the network's own pose"}.get(s.get("pose_source"), s.get("pose_source"))
-        note = s.get("why") or (source if s.get("success") else None)
-        return f"{what} {'ok' if s.get('success') else 'failed'}" + (f" ({note})" if note else "")
+        if s.get("skipped"):
+            return f"{what} not available ({s['skipped']})"
+        if s.get("success"):
+            source = {"network": "the network's own pose"}.get(s.get("pose_source"), s.get("pose_source"))
+            outcome = "ok" + (f", {s['inliers']} inliers" if s.get("inliers") is not None else "") + (f", {source}" if source else "")
+        else:
+            outcome = "no pose" + (f": {s['reason']}" if s.get("reason") else "")
+        # a matcher after the first says why it ran; its own outcome comes first
+        return f"{what} {outcome}" + (f" (ran because {s['why']})" if s.get("why") else "")
     if s["stage"] == "refine":
         if s.get("method") == "none":
             return f"no refinement ({s.get('why')})"

@@ -446,6 +446,7 @@ class Pipeline:
         res = self._solve(m, view0, view1, run, mcfg.name)
         run.note("front_end", method="match", matcher=mcfg.name, matches=len(m), success=res.success,
                  inliers=res.num_inliers, **({"why": why} if why else {}),
+                 **({} if res.success else {"reason": res.reason}),
                  **({"colour": "as taken"} if run.match_as_taken else {}))
         res.info["matcher"] = mcfg.name
         return res

@@ -589,6 +589,10 @@ def colour_to_depth_pixels(uv: np.ndarray, depth: np.ndarray, registration: Dept
     Args:
         uv: (N, 2) pixels of the colour image.
         depth: (H, W) metres, NaN invalid.
+        step_px: spacing of the depth pixels tried along the segment (under a pixel, so
+            that no pixel the segment crosses is skipped).
+        max_samples: most depth pixels tried per colour pixel (a bound on time and memory
+            where the depth reaches very near the camera).
 
     Returns:
         (N, 2) pixels of the depth grid (``uv`` itself when the registration was not applied

@@ -412,7 +412,7 @@ def test_warnings_say_whose_they_are_and_do_not_outlive_the_command(pair, capsys
     import warnings
 
     from twoview import TwoViewWarning
-    from twoview.cli import format_warning
+    from twoview.errors import format_warning
 
     d, *_ = pair
     before = warnings.formatwarning

@@ -7,6 +7,8 @@ returned as a :class:`~twoview.result.PoseResult` with ``success=False`` and a r
 
 from __future__ import annotations
 
+import warnings
+
 
 class TwoViewError(Exception):
     """Base class of every error twoview raises on purpose."""
@@ -42,3 +44,17 @@ class TwoViewWarning(UserWarning):
     a 65 deg field of view), an implausible input, a slower fallback. A ``UserWarning``, so
     ``warnings.filterwarnings("ignore", category=twoview.TwoViewWarning)`` silences
     twoview's own warnings and nobody else's."""
+
+
+#: how Python formats a warning (:func:`format_warning` falls back on it)
+_python_format_warning = warnings.formatwarning
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """A ``warnings.formatwarning`` for programs built on twoview (the ``twoview`` command
+    and its worker processes): twoview's own warnings in one line (``twoview: warning:
+    ...``), anyone else's as Python shows them (a library's warning is not labelled as
+    twoview's)."""
+    if issubclass(category, TwoViewWarning):
+        return f"twoview: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)

@@ -63,6 +63,11 @@ def _init_worker() -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import warnings
+
+    from twoview.errors import format_warning
+
+    warnings.formatwarning = format_warning  # a spawned process starts with Python's format
     try:
         import cv2
 

@@ -19,7 +19,7 @@ import os
 import sys
 import warnings
 
-from twoview.errors import TwoViewError, TwoViewWarning
+from twoview.errors import TwoViewError, format_warning
 
 # Subcommand modules, in the order `twoview --help` lists them.
 COMMANDS = ["estimate", "refine", "demo", "bench", "train"]
@@ -55,19 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
-
-
-#: how Python formats a warning (the command's own format falls back on it)
-_python_format_warning = warnings.formatwarning
-
-
-def format_warning(message, category, filename, lineno, line=None) -> str:
-    """``warnings.formatwarning`` of the command: twoview's own warnings in one line
-    (``twoview: warning: ...``), anyone else's as Python shows them (a library's warning
-    is not labelled as twoview's)."""
-    if issubclass(category, TwoViewWarning):
-        return f"twoview: warning: {message}\n"
-    return _python_format_warning(message, category, filename, lineno, line)
 
 
 @contextlib.contextmanager

@@ -157,6 +157,11 @@ def _init_worker(config: dict, defaults: dict) -> None:
     from twoview.pipeline import Pipeline
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import warnings
+
+    from twoview.errors import format_warning
+
+    warnings.formatwarning = format_warning  # a spawned process starts with Python's format
     _PIPELINE, _DEFAULTS = Pipeline(config), defaults
 
 

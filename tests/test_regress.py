@@ -335,7 +335,11 @@ def test_estimate_and_batch_agree(mini_checkpoint, rng):
 
     imgs = [rng.integers(0, 255, size=(120, 160, 3), dtype=np.uint8) for _ in range(4)]
     single = [estimate(imgs[i], imgs[i + 1], checkpoint=mini_checkpoint) for i in range(3)]
-    batch = estimate_batch([(imgs[i], imgs[i + 1]) for i in range(3)], checkpoint=mini_checkpoint, batch_size=2)
+    with pytest.warns(UserWarning) as said:
+        batch = estimate_batch([(imgs[i], imgs[i + 1]) for i in range(3)], checkpoint=mini_checkpoint, batch_size=2)
+    # the guessed field of view is said once per view for the whole batch, not once per pair
+    guessed = [str(w.message) for w in said if "no intrinsics given" in str(w.message)]
+    assert len(guessed) == 2 and all("3 of 3 pairs" in m for m in guessed), guessed
     for s, b in zip(single, batch):
         # no depth and no descriptor stem: a unit direction, never a made-up metric length
         assert s.success and s.solver == "regress" and not s.metric

@@ -344,6 +344,7 @@ class PoseRegressor:
     def estimate_many(self, items, batch_size: int = 16) -> list[PoseResult]:
         """:meth:`estimate` for many pairs: ``items`` are dicts of its arguments."""
         t0 = time.perf_counter()
+        items = _guess_cameras(list(items))
         prepared = []
         for i, it in enumerate(items):
             tag = f" (pair {i})" if len(items) > 1 else ""
@@ -437,6 +438,33 @@ def _as_image(x, name: str) -> np.ndarray:
         raise InputError(name, "missing image")
     img = check_image_array(np.asarray(x), name)
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+
+def _guess_cameras(items: list[dict]) -> list[dict]:
+    """``items`` with the field-of-view guess as the camera of each in-memory image given
+    none, and one warning per view for the whole call (not one per pair: a batch of 1,000
+    pairs without intrinsics would print 2,000 lines). Paths are left to
+    :func:`twoview.view.as_camera` (EXIF first)."""
+    from twoview.geometry.camera import DEFAULT_HFOV_DEG, Camera
+
+    guessed: dict[int, list[int]] = {0: [], 1: []}
+    out = []
+    for i, it in enumerate(items):
+        it = dict(it)
+        for k in (0, 1):
+            image = it.get(f"image{k}")
+            if it.get(f"camera{k}") is None and isinstance(image, np.ndarray) and image.ndim in (2, 3) and image.size:
+                it[f"camera{k}"] = Camera.from_fov(DEFAULT_HFOV_DEG, image.shape[1], image.shape[0], source="fov-guess")
+                guessed[k].append(i)
+        out.append(it)
+    for k, which in guessed.items():
+        if which:
+            where = "" if len(items) == 1 else (f" (pair {which[0]})" if len(which) == 1 else
+                                                 f" ({len(which)} of {len(items)} pairs, first {which[0]})")
+            warnings.warn(f"camera{k}{where}: no intrinsics given for an in-memory image; assuming a "
+                          f"{DEFAULT_HFOV_DEG:.0f} deg horizontal field of view. Pass K for accurate poses.",
+                          category=TwoViewWarning, stacklevel=3)
+    return out
 
 
 def estimate_batch(pairs, checkpoint: str | Path | None = None, batch_size: int = 16) -> list[PoseResult]:

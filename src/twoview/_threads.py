@@ -89,3 +89,16 @@ def worker(name: str):
 
             pool = _WORKERS[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"twoview-{name}")
     return pool
+
+
+def start_pool_worker() -> None:
+    """Start-up of a spawned pool process (the bench's, ``estimate --pairs``'): one core
+    for its numerics (the pool provides the parallelism), and the command's warning format
+    (:func:`twoview.errors.format_warning`; a spawned process starts with Python's)."""
+    import os
+    import warnings
+
+    from twoview.errors import format_warning
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    warnings.formatwarning = format_warning

@@ -86,6 +86,16 @@ def as_image(image, name: str) -> np.ndarray:
     return np.ascontiguousarray(im)
 
 
+def warn_fov_guess(name: str, stacklevel: int = 2) -> None:
+    """The warning that ``name``, an in-memory image, gets the field-of-view guess as its
+    camera (``stacklevel`` as :func:`warnings.warn` counts it from the caller)."""
+    warnings.warn(
+        f"{name}: no intrinsics given for an in-memory image; assuming a {DEFAULT_HFOV_DEG:.0f} deg "
+        "horizontal field of view. Pass K for accurate poses.",
+        category=TwoViewWarning, stacklevel=stacklevel + 1,
+    )
+
+
 def as_camera(cam, image: np.ndarray, image_path, name: str) -> Camera:
     """What the API accepts as a camera -> a checked :class:`Camera` for ``image``.
 
@@ -97,11 +107,7 @@ def as_camera(cam, image: np.ndarray, image_path, name: str) -> Camera:
     if cam is None:
         if isinstance(image_path, (str, Path)):
             return Camera.from_exif_or_guess(image_path, w, h)
-        warnings.warn(
-            f"{name}: no intrinsics given for an in-memory image; assuming a {DEFAULT_HFOV_DEG:.0f} deg "
-            "horizontal field of view. Pass K for accurate poses.",
-            category=TwoViewWarning, stacklevel=3,
-        )
+        warn_fov_guess(name, stacklevel=3)
         return Camera.from_fov(DEFAULT_HFOV_DEG, w, h, source="fov-guess")
     if isinstance(cam, Camera):
         if (cam.width, cam.height) != (w, h):

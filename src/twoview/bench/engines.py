@@ -60,14 +60,9 @@ def _init_worker() -> None:
     # each worker uses one core: the pool provides the parallelism. The networks' sums then
     # round differently from a one-process run on every core, so a pair at the edge of the
     # matchers' evidence can differ between --workers 1 and --workers N (real_rgbd.md)
-    import os
+    from twoview._threads import start_pool_worker
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import warnings
-
-    from twoview.errors import format_warning
-
-    warnings.formatwarning = format_warning  # a spawned process starts with Python's format
+    start_pool_worker()
     try:
         import cv2
 

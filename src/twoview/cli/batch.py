@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -154,14 +153,10 @@ _DEFAULTS: dict = {}
 
 def _init_worker(config: dict, defaults: dict) -> None:
     global _PIPELINE, _DEFAULTS
+    from twoview._threads import start_pool_worker
     from twoview.pipeline import Pipeline
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import warnings
-
-    from twoview.errors import format_warning
-
-    warnings.formatwarning = format_warning  # a spawned process starts with Python's format
+    start_pool_worker()
     _PIPELINE, _DEFAULTS = Pipeline(config), defaults
 
 

@@ -626,7 +626,7 @@ def colour_to_depth_pixels(uv: np.ndarray, depth: np.ndarray, registration: Dept
         miss = np.where(np.isfinite(miss), miss, np.inf)
         fixed = miss <= 0.5
         # the nearest fixed point; without one, the pixel that misses least
-        key = np.where(fixed, np.where(np.isfinite(z), z, np.inf), np.inf)
+        key = np.where(fixed, z, np.inf)  # a fixed point has a finite miss, so a depth
         best = np.where(fixed.any(axis=1), np.argmin(key, axis=1), np.argmin(miss, axis=1))
         rows = np.arange(len(best))
         found = np.isfinite(miss[rows, best])

@@ -319,8 +319,9 @@ def build_mixture(
     t_feat = time.perf_counter()
 
     dense = None
-    if cfg.dense_cell_side(*depth.shape) > 0:
-        dense = _dense_mixture(depth, valid, image, camera, cfg)
+    dense_px = cfg.dense_cell_side(H, W)
+    if dense_px > 0:
+        dense = _dense_mixture(depth, valid, image, camera, cfg, dense_px)
     s = cfg.zbuffer_stride
     hz, wz = -(-H // s), -(-W // s)
     zpad = np.full((hz * s, wz * s), np.inf, np.float32)
@@ -341,14 +342,14 @@ def build_mixture(
     }
     if dense is not None:
         info["num_dense"] = len(dense)
-        info["dense_cell_px"] = cfg.dense_cell_side(H, W)
+        info["dense_cell_px"] = dense_px
         dense.camera, dense.zbuffer, dense.zbuffer_stride = camera, zbuf, s
     return GaussianMixture(mean, cov, weights, colour, features, normals, camera, zbuf, s, appearance, info, dense)
 
 
-def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig) -> GaussianMixture:
+def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig, c: int) -> GaussianMixture:
     """The dense mixture the alignment is polished on (:mod:`twoview.gmm.polish`): one
-    Gaussian per small cell (``BuildConfig.dense_cell_side``), its mean the cell's centroid and its
+    Gaussian per ``c`` x ``c`` pixel cell (``BuildConfig.dense_cell_side``), its mean the cell's centroid and its
     covariance the local surface's, from the ``dense_neighbourhood`` x
     ``dense_neighbourhood`` block of cells around it (as GICP takes each point's
     covariance from its neighbours): many more samples of the surface than the
@@ -356,7 +357,6 @@ def _dense_mixture(depth, valid, image, camera, cfg: BuildConfig) -> GaussianMix
     from twoview.gmm._kernels import cell_moments, plane_spectra
 
     H, W = depth.shape
-    c = cfg.dense_cell_side(H, W)
     # every valid pixel enters its cell (not every other one, as the quadtree's moments):
     # on the HoloLens pairs, whose depth is exact, a quarter of the pixels (2 ms cheaper
     # per view) cost 1.5 AUC@5

@@ -446,6 +446,7 @@ def _guess_cameras(items: list[dict]) -> list[dict]:
     pairs without intrinsics would print 2,000 lines). Paths are left to
     :func:`twoview.view.as_camera` (EXIF first)."""
     from twoview.geometry.camera import DEFAULT_HFOV_DEG, Camera
+    from twoview.view import warn_fov_guess
 
     guessed: dict[int, list[int]] = {0: [], 1: []}
     out = []
@@ -461,9 +462,7 @@ def _guess_cameras(items: list[dict]) -> list[dict]:
         if which:
             where = "" if len(items) == 1 else (f" (pair {which[0]})" if len(which) == 1 else
                                                  f" ({len(which)} of {len(items)} pairs, first {which[0]})")
-            warnings.warn(f"camera{k}{where}: no intrinsics given for an in-memory image; assuming a "
-                          f"{DEFAULT_HFOV_DEG:.0f} deg horizontal field of view. Pass K for accurate poses.",
-                          category=TwoViewWarning, stacklevel=3)
+            warn_fov_guess(f"camera{k}{where}", stacklevel=3)
     return out
 
 
